@@ -1,0 +1,406 @@
+//! The cart actor: one per cart, owner of its lines and of the checkout protocol.
+//!
+//! Setting a line's quantity reserves or releases through the SKU actor before
+//! the cart answers, so a cart line always stands for a hold. Checkout runs here:
+//! prepare on every SKU (all or nothing), authorize payment, write the order to the
+//! journal and wait for its batch to commit, then commit on every SKU. Idle carts
+//! are passivated by the registry; their state is saved first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use flashcore_domain::{
+    Cart, CartError, CartId, CartStatus, InventoryError, JournalEntry, LineChange, Order, OrderId, Sku, StockFact,
+};
+use futures::future::join_all;
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::catalog::CatalogCache;
+use crate::clock;
+use crate::engine::{CheckoutRequest, EngineError};
+use crate::flusher::{Flusher, SnapshotSource};
+use crate::gate::Ticket;
+use crate::journal::JournalWriter;
+use crate::metrics as m;
+use crate::ports::{AppendOutcome, EntityKind, PaymentError, PaymentRequest, Payments, SnapshotRecord, SnapshotStore};
+use crate::registry::Registry;
+use crate::sku::SkuMsg;
+
+/// What every cart actor shares.
+#[derive(Clone)]
+pub struct CartDeps {
+    /// The SKU actors.
+    pub skus: Arc<Registry<Sku, SkuMsg>>,
+    /// Products.
+    pub catalog: Arc<CatalogCache>,
+    /// Payment provider.
+    pub payments: Arc<dyn Payments>,
+    /// Group-commit journal.
+    pub journal: JournalWriter,
+    /// Snapshot reads at activation and the synchronous save at passivation.
+    pub snapshots: Arc<dyn SnapshotStore>,
+    /// Write-behind.
+    pub flusher: Flusher,
+    /// How long a hold lasts.
+    pub hold_ttl: Duration,
+    /// This node's shard epoch.
+    pub epoch: u64,
+}
+
+impl std::fmt::Debug for CartDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CartDeps").field("hold_ttl", &self.hold_ttl).finish_non_exhaustive()
+    }
+}
+
+/// Messages to a cart actor.
+#[derive(Debug)]
+pub enum CartMsg {
+    /// The cart as it is.
+    Get {
+        /// Admission ticket.
+        ticket: Ticket,
+        /// Answer.
+        reply: RpcReplyPort<Cart>,
+    },
+    /// Set a line's quantity (0 removes it).
+    SetQuantity {
+        /// Admission ticket.
+        ticket: Ticket,
+        /// The product.
+        sku: Sku,
+        /// Units.
+        qty: u32,
+        /// Answer.
+        reply: RpcReplyPort<Result<Cart, EngineError>>,
+    },
+    /// Check out; answers the order and whether it is a replay of an earlier one.
+    Checkout {
+        /// Admission ticket.
+        ticket: Ticket,
+        /// Payment and key.
+        req: CheckoutRequest,
+        /// Answer.
+        reply: RpcReplyPort<Result<(Order, bool), EngineError>>,
+    },
+    /// Serialize state for write-behind (marks the actor clean).
+    Snapshot {
+        /// Answer.
+        reply: RpcReplyPort<SnapshotRecord>,
+    },
+    /// Save state now and stop (sent by the registry with the gate closed).
+    Passivate {
+        /// Answer.
+        reply: RpcReplyPort<Result<(), String>>,
+    },
+}
+
+/// The cart actor behaviour.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CartActor;
+
+/// A cart actor's state.
+#[derive(Debug)]
+pub struct CartState {
+    cart: Cart,
+    deps: CartDeps,
+    dirty: bool,
+    version: u64,
+}
+
+fn registry_error(e: crate::registry::RegistryError) -> EngineError {
+    EngineError::from(e)
+}
+
+impl CartState {
+    fn changed(&mut self, myself: &ActorRef<CartMsg>) {
+        self.version += 1;
+        if !self.dirty {
+            self.dirty = true;
+            self.deps.flusher.mark_dirty(Box::new(myself.clone()));
+        }
+    }
+
+    fn record(&self) -> SnapshotRecord {
+        SnapshotRecord {
+            kind: EntityKind::Cart,
+            id: self.cart.id.to_string(),
+            pos: Default::default(),
+            epoch: self.deps.epoch,
+            version: self.version,
+            state: serde_json::to_value(&self.cart).unwrap_or(serde_json::Value::Null),
+        }
+    }
+
+    async fn set_quantity(&mut self, sku: Sku, qty: u32) -> Result<(), EngineError> {
+        let product = self.deps.catalog.get(&sku).ok_or(EngineError::ProductNotFound)?;
+        let now = clock::now();
+        match self.cart.plan_set_quantity(&product, qty, now)? {
+            LineChange::Unchanged => Ok(()),
+            LineChange::Reserve { hold_id, qty } => {
+                let (cart, ttl) = (self.cart.id, self.deps.hold_ttl);
+                let result = self
+                    .deps
+                    .skus
+                    .call(&sku, true, |ticket, reply| SkuMsg::Reserve { ticket, hold: hold_id, cart, qty, ttl, reply })
+                    .await
+                    .map_err(registry_error)?;
+                match result {
+                    Ok(expires_at) => {
+                        self.cart.apply_reserved(&product, qty, hold_id, expires_at);
+                        Ok(())
+                    }
+                    Err(InventoryError::OutOfStock { available, .. }) => {
+                        // `available` counts only free units; a resize also keeps its own.
+                        let own = self.cart.lines.get(&sku).map_or(0, |l| u64::from(l.qty));
+                        Err(EngineError::OutOfStock { sku, available: available + own })
+                    }
+                    Err(e) => Err(EngineError::Internal(format!("reserve refused: {e}"))),
+                }
+            }
+            LineChange::Release { hold_id } => {
+                let result = self
+                    .deps
+                    .skus
+                    .call(&sku, false, |ticket, reply| SkuMsg::Release { ticket, hold: hold_id, reply: Some(reply) })
+                    .await
+                    .map_err(registry_error)?;
+                match result {
+                    // Unknown: the hold already lapsed; the line goes either way.
+                    Ok(_) | Err(InventoryError::UnknownHold(_)) => {
+                        self.cart.apply_released(&sku);
+                        Ok(())
+                    }
+                    Err(e) => Err(EngineError::Internal(format!("release refused: {e}"))),
+                }
+            }
+        }
+    }
+
+    /// Renews holds that lapsed (or are about to) before checkout, if stock allows.
+    async fn renew_lapsed_holds(&mut self) -> Result<(), EngineError> {
+        let soon = clock::now().plus_millis(1_000);
+        let lapsing: Vec<(Sku, u32)> =
+            self.cart.lines.values().filter(|l| l.hold_expires_at <= soon).map(|l| (l.sku.clone(), l.qty)).collect();
+        for (sku, qty) in lapsing {
+            match self.set_quantity(sku.clone(), qty).await {
+                Ok(()) => {}
+                Err(EngineError::OutOfStock { .. } | EngineError::ProductNotFound) => {
+                    return Err(EngineError::StockLost { sku });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn abort(&self, order: OrderId, skus: &[Sku]) {
+        for sku in skus {
+            if let Err(e) = self.deps.skus.cast(sku, false, |ticket| SkuMsg::Abort { ticket, order }).await {
+                // A dead SKU actor aborts every prepared hold when it recovers.
+                tracing::warn!(sku = %sku, order.id = %order, error = %e, "abort not delivered");
+            }
+        }
+    }
+
+    async fn checkout(&mut self, req: CheckoutRequest) -> Result<(Order, bool), EngineError> {
+        if let CartStatus::CheckedOut { order_id, idempotency_key } = &self.cart.status {
+            if *idempotency_key != req.idempotency_key {
+                return Err(EngineError::CartCheckedOut(*order_id));
+            }
+            let order = self.deps.journal.journal().order(*order_id).await.map_err(EngineError::store)?;
+            return order.map(|o| (o, true)).ok_or(EngineError::Internal("checked-out cart without order".into()));
+        }
+        self.cart.ensure_checkout_ready()?;
+        self.renew_lapsed_holds().await?;
+
+        // 1. Prepare every SKU; all or nothing.
+        let order_id = OrderId::new();
+        let cart_id = self.cart.id;
+        let lines: Vec<_> = self.cart.lines.values().map(|l| (l.sku.clone(), l.hold_id)).collect();
+        let results = join_all(lines.iter().map(|(sku, hold)| {
+            let holds = vec![*hold];
+            self.deps.skus.call(sku, true, move |ticket, reply| SkuMsg::Prepare {
+                ticket,
+                order: order_id,
+                cart: cart_id,
+                holds,
+                reply,
+            })
+        }))
+        .await;
+        let mut prepared = Vec::new();
+        let mut failure = None;
+        for ((sku, _), r) in lines.iter().zip(results) {
+            match r {
+                Ok(Ok(())) => prepared.push(sku.clone()),
+                Ok(Err(_)) => {
+                    failure.get_or_insert(EngineError::StockLost { sku: sku.clone() });
+                }
+                Err(e) => {
+                    failure.get_or_insert(registry_error(e));
+                }
+            }
+        }
+        if let Some(e) = failure {
+            self.abort(order_id, &prepared).await;
+            return Err(e);
+        }
+
+        // 2. Authorize payment.
+        let amount = self.cart.total()?.ok_or(CartError::Empty)?;
+        let payment = PaymentRequest { order_id, amount, token: req.payment_token.clone() };
+        let reference = match self.deps.payments.authorize(&payment).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.abort(order_id, &prepared).await;
+                return Err(match e {
+                    PaymentError::Declined => EngineError::PaymentDeclined,
+                    PaymentError::InvalidToken => EngineError::InvalidPaymentToken,
+                    PaymentError::Provider(msg) => EngineError::PaymentProvider(msg),
+                });
+            }
+        };
+
+        // 3. Write the order and wait for its batch to commit.
+        let order = Order::from_cart(&self.cart, order_id, req.idempotency_key.clone(), req.email, reference, clock::now())?;
+        let outcome = self.deps.journal.append(JournalEntry::Order(order.clone())).await;
+        let pos = match outcome {
+            Ok(AppendOutcome::Written(pos)) => pos,
+            other => {
+                self.abort(order_id, &prepared).await;
+                if let Err(e) = self.deps.payments.void(&order.payment_ref).await {
+                    tracing::error!(order.id = %order_id, error = %e, "could not void payment authorization");
+                }
+                return Err(match other {
+                    Ok(_) => EngineError::IdempotencyKeyReused,
+                    Err(e) => EngineError::store(e),
+                });
+            }
+        };
+
+        // 4. Commit on every SKU. The order is durable: delivery must not fail.
+        for (sku, kind) in order.sold_facts() {
+            let fact = StockFact { pos, sku: sku.clone(), kind };
+            deliver_commit(Arc::clone(&self.deps.skus), fact).await;
+        }
+        self.cart.mark_checked_out(order.id, req.idempotency_key);
+        metrics::counter!(m::ORDERS).increment(1);
+        Ok((order, false))
+    }
+}
+
+/// Delivers a committed fact to its SKU actor, retrying in the background until
+/// it lands. If the SKU actor is restarting, its recovery reads the fact from the
+/// journal and the late delivery is a no-op (facts apply idempotently).
+async fn deliver_commit(skus: Arc<Registry<Sku, SkuMsg>>, fact: StockFact) {
+    let sku = fact.sku.clone();
+    let facts = vec![fact];
+    let first = skus.cast(&sku, false, |ticket| SkuMsg::Commit { ticket, facts: facts.clone() }).await;
+    if first.is_ok() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(50);
+        loop {
+            tokio::time::sleep(delay).await;
+            match skus.cast(&sku, false, |ticket| SkuMsg::Commit { ticket, facts: facts.clone() }).await {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(sku = %sku, error = %e, "commit delivery retrying"),
+            }
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    });
+}
+
+/// Loads a cart: its snapshot, or a new empty cart; a cart whose order reached
+/// the journal after its last snapshot is marked checked out.
+/// Returns the cart, its snapshot version, and whether it must be written (new, or
+/// changed by recovery).
+pub async fn recover(id: CartId, deps: &CartDeps) -> Result<(Cart, u64, bool), crate::ports::StoreError> {
+    let (mut cart, version, mut changed) = match deps.snapshots.load(EntityKind::Cart, &id.to_string()).await? {
+        Some(rec) => {
+            let cart: Cart = serde_json::from_value(rec.state)
+                .map_err(|e| crate::ports::StoreError(format!("corrupt snapshot of cart {id}: {e}")))?;
+            (cart, rec.version, false)
+        }
+        None => (Cart::new(id), 0, true),
+    };
+    if cart.status == CartStatus::Open {
+        if let Some(order) = deps.journal.journal().order_for_cart(id).await? {
+            cart.mark_checked_out(order.id, order.idempotency_key);
+            changed = true;
+        }
+    }
+    Ok((cart, version, changed))
+}
+
+impl Actor for CartActor {
+    type Msg = CartMsg;
+    type State = CartState;
+    type Arguments = (CartId, CartDeps);
+
+    async fn pre_start(&self, myself: ActorRef<CartMsg>, (id, deps): Self::Arguments) -> Result<CartState, ActorProcessingErr> {
+        let (cart, version, changed) = recover(id, &deps).await?;
+        let version = crate::flusher::next_incarnation(version);
+        let mut state = CartState { cart, deps, dirty: false, version };
+        if changed {
+            state.changed(&myself);
+        }
+        Ok(state)
+    }
+
+    async fn handle(&self, myself: ActorRef<CartMsg>, msg: CartMsg, state: &mut CartState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            CartMsg::Get { ticket: _ticket, reply } => {
+                let _ = reply.send(state.cart.clone());
+            }
+            CartMsg::SetQuantity { ticket: _ticket, sku, qty, reply } => {
+                let before = state.cart.clone();
+                let result = state.set_quantity(sku, qty).await;
+                if state.cart != before {
+                    state.changed(&myself);
+                }
+                let _ = reply.send(result.map(|()| state.cart.clone()));
+            }
+            CartMsg::Checkout { ticket: _ticket, req, reply } => {
+                let before = state.cart.clone();
+                let result = state.checkout(req).await;
+                if state.cart != before {
+                    state.changed(&myself);
+                }
+                if let Err(e) = &result {
+                    metrics::counter!(m::CHECKOUT_FAILURES, "reason" => e.code()).increment(1);
+                }
+                let _ = reply.send(result);
+            }
+            CartMsg::Snapshot { reply } => {
+                state.dirty = false;
+                let _ = reply.send(state.record());
+            }
+            CartMsg::Passivate { reply } => {
+                // Always save: a flush in progress may not have landed yet, and the
+                // next activation must see this state.
+                let saved = state.deps.snapshots.save(&[state.record()]).await.map_err(|e| e.to_string());
+                let ok = saved.is_ok();
+                let _ = reply.send(saved);
+                if ok {
+                    myself.stop(Some("passivated".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SnapshotSource for ActorRef<CartMsg> {
+    async fn snapshot(&self) -> Option<SnapshotRecord> {
+        match self.call(|reply| CartMsg::Snapshot { reply }, Some(Duration::from_secs(5))).await {
+            Ok(CallResult::Success(r)) => Some(r),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! The engine: the one facade the HTTP edge (and tests, and benchmarks) talk to.
+//!
+//! It wires ports to actors: a registry and a supervisor per entity kind, the
+//! group-commit journal writer, the write-behind flusher and the cart reaper.
+//! Handlers turn a request into one engine call and its result into a response;
+//! nothing outside this crate touches actor state.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use flashcore_domain::{Availability, Cart, CartError, CartId, Order, OrderId, Product, Sku};
+use ractor::{Actor, ActorCell, ActorRef};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::cart::{CartActor, CartDeps, CartMsg};
+use crate::catalog::CatalogCache;
+use crate::flusher::{FlushStatsView, Flusher};
+use crate::journal::{JournalStatsView, JournalWriter};
+use crate::ports::{AvailabilityFeed, Catalog, Journal, Payments, SnapshotStore, StoreError};
+use crate::registry::{Activator, Registry, RegistryConfig, RegistryError, RegistryStats};
+use crate::sku::{SkuActor, SkuDeps, SkuMsg, StockChange, StockChangeError};
+use crate::supervisor::{EntitySupervisor, SupervisorMsg};
+
+/// Tunables. Defaults suit a single node serving a flash sale.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How long a cart line's hold lasts.
+    pub hold_ttl: Duration,
+    /// Idle time after which a cart actor is passivated.
+    pub cart_idle: Duration,
+    /// Write-behind flush interval.
+    pub flush_interval: Duration,
+    /// Most entries per journal batch.
+    pub journal_max_batch: usize,
+    /// In-flight bound per SKU actor (past it: 503).
+    pub sku_max_inflight: u64,
+    /// In-flight bound per cart actor (past it: 503).
+    pub cart_max_inflight: u64,
+    /// How long a caller waits for an actor.
+    pub call_timeout: Duration,
+    /// Restart intensity: restarts allowed per entity within `restart_period`.
+    pub max_restarts: usize,
+    /// Restart intensity window.
+    pub restart_period: Duration,
+    /// This node's shard epoch (fencing in a later multi-node mode).
+    pub epoch: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            hold_ttl: Duration::from_secs(600),
+            cart_idle: Duration::from_secs(300),
+            flush_interval: Duration::from_millis(50),
+            journal_max_batch: 1_000,
+            sku_max_inflight: 8_192,
+            cart_max_inflight: 64,
+            call_timeout: Duration::from_secs(5),
+            max_restarts: 5,
+            restart_period: Duration::from_secs(10),
+            epoch: 1,
+        }
+    }
+}
+
+/// The adapters the engine runs on.
+#[derive(Clone)]
+pub struct Ports {
+    /// Orders and stock facts.
+    pub journal: Arc<dyn Journal>,
+    /// Write-behind snapshots.
+    pub snapshots: Arc<dyn SnapshotStore>,
+    /// Products.
+    pub catalog: Arc<dyn Catalog>,
+    /// Payment provider.
+    pub payments: Arc<dyn Payments>,
+    /// Availability fan-out.
+    pub feed: Arc<dyn AvailabilityFeed>,
+}
+
+impl std::fmt::Debug for Ports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ports").finish_non_exhaustive()
+    }
+}
+
+/// A checkout request, already validated by the edge.
+#[derive(Debug, Clone)]
+pub struct CheckoutRequest {
+    /// The payment provider's token.
+    pub payment_token: String,
+    /// Receipt address.
+    pub email: Option<String>,
+    /// The request's `Idempotency-Key`.
+    pub idempotency_key: String,
+}
+
+/// A product with its live availability.
+#[derive(Debug, Clone)]
+pub struct ProductView {
+    /// The product.
+    pub product: Arc<Product>,
+    /// Its stock.
+    pub availability: Availability,
+}
+
+/// Everything an engine call can fail with. Each has a stable [`EngineError::code`].
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    /// No such product.
+    #[error("product not found")]
+    ProductNotFound,
+    /// Not enough stock for the requested quantity.
+    #[error("only {available} of {sku} available")]
+    OutOfStock {
+        /// The product.
+        sku: Sku,
+        /// Units that could be had (including the line's own).
+        available: u64,
+    },
+    /// A line's hold was lost and its stock is gone.
+    #[error("stock for {sku} is no longer held for this cart")]
+    StockLost {
+        /// The product.
+        sku: Sku,
+    },
+    /// A cart rule refused the change.
+    #[error(transparent)]
+    Cart(#[from] CartError),
+    /// The cart became an order already (with another idempotency key).
+    #[error("cart already checked out as order {0}")]
+    CartCheckedOut(OrderId),
+    /// The issuer declined.
+    #[error("payment declined")]
+    PaymentDeclined,
+    /// The payment token is not recognised.
+    #[error("payment token not recognised")]
+    InvalidPaymentToken,
+    /// The payment provider failed.
+    #[error("payment provider failed")]
+    PaymentProvider(String),
+    /// The idempotency key belongs to another cart's order.
+    #[error("idempotency key already used for another order")]
+    IdempotencyKeyReused,
+    /// A store or actor is unavailable; try again.
+    #[error("temporarily unavailable: {reason}")]
+    Unavailable {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+        /// For the log, never the client.
+        reason: String,
+    },
+    /// An actor's mailbox is full; try again.
+    #[error("overloaded")]
+    Overloaded {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
+    /// A bug or an impossible state; for the log, never the client.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl EngineError {
+    /// A store failure, as "unavailable".
+    pub fn store(e: StoreError) -> Self {
+        EngineError::Unavailable { retry_after_secs: 1, reason: e.0 }
+    }
+
+    /// The stable machine-readable code (the problem document's `type` suffix).
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::ProductNotFound => "product-not-found",
+            EngineError::OutOfStock { .. } => "out-of-stock",
+            EngineError::StockLost { .. } => "stock-lost",
+            EngineError::Cart(e) => match e {
+                CartError::CheckedOut(_) => "cart-checked-out",
+                CartError::QuantityTooLarge { .. } => "invalid-quantity",
+                CartError::LimitExceeded { .. } => "limit-exceeded",
+                CartError::SaleNotStarted { .. } => "sale-not-started",
+                CartError::CurrencyMismatch => "currency-mismatch",
+                CartError::TooManyLines => "too-many-lines",
+                CartError::Empty => "cart-empty",
+                CartError::Money(_) => "invalid-amount",
+            },
+            EngineError::CartCheckedOut(_) => "cart-checked-out",
+            EngineError::PaymentDeclined => "payment-declined",
+            EngineError::InvalidPaymentToken => "invalid-payment-token",
+            EngineError::PaymentProvider(_) => "payment-provider-error",
+            EngineError::IdempotencyKeyReused => "idempotency-key-reused",
+            EngineError::Unavailable { .. } => "unavailable",
+            EngineError::Overloaded { .. } => "overloaded",
+            EngineError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<RegistryError> for EngineError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::Busy { .. } => EngineError::Overloaded { retry_after_secs: 1 },
+            RegistryError::Quarantined { retry_after } => {
+                EngineError::Unavailable { retry_after_secs: retry_after.as_secs().max(1), reason: e.to_string() }
+            }
+            other => EngineError::Unavailable { retry_after_secs: 1, reason: other.to_string() },
+        }
+    }
+}
+
+impl From<StockChangeError> for EngineError {
+    fn from(e: StockChangeError) -> Self {
+        match e {
+            StockChangeError::Store(s) => EngineError::store(s),
+            StockChangeError::Inventory(i) => EngineError::Internal(i.to_string()),
+        }
+    }
+}
+
+struct SkuActivator(SkuDeps);
+
+#[async_trait]
+impl Activator<Sku, SkuMsg> for SkuActivator {
+    async fn activate(&self, key: &Sku, supervisor: ActorCell) -> Result<ActorRef<SkuMsg>, String> {
+        let (actor, _) = Actor::spawn_linked(None, SkuActor, (key.clone(), self.0.clone()), supervisor)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(actor)
+    }
+}
+
+struct CartActivator(CartDeps);
+
+#[async_trait]
+impl Activator<CartId, CartMsg> for CartActivator {
+    async fn activate(&self, key: &CartId, supervisor: ActorCell) -> Result<ActorRef<CartMsg>, String> {
+        let (actor, _) =
+            Actor::spawn_linked(None, CartActor, (*key, self.0.clone()), supervisor).await.map_err(|e| e.to_string())?;
+        Ok(actor)
+    }
+}
+
+struct Inner {
+    cfg: EngineConfig,
+    skus: Arc<Registry<Sku, SkuMsg>>,
+    carts: Arc<Registry<CartId, CartMsg>>,
+    catalog: Arc<CatalogCache>,
+    journal: JournalWriter,
+    flusher: Flusher,
+    feed: Arc<dyn AvailabilityFeed>,
+    supervisors: (ActorRef<SupervisorMsg>, ActorRef<SupervisorMsg>),
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    ready: AtomicBool,
+}
+
+/// The running engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine(Arc<Inner>);
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("cfg", &self.0.cfg).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Starts supervisors, journal writer, flusher and reaper over `ports`.
+    pub async fn start(cfg: EngineConfig, ports: Ports) -> Result<Engine, StoreError> {
+        let catalog = Arc::new(CatalogCache::load(Arc::clone(&ports.catalog)).await?);
+        let (journal, journal_task) = JournalWriter::start(Arc::clone(&ports.journal), cfg.journal_max_batch, 65_536);
+        let (flusher, flush_task) = Flusher::start(Arc::clone(&ports.snapshots), cfg.flush_interval);
+
+        let registry_cfg = |kind, max_inflight| RegistryConfig {
+            kind,
+            max_inflight,
+            call_timeout: cfg.call_timeout,
+            max_restarts: cfg.max_restarts,
+            restart_period: cfg.restart_period,
+        };
+        let skus = Registry::new(registry_cfg("sku", cfg.sku_max_inflight));
+        let carts = Registry::new(registry_cfg("cart", cfg.cart_max_inflight));
+        let spawn_err = |e: ractor::SpawnErr| StoreError(format!("could not start supervisor: {e}"));
+        let (sku_sup, _) = Actor::spawn(None, EntitySupervisor::default(), Arc::clone(&skus)).await.map_err(spawn_err)?;
+        let (cart_sup, _) = Actor::spawn(None, EntitySupervisor::default(), Arc::clone(&carts)).await.map_err(spawn_err)?;
+
+        let sku_deps = SkuDeps {
+            journal: journal.clone(),
+            feed: Arc::clone(&ports.feed),
+            flusher: flusher.clone(),
+            snapshots: Arc::clone(&ports.snapshots),
+            epoch: cfg.epoch,
+        };
+        skus.wire(Arc::new(SkuActivator(sku_deps)), sku_sup.get_cell());
+        let cart_deps = CartDeps {
+            skus: Arc::clone(&skus),
+            catalog: Arc::clone(&catalog),
+            payments: Arc::clone(&ports.payments),
+            journal: journal.clone(),
+            snapshots: Arc::clone(&ports.snapshots),
+            flusher: flusher.clone(),
+            hold_ttl: cfg.hold_ttl,
+            epoch: cfg.epoch,
+        };
+        carts.wire(Arc::new(CartActivator(cart_deps)), cart_sup.get_cell());
+
+        let reaper = {
+            let carts = Arc::clone(&carts);
+            let idle = cfg.cart_idle;
+            let every = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    carts.passivate_idle(idle, |reply| CartMsg::Passivate { reply }).await;
+                }
+            })
+        };
+
+        let engine = Engine(Arc::new(Inner {
+            cfg,
+            skus,
+            carts,
+            catalog,
+            journal,
+            flusher,
+            feed: ports.feed,
+            supervisors: (sku_sup, cart_sup),
+            tasks: Mutex::new(vec![journal_task, flush_task, reaper]),
+            ready: AtomicBool::new(false),
+        }));
+        // Warm every SKU so reads are served from the feed and recovery runs now,
+        // not on the first buyer's request.
+        let skus: Vec<Sku> = engine.0.catalog.list(usize::MAX, None).iter().map(|p| p.sku.clone()).collect();
+        for sku in skus {
+            engine.availability(&sku).await.map_err(|e| StoreError(format!("recovery of SKU {sku} failed: {e}")))?;
+        }
+        engine.0.ready.store(true, Ordering::Release);
+        Ok(engine)
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.0.cfg
+    }
+
+    /// True once start-up recovery is done and until shutdown begins.
+    pub fn is_ready(&self) -> bool {
+        self.0.ready.load(Ordering::Acquire)
+    }
+
+    /// True when the catalog has no products (a demo catalog may be seeded).
+    pub fn catalog_is_empty(&self) -> bool {
+        self.0.catalog.is_empty()
+    }
+
+    /// Creates or replaces a product definition.
+    pub async fn upsert_product(&self, product: Product) -> Result<Arc<Product>, EngineError> {
+        let p = self.0.catalog.upsert(product).await.map_err(EngineError::store)?;
+        self.availability(&p.sku).await?;
+        Ok(p)
+    }
+
+    /// Journals and applies an operator's stock change.
+    pub async fn adjust_stock(&self, sku: &Sku, change: StockChange) -> Result<Availability, EngineError> {
+        self.product_def(sku)?;
+        let r = self.0.skus.call(sku, true, |ticket, reply| SkuMsg::Adjust { ticket, change, reply }).await?;
+        match r {
+            Err(StockChangeError::Inventory(e)) => Err(EngineError::Internal(e.to_string())).or_else(|_| match e {
+                flashcore_domain::InventoryError::TotalBelowCommitted { committed, .. } => {
+                    Err(EngineError::OutOfStock { sku: sku.clone(), available: committed })
+                }
+                other => Err(EngineError::Internal(other.to_string())),
+            }),
+            other => other.map_err(EngineError::from),
+        }
+    }
+
+    fn product_def(&self, sku: &Sku) -> Result<Arc<Product>, EngineError> {
+        self.0.catalog.get(sku).ok_or(EngineError::ProductNotFound)
+    }
+
+    /// A SKU's stock, from the availability feed (or its actor if nothing was published yet).
+    pub async fn availability(&self, sku: &Sku) -> Result<Availability, EngineError> {
+        if let Some(a) = self.0.feed.latest(sku) {
+            return Ok(a);
+        }
+        Ok(self.0.skus.call(sku, true, |ticket, reply| SkuMsg::Get { ticket, reply }).await?)
+    }
+
+    /// One product with its availability.
+    pub async fn product(&self, sku: &Sku) -> Result<ProductView, EngineError> {
+        let product = self.product_def(sku)?;
+        let availability = self.availability(sku).await?;
+        Ok(ProductView { product, availability })
+    }
+
+    /// A page of products in SKU order after `after`.
+    pub async fn products(&self, limit: usize, after: Option<&Sku>) -> Result<Vec<ProductView>, EngineError> {
+        let mut out = Vec::new();
+        for product in self.0.catalog.list(limit, after) {
+            let availability = self.availability(&product.sku).await?;
+            out.push(ProductView { product, availability });
+        }
+        Ok(out)
+    }
+
+    /// A stream of a SKU's availability (current value first).
+    pub async fn subscribe(&self, sku: &Sku) -> Result<watch::Receiver<Option<Availability>>, EngineError> {
+        self.product_def(sku)?;
+        self.availability(sku).await?;
+        Ok(self.0.feed.subscribe(sku))
+    }
+
+    /// Opens a new, empty cart.
+    pub async fn create_cart(&self) -> Result<Cart, EngineError> {
+        self.cart(CartId::new()).await
+    }
+
+    /// A cart as it is.
+    pub async fn cart(&self, id: CartId) -> Result<Cart, EngineError> {
+        Ok(self.0.carts.call(&id, true, |ticket, reply| CartMsg::Get { ticket, reply }).await?)
+    }
+
+    /// Sets a line's quantity (0 removes the line).
+    pub async fn set_quantity(&self, id: CartId, sku: Sku, qty: u32) -> Result<Cart, EngineError> {
+        self.product_def(&sku)?;
+        self.0.carts.call(&id, true, |ticket, reply| CartMsg::SetQuantity { ticket, sku, qty, reply }).await?
+    }
+
+    /// Checks a cart out; returns the order and whether it replays an earlier checkout.
+    pub async fn checkout(&self, id: CartId, req: CheckoutRequest) -> Result<(Order, bool), EngineError> {
+        self.0.carts.call(&id, true, |ticket, reply| CartMsg::Checkout { ticket, req, reply }).await?
+    }
+
+    /// An order by id.
+    pub async fn order(&self, id: OrderId) -> Result<Option<Order>, EngineError> {
+        self.0.journal.journal().order(id).await.map_err(EngineError::store)
+    }
+
+    /// Orders newest first, before the `before` cursor.
+    pub async fn orders(&self, limit: usize, before: Option<OrderId>) -> Result<Vec<Order>, EngineError> {
+        self.0.journal.journal().orders(limit, before).await.map_err(EngineError::store)
+    }
+
+    /// Supervision figures per entity kind, with the `top` busiest entities.
+    pub fn actor_stats(&self, top: usize) -> Vec<RegistryStats> {
+        vec![self.0.skus.stats(top), self.0.carts.stats(top)]
+    }
+
+    /// Group-commit figures.
+    pub fn journal_stats(&self) -> JournalStatsView {
+        self.0.journal.stats()
+    }
+
+    /// Write-behind figures.
+    pub fn flush_stats(&self) -> FlushStatsView {
+        self.0.flusher.stats()
+    }
+
+    /// Fault injection for supervision drills: makes the SKU's actor panic.
+    pub async fn inject_sku_failure(&self, sku: &Sku) -> Result<(), EngineError> {
+        self.product_def(sku)?;
+        Ok(self.0.skus.cast(sku, false, |ticket| SkuMsg::Crash { ticket }).await?)
+    }
+
+    /// Graceful shutdown: admit nothing new, write all dirty state, stop actors.
+    pub async fn shutdown(&self) {
+        self.0.ready.store(false, Ordering::Release);
+        self.0.skus.close_all();
+        self.0.carts.close_all();
+        match self.0.flusher.flush_now().await {
+            Ok(n) => tracing::info!(snapshots = n, "final flush done"),
+            Err(e) => tracing::error!(error = %e, "final flush failed"),
+        }
+        for (_, a) in self.0.carts.actors() {
+            a.stop(Some("shutdown".into()));
+        }
+        for (_, a) in self.0.skus.actors() {
+            a.stop(Some("shutdown".into()));
+        }
+        self.0.supervisors.0.stop(None);
+        self.0.supervisors.1.stop(None);
+        if let Ok(mut tasks) = self.0.tasks.lock() {
+            for t in tasks.drain(..) {
+                t.abort();
+            }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Write-behind: dirty entities are snapshotted in batches every `flush_interval`.
+//!
+//! An actor that changes state while clean registers itself once with
+//! [`Flusher::mark_dirty`]; at the next tick the flusher asks each registered
+//! actor for one snapshot (so a hot SKU changed ten thousand times in an interval
+//! is serialized once), and saves them all in one batch. A failed save keeps the
+//! records and retries them on the next tick; a newer snapshot of the same entity
+//! replaces an older one waiting for retry.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::metrics as m;
+use crate::ports::{EntityKind, SnapshotRecord, SnapshotStore, StoreError};
+
+/// The first snapshot version of a new incarnation of an entity whose stored
+/// snapshot has `stored`. Versions are `incarnation << 32 | change count`, so
+/// every snapshot of a restarted actor outranks any late retry from its
+/// predecessor.
+pub fn next_incarnation(stored: u64) -> u64 {
+    ((stored >> 32) + 1) << 32
+}
+
+/// Something that can produce its own snapshot: a live actor.
+#[async_trait]
+pub trait SnapshotSource: Send + Sync + 'static {
+    /// The entity's current state, or `None` if it is gone (stopped actors have
+    /// already saved theirs).
+    async fn snapshot(&self) -> Option<SnapshotRecord>;
+}
+
+enum Control {
+    Dirty(Box<dyn SnapshotSource>),
+    FlushNow(oneshot::Sender<Result<usize, StoreError>>),
+}
+
+/// Operator figures for the write-behind queue.
+#[derive(Debug, Default)]
+struct FlushStats {
+    flushes: AtomicU64,
+    written: AtomicU64,
+    last_batch: AtomicU64,
+    last_flush_micros: AtomicU64,
+    retry_pending: AtomicU64,
+    errors: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// A point-in-time copy of the write-behind figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlushStatsView {
+    /// Flushes that wrote something.
+    pub flushes: u64,
+    /// Snapshots written.
+    pub written: u64,
+    /// Snapshots in the last flush.
+    pub last_batch_size: u64,
+    /// How long the last flush took, in microseconds (the flush lag on top of the interval).
+    pub last_flush_micros: u64,
+    /// Snapshots waiting for a retry after a failed save.
+    pub retry_pending: u64,
+    /// Failed saves.
+    pub errors: u64,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+}
+
+/// Handle to the write-behind flusher.
+#[derive(Clone)]
+pub struct Flusher {
+    tx: mpsc::UnboundedSender<Control>,
+    stats: Arc<FlushStats>,
+}
+
+impl std::fmt::Debug for Flusher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flusher").field("stats", &self.stats).finish_non_exhaustive()
+    }
+}
+
+impl Flusher {
+    /// Starts the flusher over `store`, flushing every `interval`.
+    pub fn start(store: Arc<dyn SnapshotStore>, interval: Duration) -> (Self, JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(FlushStats::default());
+        let task = tokio::spawn(run(store, interval, rx, Arc::clone(&stats)));
+        (Flusher { tx, stats }, task)
+    }
+
+    /// Registers an entity that became dirty. Call once per clean-to-dirty change.
+    pub fn mark_dirty(&self, source: Box<dyn SnapshotSource>) {
+        let _ = self.tx.send(Control::Dirty(source));
+    }
+
+    /// Flushes everything dirty now (graceful shutdown); returns how many were written.
+    pub async fn flush_now(&self) -> Result<usize, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Control::FlushNow(reply)).map_err(|_| StoreError("flusher stopped".into()))?;
+        rx.await.map_err(|_| StoreError("flusher stopped".into()))?
+    }
+
+    /// Operator figures.
+    pub fn stats(&self) -> FlushStatsView {
+        let s = &self.stats;
+        FlushStatsView {
+            flushes: s.flushes.load(Ordering::Relaxed),
+            written: s.written.load(Ordering::Relaxed),
+            last_batch_size: s.last_batch.load(Ordering::Relaxed),
+            last_flush_micros: s.last_flush_micros.load(Ordering::Relaxed),
+            retry_pending: s.retry_pending.load(Ordering::Relaxed),
+            errors: s.errors.load(Ordering::Relaxed),
+            last_error: s.last_error.lock().map(|e| e.clone()).unwrap_or(None),
+        }
+    }
+}
+
+/// Largest number of snapshots saved in one transaction.
+const SAVE_CHUNK: usize = 1_000;
+/// Snapshot requests in flight at once.
+const ASK_CONCURRENCY: usize = 256;
+
+async fn run(
+    store: Arc<dyn SnapshotStore>,
+    interval: Duration,
+    mut rx: mpsc::UnboundedReceiver<Control>,
+    stats: Arc<FlushStats>,
+) {
+    let mut dirty: Vec<Box<dyn SnapshotSource>> = Vec::new();
+    let mut retry: HashMap<(EntityKind, String), SnapshotRecord> = HashMap::new();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let waiter = tokio::select! {
+            _ = ticker.tick() => None,
+            msg = rx.recv() => match msg {
+                None => return,
+                Some(Control::Dirty(s)) => { dirty.push(s); continue; }
+                Some(Control::FlushNow(reply)) => Some(reply),
+            },
+        };
+        // Take everything registered so far, including what arrived with FlushNow.
+        while let Ok(msg) = rx.try_recv() {
+            match msg {
+                Control::Dirty(s) => dirty.push(s),
+                Control::FlushNow(r) => {
+                    let _ = r.send(Ok(0));
+                }
+            }
+        }
+        let result = flush(&*store, std::mem::take(&mut dirty), &mut retry, &stats).await;
+        if let Some(reply) = waiter {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+async fn flush(
+    store: &dyn SnapshotStore,
+    dirty: Vec<Box<dyn SnapshotSource>>,
+    retry: &mut HashMap<(EntityKind, String), SnapshotRecord>,
+    stats: &FlushStats,
+) -> Result<usize, StoreError> {
+    if dirty.is_empty() && retry.is_empty() {
+        return Ok(0);
+    }
+    let started = Instant::now();
+    for chunk in dirty.chunks(ASK_CONCURRENCY) {
+        let fresh = futures::future::join_all(chunk.iter().map(|s| s.snapshot())).await;
+        for r in fresh.into_iter().flatten() {
+            retry.insert((r.kind, r.id.clone()), r);
+        }
+    }
+    let batch: Vec<SnapshotRecord> = retry.drain().map(|(_, r)| r).collect();
+    let mut written = 0;
+    let mut failure = None;
+    for (i, chunk) in batch.chunks(SAVE_CHUNK).enumerate() {
+        if failure.is_some() {
+            for r in chunk {
+                retry.insert((r.kind, r.id.clone()), r.clone());
+            }
+            continue;
+        }
+        match store.save(chunk).await {
+            Ok(()) => written += chunk.len(),
+            Err(e) => {
+                tracing::error!(error = %e, chunk = i, records = chunk.len(), "write-behind flush failed; will retry");
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(m::SNAPSHOT_ERRORS).increment(1);
+                if let Ok(mut last) = stats.last_error.lock() {
+                    *last = Some(e.0.clone());
+                }
+                for r in chunk {
+                    retry.insert((r.kind, r.id.clone()), r.clone());
+                }
+                failure = Some(e);
+            }
+        }
+    }
+    let took = started.elapsed();
+    stats.flushes.fetch_add(1, Ordering::Relaxed);
+    stats.written.fetch_add(written as u64, Ordering::Relaxed);
+    stats.last_batch.store(written as u64, Ordering::Relaxed);
+    stats.last_flush_micros.store(took.as_micros() as u64, Ordering::Relaxed);
+    stats.retry_pending.store(retry.len() as u64, Ordering::Relaxed);
+    metrics::counter!(m::SNAPSHOTS_WRITTEN).increment(written as u64);
+    metrics::histogram!(m::FLUSH_SECONDS).record(took.as_secs_f64());
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(written),
+    }
+}

@@ -1,0 +1,156 @@
+//! Group commit: many checkouts share one journal transaction.
+//!
+//! Callers hand an entry to [`JournalWriter::append`] and wait. A single writer
+//! task takes whatever is queued (up to `max_batch`), appends it as one batch, and
+//! answers every caller once the batch has committed. Under load, batches grow by
+//! themselves, so the cost of a commit is shared by many orders; when idle, an
+//! entry is written immediately. One batch is in flight at a time, which keeps
+//! journal positions in commit order (recovery relies on that).
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use flashcore_domain::JournalEntry;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::metrics as m;
+use crate::ports::{AppendOutcome, Journal, StoreError};
+
+struct Pending {
+    entry: JournalEntry,
+    reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+}
+
+/// Figures for operators (`GET /v1/admin/journal`).
+#[derive(Debug, Default)]
+pub struct JournalStats {
+    batches: AtomicU64,
+    entries: AtomicU64,
+    last_batch: AtomicU64,
+    max_batch_seen: AtomicU64,
+    last_commit_micros: AtomicU64,
+    errors: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// A point-in-time copy of [`JournalStats`].
+#[derive(Debug, Clone, Serialize)]
+pub struct JournalStatsView {
+    /// Batches committed.
+    pub batches: u64,
+    /// Entries committed.
+    pub entries: u64,
+    /// Entries in the last batch.
+    pub last_batch_size: u64,
+    /// Largest batch so far.
+    pub max_batch_size: u64,
+    /// How long the last commit took, in microseconds.
+    pub last_commit_micros: u64,
+    /// Failed batches.
+    pub errors: u64,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+    /// Entries waiting for a batch.
+    pub queue_depth: u64,
+}
+
+/// Handle to the group-commit writer. Cheap to clone.
+#[derive(Clone)]
+pub struct JournalWriter {
+    tx: mpsc::Sender<Pending>,
+    journal: Arc<dyn Journal>,
+    stats: Arc<JournalStats>,
+}
+
+impl std::fmt::Debug for JournalWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalWriter").field("stats", &self.stats).finish_non_exhaustive()
+    }
+}
+
+impl JournalWriter {
+    /// Starts the writer task over `journal`.
+    pub fn start(journal: Arc<dyn Journal>, max_batch: usize, queue: usize) -> (Self, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let stats = Arc::new(JournalStats::default());
+        let task = tokio::spawn(run(Arc::clone(&journal), rx, max_batch.max(1), Arc::clone(&stats)));
+        (JournalWriter { tx, journal, stats }, task)
+    }
+
+    /// Appends `entry` and waits until its batch has committed.
+    pub async fn append(&self, entry: JournalEntry) -> Result<AppendOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Pending { entry, reply })
+            .await
+            .map_err(|_| StoreError("journal writer stopped".into()))?;
+        rx.await.map_err(|_| StoreError("journal writer stopped".into()))?
+    }
+
+    /// The journal itself, for reads.
+    pub fn journal(&self) -> &Arc<dyn Journal> {
+        &self.journal
+    }
+
+    /// Operator figures.
+    pub fn stats(&self) -> JournalStatsView {
+        let s = &self.stats;
+        JournalStatsView {
+            batches: s.batches.load(Ordering::Relaxed),
+            entries: s.entries.load(Ordering::Relaxed),
+            last_batch_size: s.last_batch.load(Ordering::Relaxed),
+            max_batch_size: s.max_batch_seen.load(Ordering::Relaxed),
+            last_commit_micros: s.last_commit_micros.load(Ordering::Relaxed),
+            errors: s.errors.load(Ordering::Relaxed),
+            last_error: s.last_error.lock().map(|e| e.clone()).unwrap_or(None),
+            queue_depth: (self.tx.max_capacity() - self.tx.capacity()) as u64,
+        }
+    }
+}
+
+async fn run(journal: Arc<dyn Journal>, mut rx: mpsc::Receiver<Pending>, max_batch: usize, stats: Arc<JournalStats>) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
+    let mut entries: Vec<JournalEntry> = Vec::with_capacity(max_batch);
+    while rx.recv_many(&mut batch, max_batch).await > 0 {
+        entries.extend(batch.iter().map(|p| p.entry.clone()));
+        let started = Instant::now();
+        let result = journal.append(&entries).await;
+        let took = started.elapsed();
+        let n = entries.len() as u64;
+        entries.clear();
+        match result {
+            Ok(outcomes) if outcomes.len() == batch.len() => {
+                stats.batches.fetch_add(1, Ordering::Relaxed);
+                stats.entries.fetch_add(n, Ordering::Relaxed);
+                stats.last_batch.store(n, Ordering::Relaxed);
+                stats.max_batch_seen.fetch_max(n, Ordering::Relaxed);
+                stats.last_commit_micros.store(took.as_micros() as u64, Ordering::Relaxed);
+                metrics::counter!(m::JOURNAL_BATCHES).increment(1);
+                metrics::histogram!(m::JOURNAL_BATCH_SIZE).record(n as f64);
+                metrics::histogram!(m::JOURNAL_COMMIT_SECONDS).record(took.as_secs_f64());
+                for (p, outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = p.reply.send(Ok(outcome));
+                }
+            }
+            other => {
+                let err = match other {
+                    Err(e) => e,
+                    Ok(o) => StoreError(format!("journal returned {} outcomes for {n} entries", o.len())),
+                };
+                tracing::error!(error = %err, entries = n, "journal batch failed");
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut last) = stats.last_error.lock() {
+                    *last = Some(err.0.clone());
+                }
+                metrics::counter!(m::JOURNAL_ERRORS).increment(1);
+                for p in batch.drain(..) {
+                    let _ = p.reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}

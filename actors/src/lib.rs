@@ -1,0 +1,29 @@
+//! flashcore's actors.
+//!
+//! Per-SKU [`sku::SkuActor`]s and per-cart [`cart::CartActor`]s serialize the
+//! contended work in memory. The [`registry::Registry`] activates each entity on
+//! first use (never twice), bounds every actor's in-flight messages, passivates
+//! idle carts without dropping a message, and restarts failed actors under their
+//! [`supervisor::EntitySupervisor`]. The [`journal::JournalWriter`] group-commits
+//! orders and stock facts; the [`flusher::Flusher`] writes dirty state behind.
+//! [`engine::Engine`] is the facade the HTTP edge talks to.
+//!
+//! This crate defines the ports it needs in [`ports`]; adapters live in
+//! `flashcore-persistence`, and only the binary picks them.
+
+pub mod cart;
+pub mod catalog;
+pub mod clock;
+pub mod engine;
+pub mod flusher;
+pub mod gate;
+pub mod journal;
+pub mod metrics;
+pub mod payments;
+pub mod ports;
+pub mod registry;
+pub mod sku;
+pub mod supervisor;
+pub(crate) mod sync;
+
+pub use engine::{CheckoutRequest, Engine, EngineConfig, EngineError, Ports, ProductView};

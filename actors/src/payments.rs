@@ -1,0 +1,54 @@
+//! The built-in `test` payment provider: honest, deterministic, documented.
+//!
+//! | token | outcome |
+//! |---|---|
+//! | `tok_decline` | declined (HTTP 402 `payment-declined`) |
+//! | `tok_error` | provider failure (HTTP 502 `payment-provider-error`) |
+//! | any other `tok_…` | approved, reference `pay_test_<uuid>` |
+//! | anything else | rejected as unknown (HTTP 422 `invalid-payment-token`) |
+//!
+//! It moves no money and says so in every reference it returns.
+
+use async_trait::async_trait;
+
+use crate::ports::{PaymentError, PaymentRequest, Payments};
+
+/// The test provider. See the module docs for its tokens.
+#[derive(Debug, Default, Clone)]
+pub struct TestPayments;
+
+#[async_trait]
+impl Payments for TestPayments {
+    async fn authorize(&self, req: &PaymentRequest) -> Result<String, PaymentError> {
+        match req.token.as_str() {
+            "tok_decline" => Err(PaymentError::Declined),
+            "tok_error" => Err(PaymentError::Provider("test provider: tok_error always fails".into())),
+            t if t.starts_with("tok_") && t.len() <= 128 => Ok(format!("pay_test_{}", uuid::Uuid::new_v4().simple())),
+            _ => Err(PaymentError::InvalidToken),
+        }
+    }
+
+    async fn void(&self, _reference: &str) -> Result<(), PaymentError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use flashcore_domain::{Currency, Money, OrderId};
+
+    use super::*;
+
+    fn req(token: &str) -> PaymentRequest {
+        PaymentRequest { order_id: OrderId::new(), amount: Money::zero(Currency::EUR), token: token.into() }
+    }
+
+    #[tokio::test]
+    async fn tokens_behave_as_documented() {
+        let p = TestPayments;
+        assert_eq!(p.authorize(&req("tok_decline")).await, Err(PaymentError::Declined));
+        assert!(matches!(p.authorize(&req("tok_error")).await, Err(PaymentError::Provider(_))));
+        assert!(p.authorize(&req("tok_visa")).await.is_ok_and(|r| r.starts_with("pay_test_")));
+        assert_eq!(p.authorize(&req("card_4242")).await, Err(PaymentError::InvalidToken));
+    }
+}

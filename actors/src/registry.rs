@@ -1,0 +1,460 @@
+//! The entity registry: id -> actor, with get-or-activate, bounded admission,
+//! passivation without message loss, and supervised restart.
+//!
+//! Activation goes through one place: a `OnceCell` per id in a `DashMap`. Every
+//! caller that misses races to the same cell, and exactly one runs the activator
+//! while the others wait for it, so two actors for one id cannot exist. A dead or
+//! passivated actor's slot is *retired*: removed from the map only if it is still
+//! the same slot (pointer-equal), so a stale retirement can never remove a
+//! successor. See [`crate::gate`] for why passivation cannot drop a message.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Display;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use ractor::rpc::CallResult;
+use ractor::{ActorCell, ActorId, ActorRef, Message, RpcReplyPort};
+use serde::Serialize;
+use tokio::sync::{OnceCell, watch};
+
+use crate::gate::{Gate, Refusal, Ticket};
+use crate::metrics as m;
+
+/// Starts the actor for one id, linked to `supervisor`, with its state recovered.
+#[async_trait]
+pub trait Activator<K, M: Message>: Send + Sync + 'static {
+    /// Spawns and recovers the actor for `key`. An `Err` is reported to the caller
+    /// as "unavailable" and the next call tries again.
+    async fn activate(&self, key: &K, supervisor: ActorCell) -> Result<ActorRef<M>, String>;
+}
+
+/// Limits of one registry.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Metric label: `sku` or `cart`.
+    pub kind: &'static str,
+    /// Messages in flight per actor before callers are turned away (503).
+    pub max_inflight: u64,
+    /// How long a caller waits for a reply.
+    pub call_timeout: Duration,
+    /// Restarts allowed per entity within `restart_period` before it is
+    /// quarantined for the rest of the period (one_for_one restart intensity).
+    pub max_restarts: usize,
+    /// The restart-intensity window.
+    pub restart_period: Duration,
+}
+
+/// Why a message could not be delivered or answered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// The actor's mailbox is over its bound.
+    #[error("entity is overloaded ({depth} messages in flight)")]
+    Busy {
+        /// Messages in flight.
+        depth: u64,
+    },
+    /// The entity failed too often and is resting.
+    #[error("entity is quarantined after repeated failures")]
+    Quarantined {
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// Recovery failed (e.g. the store is unreachable).
+    #[error("entity could not be activated: {0}")]
+    ActivationFailed(String),
+    /// The actor died before answering; its supervisor is restarting it.
+    #[error("entity failed while handling the request")]
+    ActorFailed,
+    /// No answer in time.
+    #[error("entity did not answer in time")]
+    Timeout,
+    /// The registry is not wired up yet (start-up) or shutting down.
+    #[error("registry is not running")]
+    NotRunning,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Open,
+    Closing,
+    Retired,
+}
+
+/// One live actor and its gate.
+#[derive(Debug)]
+pub struct Slot<M: Message> {
+    actor: ActorRef<M>,
+    gate: Arc<Gate>,
+    phase: watch::Sender<Phase>,
+    touched: AtomicU64,
+}
+
+impl<M: Message> Slot<M> {
+    /// The actor.
+    pub fn actor(&self) -> &ActorRef<M> {
+        &self.actor
+    }
+}
+
+type Cell<M> = Arc<OnceCell<Arc<Slot<M>>>>;
+
+#[derive(Debug, Default)]
+struct Counters {
+    starts: AtomicU64,
+    stops: AtomicU64,
+    failures: AtomicU64,
+    restarts: AtomicU64,
+    passivations: AtomicU64,
+    rejections: AtomicU64,
+    quarantines: AtomicU64,
+}
+
+/// Operator view of one registry (`GET /v1/admin/actors`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RegistryStats {
+    /// `sku` or `cart`.
+    pub kind: &'static str,
+    /// Actors alive now.
+    pub active: usize,
+    /// Activations and restarts.
+    pub starts: u64,
+    /// Clean stops.
+    pub stops: u64,
+    /// Failures (panics, handler errors).
+    pub failures: u64,
+    /// Supervised restarts.
+    pub restarts: u64,
+    /// Passivations.
+    pub passivations: u64,
+    /// Messages turned away (busy, quarantined).
+    pub rejections: u64,
+    /// Entities quarantined now.
+    pub quarantined: usize,
+    /// Messages in flight, summed over all actors.
+    pub mailbox_depth: u64,
+    /// The busiest entities: (id, messages in flight), deepest first.
+    pub hot: Vec<(String, u64)>,
+}
+
+/// The registry of one entity kind. See the module docs.
+pub struct Registry<K, M: Message> {
+    cfg: RegistryConfig,
+    slots: DashMap<K, Cell<M>>,
+    owners: DashMap<ActorId, K>,
+    activator: OnceLock<(Arc<dyn Activator<K, M>>, ActorCell)>,
+    failures: Mutex<HashMap<K, VecDeque<Instant>>>,
+    quarantine: DashMap<K, Instant>,
+    counters: Counters,
+    epoch: Instant,
+    stopping: std::sync::atomic::AtomicBool,
+}
+
+impl<K, M: Message> std::fmt::Debug for Registry<K, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("kind", &self.cfg.kind).finish_non_exhaustive()
+    }
+}
+
+impl<K, M> Registry<K, M>
+where
+    K: Clone + Eq + Hash + Display + Send + Sync + 'static,
+    M: Message,
+{
+    /// An empty registry; call [`Registry::wire`] before use.
+    pub fn new(cfg: RegistryConfig) -> Arc<Self> {
+        Arc::new(Registry {
+            cfg,
+            slots: DashMap::new(),
+            owners: DashMap::new(),
+            activator: OnceLock::new(),
+            failures: Mutex::new(HashMap::new()),
+            quarantine: DashMap::new(),
+            counters: Counters::default(),
+            epoch: Instant::now(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Connects the activator and the supervisor its actors are linked to.
+    pub fn wire(&self, activator: Arc<dyn Activator<K, M>>, supervisor: ActorCell) {
+        let _ = self.activator.set((activator, supervisor));
+    }
+
+    /// The registry's limits.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.cfg
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The live slot for `key`, activating the entity if needed.
+    pub async fn slot(&self, key: &K) -> Result<Arc<Slot<M>>, RegistryError> {
+        if let Some(cell) = self.slots.get(key) {
+            if let Some(slot) = cell.get() {
+                return Ok(Arc::clone(slot));
+            }
+        }
+        if let Some(until) = self.quarantine.get(key).map(|u| *u) {
+            let now = Instant::now();
+            if now < until {
+                self.reject("quarantined");
+                return Err(RegistryError::Quarantined { retry_after: until - now });
+            }
+            self.quarantine.remove(key);
+        }
+        let cell = Arc::clone(&*self.slots.entry(key.clone()).or_default());
+        let result = cell.get_or_try_init(|| self.activate(key)).await.map(Arc::clone);
+        if result.is_err() {
+            // Leave no empty cell behind for a key that may never be used again.
+            self.slots.remove_if(key, |_, c| Arc::ptr_eq(c, &cell) && c.get().is_none());
+        }
+        result
+    }
+
+    async fn activate(&self, key: &K) -> Result<Arc<Slot<M>>, RegistryError> {
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(RegistryError::NotRunning);
+        }
+        let (activator, supervisor) = self.activator.get().ok_or(RegistryError::NotRunning)?;
+        let actor = activator.activate(key, supervisor.clone()).await.map_err(|e| {
+            tracing::warn!(kind = self.cfg.kind, entity.id = %key, error = %e, "activation failed");
+            RegistryError::ActivationFailed(e)
+        })?;
+        self.owners.insert(actor.get_id(), key.clone());
+        self.counters.starts.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::ACTOR_STARTS, "kind" => self.cfg.kind).increment(1);
+        metrics::gauge!(m::ACTORS_ACTIVE, "kind" => self.cfg.kind).increment(1.0);
+        let (phase, _) = watch::channel(Phase::Open);
+        Ok(Arc::new(Slot { actor, gate: Gate::new(), phase, touched: AtomicU64::new(self.now_ms()) }))
+    }
+
+    fn reject(&self, reason: &'static str) {
+        self.counters.rejections.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::ACTOR_REJECTIONS, "kind" => self.cfg.kind, "reason" => reason).increment(1);
+    }
+
+    /// Admits one message for `key`: the actor to send it to and the ticket the
+    /// message must carry. `bounded = false` skips the in-flight bound, for
+    /// messages that finish work rather than add it (commit, abort, release).
+    pub async fn enter(&self, key: &K, bounded: bool) -> Result<(ActorRef<M>, Ticket), RegistryError> {
+        let limit = if bounded { self.cfg.max_inflight } else { u64::MAX >> 2 };
+        loop {
+            let slot = self.slot(key).await?;
+            match slot.gate.try_enter(limit) {
+                Ok(ticket) => {
+                    slot.touched.store(self.now_ms(), Ordering::Relaxed);
+                    return Ok((slot.actor.clone(), ticket));
+                }
+                Err(Refusal::Busy { depth }) => {
+                    self.reject("busy");
+                    return Err(RegistryError::Busy { depth });
+                }
+                Err(Refusal::Closed) => {
+                    if self.stopping.load(Ordering::Acquire) {
+                        return Err(RegistryError::NotRunning);
+                    }
+                    // Passivating or dead: wait until the slot is retired or reopened.
+                    let mut rx = slot.phase.subscribe();
+                    let gate = Arc::clone(&slot.gate);
+                    let settled = rx.wait_for(|p| *p == Phase::Retired || (*p == Phase::Open && !gate.is_closed()));
+                    if tokio::time::timeout(self.cfg.call_timeout, settled).await.is_err() {
+                        return Err(RegistryError::Timeout);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends a request built from a ticket and a reply port, and waits for the answer.
+    pub async fn call<R, F>(&self, key: &K, bounded: bool, build: F) -> Result<R, RegistryError>
+    where
+        R: Send + 'static,
+        F: FnOnce(Ticket, RpcReplyPort<R>) -> M,
+    {
+        let (actor, ticket) = self.enter(key, bounded).await?;
+        match actor.call(|reply| build(ticket, reply), Some(self.cfg.call_timeout)).await {
+            Ok(CallResult::Success(r)) => Ok(r),
+            Ok(CallResult::Timeout) => Err(RegistryError::Timeout),
+            Ok(CallResult::SenderError) => Err(RegistryError::ActorFailed),
+            Err(_) => {
+                self.retire_actor(key, actor.get_id());
+                Err(RegistryError::ActorFailed)
+            }
+        }
+    }
+
+    /// Sends a message without waiting for an answer.
+    pub async fn cast<F>(&self, key: &K, bounded: bool, build: F) -> Result<(), RegistryError>
+    where
+        F: FnOnce(Ticket) -> M,
+    {
+        let (actor, ticket) = self.enter(key, bounded).await?;
+        actor.cast(build(ticket)).map_err(|_| {
+            self.retire_actor(key, actor.get_id());
+            RegistryError::ActorFailed
+        })
+    }
+
+    /// Removes `slot` from the map if it is still the one registered for `key`,
+    /// closes it, and wakes anyone waiting on it.
+    fn retire(&self, key: &K, slot: &Arc<Slot<M>>) {
+        slot.gate.force_close();
+        self.slots.remove_if(key, |_, c| c.get().is_some_and(|s| Arc::ptr_eq(s, slot)));
+        slot.phase.send_replace(Phase::Retired);
+    }
+
+    fn retire_actor(&self, key: &K, actor: ActorId) {
+        let current = self.slots.get(key).and_then(|c| c.get().cloned());
+        if let Some(slot) = current.filter(|s| s.actor.get_id() == actor) {
+            self.retire(key, &slot);
+        }
+    }
+
+    /// Passivates every actor idle for at least `idle` with nothing in flight.
+    ///
+    /// For each: close its gate (only succeeds with nothing in flight), ask it to
+    /// save its state and stop (`make` builds that request), then retire the slot.
+    /// If the actor cannot save, its gate reopens and it stays. Returns how many
+    /// were passivated.
+    pub async fn passivate_idle<F>(&self, idle: Duration, make: F) -> usize
+    where
+        F: Fn(RpcReplyPort<Result<(), String>>) -> M,
+    {
+        let cutoff = self.now_ms().saturating_sub(idle.as_millis() as u64);
+        let candidates: Vec<(K, Arc<Slot<M>>)> = self
+            .slots
+            .iter()
+            .filter_map(|e| e.value().get().map(|s| (e.key().clone(), Arc::clone(s))))
+            .filter(|(_, s)| s.touched.load(Ordering::Relaxed) <= cutoff && s.gate.depth() == 0)
+            .collect();
+        let mut n = 0;
+        for (key, slot) in candidates {
+            if !slot.gate.try_close() {
+                continue;
+            }
+            slot.phase.send_replace(Phase::Closing);
+            match slot.actor.call(&make, Some(self.cfg.call_timeout)).await {
+                Ok(CallResult::Success(Ok(()))) => {
+                    self.retire(&key, &slot);
+                    n += 1;
+                    self.counters.passivations.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(m::ACTOR_PASSIVATIONS, "kind" => self.cfg.kind).increment(1);
+                }
+                Ok(CallResult::Success(Err(e))) => {
+                    tracing::warn!(kind = self.cfg.kind, entity.id = %key, error = %e, "passivation failed; staying active");
+                    slot.gate.reopen();
+                    slot.phase.send_replace(Phase::Open);
+                }
+                _ => self.retire(&key, &slot),
+            }
+        }
+        n
+    }
+
+    /// Called by the supervisor when a child stopped cleanly.
+    pub(crate) fn child_stopped(&self, actor: ActorId) {
+        if let Some((_, key)) = self.owners.remove(&actor) {
+            self.retire_actor(&key, actor);
+            self.counters.stops.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(m::ACTOR_STOPS, "kind" => self.cfg.kind).increment(1);
+            metrics::gauge!(m::ACTORS_ACTIVE, "kind" => self.cfg.kind).decrement(1.0);
+        }
+    }
+
+    /// Called by the supervisor when a child failed: retire it, then restart it
+    /// right away unless it exceeded its restart intensity, in which case it is
+    /// quarantined (callers get 503 + Retry-After) until the window passes.
+    pub(crate) fn child_failed(self: &Arc<Self>, actor: ActorId, reason: String) {
+        let Some((_, key)) = self.owners.remove(&actor) else { return };
+        self.retire_actor(&key, actor);
+        self.counters.failures.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::ACTOR_FAILURES, "kind" => self.cfg.kind).increment(1);
+        metrics::gauge!(m::ACTORS_ACTIVE, "kind" => self.cfg.kind).decrement(1.0);
+        tracing::error!(kind = self.cfg.kind, entity.id = %key, reason = %reason, "actor failed");
+
+        let now = Instant::now();
+        let within = {
+            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            let log = failures.entry(key.clone()).or_default();
+            log.push_back(now);
+            while log.front().is_some_and(|t| now.duration_since(*t) > self.cfg.restart_period) {
+                log.pop_front();
+            }
+            log.len() <= self.cfg.max_restarts
+        };
+        if !within {
+            tracing::error!(kind = self.cfg.kind, entity.id = %key, "restart intensity exceeded; quarantining");
+            self.quarantine.insert(key, now + self.cfg.restart_period);
+            self.counters.quarantines.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(m::ACTOR_QUARANTINES, "kind" => self.cfg.kind).increment(1);
+            return;
+        }
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            match this.slot(&key).await {
+                Ok(_) => {
+                    this.counters.restarts.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(m::ACTOR_RESTARTS, "kind" => this.cfg.kind).increment(1);
+                    tracing::info!(kind = this.cfg.kind, entity.id = %key, "actor restarted");
+                }
+                Err(e) => tracing::error!(kind = this.cfg.kind, entity.id = %key, error = %e, "restart failed"),
+            }
+        });
+    }
+
+    /// Every live actor, for shutdown and snapshots.
+    pub fn actors(&self) -> Vec<(K, ActorRef<M>)> {
+        self.slots.iter().filter_map(|e| e.value().get().map(|s| (e.key().clone(), s.actor.clone()))).collect()
+    }
+
+    /// Closes every gate so nothing new is admitted (shutdown).
+    pub fn close_all(&self) {
+        self.stopping.store(true, Ordering::Release);
+        for e in self.slots.iter() {
+            if let Some(s) = e.value().get() {
+                s.gate.force_close();
+            }
+        }
+    }
+
+    /// Actors alive now.
+    pub fn active(&self) -> usize {
+        self.slots.iter().filter(|e| e.value().get().is_some()).count()
+    }
+
+    /// Operator figures, with the `top` deepest mailboxes.
+    pub fn stats(&self, top: usize) -> RegistryStats {
+        let mut depths: Vec<(String, u64)> = self
+            .slots
+            .iter()
+            .filter_map(|e| e.value().get().map(|s| (e.key().to_string(), s.gate.depth())))
+            .collect();
+        let active = depths.len();
+        let mailbox_depth = depths.iter().map(|(_, d)| d).sum();
+        depths.sort_by(|a, b| b.1.cmp(&a.1));
+        depths.retain(|(_, d)| *d > 0);
+        depths.truncate(top);
+        let now = Instant::now();
+        let c = &self.counters;
+        RegistryStats {
+            kind: self.cfg.kind,
+            active,
+            starts: c.starts.load(Ordering::Relaxed),
+            stops: c.stops.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            restarts: c.restarts.load(Ordering::Relaxed),
+            passivations: c.passivations.load(Ordering::Relaxed),
+            rejections: c.rejections.load(Ordering::Relaxed),
+            quarantined: self.quarantine.iter().filter(|e| *e.value() > now).count(),
+            mailbox_depth,
+            hot: depths,
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! The SKU actor: one per SKU, the only writer of that SKU's stock.
+//!
+//! It owns an [`Inventory`] and applies commands to it one at a time, so the hot
+//! path needs no locks. Hold expiry is one timer per actor: the inventory keeps
+//! holds ordered by expiry and the actor schedules a single wake-up for the
+//! earliest. On start it recovers: latest snapshot, then the journal facts newer
+//! than it (or belonging to orders it had prepared), then drops expired holds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use flashcore_domain::{
+    Availability, CartId, HoldId, Inventory, InventoryError, InventorySnapshot, JournalEntry, OrderId, Sku,
+    StockFact, StockFactKind, Timestamp,
+};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::clock;
+use crate::flusher::{Flusher, SnapshotSource};
+use crate::gate::Ticket;
+use crate::journal::JournalWriter;
+use crate::metrics as m;
+use crate::ports::{AppendOutcome, AvailabilityFeed, EntityKind, SnapshotRecord, SnapshotStore, StoreError};
+
+/// What every SKU actor shares.
+#[derive(Clone)]
+pub struct SkuDeps {
+    /// Group-commit journal (operator stock changes, recovery reads).
+    pub journal: JournalWriter,
+    /// Availability fan-out.
+    pub feed: Arc<dyn AvailabilityFeed>,
+    /// Write-behind.
+    pub flusher: Flusher,
+    /// Snapshot reads at recovery.
+    pub snapshots: Arc<dyn SnapshotStore>,
+    /// This node's shard epoch, written with every snapshot.
+    pub epoch: u64,
+}
+
+impl std::fmt::Debug for SkuDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SkuDeps").field("epoch", &self.epoch).finish_non_exhaustive()
+    }
+}
+
+/// An operator's change to a SKU's stock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockChange {
+    /// Add units.
+    Restock(u64),
+    /// Set the total.
+    SetTotal(u64),
+}
+
+/// Why a stock change failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StockChangeError {
+    /// The inventory refused it.
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    /// The journal could not record it.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Messages to a SKU actor. Requests from the registry carry a [`Ticket`].
+#[derive(Debug)]
+pub enum SkuMsg {
+    /// Create or resize a hold for `ttl`; answers its expiry.
+    Reserve {
+        /// Admission ticket.
+        ticket: Ticket,
+        /// The hold.
+        hold: HoldId,
+        /// Its cart.
+        cart: CartId,
+        /// Units.
+        qty: u32,
+        /// How long it lasts.
+        ttl: Duration,
+        /// Answer.
+        reply: RpcReplyPort<Result<Timestamp, InventoryError>>,
+    },
+    /// Drop a hold; answers the units freed (if asked: a cast needs no answer).
+    Release {
+        /// Admission ticket.
+        ticket: Ticket,
+        /// The hold.
+        hold: HoldId,
+        /// Answer.
+        reply: Option<RpcReplyPort<Result<u32, InventoryError>>>,
+    },
+    /// Mark holds as committing for an order (all or nothing).
+    Prepare {
+        /// Admission ticket.
+        ticket: Ticket,
+        /// The order.
+        order: OrderId,
+        /// The cart owning the holds.
+        cart: CartId,
+        /// The holds.
+        holds: Vec<HoldId>,
+        /// Answer.
+        reply: RpcReplyPort<Result<(), InventoryError>>,
+    },
+    /// Apply journal facts that have committed (turns holds into sold units).
+    Commit {
+        /// Admission ticket.
+        ticket: Ticket,
+        /// The committed facts for this SKU.
+        facts: Vec<StockFact>,
+    },
+    /// Return an order's prepared holds to held.
+    Abort {
+        /// Admission ticket.
+        ticket: Ticket,
+        /// The order.
+        order: OrderId,
+    },
+    /// Journal and apply an operator's stock change; answers the new counts.
+    Adjust {
+        /// Admission ticket.
+        ticket: Ticket,
+        /// The change.
+        change: StockChange,
+        /// Answer.
+        reply: RpcReplyPort<Result<Availability, StockChangeError>>,
+    },
+    /// Current counts.
+    Get {
+        /// Admission ticket.
+        ticket: Ticket,
+        /// Answer.
+        reply: RpcReplyPort<Availability>,
+    },
+    /// Serialize state for write-behind (marks the actor clean).
+    Snapshot {
+        /// Answer.
+        reply: RpcReplyPort<SnapshotRecord>,
+    },
+    /// Timer: expire lapsed holds.
+    Tick,
+    /// Fault injection for supervision drills: the actor panics.
+    Crash {
+        /// Admission ticket.
+        ticket: Ticket,
+    },
+}
+
+/// The SKU actor behaviour.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SkuActor;
+
+/// A SKU actor's state.
+#[derive(Debug)]
+pub struct SkuState {
+    sku: Sku,
+    inv: Inventory,
+    deps: SkuDeps,
+    dirty: bool,
+    version: u64,
+    next_wake: Option<Timestamp>,
+}
+
+/// Reads the latest snapshot and replays the journal after it.
+/// Returns the inventory and the version of the snapshot it started from.
+pub async fn recover(sku: &Sku, deps: &SkuDeps) -> Result<(Inventory, u64), StoreError> {
+    let (mut inv, version) = match deps.snapshots.load(EntityKind::Sku, sku.as_str()).await? {
+        Some(rec) => {
+            let snap: InventorySnapshot = serde_json::from_value(rec.state)
+                .map_err(|e| StoreError(format!("corrupt snapshot of SKU {sku}: {e}")))?;
+            (Inventory::restore(snap), rec.version)
+        }
+        None => (Inventory::new(0), 0),
+    };
+    let facts = deps.journal.journal().stock_facts(sku, inv.watermark(), &inv.committing_orders()).await?;
+    for fact in &facts {
+        inv.apply_fact(fact);
+    }
+    // No checkout can still be waiting on holds recovered from storage.
+    inv.abort_all();
+    let expired = inv.expire(clock::now());
+    metrics::counter!(m::HOLDS_EXPIRED).increment(expired.len() as u64);
+    Ok((inv, version))
+}
+
+impl SkuState {
+    fn changed(&mut self, myself: &ActorRef<SkuMsg>) {
+        self.deps.feed.publish(&self.sku, self.inv.availability());
+        self.version += 1;
+        if !self.dirty {
+            self.dirty = true;
+            self.deps.flusher.mark_dirty(Box::new(myself.clone()));
+        }
+    }
+
+    fn schedule_wake(&mut self, myself: &ActorRef<SkuMsg>) {
+        let Some(next) = self.inv.next_expiry() else { return };
+        if self.next_wake.is_some_and(|w| w <= next) {
+            return;
+        }
+        self.next_wake = Some(next);
+        let delay = clock::now().millis_until(next) + 1;
+        myself.send_after(Duration::from_millis(delay), || SkuMsg::Tick);
+    }
+
+    fn record(&self) -> SnapshotRecord {
+        SnapshotRecord {
+            kind: EntityKind::Sku,
+            id: self.sku.to_string(),
+            pos: self.inv.watermark(),
+            epoch: self.deps.epoch,
+            version: self.version,
+            state: serde_json::to_value(self.inv.snapshot()).unwrap_or(serde_json::Value::Null),
+        }
+    }
+
+    async fn adjust(&mut self, change: StockChange) -> Result<Availability, StockChangeError> {
+        // Validate first so a refused change is never journaled.
+        let mut probe = self.inv.clone();
+        let kind = match change {
+            StockChange::Restock(qty) => {
+                probe.restock(qty)?;
+                StockFactKind::Restocked { qty }
+            }
+            StockChange::SetTotal(total) => {
+                probe.set_total(total)?;
+                StockFactKind::TotalSet { total }
+            }
+        };
+        let entry = JournalEntry::Stock { sku: self.sku.clone(), kind: kind.clone() };
+        match self.deps.journal.append(entry).await? {
+            AppendOutcome::Written(pos) => {
+                self.inv.apply_fact(&StockFact { pos, sku: self.sku.clone(), kind });
+                Ok(self.inv.availability())
+            }
+            AppendOutcome::DuplicateKey => Err(StoreError("journal refused a stock fact".into()).into()),
+        }
+    }
+}
+
+impl Actor for SkuActor {
+    type Msg = SkuMsg;
+    type State = SkuState;
+    type Arguments = (Sku, SkuDeps);
+
+    async fn pre_start(&self, myself: ActorRef<SkuMsg>, (sku, deps): Self::Arguments) -> Result<SkuState, ActorProcessingErr> {
+        let (inv, version) = recover(&sku, &deps).await?;
+        let version = crate::flusher::next_incarnation(version);
+        let mut state = SkuState { sku, inv, deps, dirty: false, version, next_wake: None };
+        // Recovery may have replayed facts or dropped holds: write the result behind.
+        state.changed(&myself);
+        state.schedule_wake(&myself);
+        Ok(state)
+    }
+
+    async fn handle(&self, myself: ActorRef<SkuMsg>, msg: SkuMsg, state: &mut SkuState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SkuMsg::Reserve { ticket: _ticket, hold, cart, qty, ttl, reply } => {
+                let expires_at = clock::now().plus_millis(ttl.as_millis() as u64);
+                let result = state.inv.reserve(hold, cart, qty, expires_at).map(|()| expires_at);
+                if result.is_ok() {
+                    state.changed(&myself);
+                    state.schedule_wake(&myself);
+                }
+                let _ = reply.send(result);
+            }
+            SkuMsg::Release { ticket: _ticket, hold, reply } => {
+                let result = state.inv.release(hold);
+                if result.is_ok() {
+                    state.changed(&myself);
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+            }
+            SkuMsg::Prepare { ticket: _ticket, order, cart, holds, reply } => {
+                let result = state.inv.prepare(order, cart, &holds, clock::now());
+                if result.is_ok() {
+                    state.changed(&myself);
+                }
+                let _ = reply.send(result);
+            }
+            SkuMsg::Commit { ticket: _ticket, facts } => {
+                for fact in &facts {
+                    let evicted = state.inv.apply_fact(fact);
+                    if !evicted.is_empty() {
+                        tracing::warn!(sku = %state.sku, evicted = evicted.len(), "holds evicted by a committed sale");
+                    }
+                }
+                state.changed(&myself);
+            }
+            SkuMsg::Abort { ticket: _ticket, order } => {
+                if state.inv.abort(order) > 0 {
+                    state.changed(&myself);
+                    state.schedule_wake(&myself);
+                }
+            }
+            SkuMsg::Adjust { ticket: _ticket, change, reply } => {
+                let result = state.adjust(change).await;
+                if result.is_ok() {
+                    state.changed(&myself);
+                }
+                let _ = reply.send(result);
+            }
+            SkuMsg::Get { ticket: _ticket, reply } => {
+                let _ = reply.send(state.inv.availability());
+            }
+            SkuMsg::Snapshot { reply } => {
+                state.dirty = false;
+                let _ = reply.send(state.record());
+            }
+            SkuMsg::Tick => {
+                state.next_wake = None;
+                let expired = state.inv.expire(clock::now());
+                if !expired.is_empty() {
+                    metrics::counter!(m::HOLDS_EXPIRED).increment(expired.len() as u64);
+                    state.changed(&myself);
+                }
+                state.schedule_wake(&myself);
+            }
+            SkuMsg::Crash { ticket: _ticket } => {
+                panic!("injected fault in SKU actor {}", state.sku);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SnapshotSource for ActorRef<SkuMsg> {
+    async fn snapshot(&self) -> Option<SnapshotRecord> {
+        match self.call(|reply| SkuMsg::Snapshot { reply }, Some(Duration::from_secs(5))).await {
+            Ok(CallResult::Success(r)) => Some(r),
+            _ => None,
+        }
+    }
+}

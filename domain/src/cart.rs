@@ -1,0 +1,240 @@
+//! A shopping cart: lines, the holds behind them and the price each was added at.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{CartId, HoldId, Money, MoneyError, OrderId, Product, Sku, Timestamp};
+
+/// A cart holds at most this many distinct SKUs.
+pub const MAX_LINES: usize = 100;
+
+/// Why a cart operation was refused. Nothing changed when one is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CartError {
+    /// The cart was already checked out.
+    #[error("cart is already checked out as order {0}")]
+    CheckedOut(OrderId),
+    /// More than [`crate::MAX_LINE_QUANTITY`] units.
+    #[error("quantity must be at most {max}")]
+    QuantityTooLarge {
+        /// The bound.
+        max: u32,
+    },
+    /// More than the product's `max_per_order`.
+    #[error("at most {max_per_order} per order")]
+    LimitExceeded {
+        /// The product's limit.
+        max_per_order: u32,
+    },
+    /// The product's sale has not begun.
+    #[error("the sale has not started yet")]
+    SaleNotStarted {
+        /// When it starts.
+        starts_at: Timestamp,
+    },
+    /// Every line of a cart is priced in one currency.
+    #[error("a cart holds one currency")]
+    CurrencyMismatch,
+    /// More than [`MAX_LINES`] distinct SKUs.
+    #[error("a cart holds at most {MAX_LINES} lines")]
+    TooManyLines,
+    /// Checkout of an empty cart.
+    #[error("the cart is empty")]
+    Empty,
+    /// Totals did not fit.
+    #[error(transparent)]
+    Money(#[from] MoneyError),
+}
+
+/// One line of a cart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CartLine {
+    /// The product.
+    pub sku: Sku,
+    /// Its title when added.
+    pub title: String,
+    /// Units.
+    pub qty: u32,
+    /// Unit price when added (price snapshot): later catalog changes don't move it.
+    pub unit_price: Money,
+    /// The SKU hold backing this line.
+    pub hold_id: HoldId,
+    /// When that hold lapses unless the cart checks out first.
+    pub hold_expires_at: Timestamp,
+}
+
+/// Where a cart is in its life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum CartStatus {
+    /// Lines can change.
+    Open,
+    /// Became an order; frozen.
+    CheckedOut {
+        /// The order.
+        order_id: OrderId,
+        /// The key of the checkout request that made it.
+        idempotency_key: String,
+    },
+}
+
+/// What the SKU must do for a requested line change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineChange {
+    /// Create or resize `hold_id` to `qty`.
+    Reserve {
+        /// The line's hold (new for a new line).
+        hold_id: HoldId,
+        /// Units.
+        qty: u32,
+    },
+    /// Drop the line and its hold.
+    Release {
+        /// The hold to release.
+        hold_id: HoldId,
+    },
+    /// Nothing to do (removing a line that is not there).
+    Unchanged,
+}
+
+/// A cart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cart {
+    /// Its id.
+    pub id: CartId,
+    /// Lines by SKU.
+    pub lines: BTreeMap<Sku, CartLine>,
+    /// Open or checked out.
+    pub status: CartStatus,
+}
+
+impl Cart {
+    /// An empty, open cart.
+    pub fn new(id: CartId) -> Self {
+        Cart { id, lines: BTreeMap::new(), status: CartStatus::Open }
+    }
+
+    fn ensure_open(&self) -> Result<(), CartError> {
+        match &self.status {
+            CartStatus::Open => Ok(()),
+            CartStatus::CheckedOut { order_id, .. } => Err(CartError::CheckedOut(*order_id)),
+        }
+    }
+
+    /// Decides what setting `product`'s quantity to `qty` needs from its SKU.
+    /// The cart itself changes only once the SKU agreed ([`Cart::apply_reserved`]).
+    pub fn plan_set_quantity(&self, product: &Product, qty: u32, now: Timestamp) -> Result<LineChange, CartError> {
+        self.ensure_open()?;
+        product.check_quantity(qty, now)?;
+        let line = self.lines.get(&product.sku);
+        if qty == 0 {
+            return Ok(line.map_or(LineChange::Unchanged, |l| LineChange::Release { hold_id: l.hold_id }));
+        }
+        if line.is_none() {
+            if self.lines.len() >= MAX_LINES {
+                return Err(CartError::TooManyLines);
+            }
+            if self.lines.values().any(|l| l.unit_price.currency() != product.price.currency()) {
+                return Err(CartError::CurrencyMismatch);
+            }
+        }
+        let hold_id = line.map_or_else(HoldId::new, |l| l.hold_id);
+        Ok(LineChange::Reserve { hold_id, qty })
+    }
+
+    /// Records a hold the SKU granted. An existing line keeps its price snapshot.
+    pub fn apply_reserved(&mut self, product: &Product, qty: u32, hold_id: HoldId, expires_at: Timestamp) {
+        let line = self.lines.entry(product.sku.clone()).or_insert_with(|| CartLine {
+            sku: product.sku.clone(),
+            title: product.title.clone(),
+            qty,
+            unit_price: product.price,
+            hold_id,
+            hold_expires_at: expires_at,
+        });
+        line.qty = qty;
+        line.hold_id = hold_id;
+        line.hold_expires_at = expires_at;
+    }
+
+    /// Drops a line once its hold is released (or known gone).
+    pub fn apply_released(&mut self, sku: &Sku) -> Option<CartLine> {
+        self.lines.remove(sku)
+    }
+
+    /// Sum of all lines.
+    pub fn total(&self) -> Result<Option<Money>, CartError> {
+        let mut total: Option<Money> = None;
+        for l in self.lines.values() {
+            let line = l.unit_price.checked_mul(l.qty)?;
+            total = Some(match total {
+                None => line,
+                Some(t) => t.checked_add(line)?,
+            });
+        }
+        Ok(total)
+    }
+
+    /// Checks the cart can check out now: open and not empty.
+    pub fn ensure_checkout_ready(&self) -> Result<(), CartError> {
+        self.ensure_open()?;
+        if self.lines.is_empty() {
+            return Err(CartError::Empty);
+        }
+        Ok(())
+    }
+
+    /// Freezes the cart as `order_id`.
+    pub fn mark_checked_out(&mut self, order_id: OrderId, idempotency_key: String) {
+        self.status = CartStatus::CheckedOut { order_id, idempotency_key };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Currency;
+
+    fn product(sku: &str, cents: i64, currency: Currency) -> Product {
+        Product::new(Sku::parse(sku).unwrap(), sku, "", Money::new(cents, currency).unwrap(), Some(5), None).unwrap()
+    }
+
+    #[test]
+    fn set_quantity_plans_reserve_then_release() {
+        let now = Timestamp::from_millis(0);
+        let mut cart = Cart::new(CartId::new());
+        let p = product("A", 250, Currency::EUR);
+        let LineChange::Reserve { hold_id, qty } = cart.plan_set_quantity(&p, 2, now).unwrap() else { panic!() };
+        cart.apply_reserved(&p, qty, hold_id, Timestamp::from_millis(10));
+        assert_eq!(cart.total().unwrap().unwrap().amount(), 500);
+        // Resizing keeps the hold id.
+        assert_eq!(cart.plan_set_quantity(&p, 3, now).unwrap(), LineChange::Reserve { hold_id, qty: 3 });
+        assert_eq!(cart.plan_set_quantity(&p, 0, now).unwrap(), LineChange::Release { hold_id });
+        assert_eq!(cart.plan_set_quantity(&p, 6, now), Err(CartError::LimitExceeded { max_per_order: 5 }));
+    }
+
+    #[test]
+    fn price_snapshot_survives_catalog_change() {
+        let mut cart = Cart::new(CartId::new());
+        let p = product("A", 250, Currency::EUR);
+        cart.apply_reserved(&p, 1, HoldId::new(), Timestamp::EPOCH);
+        let repriced = product("A", 999, Currency::EUR);
+        let h = cart.lines[&p.sku].hold_id;
+        cart.apply_reserved(&repriced, 2, h, Timestamp::EPOCH);
+        assert_eq!(cart.lines[&p.sku].unit_price.amount(), 250);
+    }
+
+    #[test]
+    fn one_currency_per_cart_and_frozen_after_checkout() {
+        let now = Timestamp::EPOCH;
+        let mut cart = Cart::new(CartId::new());
+        let eur = product("A", 1, Currency::EUR);
+        cart.apply_reserved(&eur, 1, HoldId::new(), now);
+        assert_eq!(cart.plan_set_quantity(&product("B", 1, Currency::USD), 1, now), Err(CartError::CurrencyMismatch));
+        let order = OrderId::new();
+        cart.mark_checked_out(order, "k".into());
+        assert_eq!(cart.plan_set_quantity(&eur, 2, now), Err(CartError::CheckedOut(order)));
+        assert_eq!(Cart::new(CartId::new()).ensure_checkout_ready(), Err(CartError::Empty));
+    }
+}
