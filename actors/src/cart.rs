@@ -265,7 +265,8 @@ impl CartState {
         };
 
         // 3. Write the order and wait for its batch to commit.
-        let order = Order::from_cart(&self.cart, order_id, req.idempotency_key.clone(), req.email, reference, clock::now())?;
+        let order =
+            Order::from_cart(&self.cart, order_id, req.idempotency_key.clone(), req.email, reference, clock::now())?;
         let outcome = self.deps.journal.append(JournalEntry::Order(order.clone())).await;
         let pos = match outcome {
             Ok(AppendOutcome::Written(pos)) => pos,
@@ -342,7 +343,11 @@ impl Actor for CartActor {
     type State = CartState;
     type Arguments = (CartId, CartDeps);
 
-    async fn pre_start(&self, myself: ActorRef<CartMsg>, (id, deps): Self::Arguments) -> Result<CartState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<CartMsg>,
+        (id, deps): Self::Arguments,
+    ) -> Result<CartState, ActorProcessingErr> {
         let (cart, version, changed) = recover(id, &deps).await?;
         let version = crate::flusher::next_incarnation(version);
         let mut state = CartState { cart, deps, dirty: false, version };
@@ -352,7 +357,12 @@ impl Actor for CartActor {
         Ok(state)
     }
 
-    async fn handle(&self, myself: ActorRef<CartMsg>, msg: CartMsg, state: &mut CartState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<CartMsg>,
+        msg: CartMsg,
+        state: &mut CartState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             CartMsg::Get { ticket: _ticket, reply } => {
                 let _ = reply.send(state.cart.clone());

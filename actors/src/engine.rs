@@ -237,8 +237,9 @@ struct CartActivator(CartDeps);
 #[async_trait]
 impl Activator<CartId, CartMsg> for CartActivator {
     async fn activate(&self, key: &CartId, supervisor: ActorCell) -> Result<ActorRef<CartMsg>, String> {
-        let (actor, _) =
-            Actor::spawn_linked(None, CartActor, (*key, self.0.clone()), supervisor).await.map_err(|e| e.to_string())?;
+        let (actor, _) = Actor::spawn_linked(None, CartActor, (*key, self.0.clone()), supervisor)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(actor)
     }
 }
@@ -283,8 +284,10 @@ impl Engine {
         let skus = Registry::new(registry_cfg("sku", cfg.sku_max_inflight));
         let carts = Registry::new(registry_cfg("cart", cfg.cart_max_inflight));
         let spawn_err = |e: ractor::SpawnErr| StoreError(format!("could not start supervisor: {e}"));
-        let (sku_sup, _) = Actor::spawn(None, EntitySupervisor::default(), Arc::clone(&skus)).await.map_err(spawn_err)?;
-        let (cart_sup, _) = Actor::spawn(None, EntitySupervisor::default(), Arc::clone(&carts)).await.map_err(spawn_err)?;
+        let (sku_sup, _) =
+            Actor::spawn(None, EntitySupervisor::default(), Arc::clone(&skus)).await.map_err(spawn_err)?;
+        let (cart_sup, _) =
+            Actor::spawn(None, EntitySupervisor::default(), Arc::clone(&carts)).await.map_err(spawn_err)?;
 
         let sku_deps = SkuDeps {
             journal: journal.clone(),

@@ -84,10 +84,7 @@ impl JournalWriter {
     /// Appends `entry` and waits until its batch has committed.
     pub async fn append(&self, entry: JournalEntry) -> Result<AppendOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Pending { entry, reply })
-            .await
-            .map_err(|_| StoreError("journal writer stopped".into()))?;
+        self.tx.send(Pending { entry, reply }).await.map_err(|_| StoreError("journal writer stopped".into()))?;
         rx.await.map_err(|_| StoreError("journal writer stopped".into()))?
     }
 

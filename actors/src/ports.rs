@@ -34,7 +34,8 @@ pub trait Journal: Send + Sync + 'static {
 
     /// Stock facts of `sku` newer than `after`, plus those of `orders` whatever
     /// their position, in position order.
-    async fn stock_facts(&self, sku: &Sku, after: JournalPos, orders: &[OrderId]) -> Result<Vec<StockFact>, StoreError>;
+    async fn stock_facts(&self, sku: &Sku, after: JournalPos, orders: &[OrderId])
+    -> Result<Vec<StockFact>, StoreError>;
 
     /// An order by id.
     async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError>;

@@ -431,11 +431,8 @@ where
 
     /// Operator figures, with the `top` deepest mailboxes.
     pub fn stats(&self, top: usize) -> RegistryStats {
-        let mut depths: Vec<(String, u64)> = self
-            .slots
-            .iter()
-            .filter_map(|e| e.value().get().map(|s| (e.key().to_string(), s.gate.depth())))
-            .collect();
+        let mut depths: Vec<(String, u64)> =
+            self.slots.iter().filter_map(|e| e.value().get().map(|s| (e.key().to_string(), s.gate.depth()))).collect();
         let active = depths.len();
         let mailbox_depth = depths.iter().map(|(_, d)| d).sum();
         depths.sort_by(|a, b| b.1.cmp(&a.1));

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use flashcore_domain::{
-    Availability, CartId, HoldId, Inventory, InventoryError, InventorySnapshot, JournalEntry, OrderId, Sku,
-    StockFact, StockFactKind, Timestamp,
+    Availability, CartId, HoldId, Inventory, InventoryError, InventorySnapshot, JournalEntry, OrderId, Sku, StockFact,
+    StockFactKind, Timestamp,
 };
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -246,7 +246,11 @@ impl Actor for SkuActor {
     type State = SkuState;
     type Arguments = (Sku, SkuDeps);
 
-    async fn pre_start(&self, myself: ActorRef<SkuMsg>, (sku, deps): Self::Arguments) -> Result<SkuState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SkuMsg>,
+        (sku, deps): Self::Arguments,
+    ) -> Result<SkuState, ActorProcessingErr> {
         let (inv, version) = recover(&sku, &deps).await?;
         let version = crate::flusher::next_incarnation(version);
         let mut state = SkuState { sku, inv, deps, dirty: false, version, next_wake: None };
@@ -256,7 +260,12 @@ impl Actor for SkuActor {
         Ok(state)
     }
 
-    async fn handle(&self, myself: ActorRef<SkuMsg>, msg: SkuMsg, state: &mut SkuState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<SkuMsg>,
+        msg: SkuMsg,
+        state: &mut SkuState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             SkuMsg::Reserve { ticket: _ticket, hold, cart, qty, ttl, reply } => {
                 let expires_at = clock::now().plus_millis(ttl.as_millis() as u64);

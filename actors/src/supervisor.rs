@@ -39,11 +39,20 @@ where
     type State = Arc<Registry<K, M>>;
     type Arguments = Arc<Registry<K, M>>;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, registry: Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        registry: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
         Ok(registry)
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, msg: Self::Msg, _state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {}
     }
 

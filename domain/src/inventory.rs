@@ -40,6 +40,9 @@ pub enum InventoryError {
     /// No prepared order with that id.
     #[error("order {0} is not prepared on this SKU")]
     UnknownOrder(OrderId),
+    /// `prepare` needs at least one hold.
+    #[error("nothing to prepare")]
+    NothingToPrepare,
     /// `set_total` below what is sold or held.
     #[error("total {requested} is below the {committed} units sold or held")]
     TotalBelowCommitted {
@@ -100,7 +103,7 @@ pub struct Inventory {
     /// Expiry index of the holds that can expire (not committing): one ordered
     /// set is the SKU's timer wheel; the actor ticks it once for the earliest entry.
     expiry: BTreeSet<(Timestamp, HoldId)>,
-    committing: HashMap<OrderId, Vec<HoldId>>,
+    committing: HashMap<OrderId, BTreeSet<HoldId>>,
     /// Highest journal position reflected in this state.
     watermark: JournalPos,
 }
@@ -232,8 +235,19 @@ impl Inventory {
 
     fn remove_hold(&mut self, id: HoldId) -> Option<Hold> {
         let h = self.holds.remove(&id)?;
-        if h.committing.is_none() {
-            self.expiry.remove(&(h.expires_at, id));
+        match h.committing {
+            None => {
+                self.expiry.remove(&(h.expires_at, id));
+            }
+            Some(order) => {
+                // Keep the order's prepared set exact: it must never name a gone hold.
+                if let Some(ids) = self.committing.get_mut(&order) {
+                    ids.remove(&id);
+                    if ids.is_empty() {
+                        self.committing.remove(&order);
+                    }
+                }
+            }
         }
         self.held -= u64::from(h.qty);
         Some(h)
@@ -244,9 +258,19 @@ impl Inventory {
     /// Prepared holds can no longer expire or be released; they end in
     /// [`Inventory::apply_fact`] (sold) or [`Inventory::abort`] (held again).
     /// Preparing the same order twice with the same holds is a no-op.
-    pub fn prepare(&mut self, order: OrderId, cart: CartId, holds: &[HoldId], now: Timestamp) -> Result<(), InventoryError> {
+    pub fn prepare(
+        &mut self,
+        order: OrderId,
+        cart: CartId,
+        holds: &[HoldId],
+        now: Timestamp,
+    ) -> Result<(), InventoryError> {
+        let set: BTreeSet<HoldId> = holds.iter().copied().collect();
+        if set.is_empty() {
+            return Err(InventoryError::NothingToPrepare);
+        }
         if let Some(prepared) = self.committing.get(&order) {
-            return if holds.iter().all(|h| prepared.contains(h)) && prepared.len() == holds.len() {
+            return if *prepared == set && set.len() == holds.len() {
                 Ok(())
             } else {
                 Err(InventoryError::UnknownOrder(order))
@@ -264,13 +288,13 @@ impl Inventory {
                 return Err(InventoryError::HoldExpired(*id));
             }
         }
-        for id in holds {
+        for id in &set {
             if let Some(h) = self.holds.get_mut(id) {
                 h.committing = Some(order);
                 self.expiry.remove(&(h.expires_at, *id));
             }
         }
-        self.committing.insert(order, holds.to_vec());
+        self.committing.insert(order, set);
         self.debug_check();
         Ok(())
     }
@@ -287,12 +311,12 @@ impl Inventory {
         let Some(ids) = self.committing.remove(&order) else { return 0 };
         let mut n = 0;
         for id in ids {
-            if let Some(h) = self.holds.get_mut(&id) {
-                if h.committing == Some(order) {
-                    h.committing = None;
-                    self.expiry.insert((h.expires_at, id));
-                    n += 1;
-                }
+            if let Some(h) = self.holds.get_mut(&id)
+                && h.committing == Some(order)
+            {
+                h.committing = None;
+                self.expiry.insert((h.expires_at, id));
+                n += 1;
             }
         }
         n
@@ -324,7 +348,7 @@ impl Inventory {
 
     /// Sets the total; it may not drop below what is sold or held.
     pub fn set_total(&mut self, total: u64) -> Result<(), InventoryError> {
-        let committed = self.sold + self.held;
+        let committed = self.sold.saturating_add(self.held);
         if total < committed {
             return Err(InventoryError::TotalBelowCommitted { requested: total, committed });
         }
@@ -347,14 +371,8 @@ impl Inventory {
         let newer = fact.pos > self.watermark;
         let mut evicted = Vec::new();
         match fact.kind {
-            StockFactKind::Sold { order, hold, qty } => {
+            StockFactKind::Sold { hold, qty, .. } => {
                 let present = self.remove_hold(hold).is_some();
-                if let Some(ids) = self.committing.get_mut(&order) {
-                    ids.retain(|h| *h != hold);
-                    if ids.is_empty() {
-                        self.committing.remove(&order);
-                    }
-                }
                 if present || newer {
                     self.sold = self.sold.saturating_add(u64::from(qty));
                     self.total = self.total.max(self.sold);
@@ -378,7 +396,7 @@ impl Inventory {
     /// Evicts uncommitted holds, latest-expiring first, until `sold + held <= total`.
     fn evict_overcommitted(&mut self) -> Vec<ExpiredHold> {
         let mut out = Vec::new();
-        while self.sold + self.held > self.total {
+        while self.sold.saturating_add(self.held) > self.total {
             let Some(&(_, id)) = self.expiry.last() else { break };
             if let Some(h) = self.remove_hold(id) {
                 out.push(ExpiredHold { hold: id, cart: h.cart, qty: h.qty });
@@ -387,7 +405,7 @@ impl Inventory {
         // Only committing holds are left over the line: their orders never reached
         // the journal (a fact would have consumed them), so they go back to held
         // and are evicted like the rest.
-        if self.sold + self.held > self.total {
+        if self.sold.saturating_add(self.held) > self.total {
             let orders: Vec<OrderId> = self.committing.keys().copied().collect();
             for o in orders {
                 self.abort_inner(o);
@@ -420,11 +438,17 @@ impl Inventory {
     /// that would break the invariant (corrupt or hand-edited) is repaired by
     /// evicting holds, never by inventing stock.
     pub fn restore(s: InventorySnapshot) -> Self {
-        let mut inv = Inventory { total: s.total.max(s.sold), sold: s.sold, watermark: s.watermark, ..Default::default() };
+        let mut inv =
+            Inventory { total: s.total.max(s.sold), sold: s.sold, watermark: s.watermark, ..Default::default() };
         for (id, h) in s.holds {
+            if inv.holds.contains_key(&id) {
+                continue; // a corrupt snapshot listing a hold twice: count it once
+            }
             inv.held += u64::from(h.qty);
             match h.committing {
-                Some(order) => inv.committing.entry(order).or_default().push(id),
+                Some(order) => {
+                    inv.committing.entry(order).or_default().insert(id);
+                }
                 None => {
                     inv.expiry.insert((h.expires_at, id));
                 }

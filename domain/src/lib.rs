@@ -21,5 +21,5 @@ pub use ids::{CartId, HoldId, IdError, OrderId, Sku};
 pub use inventory::{Availability, ExpiredHold, Hold, Inventory, InventoryError, InventorySnapshot};
 pub use money::{Currency, Money, MoneyError};
 pub use order::{Order, OrderLine};
-pub use product::{Product, ProductError, MAX_LINE_QUANTITY};
+pub use product::{MAX_LINE_QUANTITY, Product, ProductError};
 pub use time::Timestamp;

@@ -86,8 +86,9 @@ mod tests {
     fn order_from_cart_copies_lines_and_totals() {
         let mut cart = Cart::new(CartId::new());
         for (sku, cents, qty) in [("A", 250, 2), ("B", 100, 1)] {
-            let p = Product::new(Sku::parse(sku).unwrap(), sku, "", Money::new(cents, Currency::EUR).unwrap(), None, None)
-                .unwrap();
+            let p =
+                Product::new(Sku::parse(sku).unwrap(), sku, "", Money::new(cents, Currency::EUR).unwrap(), None, None)
+                    .unwrap();
             cart.apply_reserved(&p, qty, HoldId::new(), Timestamp::EPOCH);
         }
         let o = Order::from_cart(&cart, OrderId::new(), "k".into(), None, "pay_1".into(), Timestamp::EPOCH).unwrap();

@@ -68,15 +68,16 @@ impl Product {
         if qty > MAX_LINE_QUANTITY {
             return Err(CartError::QuantityTooLarge { max: MAX_LINE_QUANTITY });
         }
-        if let Some(max) = self.max_per_order {
-            if qty > max {
-                return Err(CartError::LimitExceeded { max_per_order: max });
-            }
+        if let Some(max) = self.max_per_order
+            && qty > max
+        {
+            return Err(CartError::LimitExceeded { max_per_order: max });
         }
-        if let Some(starts) = self.sale_starts_at {
-            if qty > 0 && now < starts {
-                return Err(CartError::SaleNotStarted { starts_at: starts });
-            }
+        if let Some(starts) = self.sale_starts_at
+            && qty > 0
+            && now < starts
+        {
+            return Err(CartError::SaleNotStarted { starts_at: starts });
         }
         Ok(())
     }
@@ -109,7 +110,10 @@ mod tests {
         let sku = Sku::parse("P").unwrap();
         let price = Money::zero(Currency::EUR);
         assert_eq!(Product::new(sku.clone(), " ", "", price, None, None), Err(ProductError::InvalidTitle));
-        assert_eq!(Product::new(sku.clone(), "t", "x".repeat(2001), price, None, None), Err(ProductError::InvalidDescription));
+        assert_eq!(
+            Product::new(sku.clone(), "t", "x".repeat(2001), price, None, None),
+            Err(ProductError::InvalidDescription)
+        );
         assert_eq!(Product::new(sku, "t", "", price, Some(0), None), Err(ProductError::InvalidMaxPerOrder));
     }
 

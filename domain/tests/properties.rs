@@ -10,9 +10,8 @@ use std::collections::{HashMap, HashSet};
 
 use flashcore_domain::inventory::InventorySnapshot;
 use flashcore_domain::{
-    Cart, CartError, CartId, CartLine, Currency, ExpiredHold, Hold, HoldId, Inventory,
-    InventoryError, JournalPos, Money, MoneyError, OrderId, Sku, StockFact, StockFactKind,
-    Timestamp,
+    Cart, CartError, CartId, CartLine, Currency, ExpiredHold, Hold, HoldId, Inventory, InventoryError, JournalPos,
+    Money, MoneyError, OrderId, Sku, StockFact, StockFactKind, Timestamp,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -23,10 +22,7 @@ const ORDERS: usize = 4;
 const START_MS: u64 = 1_000;
 
 fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 256,
-        ..ProptestConfig::default()
-    }
+    ProptestConfig { cases: 256, ..ProptestConfig::default() }
 }
 
 fn sku() -> Sku {
@@ -140,9 +136,7 @@ fn fact_spec(mode: Mode) -> BoxedStrategy<FactSpec> {
 /// Realistic: non-empty lists of distinct holds (what a SKU actor sends).
 fn hold_list(mode: Mode) -> BoxedStrategy<Vec<usize>> {
     match mode {
-        Mode::Realistic => proptest::sample::subsequence((0..HOLDS).collect::<Vec<_>>(), 1..=3)
-            .prop_shuffle()
-            .boxed(),
+        Mode::Realistic => proptest::sample::subsequence((0..HOLDS).collect::<Vec<_>>(), 1..=3).prop_shuffle().boxed(),
         Mode::Chaos => proptest::collection::vec(0..HOLDS, 0..=3).boxed(),
     }
 }
@@ -193,14 +187,7 @@ struct World {
 
 impl World {
     fn new(mode: Mode, total: u64) -> Self {
-        World {
-            mode,
-            inv: Inventory::new(total),
-            pool: Pool::new(),
-            now: START_MS,
-            next_pos: 1,
-            log: Vec::new(),
-        }
+        World { mode, inv: Inventory::new(total), pool: Pool::new(), now: START_MS, next_pos: 1, log: Vec::new() }
     }
 
     fn now(&self) -> Timestamp {
@@ -223,26 +210,14 @@ impl World {
         let mut out = Outcome::default();
         let now = self.now();
         match *op {
-            Op::Reserve {
-                hold,
-                cart,
-                qty,
-                ttl,
-            } => {
+            Op::Reserve { hold, cart, qty, ttl } => {
                 let (h, c) = (self.pool.holds[hold], self.pool.carts[cart]);
                 out.refused = self.inv.reserve(h, c, qty, now.plus_millis(ttl)).is_err();
             }
             Op::Release { hold } => out.refused = self.inv.release(self.pool.holds[hold]).is_err(),
-            Op::Prepare {
-                order,
-                cart,
-                ref holds,
-            } => {
+            Op::Prepare { order, cart, ref holds } => {
                 let ids: Vec<HoldId> = holds.iter().map(|i| self.pool.holds[*i]).collect();
-                out.refused = self
-                    .inv
-                    .prepare(self.pool.orders[order], self.pool.carts[cart], &ids, now)
-                    .is_err();
+                out.refused = self.inv.prepare(self.pool.orders[order], self.pool.carts[cart], &ids, now).is_err();
             }
             Op::Abort { order } => {
                 self.inv.abort(self.pool.orders[order]);
@@ -260,23 +235,11 @@ impl World {
                     .pool
                     .holds
                     .iter()
-                    .filter_map(|h| {
-                        self.inv
-                            .hold(h)
-                            .filter(|x| x.committing == Some(o))
-                            .map(|x| (*h, x.qty))
-                    })
+                    .filter_map(|h| self.inv.hold(h).filter(|x| x.committing == Some(o)).map(|x| (*h, x.qty)))
                     .collect();
                 for (hold, qty) in lines {
-                    let fact = StockFact {
-                        pos: self.pos(),
-                        sku: sku(),
-                        kind: StockFactKind::Sold {
-                            order: o,
-                            hold,
-                            qty,
-                        },
-                    };
+                    let fact =
+                        StockFact { pos: self.pos(), sku: sku(), kind: StockFactKind::Sold { order: o, hold, qty } };
                     self.apply(fact, &mut out);
                     if self.mode == Mode::Realistic {
                         for slot in self.pool.holds.iter_mut().filter(|h| **h == hold) {
@@ -294,22 +257,13 @@ impl World {
                     None => self.pos(),
                 };
                 let kind = match *spec {
-                    FactSpec::Sold { order, hold, qty } => StockFactKind::Sold {
-                        order: self.pool.orders[order],
-                        hold: self.pool.holds[hold],
-                        qty,
-                    },
+                    FactSpec::Sold { order, hold, qty } => {
+                        StockFactKind::Sold { order: self.pool.orders[order], hold: self.pool.holds[hold], qty }
+                    }
                     FactSpec::Restocked { qty } => StockFactKind::Restocked { qty },
                     FactSpec::TotalSet { total } => StockFactKind::TotalSet { total },
                 };
-                self.apply(
-                    StockFact {
-                        pos,
-                        sku: sku(),
-                        kind,
-                    },
-                    &mut out,
-                );
+                self.apply(StockFact { pos, sku: sku(), kind }, &mut out);
             }
             Op::Replay { idx } => {
                 if !self.log.is_empty() {
@@ -331,12 +285,7 @@ fn sorted_snapshot(inv: &Inventory) -> InventorySnapshot {
 }
 
 /// `restored` behaves exactly like `live`; `==` too unless an order spans several holds.
-fn assert_same_state(
-    restored: &Inventory,
-    live: &Inventory,
-    pool: &Pool,
-    now: Timestamp,
-) -> Result<(), TestCaseError> {
+fn assert_same_state(restored: &Inventory, live: &Inventory, pool: &Pool, now: Timestamp) -> Result<(), TestCaseError> {
     prop_assert!(restored.invariant_holds());
     prop_assert_eq!(sorted_snapshot(restored), sorted_snapshot(live));
     prop_assert_eq!(restored.availability(), live.availability());
@@ -353,17 +302,9 @@ fn assert_same_state(
     // The committing index is private: probe it through abort and prepare.
     for o in pool.orders.iter().chain(per_order.keys()) {
         let holds = per_order.get(o).cloned().unwrap_or_default();
-        let cart = holds
-            .first()
-            .and_then(|h| live.hold(h))
-            .map_or(pool.carts[0], |h| h.cart);
+        let cart = holds.first().and_then(|h| live.hold(h)).map_or(pool.carts[0], |h| h.cart);
         let (mut a, mut b) = (restored.clone(), live.clone());
-        prop_assert_eq!(
-            a.prepare(*o, cart, &holds, now),
-            b.prepare(*o, cart, &holds, now),
-            "re-prepare {}",
-            o
-        );
+        prop_assert_eq!(a.prepare(*o, cart, &holds, now), b.prepare(*o, cart, &holds, now), "re-prepare {}", o);
         prop_assert_eq!(sorted_snapshot(&a), sorted_snapshot(&b));
         let (mut a, mut b) = (restored.clone(), live.clone());
         prop_assert_eq!(a.abort(*o), b.abort(*o), "abort {}", o);
@@ -375,20 +316,9 @@ fn assert_same_state(
 fn check_counts(inv: &Inventory) -> Result<(), TestCaseError> {
     prop_assert!(inv.invariant_holds(), "invariant broken: {inv:?}");
     let a = inv.availability();
-    prop_assert_eq!(
-        (a.total, a.sold, a.held, a.available),
-        (inv.total(), inv.sold(), inv.held(), inv.available())
-    );
-    prop_assert!(
-        a.sold.checked_add(a.held).is_some_and(|c| c <= a.total),
-        "sold + held > total: {a:?}"
-    );
-    prop_assert_eq!(
-        Some(a.total),
-        a.sold
-            .checked_add(a.held)
-            .and_then(|c| c.checked_add(a.available))
-    );
+    prop_assert_eq!((a.total, a.sold, a.held, a.available), (inv.total(), inv.sold(), inv.held(), inv.available()));
+    prop_assert!(a.sold.checked_add(a.held).is_some_and(|c| c <= a.total), "sold + held > total: {a:?}");
+    prop_assert_eq!(Some(a.total), a.sold.checked_add(a.held).and_then(|c| c.checked_add(a.available)));
     Ok(())
 }
 
@@ -530,13 +460,7 @@ impl Model {
         self.total - self.sold - self.held()
     }
 
-    fn reserve(
-        &mut self,
-        id: HoldId,
-        cart: CartId,
-        qty: u32,
-        exp: u64,
-    ) -> Result<(), InventoryError> {
+    fn reserve(&mut self, id: HoldId, cart: CartId, qty: u32, exp: u64) -> Result<(), InventoryError> {
         if qty == 0 {
             return Err(InventoryError::InvalidQuantity);
         }
@@ -548,20 +472,9 @@ impl Model {
         };
         let available = self.available();
         if qty > old && u64::from(qty - old) > available {
-            return Err(InventoryError::OutOfStock {
-                requested: u64::from(qty - old),
-                available,
-            });
+            return Err(InventoryError::OutOfStock { requested: u64::from(qty - old), available });
         }
-        self.holds.insert(
-            id,
-            MHold {
-                cart,
-                qty,
-                expires_at: exp,
-                committing: None,
-            },
-        );
+        self.holds.insert(id, MHold { cart, qty, expires_at: exp, committing: None });
         Ok(())
     }
 
@@ -573,21 +486,11 @@ impl Model {
         }
     }
 
-    fn prepare(
-        &mut self,
-        order: OrderId,
-        cart: CartId,
-        ids: &[HoldId],
-        now: u64,
-    ) -> Result<(), InventoryError> {
+    fn prepare(&mut self, order: OrderId, cart: CartId, ids: &[HoldId], now: u64) -> Result<(), InventoryError> {
         if let Some(prepared) = self.orders.get(&order) {
             let a: HashSet<_> = prepared.iter().collect();
             let b: HashSet<_> = ids.iter().collect();
-            return if a == b {
-                Ok(())
-            } else {
-                Err(InventoryError::UnknownOrder(order))
-            };
+            return if a == b { Ok(()) } else { Err(InventoryError::UnknownOrder(order)) };
         }
         for id in ids {
             let Some(h) = self.holds.get(id) else {
@@ -639,20 +542,14 @@ impl Model {
     }
 
     fn restock(&mut self, qty: u64) -> Result<(), InventoryError> {
-        self.total = self
-            .total
-            .checked_add(qty)
-            .ok_or(InventoryError::Overflow)?;
+        self.total = self.total.checked_add(qty).ok_or(InventoryError::Overflow)?;
         Ok(())
     }
 
     fn set_total(&mut self, total: u64) -> Result<(), InventoryError> {
         let committed = self.sold + self.held();
         if total < committed {
-            return Err(InventoryError::TotalBelowCommitted {
-                requested: total,
-                committed,
-            });
+            return Err(InventoryError::TotalBelowCommitted { requested: total, committed });
         }
         self.total = total;
         Ok(())
@@ -674,36 +571,15 @@ impl Model {
 
 #[derive(Debug, Clone)]
 enum MOp {
-    Reserve {
-        hold: usize,
-        cart: usize,
-        qty: u32,
-        ttl: u64,
-    },
-    Release {
-        hold: usize,
-    },
-    Prepare {
-        order: usize,
-        cart: usize,
-        holds: Vec<usize>,
-    },
-    Abort {
-        order: usize,
-    },
-    Advance {
-        ms: u64,
-    },
+    Reserve { hold: usize, cart: usize, qty: u32, ttl: u64 },
+    Release { hold: usize },
+    Prepare { order: usize, cart: usize, holds: Vec<usize> },
+    Abort { order: usize },
+    Advance { ms: u64 },
     Expire,
-    Restock {
-        qty: u64,
-    },
-    SetTotal {
-        total: u64,
-    },
-    Sell {
-        order: usize,
-    },
+    Restock { qty: u64 },
+    SetTotal { total: u64 },
+    Sell { order: usize },
 }
 
 fn model_op() -> impl Strategy<Value = MOp> {
@@ -724,27 +600,14 @@ fn model_op() -> impl Strategy<Value = MOp> {
 
 fn check_against_model(inv: &Inventory, m: &Model, pool: &Pool) -> Result<(), TestCaseError> {
     prop_assert!(inv.invariant_holds());
-    prop_assert_eq!(
-        (inv.total(), inv.sold(), inv.held(), inv.available()),
-        (m.total, m.sold, m.held(), m.available())
-    );
+    prop_assert_eq!((inv.total(), inv.sold(), inv.held(), inv.available()), (m.total, m.sold, m.held(), m.available()));
     prop_assert_eq!(inv.hold_count(), m.holds.len());
     for id in &pool.holds {
-        let real = inv
-            .hold(id)
-            .map(|h| (h.cart, h.qty, h.expires_at.as_millis(), h.committing));
-        let want = m
-            .holds
-            .get(id)
-            .map(|h| (h.cart, h.qty, h.expires_at, h.committing));
+        let real = inv.hold(id).map(|h| (h.cart, h.qty, h.expires_at.as_millis(), h.committing));
+        let want = m.holds.get(id).map(|h| (h.cart, h.qty, h.expires_at, h.committing));
         prop_assert_eq!(real, want, "hold {}", id);
     }
-    let next = m
-        .holds
-        .values()
-        .filter(|h| h.committing.is_none())
-        .map(|h| h.expires_at)
-        .min();
+    let next = m.holds.values().filter(|h| h.committing.is_none()).map(|h| h.expires_at).min();
     prop_assert_eq!(inv.next_expiry().map(Timestamp::as_millis), next);
     Ok(())
 }
@@ -1076,8 +939,8 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------
-// Minimal cases of domain bugs these properties found. They assert the correct
-// behaviour, so they fail until the domain is fixed: run with `-- --ignored`.
+// Regression cases: minimal reproductions of domain bugs these properties found
+// (all fixed), kept so they stay fixed.
 // ---------------------------------------------------------------------------
 
 fn t(ms: u64) -> Timestamp {
@@ -1085,11 +948,7 @@ fn t(ms: u64) -> Timestamp {
 }
 
 fn sold(pos: u64, order: OrderId, hold: HoldId, qty: u32) -> StockFact {
-    StockFact {
-        pos: JournalPos(pos),
-        sku: sku(),
-        kind: StockFactKind::Sold { order, hold, qty },
-    }
+    StockFact { pos: JournalPos(pos), sku: sku(), kind: StockFactKind::Sold { order, hold, qty } }
 }
 
 /// `apply_fact(Sold { order: o1, hold: h })` while `h` is committing for another
@@ -1097,18 +956,14 @@ fn sold(pos: u64, order: OrderId, hold: HoldId, qty: u32) -> StockFact {
 /// keeps naming a hold that no longer exists. `prepare(o0, [h])` then succeeds as
 /// an idempotent re-prepare of a vanished hold, and `restore(snapshot())` differs.
 #[test]
-#[ignore = "domain bug: Sold fact for another order leaves a stale committing entry"]
-fn known_bug_sold_fact_for_other_order_leaves_stale_committing_entry() {
+fn regression_sold_fact_for_other_order_leaves_stale_committing_entry() {
     let mut inv = Inventory::new(10);
     let (h, c, o0, o1) = (HoldId::new(), CartId::new(), OrderId::new(), OrderId::new());
     inv.reserve(h, c, 1, t(100)).unwrap();
     inv.prepare(o0, c, &[h], t(1)).unwrap();
     inv.apply_fact(&sold(1, o1, h, 1));
     assert_eq!((inv.sold(), inv.hold(&h)), (1, None));
-    assert_eq!(
-        inv.clone().prepare(o0, c, &[h], t(1)),
-        Err(InventoryError::UnknownHold(h))
-    );
+    assert_eq!(inv.clone().prepare(o0, c, &[h], t(1)), Err(InventoryError::UnknownHold(h)));
     assert_eq!(Inventory::restore(inv.snapshot()), inv);
 }
 
@@ -1116,8 +971,7 @@ fn known_bug_sold_fact_for_other_order_leaves_stale_committing_entry() {
 /// for an order spanning several holds `restore(snapshot()) == inv` is false almost
 /// always (with the 8 holds below, unless the hash map happens to keep their order).
 #[test]
-#[ignore = "domain bug: restore reorders an order's committing hold list, breaking =="]
-fn known_bug_restore_reorders_committing_holds() {
+fn regression_restore_reorders_committing_holds() {
     let mut inv = Inventory::new(100);
     let (c, o) = (CartId::new(), OrderId::new());
     let holds: Vec<HoldId> = (0..8).map(|_| HoldId::new()).collect();
@@ -1132,45 +986,27 @@ fn known_bug_restore_reorders_committing_holds() {
 /// which `restore` then forgets) and duplicate ids (`[a, a]` is taken as an
 /// idempotent re-prepare of an order prepared with `[a, b]`).
 #[test]
-#[ignore = "domain bug: prepare accepts empty and duplicate hold lists"]
-fn known_bug_prepare_accepts_degenerate_hold_lists() {
+fn regression_prepare_accepts_degenerate_hold_lists() {
     let mut inv = Inventory::new(10);
     let (a, b, c, o) = (HoldId::new(), HoldId::new(), CartId::new(), OrderId::new());
     inv.reserve(a, c, 1, t(100)).unwrap();
     inv.reserve(b, c, 1, t(100)).unwrap();
     let mut empty = inv.clone();
     let _ = empty.prepare(o, c, &[], t(1));
-    assert_eq!(
-        Inventory::restore(empty.snapshot()),
-        empty,
-        "empty prepare does not round-trip"
-    );
+    assert_eq!(Inventory::restore(empty.snapshot()), empty, "empty prepare does not round-trip");
     inv.prepare(o, c, &[a, b], t(1)).unwrap();
-    assert_eq!(
-        inv.prepare(o, c, &[a, a], t(1)),
-        Err(InventoryError::UnknownOrder(o))
-    );
+    assert_eq!(inv.prepare(o, c, &[a, a], t(1)), Err(InventoryError::UnknownOrder(o)));
 }
 
 /// `restore` promises to repair a corrupt snapshot, but a hold id listed twice is
 /// counted twice in `held` (one hold survives): the invariant breaks and debug
 /// builds panic in `debug_check`.
 #[test]
-#[ignore = "domain bug: restore of a snapshot with a duplicated hold id breaks the invariant"]
-fn known_bug_restore_of_duplicated_hold_breaks_invariant() {
+fn regression_restore_of_duplicated_hold_breaks_invariant() {
     let h = HoldId::new();
-    let hold = Hold {
-        cart: CartId::new(),
-        qty: 3,
-        expires_at: t(10),
-        committing: None,
-    };
-    let snap = InventorySnapshot {
-        total: 10,
-        sold: 2,
-        watermark: JournalPos(0),
-        holds: vec![(h, hold.clone()), (h, hold)],
-    };
+    let hold = Hold { cart: CartId::new(), qty: 3, expires_at: t(10), committing: None };
+    let snap =
+        InventorySnapshot { total: 10, sold: 2, watermark: JournalPos(0), holds: vec![(h, hold.clone()), (h, hold)] };
     let inv = Inventory::restore(snap);
     assert!(inv.invariant_holds());
     assert_eq!((inv.sold(), inv.held()), (2, 3));

@@ -57,7 +57,11 @@ impl Journal for MemoryJournal {
                 JournalEntry::Stock { sku, kind } => {
                     d.next_pos += 1;
                     let pos = JournalPos(d.next_pos);
-                    d.facts.entry(sku.clone()).or_default().push(StockFact { pos, sku: sku.clone(), kind: kind.clone() });
+                    d.facts.entry(sku.clone()).or_default().push(StockFact {
+                        pos,
+                        sku: sku.clone(),
+                        kind: kind.clone(),
+                    });
                     out.push(AppendOutcome::Written(pos));
                 }
             }
@@ -65,7 +69,12 @@ impl Journal for MemoryJournal {
         Ok(out)
     }
 
-    async fn stock_facts(&self, sku: &Sku, after: JournalPos, orders: &[OrderId]) -> Result<Vec<StockFact>, StoreError> {
+    async fn stock_facts(
+        &self,
+        sku: &Sku,
+        after: JournalPos,
+        orders: &[OrderId],
+    ) -> Result<Vec<StockFact>, StoreError> {
         let d = lock(&self.0);
         Ok(d.facts
             .get(sku)
