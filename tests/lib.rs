@@ -1,1 +1,139 @@
-//! helpers
+//! Helpers for the black-box tests: spawn a real flashcore on port 0 and talk
+//! to it over HTTP like any client would.
+
+use std::time::{Duration, Instant};
+
+use flashcore_actors::Engine;
+use flashcore_http::{Application, Config};
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running flashcore and a client for it.
+#[derive(Debug)]
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// HTTP client (no pooling limits).
+    pub client: Client,
+    /// The engine, for fault injection only.
+    pub engine: Engine,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A config for tests: port 0, memory store, demo catalog, quiet logs.
+pub fn test_config() -> Config {
+    let mut c = Config::default();
+    c.addr = "127.0.0.1:0".parse().unwrap_or(c.addr);
+    c.token_secret = Some("test-secret-test-secret-test-secret".into());
+    c
+}
+
+impl TestApp {
+    /// Spawns flashcore with the default test config.
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(test_config()).await
+    }
+
+    /// Spawns flashcore with `config` (port forced to 0).
+    pub async fn spawn_with(mut config: Config) -> TestApp {
+        config.addr = "127.0.0.1:0".parse().unwrap_or(config.addr);
+        let app = Application::build(config).await.unwrap_or_else(|e| panic!("app failed to start: {e:#}"));
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let engine = app.engine().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
+        TestApp { base, client, engine, stop: Some(stop), task: Some(task) }
+    }
+
+    /// Stops the app gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+
+    /// `base + path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Creates a cart; returns (cart_id, token).
+    pub async fn new_cart(&self) -> (String, String) {
+        let res = self.client.post(self.url("/v1/carts")).send().await.expect("create cart");
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let body: Value = res.json().await.expect("cart json");
+        (body["cart_id"].as_str().unwrap_or_default().to_owned(), body["token"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// `PUT /v1/carts/{cart}/items/{sku}` with `{quantity}`.
+    pub async fn set_item(&self, cart: &str, token: &str, sku: &str, qty: u64) -> Response {
+        self.client
+            .put(self.url(&format!("/v1/carts/{cart}/items/{sku}")))
+            .bearer_auth(token)
+            .json(&json!({ "quantity": qty }))
+            .send()
+            .await
+            .expect("set item")
+    }
+
+    /// `POST /v1/carts/{cart}/checkout` with a payment token and an idempotency key.
+    pub async fn checkout(&self, cart: &str, token: &str, key: &str, payment: &str) -> Response {
+        self.client
+            .post(self.url(&format!("/v1/carts/{cart}/checkout")))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&json!({ "payment": { "token": payment }, "email": "buyer@example.com" }))
+            .send()
+            .await
+            .expect("checkout")
+    }
+
+    /// `GET /v1/products/{sku}` as JSON.
+    pub async fn product(&self, sku: &str) -> Value {
+        self.client.get(self.url(&format!("/v1/products/{sku}"))).send().await.expect("product").json().await.expect("json")
+    }
+
+    /// `available` of a product.
+    pub async fn available(&self, sku: &str) -> u64 {
+        self.product(sku).await["available"].as_u64().unwrap_or(u64::MAX)
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `deadline`. Never sleeps
+/// to pass: it only waits between attempts.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asserts `res` is a problem document with `status` and `code`; returns its body.
+pub async fn assert_problem(res: Response, status: u16, code: &str) -> Value {
+    let got = res.status().as_u16();
+    let ctype = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    assert_eq!(got, status, "status; body: {body}");
+    assert_eq!(ctype, "application/problem+json", "content type; body: {body}");
+    assert_eq!(body["code"], code, "code; body: {body}");
+    assert_eq!(body["type"], format!("urn:flashcore:problem:{code}"));
+    assert_eq!(body["status"], status);
+    body
+}

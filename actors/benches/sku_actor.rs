@@ -1,1 +1,274 @@
-fn main() {}
+//! Message throughput of one actor: a bare ractor actor against a real SKU actor.
+//!
+//! One element is one *pair*: a `call` (request + reply) followed by a `cast`.
+//!
+//! - `bare_actor/call_cast_pair`: an actor whose state is a `u64`; the call reads
+//!   it, the cast increments it. This is the ceiling ractor itself allows.
+//! - `sku_actor/reserve_release_pair`: a real [`SkuActor`] (recovered through its
+//!   ports, given stock once), `Reserve` (call) then `Release` (cast) of one unit
+//!   under a fresh hold id per pair. Hold ids are generated before the timed part.
+//!
+//! Each is run with 1 caller task and with 64 caller tasks sharing the single
+//! actor, on a 2-worker multi-thread tokio runtime. Every caller is a spawned task
+//! (as an HTTP handler would be), and each sample ends with one extra call so the
+//! last casts are handled inside the timed part. Calls carry no timeout, like
+//! `ActorRef::call(.., None)`; the registry's timeout and gate are not measured.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use dashmap::DashMap;
+use flashcore_actors::flusher::Flusher;
+use flashcore_actors::gate::Ticket;
+use flashcore_actors::journal::JournalWriter;
+use flashcore_actors::ports::{
+    AppendOutcome, AvailabilityFeed, EntityKind, Journal, SnapshotRecord, SnapshotStore, StoreError,
+};
+use flashcore_actors::sku::{SkuActor, SkuDeps, SkuMsg, StockChange};
+use flashcore_domain::{Availability, CartId, HoldId, JournalEntry, JournalPos, Order, OrderId, Sku, StockFact};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::runtime::Runtime;
+use tokio::sync::watch;
+
+/// Concurrent caller tasks in the contended variant.
+const CALLERS: u64 = 64;
+/// Long enough that no hold expires during the run.
+const TTL: Duration = Duration::from_secs(600);
+
+// ---------------------------------------------------------------------------
+// The bare actor.
+
+struct Bare;
+
+enum BareMsg {
+    Call(RpcReplyPort<u64>),
+    Cast,
+}
+
+impl Actor for Bare {
+    type Msg = BareMsg;
+    type State = u64;
+    type Arguments = ();
+
+    async fn pre_start(&self, _myself: ActorRef<BareMsg>, (): ()) -> Result<u64, ActorProcessingErr> {
+        Ok(0)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<BareMsg>,
+        msg: BareMsg,
+        state: &mut u64,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            BareMsg::Call(reply) => {
+                let _ = reply.send(*state);
+            }
+            BareMsg::Cast => *state += 1,
+        }
+        Ok(())
+    }
+}
+
+async fn bare_call(actor: &ActorRef<BareMsg>) -> u64 {
+    match actor.call(BareMsg::Call, None).await {
+        Ok(CallResult::Success(n)) => n,
+        _ => panic!("bare call failed"),
+    }
+}
+
+async fn bare_pairs(actor: ActorRef<BareMsg>, n: u64) {
+    for _ in 0..n {
+        black_box(bare_call(&actor).await);
+        if actor.cast(BareMsg::Cast).is_err() {
+            panic!("bare cast failed");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Minimal ports for the SKU actor (no flashcore-persistence: that would be a cycle).
+
+#[derive(Default)]
+struct BenchJournal {
+    last: AtomicU64,
+}
+
+#[async_trait]
+impl Journal for BenchJournal {
+    async fn append(&self, batch: &[JournalEntry]) -> Result<Vec<AppendOutcome>, StoreError> {
+        let first = self.last.fetch_add(batch.len() as u64, Ordering::Relaxed) + 1;
+        Ok((first..first + batch.len() as u64).map(|p| AppendOutcome::Written(JournalPos(p))).collect())
+    }
+
+    async fn stock_facts(&self, _: &Sku, _: JournalPos, _: &[OrderId]) -> Result<Vec<StockFact>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn order(&self, _: OrderId) -> Result<Option<Order>, StoreError> {
+        Ok(None)
+    }
+
+    async fn order_for_cart(&self, _: CartId) -> Result<Option<Order>, StoreError> {
+        Ok(None)
+    }
+
+    async fn orders(&self, _: usize, _: Option<OrderId>) -> Result<Vec<Order>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+struct NoSnapshots;
+
+#[async_trait]
+impl SnapshotStore for NoSnapshots {
+    async fn save(&self, _: &[SnapshotRecord]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn load(&self, _: EntityKind, _: &str) -> Result<Option<SnapshotRecord>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// Same shape as the in-process adapter's feed: one watch channel per SKU.
+#[derive(Default)]
+struct BenchFeed(DashMap<Sku, watch::Sender<Option<Availability>>>);
+
+impl AvailabilityFeed for BenchFeed {
+    fn publish(&self, sku: &Sku, availability: Availability) {
+        if let Some(tx) = self.0.get(sku) {
+            tx.send_if_modified(|cur| {
+                let changed = *cur != Some(availability);
+                *cur = Some(availability);
+                changed
+            });
+            return;
+        }
+        self.0.entry(sku.clone()).or_insert_with(|| watch::channel(None).0).send_replace(Some(availability));
+    }
+
+    fn latest(&self, sku: &Sku) -> Option<Availability> {
+        self.0.get(sku).and_then(|tx| *tx.borrow())
+    }
+
+    fn subscribe(&self, sku: &Sku) -> watch::Receiver<Option<Availability>> {
+        self.0.entry(sku.clone()).or_insert_with(|| watch::channel(None).0).subscribe()
+    }
+}
+
+async fn start_sku() -> ActorRef<SkuMsg> {
+    let snapshots: Arc<dyn SnapshotStore> = Arc::new(NoSnapshots);
+    let (journal, _) = JournalWriter::start(Arc::new(BenchJournal::default()), 64, 1024);
+    // The engine's default write-behind interval.
+    let (flusher, _) = Flusher::start(Arc::clone(&snapshots), Duration::from_millis(50));
+    let deps = SkuDeps { journal, feed: Arc::new(BenchFeed::default()), flusher, snapshots, epoch: 1 };
+    let sku = Sku::parse("BENCH-SKU-1").expect("valid sku");
+    let (actor, _) = Actor::spawn(None, SkuActor, (sku, deps)).await.expect("SKU actor starts");
+    let stocked = actor
+        .call(
+            |reply| SkuMsg::Adjust { ticket: Ticket::untracked(), change: StockChange::SetTotal(1_000_000), reply },
+            None,
+        )
+        .await;
+    match stocked {
+        Ok(CallResult::Success(Ok(a))) => assert_eq!(a.available, 1_000_000),
+        _ => panic!("stocking the SKU failed"),
+    }
+    actor
+}
+
+async fn sku_get(actor: &ActorRef<SkuMsg>) -> Availability {
+    match actor.call(|reply| SkuMsg::Get { ticket: Ticket::untracked(), reply }, None).await {
+        Ok(CallResult::Success(a)) => a,
+        _ => panic!("SKU get failed"),
+    }
+}
+
+async fn sku_pairs(actor: ActorRef<SkuMsg>, cart: CartId, holds: Vec<HoldId>) {
+    for hold in holds {
+        let reserved = actor
+            .call(|reply| SkuMsg::Reserve { ticket: Ticket::untracked(), hold, cart, qty: 1, ttl: TTL, reply }, None)
+            .await;
+        match reserved {
+            Ok(CallResult::Success(Ok(expires_at))) => {
+                black_box(expires_at);
+            }
+            Ok(CallResult::Success(Err(e))) => panic!("reserve refused: {e}"),
+            _ => panic!("reserve call failed"),
+        }
+        if actor.cast(SkuMsg::Release { ticket: Ticket::untracked(), hold, reply: None }).is_err() {
+            panic!("release cast failed");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Drivers: `iters` pairs split over `callers` spawned tasks.
+
+fn split(iters: u64, callers: u64) -> impl Iterator<Item = u64> {
+    (0..callers).map(move |i| iters / callers + u64::from(i < iters % callers)).filter(|&n| n > 0)
+}
+
+async fn run_bare(actor: &ActorRef<BareMsg>, iters: u64, callers: u64) -> Duration {
+    let start = Instant::now();
+    let tasks: Vec<_> = split(iters, callers).map(|n| tokio::spawn(bare_pairs(actor.clone(), n))).collect();
+    for t in tasks {
+        t.await.expect("caller task");
+    }
+    black_box(bare_call(actor).await);
+    start.elapsed()
+}
+
+async fn run_sku(actor: &ActorRef<SkuMsg>, iters: u64, callers: u64) -> Duration {
+    // Hold ids (UUIDv7: a clock read and randomness each) are made before timing.
+    let work: Vec<(CartId, Vec<HoldId>)> =
+        split(iters, callers).map(|n| (CartId::new(), (0..n).map(|_| HoldId::new()).collect())).collect();
+    let start = Instant::now();
+    let tasks: Vec<_> =
+        work.into_iter().map(|(cart, holds)| tokio::spawn(sku_pairs(actor.clone(), cart, holds))).collect();
+    for t in tasks {
+        t.await.expect("caller task");
+    }
+    let a = sku_get(actor).await;
+    let took = start.elapsed();
+    assert_eq!(a.held, 0, "every hold was released");
+    took
+}
+
+fn pairs(c: &mut Criterion) {
+    let rt: Runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    let (bare, _) = rt.block_on(Actor::spawn(None, Bare, ())).expect("bare actor starts");
+    let sku = rt.block_on(start_sku());
+
+    let mut group = c.benchmark_group("actor_pairs");
+    group.sample_size(20).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(1));
+    for callers in [1, CALLERS] {
+        group.bench_with_input(BenchmarkId::new("bare_actor/call_cast_pair", callers), &callers, |b, &callers| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let actor = bare.clone();
+                async move { run_bare(&actor, iters, callers).await }
+            });
+        });
+        group.bench_with_input(BenchmarkId::new("sku_actor/reserve_release_pair", callers), &callers, |b, &callers| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let actor = sku.clone();
+                async move { run_sku(&actor, iters, callers).await }
+            });
+        });
+    }
+    group.finish();
+
+    bare.stop(None);
+    sku.stop(None);
+}
+
+criterion_group!(benches, pairs);
+criterion_main!(benches);

@@ -1,1 +1,8 @@
-fn main() {}
+//! Black-box tests of flashcore over HTTP: one binary, a module per concern.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod bad_input;
+mod flows;
+mod oversell;
+mod supervision;

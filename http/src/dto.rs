@@ -1,0 +1,285 @@
+//! Wire formats (requests and responses) and their OpenAPI schemas.
+//!
+//! DTOs are converted from domain values here so the domain never learns about
+//! JSON field names or RFC 3339.
+
+use flashcore_actors::ProductView;
+use flashcore_domain::{Cart, CartStatus, Money, Order, Timestamp};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
+
+/// Formats a timestamp as RFC 3339 (UTC).
+pub fn rfc3339(t: Timestamp) -> String {
+    let nanos = i128::from(t.as_millis()) * 1_000_000;
+    OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|d| d.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
+}
+
+/// Parses an RFC 3339 instant.
+pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
+    let d = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    let ms = d.unix_timestamp_nanos() / 1_000_000;
+    u64::try_from(ms).ok().map(Timestamp::from_millis)
+}
+
+/// An amount of money in minor units.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MoneyDto {
+    /// Minor units (cents).
+    #[schema(example = 1999)]
+    pub amount: i64,
+    /// ISO 4217 code.
+    #[schema(example = "EUR")]
+    pub currency: String,
+}
+
+impl From<Money> for MoneyDto {
+    fn from(m: Money) -> Self {
+        MoneyDto { amount: m.amount(), currency: m.currency().to_string() }
+    }
+}
+
+/// A product with its live availability.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductDto {
+    /// SKU code.
+    #[schema(example = "FLASH-SNEAKER-01")]
+    pub sku: String,
+    /// Display name.
+    pub title: String,
+    /// Longer text.
+    pub description: String,
+    /// Unit price.
+    pub price: MoneyDto,
+    /// Most units one order may contain, if limited.
+    pub max_per_order: Option<u32>,
+    /// When the sale starts (RFC 3339), if scheduled.
+    pub sale_starts_at: Option<String>,
+    /// Whether it can be added to a cart now.
+    pub on_sale: bool,
+    /// Units free to reserve now.
+    pub available: u64,
+    /// Units ever sellable.
+    pub total: u64,
+}
+
+impl From<ProductView> for ProductDto {
+    fn from(v: ProductView) -> Self {
+        let p = &v.product;
+        ProductDto {
+            sku: p.sku.to_string(),
+            title: p.title.clone(),
+            description: p.description.clone(),
+            price: p.price.into(),
+            max_per_order: p.max_per_order,
+            sale_starts_at: p.sale_starts_at.map(rfc3339),
+            on_sale: p.on_sale(flashcore_actors::clock::now()),
+            available: v.availability.available,
+            total: v.availability.total,
+        }
+    }
+}
+
+/// A page of products.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductPage {
+    /// Products in SKU order.
+    pub items: Vec<ProductDto>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A cart line.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CartLineDto {
+    /// SKU code.
+    pub sku: String,
+    /// Title when added.
+    pub title: String,
+    /// Units.
+    pub quantity: u32,
+    /// Price per unit when added.
+    pub unit_price: MoneyDto,
+    /// `unit_price * quantity`.
+    pub line_total: MoneyDto,
+    /// When the stock held for this line is released unless checked out (RFC 3339).
+    pub hold_expires_at: String,
+}
+
+/// A cart.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CartDto {
+    /// Its id.
+    pub cart_id: String,
+    /// `open` or `checked_out`.
+    #[schema(example = "open")]
+    pub status: String,
+    /// The order it became, once checked out.
+    pub order_id: Option<String>,
+    /// Lines in SKU order.
+    pub lines: Vec<CartLineDto>,
+    /// Number of units.
+    pub item_count: u64,
+    /// Sum of the lines; absent when empty.
+    pub total: Option<MoneyDto>,
+}
+
+impl From<&Cart> for CartDto {
+    fn from(c: &Cart) -> Self {
+        let (status, order_id) = match &c.status {
+            CartStatus::Open => ("open", None),
+            CartStatus::CheckedOut { order_id, .. } => ("checked_out", Some(order_id.to_string())),
+        };
+        CartDto {
+            cart_id: c.id.to_string(),
+            status: status.into(),
+            order_id,
+            lines: c
+                .lines
+                .values()
+                .map(|l| CartLineDto {
+                    sku: l.sku.to_string(),
+                    title: l.title.clone(),
+                    quantity: l.qty,
+                    unit_price: l.unit_price.into(),
+                    line_total: l.unit_price.checked_mul(l.qty).unwrap_or(l.unit_price).into(),
+                    hold_expires_at: rfc3339(l.hold_expires_at),
+                })
+                .collect(),
+            item_count: c.lines.values().map(|l| u64::from(l.qty)).sum(),
+            total: c.total().ok().flatten().map(Into::into),
+        }
+    }
+}
+
+/// A new cart and the token that grants access to it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewCartDto {
+    /// Its id.
+    pub cart_id: String,
+    /// Send as `Authorization: Bearer <token>` on every call about this cart.
+    pub token: String,
+    /// The (empty) cart.
+    pub cart: CartDto,
+}
+
+/// Body of `PUT /v1/carts/{cart_id}/items/{sku}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetQuantityBody {
+    /// Units wanted; 0 removes the line.
+    #[schema(example = 1, minimum = 0, maximum = 1000)]
+    pub quantity: u32,
+}
+
+/// The payment part of a checkout.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentDto {
+    /// Provider token. The built-in `test` provider: `tok_decline` is declined,
+    /// `tok_error` fails, any other `tok_…` is approved.
+    #[schema(example = "tok_visa")]
+    pub token: String,
+}
+
+/// Body of `POST /v1/carts/{cart_id}/checkout`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutBody {
+    /// How to pay.
+    pub payment: PaymentDto,
+    /// Where to send the receipt.
+    #[schema(example = "buyer@example.com")]
+    pub email: Option<String>,
+}
+
+/// An order line.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderLineDto {
+    /// SKU code.
+    pub sku: String,
+    /// Title at checkout.
+    pub title: String,
+    /// Units.
+    pub quantity: u32,
+    /// Price per unit.
+    pub unit_price: MoneyDto,
+    /// `unit_price * quantity`.
+    pub line_total: MoneyDto,
+}
+
+/// A placed order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderDto {
+    /// Its id.
+    pub order_id: String,
+    /// The cart it came from.
+    pub cart_id: String,
+    /// Always `paid`: an order exists only once payment was authorized and it was journaled.
+    #[schema(example = "paid")]
+    pub status: String,
+    /// Lines.
+    pub lines: Vec<OrderLineDto>,
+    /// Sum of the lines.
+    pub total: MoneyDto,
+    /// Receipt address.
+    pub email: Option<String>,
+    /// The payment provider's reference.
+    pub payment_ref: String,
+    /// When it was placed (RFC 3339).
+    pub created_at: String,
+}
+
+impl From<&Order> for OrderDto {
+    fn from(o: &Order) -> Self {
+        OrderDto {
+            order_id: o.id.to_string(),
+            cart_id: o.cart_id.to_string(),
+            status: "paid".into(),
+            lines: o
+                .lines
+                .iter()
+                .map(|l| OrderLineDto {
+                    sku: l.sku.to_string(),
+                    title: l.title.clone(),
+                    quantity: l.qty,
+                    unit_price: l.unit_price.into(),
+                    line_total: l.line_total.into(),
+                })
+                .collect(),
+            total: o.total.into(),
+            email: o.email.clone(),
+            payment_ref: o.payment_ref.clone(),
+            created_at: rfc3339(o.created_at),
+        }
+    }
+}
+
+/// One availability update on the SSE stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AvailabilityDto {
+    /// SKU code.
+    pub sku: String,
+    /// Units free to reserve.
+    pub available: u64,
+    /// Units ever sellable.
+    pub total: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trips() {
+        let t = Timestamp::from_millis(1_764_000_000_123);
+        let s = rfc3339(t);
+        assert_eq!(s, "2025-11-24T16:00:00.123Z");
+        assert_eq!(parse_rfc3339(&s), Some(t));
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+}

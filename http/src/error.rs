@@ -1,0 +1,234 @@
+//! One error type for every handler, rendered as an RFC 9457 problem document.
+//!
+//! Every variant has a stable `type` (`urn:flashcore:problem:<code>`) that clients
+//! and tests match on. 5xx bodies say nothing about internals; the cause is
+//! logged once, here.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use flashcore_actors::EngineError;
+use flashcore_domain::CartError;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+
+use crate::dto::rfc3339;
+
+/// Prefix of every problem `type`.
+pub const PROBLEM_TYPE_PREFIX: &str = "urn:flashcore:problem:";
+
+/// An RFC 9457 problem document, as documented in the OpenAPI schema.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// `urn:flashcore:problem:<code>`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Short summary of the problem type.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong with this request.
+    pub detail: String,
+    /// The stable code (the `type` suffix).
+    pub code: String,
+}
+
+/// A handler error. See the module docs.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    title: &'static str,
+    detail: String,
+    extra: Map<String, Value>,
+    retry_after: Option<u64>,
+    www_authenticate: bool,
+    cause: Option<String>,
+}
+
+/// Handler result.
+pub type ApiResult<T, E = ApiError> = Result<T, E>;
+
+impl ApiError {
+    /// A problem with `status`, stable `code`, `title` and a `detail` for this request.
+    pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            title,
+            detail: detail.into(),
+            extra: Map::new(),
+            retry_after: None,
+            www_authenticate: false,
+            cause: None,
+        }
+    }
+
+    /// Adds a member to the problem document.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Adds a `Retry-After` header.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// 400 for a request that cannot be parsed.
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, code, "Bad request", detail)
+    }
+
+    /// 422 for a well-formed request with invalid content.
+    pub fn invalid(code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, "Invalid request", detail)
+    }
+
+    /// 404.
+    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, code, "Not found", detail)
+    }
+
+    /// 401 with a `WWW-Authenticate: Bearer` challenge.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        let mut e = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail);
+        e.www_authenticate = true;
+        e
+    }
+
+    /// 403.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+    }
+
+    /// 500; `cause` is logged, never sent.
+    pub fn internal(cause: impl Into<String>) -> Self {
+        let mut e = ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal server error",
+            "Something went wrong on our side. It has been logged.",
+        );
+        e.cause = Some(cause.into());
+        e
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        use StatusCode as S;
+        let code = e.code();
+        match e {
+            EngineError::ProductNotFound => ApiError::not_found(code, "No product with that SKU."),
+            EngineError::OutOfStock { sku, available } => {
+                ApiError::new(S::CONFLICT, code, "Out of stock", format!("Only {available} of {sku} can be had."))
+                    .with("sku", sku.to_string())
+                    .with("available", available)
+            }
+            EngineError::StockLost { sku } => ApiError::new(
+                S::CONFLICT,
+                code,
+                "Stock lost",
+                format!("The reservation for {sku} lapsed and the stock is gone; update the cart and retry."),
+            )
+            .with("sku", sku.to_string()),
+            EngineError::Cart(c) => match c {
+                CartError::CheckedOut(order) => ApiError::new(S::CONFLICT, code, "Cart checked out", c.to_string())
+                    .with("order_id", order.to_string()),
+                CartError::QuantityTooLarge { max } => ApiError::invalid(code, c.to_string()).with("max", max),
+                CartError::LimitExceeded { max_per_order } => {
+                    ApiError::new(S::CONFLICT, code, "Limit exceeded", c.to_string())
+                        .with("max_per_order", max_per_order)
+                }
+                CartError::SaleNotStarted { starts_at } => {
+                    ApiError::new(S::CONFLICT, code, "Sale not started", c.to_string())
+                        .with("sale_starts_at", rfc3339(starts_at))
+                }
+                CartError::CurrencyMismatch | CartError::TooManyLines | CartError::Empty => {
+                    ApiError::new(S::CONFLICT, code, "Cart conflict", c.to_string())
+                }
+                CartError::Money(_) => ApiError::invalid(code, c.to_string()),
+            },
+            EngineError::CartCheckedOut(order) => ApiError::new(
+                S::CONFLICT,
+                code,
+                "Cart checked out",
+                "This cart was already checked out with another Idempotency-Key.",
+            )
+            .with("order_id", order.to_string()),
+            EngineError::PaymentDeclined => {
+                ApiError::new(S::PAYMENT_REQUIRED, code, "Payment declined", "The payment was declined; nothing was charged.")
+            }
+            EngineError::InvalidPaymentToken => ApiError::invalid(code, "The payment token is not recognised."),
+            EngineError::PaymentProvider(cause) => {
+                let mut e = ApiError::new(
+                    S::BAD_GATEWAY,
+                    code,
+                    "Payment provider error",
+                    "The payment provider failed; nothing was charged. Try again.",
+                );
+                e.cause = Some(cause);
+                e
+            }
+            EngineError::IdempotencyKeyReused => {
+                ApiError::invalid(code, "This Idempotency-Key was already used for another order.")
+            }
+            EngineError::Unavailable { retry_after_secs, reason } => {
+                let mut e = ApiError::new(
+                    S::SERVICE_UNAVAILABLE,
+                    code,
+                    "Temporarily unavailable",
+                    "The store cannot take this request right now; nothing was changed. Retry later.",
+                )
+                .retry_after(retry_after_secs);
+                e.cause = Some(reason);
+                e
+            }
+            EngineError::Overloaded { retry_after_secs } => ApiError::new(
+                S::SERVICE_UNAVAILABLE,
+                code,
+                "Overloaded",
+                "Too many requests are queued for this item; retry shortly.",
+            )
+            .retry_after(retry_after_secs),
+            EngineError::Internal(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(status = self.status.as_u16(), code = self.code, cause = ?self.cause, "request failed");
+        } else if let Some(cause) = &self.cause {
+            tracing::warn!(status = self.status.as_u16(), code = self.code, cause = %cause, "request refused");
+        }
+        let mut body = json!({
+            "type": format!("{PROBLEM_TYPE_PREFIX}{}", self.code),
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+            "code": self.code,
+        });
+        if let Value::Object(map) = &mut body {
+            map.extend(self.extra);
+        }
+        let mut res = (self.status, axum::Json(body)).into_response();
+        let headers = res.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.www_authenticate {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"flashcore\""));
+        }
+        res
+    }
+}

@@ -1,0 +1,140 @@
+//! Extractors whose rejections are problem documents, so every malformed request
+//! gets a clear 4xx in the same shape as every other error.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use flashcore_domain::CartId;
+
+/// `axum::Json` with problem-document rejections.
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                "Send the body as application/json.",
+            )),
+            Err(JsonRejection::JsonSyntaxError(e)) => {
+                Err(ApiError::bad_request("malformed-json", format!("The body is not valid JSON: {}", e.body_text())))
+            }
+            Err(JsonRejection::JsonDataError(e)) => {
+                Err(ApiError::invalid("invalid-body", format!("The body does not match the schema: {}", e.body_text())))
+            }
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+                "The body is larger than allowed.",
+            )),
+            Err(e) => Err(ApiError::bad_request("invalid-body", e.body_text())),
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// `axum::extract::Path` with problem-document rejections.
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Path(v))
+            .map_err(|e: PathRejection| ApiError::bad_request("invalid-path", e.body_text()))
+    }
+}
+
+/// `axum::extract::Query` with problem-document rejections.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Query(v))
+            .map_err(|e: QueryRejection| ApiError::bad_request("invalid-query", e.body_text()))
+    }
+}
+
+/// The cart a valid `Authorization: Bearer <cart token>` grants.
+#[derive(Debug, Clone, Copy)]
+pub struct CartBearer(pub CartId);
+
+impl FromRequestParts<AppState> for CartBearer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("Send the cart token as 'Authorization: Bearer <token>'."))?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| ApiError::unauthorized("The Authorization header must be 'Bearer <token>'."))?;
+        state
+            .tokens
+            .verify(token.trim())
+            .map(CartBearer)
+            .ok_or_else(|| ApiError::unauthorized("The cart token is not valid."))
+    }
+}
+
+impl CartBearer {
+    /// Checks the token is for `cart`.
+    pub fn require(self, cart: CartId) -> Result<(), ApiError> {
+        if self.0 == cart { Ok(()) } else { Err(ApiError::forbidden("This token is for another cart.")) }
+    }
+}
+
+/// The `Idempotency-Key` header (required; 1 to 255 visible ASCII characters).
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let Some(v) = parts.headers.get("idempotency-key") else {
+            return Err(ApiError::bad_request(
+                "idempotency-key-missing",
+                "Checkout needs an Idempotency-Key header (e.g. a UUID) so retries never pay twice.",
+            ));
+        };
+        let key = v.to_str().unwrap_or_default().trim();
+        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiError::bad_request(
+                "idempotency-key-invalid",
+                "The Idempotency-Key must be 1 to 255 visible ASCII characters.",
+            ));
+        }
+        Ok(IdempotencyKey(key.to_owned()))
+    }
+}

@@ -1,0 +1,55 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+
+use utoipa::Modify;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::routes::{carts, ops, orders, products};
+
+/// flashcore API v1.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "flashcore", description = "Actor-based commerce core for flash sales."),
+    paths(
+        products::list_products,
+        products::get_product,
+        products::availability_stream,
+        carts::create_cart,
+        carts::get_cart,
+        carts::set_item,
+        carts::remove_item,
+        carts::checkout,
+        orders::get_order,
+        ops::health,
+        ops::ready,
+        ops::metrics_text,
+    ),
+    components(schemas(crate::error::Problem)),
+    modifiers(&CartTokenScheme),
+    tags(
+        (name = "storefront", description = "Products, carts, checkout and orders"),
+        (name = "operations", description = "Health, readiness and metrics"),
+    )
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+/// Declares the `cart_token` bearer scheme.
+#[derive(Debug)]
+struct CartTokenScheme;
+
+impl Modify for CartTokenScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(c) = openapi.components.as_mut() {
+            c.add_security_scheme(
+                "cart_token",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some("The token returned by POST /v1/carts"))
+                        .build(),
+                ),
+            );
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! `GET /v1/products`, `GET /v1/products/{sku}`, and the availability SSE stream.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::get;
+use futures::Stream;
+use futures::StreamExt;
+use serde::Deserialize;
+use tokio_stream::wrappers::WatchStream;
+use utoipa::IntoParams;
+
+use crate::dto::{AvailabilityDto, ProductDto, ProductPage};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query};
+use crate::state::AppState;
+use flashcore_domain::Sku;
+
+/// Routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/products", get(list_products))
+        .route("/v1/products/{sku}", get(get_product))
+        .route("/v1/products/{sku}/availability", get(availability_stream))
+}
+
+/// Parses a SKU from the path; a malformed one cannot exist, so 404.
+pub fn parse_sku(raw: &str) -> ApiResult<Sku> {
+    Sku::parse(raw).map_err(|_| ApiError::not_found("product-not-found", "No product with that SKU."))
+}
+
+/// Paging parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageParams {
+    /// Page size, 1 to 100 (default 20).
+    limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Lists products in SKU order with their availability.
+#[utoipa::path(get, path = "/v1/products", tag = "storefront", params(PageParams),
+    responses((status = 200, body = ProductPage), (status = 400, body = crate::error::Problem)))]
+pub async fn list_products(State(s): State<AppState>, Query(q): Query<PageParams>) -> ApiResult<Json<ProductPage>> {
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad_request("invalid-query", "limit must be between 1 and 100."));
+    }
+    let after = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(Sku::parse(c).map_err(|_| ApiError::bad_request("invalid-query", "cursor is not valid."))?),
+    };
+    let items = s.engine.products(limit + 1, after.as_ref()).await?;
+    let mut items: Vec<ProductDto> = items.into_iter().map(ProductDto::from).collect();
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|p| p.sku.clone())
+    } else {
+        None
+    };
+    Ok(Json(ProductPage { items, next_cursor }))
+}
+
+/// One product with its availability.
+#[utoipa::path(get, path = "/v1/products/{sku}", tag = "storefront",
+    params(("sku" = String, Path, description = "SKU code")),
+    responses((status = 200, body = ProductDto), (status = 404, body = crate::error::Problem)))]
+pub async fn get_product(State(s): State<AppState>, Path(sku): Path<String>) -> ApiResult<Json<ProductDto>> {
+    let sku = parse_sku(&sku)?;
+    Ok(Json(s.engine.product(&sku).await?.into()))
+}
+
+/// A Server-Sent Events stream of the product's availability: one `availability`
+/// event now and one per change (coalesced: a slow reader sees the latest value).
+#[utoipa::path(get, path = "/v1/products/{sku}/availability", tag = "storefront",
+    params(("sku" = String, Path, description = "SKU code")),
+    responses((status = 200, content_type = "text/event-stream", body = AvailabilityDto,
+        description = "`event: availability` with an AvailabilityDto as data"),
+        (status = 404, body = crate::error::Problem)))]
+pub async fn availability_stream(
+    State(s): State<AppState>,
+    Path(sku): Path<String>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let sku = parse_sku(&sku)?;
+    let rx = s.engine.subscribe(&sku).await?;
+    let mut shutdown = s.shutdown.clone();
+    let name = sku.to_string();
+    let stream = WatchStream::new(rx)
+        .filter_map(move |a| {
+            let name = name.clone();
+            async move {
+                let a = a?;
+                let dto = AvailabilityDto { sku: name, available: a.available, total: a.total };
+                Some(Ok(Event::default().event("availability").json_data(dto).unwrap_or_default()))
+            }
+        })
+        .take_until(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

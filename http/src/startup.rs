@@ -1,0 +1,112 @@
+//! The composition root: picks adapters, starts the engine, builds the router,
+//! binds the listener. The binary and the tests both go through [`Application`].
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware;
+use flashcore_actors::payments::TestPayments;
+use flashcore_actors::{Engine, Ports};
+use flashcore_persistence::memory::{LocalFeed, MemoryCatalog, MemoryJournal, MemorySnapshots};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::CartTokens;
+use crate::config::{Config, StoreKind};
+use crate::error::ApiError;
+use crate::routes::{api_router, ops};
+use crate::state::AppState;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A bound, ready-to-run flashcore.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    engine: Engine,
+    shutdown: watch::Sender<bool>,
+}
+
+fn ports(store: StoreKind) -> Ports {
+    match store {
+        StoreKind::Memory => Ports {
+            journal: Arc::new(MemoryJournal::default()),
+            snapshots: Arc::new(MemorySnapshots::default()),
+            catalog: Arc::new(MemoryCatalog::default()),
+            payments: Arc::new(TestPayments),
+            feed: Arc::new(LocalFeed::default()),
+        },
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("not-found", "No such resource. See /docs for the API.")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", "See /docs for the API.")
+}
+
+impl Application {
+    /// Starts the engine (recovering state), seeds the demo catalog into an empty
+    /// store, and binds `config.addr` (port 0 picks a free port).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Install the recorder first so start-up (recovery, seeding) is counted too.
+        let metrics = ops::prometheus();
+        let engine = Engine::start(config.engine.clone(), ports(config.store)).await.context("engine start-up failed")?;
+        if config.seed_demo && engine.catalog_is_empty() {
+            crate::demo::seed(&engine).await.context("seeding the demo catalog failed")?;
+        }
+        let tokens = match &config.token_secret {
+            Some(secret) => CartTokens::new(secret.as_bytes().to_vec()),
+            None => {
+                tracing::warn!("FLASHCORE_TOKEN_SECRET unset: cart tokens are signed with a random key and die with this process");
+                CartTokens::random()
+            }
+        };
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let state = AppState { engine: engine.clone(), tokens, metrics, shutdown: shutdown_rx };
+        let router = api_router()
+            .layer(middleware::from_fn(ops::track_metrics))
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .layer(TraceLayer::new_for_http())
+            .with_state(state);
+        let listener = TcpListener::bind(config.addr).await.with_context(|| format!("cannot listen on {}", config.addr))?;
+        tracing::info!(addr = %listener.local_addr()?, store = ?config.store, "flashcore listening");
+        Ok(Application { listener, router, engine, shutdown })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The engine (tests use it for fault injection).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Serves until `shutdown` resolves, then drains: stop accepting, end SSE
+    /// streams, finish in-flight requests, flush write-behind state, stop actors.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let tx = self.shutdown;
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = tx.send(true);
+            })
+            .await?;
+        self.engine.shutdown().await;
+        tracing::info!("flashcore stopped");
+        Ok(())
+    }
+}
