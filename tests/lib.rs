@@ -108,6 +108,29 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Adds a product with `stock` units straight through the engine (operator
+    /// routes arrive with the security issue); returns its SKU.
+    pub async fn add_product(&self, sku: &str, cents: i64, max_per_order: Option<u32>, stock: u64) -> String {
+        use flashcore_domain::{Currency, Money, Product, Sku};
+        let p = Product::new(
+            Sku::parse(sku).expect("sku"),
+            format!("Test product {sku}"),
+            "",
+            Money::new(cents, Currency::EUR).expect("money"),
+            max_per_order,
+            None,
+        )
+        .expect("product");
+        self.engine.upsert_product(p).await.expect("upsert");
+        self.engine
+            .adjust_stock(&Sku::parse(sku).expect("sku"), flashcore_actors::sku::StockChange::SetTotal(stock))
+            .await
+            .expect("stock");
+        sku.to_owned()
+    }
+}
+
 /// Polls `check` until it returns `Some`, or panics after `deadline`. Never sleeps
 /// to pass: it only waits between attempts.
 pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T

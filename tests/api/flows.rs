@@ -1,0 +1,207 @@
+//! The storefront flow end to end, hold expiry, SSE, passivation, docs and metrics.
+
+use std::time::Duration;
+
+use flashcore_tests::{TestApp, assert_problem, eventually, test_config};
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+#[tokio::test]
+async fn a_buyer_browses_fills_a_cart_checks_out_and_reads_the_order() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let page: Value = app.client.get(app.url("/v1/products?limit=10")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 10);
+    let next: Value = app
+        .client
+        .get(app.url(&format!("/v1/products?limit=100&cursor={}", page["next_cursor"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(next["items"].as_array().unwrap().len() >= 42, "the demo catalog has at least 52 products");
+    assert!(next["next_cursor"].is_null());
+    let before = app.available("MUG-RED").await;
+
+    // Act: fill the cart, change a line, remove one.
+    let (cart, token) = app.new_cart().await;
+    assert_eq!(app.set_item(&cart, &token, "MUG-RED", 3).await.status(), StatusCode::OK);
+    assert_eq!(app.set_item(&cart, &token, "CAP-BLUE", 1).await.status(), StatusCode::OK);
+    let res = app.set_item(&cart, &token, "MUG-RED", 2).await;
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["item_count"], 3);
+    assert_eq!(body["total"]["amount"], 2 * 999 + 1_499);
+    assert!(body["lines"][1]["hold_expires_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(app.available("MUG-RED").await, before - 2);
+    let res = app
+        .client
+        .delete(app.url(&format!("/v1/carts/{cart}/items/CAP-BLUE")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let cap_before = app.product("CAP-BLUE").await;
+    assert_eq!(cap_before["available"], cap_before["total"], "released stock is back");
+
+    let res = app.checkout(&cart, &token, "key-1", "tok_visa").await;
+
+    // Assert
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let order: Value = res.json().await.unwrap();
+    assert_eq!(order["status"], "paid");
+    assert_eq!(order["total"]["amount"], 2 * 999);
+    assert_eq!(order["lines"][0]["sku"], "MUG-RED");
+    assert_eq!(location, format!("/v1/orders/{}", order["order_id"].as_str().unwrap()));
+    assert_eq!(app.available("MUG-RED").await, before - 2, "sold units stay gone");
+
+    let fetched: Value = app.client.get(app.url(&location)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(fetched, order);
+    let cart_now: Value =
+        app.client.get(app.url(&format!("/v1/carts/{cart}"))).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(cart_now["status"], "checked_out");
+    assert_eq!(cart_now["order_id"], order["order_id"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_retried_checkout_replays_the_same_order_and_never_sells_twice() {
+    let app = TestApp::spawn().await;
+    let sku = app.add_product("RETRY-1", 500, None, 10).await;
+    let (cart, token) = app.new_cart().await;
+    app.set_item(&cart, &token, &sku, 4).await;
+
+    let first = app.checkout(&cart, &token, "same-key", "tok_visa").await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let again = app.checkout(&cart, &token, "same-key", "tok_visa").await;
+
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["order_id"], first["order_id"]);
+    assert_eq!(app.available(&sku).await, 6);
+    assert_eq!(app.engine.orders(100, None).await.unwrap().len(), 1);
+
+    // Another key on a checked-out cart is a conflict, and the cart is frozen.
+    assert_problem(app.checkout(&cart, &token, "other-key", "tok_visa").await, 409, "cart-checked-out").await;
+    assert_problem(app.set_item(&cart, &token, &sku, 1).await, 409, "cart-checked-out").await;
+    assert_eq!(app.available(&sku).await, 6);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn holds_expire_and_return_their_stock() {
+    let mut config = test_config();
+    config.engine.hold_ttl = Duration::from_millis(300);
+    let app = TestApp::spawn_with(config).await;
+    let sku = app.add_product("EXPIRE-1", 100, None, 5).await;
+    let (cart, token) = app.new_cart().await;
+    assert_eq!(app.set_item(&cart, &token, &sku, 5).await.status(), StatusCode::OK);
+    assert_eq!(app.available(&sku).await, 0);
+
+    eventually(Duration::from_secs(5), "the hold to expire", || async {
+        (app.available(&sku).await == 5).then_some(())
+    })
+    .await;
+
+    // The stock went to someone else, so the lapsed cart cannot check out.
+    let (other, other_token) = app.new_cart().await;
+    assert_eq!(app.set_item(&other, &other_token, &sku, 5).await.status(), StatusCode::OK);
+    let body = assert_problem(app.checkout(&cart, &token, "k", "tok_visa").await, 409, "stock-lost").await;
+    assert_eq!(body["sku"], sku);
+    assert_eq!(app.engine.orders(10, None).await.unwrap().len(), 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_lapsed_hold_is_renewed_at_checkout_when_stock_remains() {
+    let mut config = test_config();
+    config.engine.hold_ttl = Duration::from_millis(200);
+    let app = TestApp::spawn_with(config).await;
+    let sku = app.add_product("RENEW-1", 100, None, 5).await;
+    let (cart, token) = app.new_cart().await;
+    app.set_item(&cart, &token, &sku, 2).await;
+    eventually(Duration::from_secs(5), "the hold to expire", || async {
+        (app.available(&sku).await == 5).then_some(())
+    })
+    .await;
+
+    let res = app.checkout(&cart, &token, "k", "tok_visa").await;
+
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(app.available(&sku).await, 3);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_availability_stream_reports_the_current_value_then_every_change() {
+    let app = TestApp::spawn().await;
+    let sku = app.add_product("SSE-1", 100, None, 7).await;
+    let res = app.client.get(app.url(&format!("/v1/products/{sku}/availability"))).send().await.unwrap();
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let mut stream = res.bytes_stream();
+    let mut seen = String::new();
+    let mut read_until = async |needle: &str, seen: &mut String| {
+        while !seen.contains(needle) {
+            let chunk = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.expect("event in time");
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+        }
+    };
+    read_until("\"available\":7", &mut seen).await;
+    assert!(seen.contains("event: availability"));
+
+    let (cart, token) = app.new_cart().await;
+    app.set_item(&cart, &token, &sku, 3).await;
+
+    read_until("\"available\":4", &mut seen).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_cart_is_passivated_and_comes_back_intact() {
+    let mut config = test_config();
+    config.engine.cart_idle = Duration::from_millis(200);
+    let app = TestApp::spawn_with(config).await;
+    let (cart, token) = app.new_cart().await;
+    app.set_item(&cart, &token, "SOCKS-RED", 2).await;
+
+    eventually(Duration::from_secs(10), "the cart to be passivated", || async {
+        let carts = app.engine.actor_stats(0).into_iter().find(|s| s.kind == "cart").unwrap();
+        (carts.passivations >= 1 && carts.active == 0).then_some(())
+    })
+    .await;
+
+    let body: Value =
+        app.client.get(app.url(&format!("/v1/carts/{cart}"))).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(body["lines"][0]["sku"], "SOCKS-RED");
+    assert_eq!(body["lines"][0]["quantity"], 2);
+    assert_eq!(app.checkout(&cart, &token, "k", "tok_visa").await.status(), StatusCode::CREATED);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn health_ready_openapi_docs_and_metrics_are_served() {
+    let app = TestApp::spawn().await;
+    for path in ["/health", "/ready"] {
+        assert_eq!(app.client.get(app.url(path)).send().await.unwrap().status(), StatusCode::OK, "{path}");
+    }
+    let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in ["/v1/products", "/v1/products/{sku}", "/v1/carts/{cart_id}/items/{sku}", "/v1/carts/{cart_id}/checkout"] {
+        assert!(doc["paths"][path].is_object(), "{path} documented");
+    }
+    let docs = app.client.get(app.url("/docs")).send().await.unwrap().text().await.unwrap();
+    assert!(docs.contains("/openapi.json"));
+
+    app.product("TSHIRT-RED").await;
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("flashcore_http_request_duration_seconds_bucket"), "latency histogram");
+    assert!(metrics.contains("route=\"/v1/products/{sku}\""), "labelled by route");
+    assert!(metrics.contains("flashcore_actors_active{kind=\"sku\"}"), "actor counts by kind");
+    app.stop().await;
+}
