@@ -99,7 +99,14 @@ impl TestApp {
 
     /// `GET /v1/products/{sku}` as JSON.
     pub async fn product(&self, sku: &str) -> Value {
-        self.client.get(self.url(&format!("/v1/products/{sku}"))).send().await.expect("product").json().await.expect("json")
+        self.client
+            .get(self.url(&format!("/v1/products/{sku}")))
+            .send()
+            .await
+            .expect("product")
+            .json()
+            .await
+            .expect("json")
     }
 
     /// `available` of a product.

@@ -329,11 +329,11 @@ pub async fn recover(id: CartId, deps: &CartDeps) -> Result<(Cart, u64, bool), c
         }
         None => (Cart::new(id), 0, true),
     };
-    if cart.status == CartStatus::Open {
-        if let Some(order) = deps.journal.journal().order_for_cart(id).await? {
-            cart.mark_checked_out(order.id, order.idempotency_key);
-            changed = true;
-        }
+    if cart.status == CartStatus::Open
+        && let Some(order) = deps.journal.journal().order_for_cart(id).await?
+    {
+        cart.mark_checked_out(order.id, order.idempotency_key);
+        changed = true;
     }
     Ok((cart, version, changed))
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use flashcore_domain::{Availability, Cart, CartError, CartId, Order, OrderId, Product, Sku};
+use flashcore_domain::{Availability, Cart, CartError, CartId, InventoryError, Order, OrderId, Product, Sku};
 use ractor::{Actor, ActorCell, ActorRef};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -143,6 +143,12 @@ pub enum EngineError {
     /// The payment provider failed.
     #[error("payment provider failed")]
     PaymentProvider(String),
+    /// An operator tried to set a total below the units sold or held.
+    #[error("total would be below the {committed} units sold or held")]
+    TotalBelowCommitted {
+        /// `sold + held`.
+        committed: u64,
+    },
     /// The idempotency key belongs to another cart's order.
     #[error("idempotency key already used for another order")]
     IdempotencyKeyReused,
@@ -191,6 +197,7 @@ impl EngineError {
             EngineError::PaymentDeclined => "payment-declined",
             EngineError::InvalidPaymentToken => "invalid-payment-token",
             EngineError::PaymentProvider(_) => "payment-provider-error",
+            EngineError::TotalBelowCommitted { .. } => "total-below-committed",
             EngineError::IdempotencyKeyReused => "idempotency-key-reused",
             EngineError::Unavailable { .. } => "unavailable",
             EngineError::Overloaded { .. } => "overloaded",
@@ -371,15 +378,12 @@ impl Engine {
     pub async fn adjust_stock(&self, sku: &Sku, change: StockChange) -> Result<Availability, EngineError> {
         self.product_def(sku)?;
         let r = self.0.skus.call(sku, true, |ticket, reply| SkuMsg::Adjust { ticket, change, reply }).await?;
-        match r {
-            Err(StockChangeError::Inventory(e)) => Err(EngineError::Internal(e.to_string())).or_else(|_| match e {
-                flashcore_domain::InventoryError::TotalBelowCommitted { committed, .. } => {
-                    Err(EngineError::OutOfStock { sku: sku.clone(), available: committed })
-                }
-                other => Err(EngineError::Internal(other.to_string())),
-            }),
-            other => other.map_err(EngineError::from),
-        }
+        r.map_err(|e| match e {
+            StockChangeError::Inventory(InventoryError::TotalBelowCommitted { committed, .. }) => {
+                EngineError::TotalBelowCommitted { committed }
+            }
+            other => EngineError::from(other),
+        })
     }
 
     fn product_def(&self, sku: &Sku) -> Result<Arc<Product>, EngineError> {

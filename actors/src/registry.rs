@@ -196,10 +196,10 @@ where
 
     /// The live slot for `key`, activating the entity if needed.
     pub async fn slot(&self, key: &K) -> Result<Arc<Slot<M>>, RegistryError> {
-        if let Some(cell) = self.slots.get(key) {
-            if let Some(slot) = cell.get() {
-                return Ok(Arc::clone(slot));
-            }
+        if let Some(cell) = self.slots.get(key)
+            && let Some(slot) = cell.get()
+        {
+            return Ok(Arc::clone(slot));
         }
         if let Some(until) = self.quarantine.get(key).map(|u| *u) {
             let now = Instant::now();
@@ -435,7 +435,7 @@ where
             self.slots.iter().filter_map(|e| e.value().get().map(|s| (e.key().to_string(), s.gate.depth()))).collect();
         let active = depths.len();
         let mailbox_depth = depths.iter().map(|(_, d)| d).sum();
-        depths.sort_by(|a, b| b.1.cmp(&a.1));
+        depths.sort_by_key(|d| std::cmp::Reverse(d.1));
         depths.retain(|(_, d)| *d > 0);
         depths.truncate(top);
         let now = Instant::now();

@@ -11,7 +11,14 @@ pub const FLASH_SKU: &str = "FLASH-SNEAKER-01";
 /// A SKU whose sale has not started yet.
 pub const UPCOMING_SKU: &str = "UPCOMING-CONSOLE-01";
 
-fn product(sku: &str, title: &str, description: &str, cents: i64, max: Option<u32>, starts: Option<u64>) -> anyhow::Result<Product> {
+fn product(
+    sku: &str,
+    title: &str,
+    description: &str,
+    cents: i64,
+    max: Option<u32>,
+    starts: Option<u64>,
+) -> anyhow::Result<Product> {
     Ok(Product::new(
         Sku::parse(sku)?,
         title,
@@ -47,12 +54,26 @@ pub fn catalog() -> anyhow::Result<Vec<(Product, u64)>> {
         }
     }
     out.push((
-        product(FLASH_SKU, "Limited sneaker drop", "Flash sale: 100 pairs only, at most 2 per order.", 12_900, Some(2), None)?,
+        product(
+            FLASH_SKU,
+            "Limited sneaker drop",
+            "Flash sale: 100 pairs only, at most 2 per order.",
+            12_900,
+            Some(2),
+            None,
+        )?,
         100,
     ));
     let tomorrow = flashcore_actors::clock::now().plus_millis(24 * 3_600 * 1_000).as_millis();
     out.push((
-        product(UPCOMING_SKU, "Console, launch edition", "On sale from tomorrow; 1 per order.", 49_900, Some(1), Some(tomorrow))?,
+        product(
+            UPCOMING_SKU,
+            "Console, launch edition",
+            "On sale from tomorrow; 1 per order.",
+            49_900,
+            Some(1),
+            Some(tomorrow),
+        )?,
         50,
     ));
     Ok(out)

@@ -33,9 +33,12 @@ pub struct Problem {
     pub code: String,
 }
 
-/// A handler error. See the module docs.
+/// A handler error. See the module docs. Boxed: errors are rare, results are not.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     status: StatusCode,
     code: &'static str,
     title: &'static str,
@@ -52,7 +55,7 @@ pub type ApiResult<T, E = ApiError> = Result<T, E>;
 impl ApiError {
     /// A problem with `status`, stable `code`, `title` and a `detail` for this request.
     pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
-        ApiError {
+        ApiError(Box::new(Inner {
             status,
             code,
             title,
@@ -61,24 +64,24 @@ impl ApiError {
             retry_after: None,
             www_authenticate: false,
             cause: None,
-        }
+        }))
     }
 
     /// Adds a member to the problem document.
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.extra.insert(key.to_owned(), value.into());
+        self.0.extra.insert(key.to_owned(), value.into());
         self
     }
 
     /// Adds a `Retry-After` header.
     pub fn retry_after(mut self, secs: u64) -> Self {
-        self.retry_after = Some(secs);
+        self.0.retry_after = Some(secs);
         self
     }
 
     /// The stable code.
     pub fn code(&self) -> &'static str {
-        self.code
+        self.0.code
     }
 
     /// 400 for a request that cannot be parsed.
@@ -99,7 +102,7 @@ impl ApiError {
     /// 401 with a `WWW-Authenticate: Bearer` challenge.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         let mut e = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail);
-        e.www_authenticate = true;
+        e.0.www_authenticate = true;
         e
     }
 
@@ -116,7 +119,7 @@ impl ApiError {
             "Internal server error",
             "Something went wrong on our side. It has been logged.",
         );
-        e.cause = Some(cause.into());
+        e.0.cause = Some(cause.into());
         e
     }
 }
@@ -163,9 +166,12 @@ impl From<EngineError> for ApiError {
                 "This cart was already checked out with another Idempotency-Key.",
             )
             .with("order_id", order.to_string()),
-            EngineError::PaymentDeclined => {
-                ApiError::new(S::PAYMENT_REQUIRED, code, "Payment declined", "The payment was declined; nothing was charged.")
-            }
+            EngineError::PaymentDeclined => ApiError::new(
+                S::PAYMENT_REQUIRED,
+                code,
+                "Payment declined",
+                "The payment was declined; nothing was charged.",
+            ),
             EngineError::InvalidPaymentToken => ApiError::invalid(code, "The payment token is not recognised."),
             EngineError::PaymentProvider(cause) => {
                 let mut e = ApiError::new(
@@ -174,9 +180,16 @@ impl From<EngineError> for ApiError {
                     "Payment provider error",
                     "The payment provider failed; nothing was charged. Try again.",
                 );
-                e.cause = Some(cause);
+                e.0.cause = Some(cause);
                 e
             }
+            EngineError::TotalBelowCommitted { committed } => ApiError::new(
+                S::CONFLICT,
+                code,
+                "Total below committed",
+                format!("The total cannot go below the {committed} units already sold or held."),
+            )
+            .with("committed", committed),
             EngineError::IdempotencyKeyReused => {
                 ApiError::invalid(code, "This Idempotency-Key was already used for another order.")
             }
@@ -188,7 +201,7 @@ impl From<EngineError> for ApiError {
                     "The store cannot take this request right now; nothing was changed. Retry later.",
                 )
                 .retry_after(retry_after_secs);
-                e.cause = Some(reason);
+                e.0.cause = Some(reason);
                 e
             }
             EngineError::Overloaded { retry_after_secs } => ApiError::new(
@@ -205,28 +218,29 @@ impl From<EngineError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::error!(status = self.status.as_u16(), code = self.code, cause = ?self.cause, "request failed");
-        } else if let Some(cause) = &self.cause {
-            tracing::warn!(status = self.status.as_u16(), code = self.code, cause = %cause, "request refused");
+        let this = *self.0;
+        if this.status.is_server_error() {
+            tracing::error!(status = this.status.as_u16(), code = this.code, cause = ?this.cause, "request failed");
+        } else if let Some(cause) = &this.cause {
+            tracing::warn!(status = this.status.as_u16(), code = this.code, cause = %cause, "request refused");
         }
         let mut body = json!({
-            "type": format!("{PROBLEM_TYPE_PREFIX}{}", self.code),
-            "title": self.title,
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-            "code": self.code,
+            "type": format!("{PROBLEM_TYPE_PREFIX}{}", this.code),
+            "title": this.title,
+            "status": this.status.as_u16(),
+            "detail": this.detail,
+            "code": this.code,
         });
         if let Value::Object(map) = &mut body {
-            map.extend(self.extra);
+            map.extend(this.extra);
         }
-        let mut res = (self.status, axum::Json(body)).into_response();
+        let mut res = (this.status, axum::Json(body)).into_response();
         let headers = res.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if let Some(secs) = self.retry_after {
+        if let Some(secs) = this.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if self.www_authenticate {
+        if this.www_authenticate {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"flashcore\""));
         }
         res

@@ -60,14 +60,17 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         // Install the recorder first so start-up (recovery, seeding) is counted too.
         let metrics = ops::prometheus();
-        let engine = Engine::start(config.engine.clone(), ports(config.store)).await.context("engine start-up failed")?;
+        let engine =
+            Engine::start(config.engine.clone(), ports(config.store)).await.context("engine start-up failed")?;
         if config.seed_demo && engine.catalog_is_empty() {
             crate::demo::seed(&engine).await.context("seeding the demo catalog failed")?;
         }
         let tokens = match &config.token_secret {
             Some(secret) => CartTokens::new(secret.as_bytes().to_vec()),
             None => {
-                tracing::warn!("FLASHCORE_TOKEN_SECRET unset: cart tokens are signed with a random key and die with this process");
+                tracing::warn!(
+                    "FLASHCORE_TOKEN_SECRET unset: cart tokens are signed with a random key and die with this process"
+                );
                 CartTokens::random()
             }
         };
@@ -80,7 +83,8 @@ impl Application {
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .layer(TraceLayer::new_for_http())
             .with_state(state);
-        let listener = TcpListener::bind(config.addr).await.with_context(|| format!("cannot listen on {}", config.addr))?;
+        let listener =
+            TcpListener::bind(config.addr).await.with_context(|| format!("cannot listen on {}", config.addr))?;
         tracing::info!(addr = %listener.local_addr()?, store = ?config.store, "flashcore listening");
         Ok(Application { listener, router, engine, shutdown })
     }

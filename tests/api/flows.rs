@@ -59,10 +59,19 @@ async fn a_buyer_browses_fills_a_cart_checks_out_and_reads_the_order() {
     assert_eq!(location, format!("/v1/orders/{}", order["order_id"].as_str().unwrap()));
     assert_eq!(app.available("MUG-RED").await, before - 2, "sold units stay gone");
 
-    let fetched: Value = app.client.get(app.url(&location)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let fetched: Value =
+        app.client.get(app.url(&location)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     assert_eq!(fetched, order);
-    let cart_now: Value =
-        app.client.get(app.url(&format!("/v1/carts/{cart}"))).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let cart_now: Value = app
+        .client
+        .get(app.url(&format!("/v1/carts/{cart}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(cart_now["status"], "checked_out");
     assert_eq!(cart_now["order_id"], order["order_id"]);
     app.stop().await;
@@ -176,8 +185,16 @@ async fn an_idle_cart_is_passivated_and_comes_back_intact() {
     })
     .await;
 
-    let body: Value =
-        app.client.get(app.url(&format!("/v1/carts/{cart}"))).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let body: Value = app
+        .client
+        .get(app.url(&format!("/v1/carts/{cart}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["lines"][0]["sku"], "SOCKS-RED");
     assert_eq!(body["lines"][0]["quantity"], 2);
     assert_eq!(app.checkout(&cart, &token, "k", "tok_visa").await.status(), StatusCode::CREATED);
@@ -192,7 +209,9 @@ async fn health_ready_openapi_docs_and_metrics_are_served() {
     }
     let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/v1/products", "/v1/products/{sku}", "/v1/carts/{cart_id}/items/{sku}", "/v1/carts/{cart_id}/checkout"] {
+    for path in
+        ["/v1/products", "/v1/products/{sku}", "/v1/carts/{cart_id}/items/{sku}", "/v1/carts/{cart_id}/checkout"]
+    {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }
     let docs = app.client.get(app.url("/docs")).send().await.unwrap().text().await.unwrap();

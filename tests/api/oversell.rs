@@ -60,7 +60,8 @@ async fn a_thousand_concurrent_buyers_of_a_hundred_units_buy_exactly_a_hundred()
     assert_eq!(product["available"], 0);
     assert_eq!(product["total"], 100);
     let orders = app.engine.orders(10_000, None).await.unwrap();
-    let sold: u64 = orders.iter().flat_map(|o| &o.lines).filter(|l| l.sku.as_str() == sku).map(|l| u64::from(l.qty)).sum();
+    let sold: u64 =
+        orders.iter().flat_map(|o| &o.lines).filter(|l| l.sku.as_str() == sku).map(|l| u64::from(l.qty)).sum();
     assert_eq!(sold, 100, "journaled units equal the stock");
     let stock = app.engine.availability(&flashcore_domain::Sku::parse(&sku).unwrap()).await.unwrap();
     assert_eq!((stock.sold, stock.held), (100, 0));

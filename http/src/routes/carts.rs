@@ -77,8 +77,11 @@ pub async fn set_item(
     auth.require(id)?;
     let sku = parse_sku(&sku)?;
     if body.quantity > MAX_LINE_QUANTITY {
-        return Err(ApiError::invalid("invalid-quantity", format!("quantity must be between 0 and {MAX_LINE_QUANTITY}."))
-            .with("max", MAX_LINE_QUANTITY));
+        return Err(ApiError::invalid(
+            "invalid-quantity",
+            format!("quantity must be between 0 and {MAX_LINE_QUANTITY}."),
+        )
+        .with("max", MAX_LINE_QUANTITY));
     }
     let cart = s.engine.set_quantity(id, sku, body.quantity).await?;
     Ok(Json(CartDto::from(&cart)))

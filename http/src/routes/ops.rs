@@ -37,7 +37,12 @@ pub fn prometheus() -> PrometheusHandle {
             let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
-                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_entries".into()), &[1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0]))
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Suffix("_entries".into()),
+                        &[1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0],
+                    )
+                })
                 .map(PrometheusBuilder::build_recorder);
             match recorder {
                 Ok(r) => {
@@ -81,9 +86,14 @@ pub async fn ready(State(s): State<AppState>) -> Response {
     if s.engine.is_ready() {
         axum::Json(json!({ "status": "ready" })).into_response()
     } else {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", "Recovery is running or shutdown began.")
-            .retry_after(1)
-            .into_response()
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "Not ready",
+            "Recovery is running or shutdown began.",
+        )
+        .retry_after(1)
+        .into_response()
     }
 }
 
