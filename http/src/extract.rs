@@ -21,8 +21,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Json(v)),
+        // Parse to a JSON value first: serde's derived structs also accept arrays
+        // (fields by position), which a request body must never be.
+        match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(v)) if !v.is_object() => {
+                Err(ApiError::invalid("invalid-body", "The body must be a JSON object."))
+            }
+            Ok(axum::Json(v)) => serde_json::from_value(v)
+                .map(Json)
+                .map_err(|e| ApiError::invalid("invalid-body", format!("The body does not match the schema: {e}"))),
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
@@ -94,10 +101,13 @@ impl FromRequestParts<AppState> for CartBearer {
             .headers
             .get(header::AUTHORIZATION)
             .ok_or_else(|| ApiError::unauthorized("Send the cart token as 'Authorization: Bearer <token>'."))?;
+        // The scheme name is case-insensitive (RFC 9110 §11.1).
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
             .ok_or_else(|| ApiError::unauthorized("The Authorization header must be 'Bearer <token>'."))?;
         state
             .tokens

@@ -237,6 +237,8 @@ async fn a_wrong_method_is_a_405_method_not_allowed_problem_and_changes_nothing(
         // Assert
         expect_problem(&format!("{method} {path}"), res, 405, "method-not-allowed").await;
     }
+    let res = shop.app.client.get(shop.url("/v1/carts")).send().await.unwrap();
+    assert_eq!(res.headers().get("allow").and_then(|v| v.to_str().ok()), Some("POST"), "405 names what is allowed");
     assert_eq!(shop.state().await, before);
 }
 
@@ -407,7 +409,8 @@ async fn setting_an_item_with_a_body_off_the_schema_is_a_422_invalid_body_proble
         json!({}),
         json!({ "quantity": 1, "extra": true }),
         json!({ "qty": 1 }),
-        json!([1]),
+        json!([]),
+        json!(["1"]),
         json!(1),
         json!(null),
     ];
@@ -419,6 +422,23 @@ async fn setting_an_item_with_a_body_off_the_schema_is_a_422_invalid_body_proble
         // Assert
         expect_problem(&format!("body {body}"), res, 422, "invalid-body").await;
     }
+    assert_eq!(shop.state().await, before);
+}
+
+#[tokio::test]
+async fn a_json_array_in_place_of_the_body_object_is_a_422_invalid_body_problem_and_changes_nothing() {
+    // Arrange
+    let shop = Shop::open().await;
+    let before = shop.state().await;
+
+    // Act
+    let set = shop.app.client.put(shop.items(MUG)).bearer_auth(&shop.token).json(&json!([1])).send().await.unwrap();
+    let checkout =
+        shop.checkout("array-body", &json!([{ "token": "tok_visa" }, "buyer@example.com"])).send().await.unwrap();
+
+    // Assert
+    expect_problem("checkout [payment, email]", checkout, 422, "invalid-body").await;
+    expect_problem("PUT [1]", set, 422, "invalid-body").await;
     assert_eq!(shop.state().await, before);
 }
 
