@@ -97,6 +97,13 @@ impl TestApp {
             .expect("checkout")
     }
 
+    /// `GET /v1/carts/{cart}` as JSON.
+    pub async fn cart(&self, cart: &str, token: &str) -> Value {
+        let res =
+            self.client.get(self.url(&format!("/v1/carts/{cart}"))).bearer_auth(token).send().await.expect("cart");
+        res.json().await.expect("json")
+    }
+
     /// `GET /v1/products/{sku}` as JSON.
     pub async fn product(&self, sku: &str) -> Value {
         self.client

@@ -9,18 +9,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use flashcore_domain::{
     Cart, CartError, CartId, CartStatus, InventoryError, JournalEntry, LineChange, Order, OrderId, Sku, StockFact,
 };
 use futures::future::join_all;
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::catalog::CatalogCache;
 use crate::clock;
 use crate::engine::{CheckoutRequest, EngineError};
-use crate::flusher::{Flusher, SnapshotSource};
+use crate::flusher::{Flusher, SnapshotRequest};
 use crate::gate::Ticket;
 use crate::journal::JournalWriter;
 use crate::metrics as m;
@@ -405,12 +403,8 @@ impl Actor for CartActor {
     }
 }
 
-#[async_trait]
-impl SnapshotSource for ActorRef<CartMsg> {
-    async fn snapshot(&self) -> Option<SnapshotRecord> {
-        match self.call(|reply| CartMsg::Snapshot { reply }, Some(Duration::from_secs(5))).await {
-            Ok(CallResult::Success(r)) => Some(r),
-            _ => None,
-        }
+impl SnapshotRequest for CartMsg {
+    fn snapshot_request(reply: RpcReplyPort<SnapshotRecord>) -> Self {
+        CartMsg::Snapshot { reply }
     }
 }

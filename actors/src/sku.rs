@@ -9,16 +9,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use flashcore_domain::{
     Availability, CartId, HoldId, Inventory, InventoryError, InventorySnapshot, JournalEntry, OrderId, Sku, StockFact,
     StockFactKind, Timestamp,
 };
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::clock;
-use crate::flusher::{Flusher, SnapshotSource};
+use crate::flusher::{Flusher, SnapshotRequest};
 use crate::gate::Ticket;
 use crate::journal::JournalWriter;
 use crate::metrics as m;
@@ -338,12 +336,8 @@ impl Actor for SkuActor {
     }
 }
 
-#[async_trait]
-impl SnapshotSource for ActorRef<SkuMsg> {
-    async fn snapshot(&self) -> Option<SnapshotRecord> {
-        match self.call(|reply| SkuMsg::Snapshot { reply }, Some(Duration::from_secs(5))).await {
-            Ok(CallResult::Success(r)) => Some(r),
-            _ => None,
-        }
+impl SnapshotRequest for SkuMsg {
+    fn snapshot_request(reply: RpcReplyPort<SnapshotRecord>) -> Self {
+        SkuMsg::Snapshot { reply }
     }
 }

@@ -62,16 +62,7 @@ async fn a_buyer_browses_fills_a_cart_checks_out_and_reads_the_order() {
     let fetched: Value =
         app.client.get(app.url(&location)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     assert_eq!(fetched, order);
-    let cart_now: Value = app
-        .client
-        .get(app.url(&format!("/v1/carts/{cart}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cart_now: Value = app.cart(&cart, &token).await;
     assert_eq!(cart_now["status"], "checked_out");
     assert_eq!(cart_now["order_id"], order["order_id"]);
     app.stop().await;
@@ -185,16 +176,7 @@ async fn an_idle_cart_is_passivated_and_comes_back_intact() {
     })
     .await;
 
-    let body: Value = app
-        .client
-        .get(app.url(&format!("/v1/carts/{cart}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.cart(&cart, &token).await;
     assert_eq!(body["lines"][0]["sku"], "SOCKS-RED");
     assert_eq!(body["lines"][0]["quantity"], 2);
     assert_eq!(app.checkout(&cart, &token, "k", "tok_visa").await.status(), StatusCode::CREATED);

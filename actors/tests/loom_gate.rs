@@ -1,0 +1,349 @@
+//! Loom models of the registry's activation / passivation protocol.
+//!
+//! The admission gate is the real [`flashcore_actors::gate`] (its atomics are
+//! loom's under `cfg(loom)`); the registry, mailboxes and actors around it are
+//! modelled with loom mutexes and threads. Counters that an actor bumps while
+//! handling a message are `Relaxed` on purpose: only the gate's own orderings may
+//! make them visible to the passivator, so a too-weak ordering in the gate shows
+//! up as a lost update here.
+//!
+//! Run with:
+//! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p flashcore-actors --test loom_gate --release`
+#![cfg(loom)]
+
+use flashcore_actors::gate::{Gate, Refusal, Ticket};
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use loom::sync::{Arc, Mutex, MutexGuard};
+use loom::thread;
+
+/// Generous bound: only model 3 is about `Busy`.
+const LIMIT: u64 = 8;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().expect("mutex poisoned")
+}
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(3);
+    }
+    b.check(f);
+}
+
+/// One incarnation of an entity: its gate, its mailbox and what it has handled.
+struct Slot {
+    gate: Arc<Gate>,
+    mailbox: Mutex<Vec<(u32, Ticket)>>,
+    /// State recovered from the snapshot at activation.
+    base: usize,
+    /// Messages handled by this incarnation. Relaxed: see the module docs.
+    handled: AtomicUsize,
+    /// Which messages, to check exactly-once.
+    log: Mutex<Vec<u32>>,
+    /// Set once passivated: the actor loop may stop.
+    stopped: AtomicBool,
+}
+
+impl Slot {
+    fn new(base: usize) -> Arc<Slot> {
+        Arc::new(Slot {
+            gate: Gate::new(),
+            mailbox: Mutex::new(Vec::new()),
+            base,
+            handled: AtomicUsize::new(0),
+            log: Mutex::new(Vec::new()),
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    /// Handles one message if there is one: the actor's `handle`, then the ticket
+    /// drops (as it does at the end of a real handler).
+    fn step(&self) -> bool {
+        let msg = {
+            let mut mb = lock(&self.mailbox);
+            if mb.is_empty() { None } else { Some(mb.remove(0)) }
+        };
+        let Some((id, ticket)) = msg else { return false };
+        lock(&self.log).push(id);
+        self.handled.fetch_add(1, Ordering::Relaxed);
+        drop(ticket);
+        true
+    }
+
+    /// The entity's state as this incarnation sees it.
+    fn state(&self) -> usize {
+        self.base + self.handled.load(Ordering::Relaxed)
+    }
+}
+
+/// The registry's map entry for one id.
+struct Dir {
+    current: Arc<Slot>,
+    retired: bool,
+    /// Written by passivation before the slot is retired; read by activation.
+    snapshot: usize,
+    /// Every incarnation, oldest first.
+    history: Vec<Arc<Slot>>,
+}
+
+impl Dir {
+    fn new() -> Arc<Mutex<Dir>> {
+        let first = Slot::new(0);
+        Arc::new(Mutex::new(Dir { current: Arc::clone(&first), retired: false, snapshot: 0, history: vec![first] }))
+    }
+}
+
+/// Get-or-activate: the live slot, or a successor recovered from the snapshot.
+fn lookup(dir: &Mutex<Dir>) -> Arc<Slot> {
+    let mut d = lock(dir);
+    if d.retired {
+        let next = Slot::new(d.snapshot);
+        d.current = Arc::clone(&next);
+        d.history.push(next);
+        d.retired = false;
+    }
+    Arc::clone(&d.current)
+}
+
+/// The registry's `enter` + send: admit through the gate and enqueue, or on
+/// `Closed` look the entity up again (waiting for it to be retired or reopened).
+fn send(dir: &Mutex<Dir>, id: u32) {
+    loop {
+        let slot = lookup(dir);
+        match slot.gate.try_enter(LIMIT) {
+            Ok(ticket) => {
+                lock(&slot.mailbox).push((id, ticket));
+                return;
+            }
+            Err(Refusal::Closed) => thread::yield_now(),
+            Err(busy) => panic!("unexpected refusal {busy:?}"),
+        }
+    }
+}
+
+/// The actor loop of `slot`: runs until passivated, or until the sender is done
+/// and the mailbox is empty.
+fn actor_loop(slot: &Slot, sender_done: &AtomicBool) {
+    loop {
+        let done = sender_done.load(Ordering::Acquire);
+        if slot.step() {
+            continue;
+        }
+        if done || slot.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        thread::yield_now();
+    }
+}
+
+/// Passivation: close (only with nothing in flight), snapshot, stop, retire.
+/// With `save_fails`, the snapshot cannot be written and the gate reopens.
+fn passivate(dir: &Mutex<Dir>, slot: &Arc<Slot>, save_fails: bool) -> bool {
+    if !slot.gate.try_close() {
+        return false;
+    }
+    assert!(lock(&slot.mailbox).is_empty(), "gate closed with a message in the mailbox");
+    assert_eq!(slot.gate.depth(), 0);
+    if save_fails {
+        slot.gate.reopen();
+        return false;
+    }
+    let snapshot = slot.state();
+    slot.stopped.store(true, Ordering::Release);
+    let mut d = lock(dir);
+    if Arc::ptr_eq(&d.current, slot) {
+        d.snapshot = snapshot;
+        d.retired = true;
+    }
+    true
+}
+
+/// Sender, actor and passivator race; afterwards every message is reflected
+/// exactly once in the latest incarnation's state.
+fn no_message_lost(messages: u32, save_fails: bool) {
+    model(move || {
+        let dir = Dir::new();
+        let first = Arc::clone(&lock(&dir).current);
+        let sender_done = Arc::new(AtomicBool::new(false));
+
+        let sender = {
+            let (dir, sender_done) = (Arc::clone(&dir), Arc::clone(&sender_done));
+            thread::spawn(move || {
+                for id in 0..messages {
+                    send(&dir, id);
+                }
+                sender_done.store(true, Ordering::Release);
+            })
+        };
+        let actor = {
+            let (slot, sender_done) = (Arc::clone(&first), Arc::clone(&sender_done));
+            thread::spawn(move || actor_loop(&slot, &sender_done))
+        };
+        let passivator = {
+            let (dir, slot) = (Arc::clone(&dir), Arc::clone(&first));
+            thread::spawn(move || passivate(&dir, &slot, save_fails))
+        };
+        sender.join().expect("sender");
+        actor.join().expect("actor");
+        let passivated = passivator.join().expect("passivator");
+
+        let d = lock(&dir);
+        // A successor exists only after a passivation (and only if someone came back).
+        assert!(d.history.len() <= 1 + usize::from(passivated), "an entity was activated twice");
+        // A passivated incarnation's mailbox was empty when it closed and stayed so.
+        for old in &d.history[..d.history.len() - 1] {
+            assert!(old.stopped.load(Ordering::Acquire));
+            assert!(lock(&old.mailbox).is_empty(), "message left behind in a passivated actor");
+            assert!(old.gate.is_closed());
+        }
+        if passivated {
+            assert!(first.gate.is_closed());
+            assert!(lock(&first.mailbox).is_empty(), "message left behind in a passivated actor");
+        } else {
+            assert!(!first.gate.is_closed());
+        }
+        // The live incarnation handles what it was sent (a real actor loop would).
+        let live = Arc::clone(&d.current);
+        while live.step() {}
+        assert_eq!(live.state(), messages as usize, "the entity's state lost or repeated a message");
+        assert_eq!(live.gate.depth(), 0);
+        let mut seen: Vec<u32> = d.history.iter().flat_map(|s| lock(&s.log).clone()).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..messages).collect::<Vec<_>>(), "each message handled exactly once");
+    });
+}
+
+/// Model 1: a message is never lost when passivation races a send.
+#[test]
+fn passivation_loses_no_message() {
+    no_message_lost(2, false);
+}
+
+/// Model 1, one message: smaller, explores deeper under the same bound.
+#[test]
+fn passivation_loses_no_message_single() {
+    no_message_lost(1, false);
+}
+
+/// Model 1 variant: passivation abandoned after closing (snapshot save failed);
+/// the gate reopens and the sender gets through to the same incarnation.
+#[test]
+fn abandoned_passivation_reopens() {
+    no_message_lost(2, true);
+}
+
+/// Model 2: two callers racing get-or-activate on one id start one actor.
+///
+/// The map is `Mutex<Option<cell>>` (the `DashMap` entry), the cell is
+/// `Mutex<Option<slot>>` held while initializing (the `OnceCell`'s permit).
+#[test]
+fn get_or_activate_activates_once() {
+    type Cell = Arc<Mutex<Option<Arc<Gate>>>>;
+    model(|| {
+        let map: Arc<Mutex<Option<Cell>>> = Arc::new(Mutex::new(None));
+        let activations = Arc::new(AtomicUsize::new(0));
+        let caller = || {
+            let (map, activations) = (Arc::clone(&map), Arc::clone(&activations));
+            thread::spawn(move || {
+                let cell = Arc::clone(lock(&map).get_or_insert_with(|| Arc::new(Mutex::new(None))));
+                let mut slot = lock(&cell);
+                let gate = slot.get_or_insert_with(|| {
+                    activations.fetch_add(1, Ordering::Relaxed);
+                    Gate::new()
+                });
+                Arc::clone(gate)
+            })
+        };
+        let (a, b) = (caller(), caller());
+        let (a, b) = (a.join().expect("caller a"), b.join().expect("caller b"));
+        assert_eq!(activations.load(Ordering::Relaxed), 1);
+        assert!(Arc::ptr_eq(&a, &b), "both callers see the same actor");
+    });
+}
+
+/// Model 2 variant: a stale retirement (pointer-compared) never removes the
+/// successor that a concurrent get-or-activate put in its place. The old actor has
+/// closed its gate (passivated) and is retired twice: by the passivation and by
+/// the supervisor's stop notice, racing a caller that needs the entity.
+#[test]
+fn stale_retirement_keeps_successor() {
+    type Cell = Arc<Mutex<Option<Arc<Gate>>>>;
+    model(|| {
+        let old = Gate::new();
+        assert!(old.try_close());
+        let first: Cell = Arc::new(Mutex::new(Some(Arc::clone(&old))));
+        let map: Arc<Mutex<Option<Cell>>> = Arc::new(Mutex::new(Some(first)));
+        let activations = Arc::new(AtomicUsize::new(0));
+        let retire = || {
+            let (map, old) = (Arc::clone(&map), Arc::clone(&old));
+            thread::spawn(move || {
+                old.force_close();
+                let mut m = lock(&map);
+                let same = m.as_ref().is_some_and(|c| lock(c).as_ref().is_some_and(|g| Arc::ptr_eq(g, &old)));
+                if same {
+                    *m = None;
+                }
+            })
+        };
+        let (r1, r2) = (retire(), retire());
+        let user = {
+            let (map, activations) = (Arc::clone(&map), Arc::clone(&activations));
+            thread::spawn(move || {
+                loop {
+                    let cell = Arc::clone(lock(&map).get_or_insert_with(|| Arc::new(Mutex::new(None))));
+                    let gate = Arc::clone(lock(&cell).get_or_insert_with(|| {
+                        activations.fetch_add(1, Ordering::Relaxed);
+                        Gate::new()
+                    }));
+                    match gate.try_enter(LIMIT) {
+                        Ok(ticket) => return (gate, ticket),
+                        Err(_) => thread::yield_now(),
+                    }
+                }
+            })
+        };
+        r1.join().expect("retire 1");
+        r2.join().expect("retire 2");
+        let (gate, ticket) = user.join().expect("user");
+        assert!(!Arc::ptr_eq(&gate, &old), "admitted into a retired actor");
+        assert_eq!(activations.load(Ordering::Relaxed), 1);
+        let m = lock(&map);
+        let current = m.as_ref().and_then(|c| lock(c).clone());
+        assert!(current.is_some_and(|g| Arc::ptr_eq(&g, &gate)), "the successor was removed by a stale retirement");
+        drop(ticket);
+        assert_eq!(gate.depth(), 0);
+    });
+}
+
+/// Model 3: with limit 1, at most one ticket is outstanding at any time, a refusal
+/// reports the depth that caused it, and depth returns to 0 once tickets drop.
+#[test]
+fn busy_bound_holds() {
+    model(|| {
+        let gate = Gate::new();
+        let outstanding = Arc::new(AtomicUsize::new(0));
+        let admitted = Arc::new(AtomicUsize::new(0));
+        let sender = || {
+            let (gate, outstanding, admitted) = (Arc::clone(&gate), Arc::clone(&outstanding), Arc::clone(&admitted));
+            thread::spawn(move || match gate.try_enter(1) {
+                Ok(ticket) => {
+                    admitted.fetch_add(1, Ordering::Relaxed);
+                    let before = outstanding.fetch_add(1, Ordering::Relaxed);
+                    assert_eq!(before, 0, "two tickets outstanding under limit 1");
+                    assert!(gate.depth() >= 1);
+                    outstanding.fetch_sub(1, Ordering::Relaxed);
+                    drop(ticket);
+                }
+                Err(Refusal::Busy { depth }) => assert!(depth >= 1, "refused below the limit: {depth}"),
+                Err(Refusal::Closed) => panic!("gate was never closed"),
+            })
+        };
+        let (a, b) = (sender(), sender());
+        a.join().expect("sender a");
+        b.join().expect("sender b");
+        assert!(admitted.load(Ordering::Relaxed) >= 1, "the first sender is always admitted");
+        assert_eq!(gate.depth(), 0);
+        assert!(gate.try_close(), "nothing in flight, so the gate closes");
+    });
+}
