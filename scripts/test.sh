@@ -11,6 +11,11 @@ command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "dependencies point inward (domain has no runtime, database or web crates)"
+if cargo tree -p flashcore-domain -e normal --prefix none --locked | grep -E '^(tokio|sqlx|redis|axum|ractor) '; then
+  echo "flashcore-domain must not depend on the crates above" >&2; exit 1
+fi
+
 step "cargo clippy (all targets, -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

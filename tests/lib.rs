@@ -174,3 +174,71 @@ pub async fn assert_problem(res: Response, status: u16, code: &str) -> Value {
     assert_eq!(body["status"], status);
     body
 }
+
+/// The `flashcore` binary of this workspace, built if it is not there yet.
+pub fn flashcore_binary() -> std::path::PathBuf {
+    // target/<profile>/deps/api-xxxx -> target/<profile>/flashcore
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir").to_path_buf();
+    let bin = dir.join("flashcore");
+    if !bin.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "flashcore-http", "--bin", "flashcore"])
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building the flashcore binary failed");
+    }
+    bin
+}
+
+/// A `flashcore` process started from the real binary, on a free port.
+#[derive(Debug)]
+pub struct Process {
+    /// The child process.
+    pub child: tokio::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+}
+
+impl Process {
+    /// Starts the binary with `env` (plus `FLASHCORE_ADDR=127.0.0.1:0`) and waits
+    /// for the log line that names the bound address.
+    pub async fn start(env: &[(&str, &str)]) -> Process {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        let mut cmd = tokio::process::Command::new(flashcore_binary());
+        cmd.env("FLASHCORE_ADDR", "127.0.0.1:0")
+            .env("FLASHCORE_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("spawn flashcore");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["message"] == "flashcore listening"
+                {
+                    return v["addr"].as_str().map(str::to_owned);
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .expect("flashcore logged its address");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Process { child, base: format!("http://{addr}") }
+    }
+
+    /// Sends `signal` (e.g. "TERM", "KILL") to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running");
+        let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{signal} {pid}");
+    }
+}

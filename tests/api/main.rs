@@ -5,4 +5,5 @@
 mod bad_input;
 mod flows;
 mod oversell;
+mod process;
 mod supervision;
