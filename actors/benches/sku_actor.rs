@@ -9,10 +9,14 @@
 //!   under a fresh hold id per pair. Hold ids are generated before the timed part.
 //!
 //! Each is run with 1 caller task and with 64 caller tasks sharing the single
-//! actor, on a 2-worker multi-thread tokio runtime. Every caller is a spawned task
-//! (as an HTTP handler would be), and each sample ends with one extra call so the
-//! last casts are handled inside the timed part. Calls carry no timeout, like
-//! `ActorRef::call(.., None)`; the registry's timeout and gate are not measured.
+//! actor, on a 2-worker multi-thread tokio runtime. Callers are tasks spawned from
+//! a worker (as a server's handler tasks are), and each sample ends with one extra
+//! call so the last casts are handled inside the timed part. Calls carry no
+//! timeout, like `ActorRef::call(.., None)`; the registry's timeout and gate are
+//! not measured.
+//!
+//! On a 2-core machine the figures can shift between runs by up to 2x (worker
+//! park/unpark dynamics): compare bare and SKU from the same run.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -215,30 +219,38 @@ fn split(iters: u64, callers: u64) -> impl Iterator<Item = u64> {
     (0..callers).map(move |i| iters / callers + u64::from(i < iters % callers)).filter(|&n| n > 0)
 }
 
-async fn run_bare(actor: &ActorRef<BareMsg>, iters: u64, callers: u64) -> Duration {
-    let start = Instant::now();
-    let tasks: Vec<_> = split(iters, callers).map(|n| tokio::spawn(bare_pairs(actor.clone(), n))).collect();
-    for t in tasks {
-        t.await.expect("caller task");
-    }
-    black_box(bare_call(actor).await);
-    start.elapsed()
+async fn run_bare(actor: ActorRef<BareMsg>, iters: u64, callers: u64) -> Duration {
+    // Spawned from a worker, as a server's handler tasks are.
+    let driver = tokio::spawn(async move {
+        let start = Instant::now();
+        let tasks: Vec<_> = split(iters, callers).map(|n| tokio::spawn(bare_pairs(actor.clone(), n))).collect();
+        for t in tasks {
+            t.await.expect("caller task");
+        }
+        black_box(bare_call(&actor).await);
+        start.elapsed()
+    });
+    driver.await.expect("driver task")
 }
 
-async fn run_sku(actor: &ActorRef<SkuMsg>, iters: u64, callers: u64) -> Duration {
+async fn run_sku(actor: ActorRef<SkuMsg>, iters: u64, callers: u64) -> Duration {
     // Hold ids (UUIDv7: a clock read and randomness each) are made before timing.
     let work: Vec<(CartId, Vec<HoldId>)> =
         split(iters, callers).map(|n| (CartId::new(), (0..n).map(|_| HoldId::new()).collect())).collect();
-    let start = Instant::now();
-    let tasks: Vec<_> =
-        work.into_iter().map(|(cart, holds)| tokio::spawn(sku_pairs(actor.clone(), cart, holds))).collect();
-    for t in tasks {
-        t.await.expect("caller task");
-    }
-    let a = sku_get(actor).await;
-    let took = start.elapsed();
-    assert_eq!(a.held, 0, "every hold was released");
-    took
+    // Spawned from a worker, as a server's handler tasks are.
+    let driver = tokio::spawn(async move {
+        let start = Instant::now();
+        let tasks: Vec<_> =
+            work.into_iter().map(|(cart, holds)| tokio::spawn(sku_pairs(actor.clone(), cart, holds))).collect();
+        for t in tasks {
+            t.await.expect("caller task");
+        }
+        let a = sku_get(&actor).await;
+        let took = start.elapsed();
+        assert_eq!(a.held, 0, "every hold was released");
+        took
+    });
+    driver.await.expect("driver task")
 }
 
 fn pairs(c: &mut Criterion) {
@@ -252,16 +264,10 @@ fn pairs(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     for callers in [1, CALLERS] {
         group.bench_with_input(BenchmarkId::new("bare_actor/call_cast_pair", callers), &callers, |b, &callers| {
-            b.to_async(&rt).iter_custom(|iters| {
-                let actor = bare.clone();
-                async move { run_bare(&actor, iters, callers).await }
-            });
+            b.to_async(&rt).iter_custom(|iters| run_bare(bare.clone(), iters, callers));
         });
         group.bench_with_input(BenchmarkId::new("sku_actor/reserve_release_pair", callers), &callers, |b, &callers| {
-            b.to_async(&rt).iter_custom(|iters| {
-                let actor = sku.clone();
-                async move { run_sku(&actor, iters, callers).await }
-            });
+            b.to_async(&rt).iter_custom(|iters| run_sku(sku.clone(), iters, callers));
         });
     }
     group.finish();
