@@ -24,7 +24,7 @@ use crate::journal::JournalWriter;
 use crate::metrics as m;
 use crate::ports::{AppendOutcome, EntityKind, PaymentError, PaymentRequest, Payments, SnapshotRecord, SnapshotStore};
 use crate::registry::Registry;
-use crate::sku::SkuMsg;
+use crate::sku::{PrepareReq, SkuMsg};
 
 /// What every cart actor shares.
 #[derive(Clone)]
@@ -138,15 +138,23 @@ impl CartState {
         match self.cart.plan_set_quantity(&product, qty, now)? {
             LineChange::Unchanged => Ok(()),
             LineChange::Reserve { hold_id, qty } => {
-                let (cart, ttl) = (self.cart.id, self.deps.hold_ttl);
+                let cart = self.cart.id;
+                let expires_at = now.plus_millis(self.deps.hold_ttl.as_millis() as u64);
                 let result = self
                     .deps
                     .skus
-                    .call(&sku, true, |ticket, reply| SkuMsg::Reserve { ticket, hold: hold_id, cart, qty, ttl, reply })
+                    .call(&sku, true, |ticket, reply| SkuMsg::Reserve {
+                        ticket,
+                        hold: hold_id,
+                        cart,
+                        qty,
+                        expires_at,
+                        reply,
+                    })
                     .await
                     .map_err(registry_error)?;
                 match result {
-                    Ok(expires_at) => {
+                    Ok(()) => {
                         self.cart.apply_reserved(&product, qty, hold_id, expires_at);
                         Ok(())
                     }
@@ -220,13 +228,8 @@ impl CartState {
         let lines: Vec<_> = self.cart.lines.values().map(|l| (l.sku.clone(), l.hold_id)).collect();
         let results = join_all(lines.iter().map(|(sku, hold)| {
             let holds = vec![*hold];
-            self.deps.skus.call(sku, true, move |ticket, reply| SkuMsg::Prepare {
-                ticket,
-                order: order_id,
-                cart: cart_id,
-                holds,
-                reply,
-            })
+            let req = Box::new(PrepareReq { order: order_id, cart: cart_id, holds });
+            self.deps.skus.call(sku, true, move |ticket, reply| SkuMsg::Prepare { ticket, req, reply })
         }))
         .await;
         let mut prepared = Vec::new();

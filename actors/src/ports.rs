@@ -138,11 +138,18 @@ pub trait Payments: Send + Sync + 'static {
     async fn void(&self, reference: &str) -> Result<(), PaymentError>;
 }
 
+/// Where one SKU actor publishes its availability. Called after every change on
+/// the hot path: must not block; adapters coalesce.
+pub trait AvailabilityPublisher: Send + Sync + 'static {
+    /// Publishes the latest availability.
+    fn publish(&self, availability: Availability);
+}
+
 /// Fan-out of SKU availability to every reader, coalesced by the adapter.
 pub trait AvailabilityFeed: Send + Sync + 'static {
-    /// Publishes the latest availability of `sku`. Called on the hot path: must not
-    /// block; adapters coalesce.
-    fn publish(&self, sku: &Sku, availability: Availability);
+    /// The publishing handle for `sku`, taken once by its actor (so publishing
+    /// needs no lookup).
+    fn publisher(&self, sku: &Sku) -> Box<dyn AvailabilityPublisher>;
     /// The latest availability known for `sku`, if any was published.
     fn latest(&self, sku: &Sku) -> Option<Availability>;
     /// A stream of `sku`'s availability (latest value first).

@@ -20,7 +20,9 @@ use crate::flusher::{Flusher, SnapshotRequest};
 use crate::gate::Ticket;
 use crate::journal::JournalWriter;
 use crate::metrics as m;
-use crate::ports::{AppendOutcome, AvailabilityFeed, EntityKind, SnapshotRecord, SnapshotStore, StoreError};
+use crate::ports::{
+    AppendOutcome, AvailabilityFeed, AvailabilityPublisher, EntityKind, SnapshotRecord, SnapshotStore, StoreError,
+};
 
 /// What every SKU actor shares.
 #[derive(Clone)]
@@ -66,7 +68,8 @@ pub enum StockChangeError {
 /// Messages to a SKU actor. Requests from the registry carry a [`Ticket`].
 #[derive(Debug)]
 pub enum SkuMsg {
-    /// Create or resize a hold for `ttl`; answers its expiry.
+    /// Create or resize a hold until `expires_at`. The caller reads the clock, so
+    /// the actor's serialized section does not.
     Reserve {
         /// Admission ticket.
         ticket: Ticket,
@@ -76,10 +79,10 @@ pub enum SkuMsg {
         cart: CartId,
         /// Units.
         qty: u32,
-        /// How long it lasts.
-        ttl: Duration,
+        /// When it lapses.
+        expires_at: Timestamp,
         /// Answer.
-        reply: RpcReplyPort<Result<Timestamp, InventoryError>>,
+        reply: RpcReplyPort<Result<(), InventoryError>>,
     },
     /// Drop a hold; answers the units freed (if asked: a cast needs no answer).
     Release {
@@ -90,16 +93,13 @@ pub enum SkuMsg {
         /// Answer.
         reply: Option<RpcReplyPort<Result<u32, InventoryError>>>,
     },
-    /// Mark holds as committing for an order (all or nothing).
+    /// Mark holds as committing for an order (all or nothing). Boxed: it is rare
+    /// and the largest request, and every message moves at the enum's size.
     Prepare {
         /// Admission ticket.
         ticket: Ticket,
-        /// The order.
-        order: OrderId,
-        /// The cart owning the holds.
-        cart: CartId,
-        /// The holds.
-        holds: Vec<HoldId>,
+        /// The order, cart and holds.
+        req: Box<PrepareReq>,
         /// Answer.
         reply: RpcReplyPort<Result<(), InventoryError>>,
     },
@@ -147,6 +147,17 @@ pub enum SkuMsg {
     },
 }
 
+/// What a [`SkuMsg::Prepare`] asks for.
+#[derive(Debug)]
+pub struct PrepareReq {
+    /// The order.
+    pub order: OrderId,
+    /// The cart owning the holds.
+    pub cart: CartId,
+    /// The holds.
+    pub holds: Vec<HoldId>,
+}
+
 /// The SKU actor behaviour.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SkuActor;
@@ -157,9 +168,18 @@ pub struct SkuState {
     sku: Sku,
     inv: Inventory,
     deps: SkuDeps,
+    publisher: PublisherHandle,
     dirty: bool,
     version: u64,
     next_wake: Option<Timestamp>,
+}
+
+struct PublisherHandle(Box<dyn AvailabilityPublisher>);
+
+impl std::fmt::Debug for PublisherHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AvailabilityPublisher")
+    }
 }
 
 /// Reads the latest snapshot and replays the journal after it.
@@ -186,7 +206,7 @@ pub async fn recover(sku: &Sku, deps: &SkuDeps) -> Result<(Inventory, u64), Stor
 
 impl SkuState {
     fn changed(&mut self, myself: &ActorRef<SkuMsg>) {
-        self.deps.feed.publish(&self.sku, self.inv.availability());
+        self.publisher.0.publish(self.inv.availability());
         self.version += 1;
         if !self.dirty {
             self.dirty = true;
@@ -251,7 +271,8 @@ impl Actor for SkuActor {
     ) -> Result<SkuState, ActorProcessingErr> {
         let (inv, version) = recover(&sku, &deps).await?;
         let version = crate::flusher::next_incarnation(version);
-        let mut state = SkuState { sku, inv, deps, dirty: false, version, next_wake: None };
+        let publisher = PublisherHandle(deps.feed.publisher(&sku));
+        let mut state = SkuState { sku, inv, deps, publisher, dirty: false, version, next_wake: None };
         // Recovery may have replayed facts or dropped holds: write the result behind.
         state.changed(&myself);
         state.schedule_wake(&myself);
@@ -265,9 +286,8 @@ impl Actor for SkuActor {
         state: &mut SkuState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SkuMsg::Reserve { ticket: _ticket, hold, cart, qty, ttl, reply } => {
-                let expires_at = clock::now().plus_millis(ttl.as_millis() as u64);
-                let result = state.inv.reserve(hold, cart, qty, expires_at).map(|()| expires_at);
+            SkuMsg::Reserve { ticket: _ticket, hold, cart, qty, expires_at, reply } => {
+                let result = state.inv.reserve(hold, cart, qty, expires_at);
                 if result.is_ok() {
                     state.changed(&myself);
                     state.schedule_wake(&myself);
@@ -283,8 +303,8 @@ impl Actor for SkuActor {
                     let _ = reply.send(result);
                 }
             }
-            SkuMsg::Prepare { ticket: _ticket, order, cart, holds, reply } => {
-                let result = state.inv.prepare(order, cart, &holds, clock::now());
+            SkuMsg::Prepare { ticket: _ticket, req, reply } => {
+                let result = state.inv.prepare(req.order, req.cart, &req.holds, clock::now());
                 if result.is_ok() {
                     state.changed(&myself);
                 }

@@ -8,7 +8,8 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use dashmap::DashMap;
 use flashcore_actors::ports::{
-    AppendOutcome, AvailabilityFeed, Catalog, EntityKind, Journal, SnapshotRecord, SnapshotStore, StoreError,
+    AppendOutcome, AvailabilityFeed, AvailabilityPublisher, Catalog, EntityKind, Journal, SnapshotRecord,
+    SnapshotStore, StoreError,
 };
 use flashcore_domain::{
     Availability, CartId, JournalEntry, JournalPos, Order, OrderId, Product, Sku, StockFact, StockFactKind,
@@ -154,17 +155,36 @@ impl Catalog for MemoryCatalog {
 #[derive(Debug, Default)]
 pub struct LocalFeed(DashMap<Sku, watch::Sender<Option<Availability>>>);
 
-impl AvailabilityFeed for LocalFeed {
-    fn publish(&self, sku: &Sku, availability: Availability) {
+/// One SKU's end of a [`LocalFeed`].
+#[derive(Debug)]
+pub struct LocalPublisher(watch::Sender<Option<Availability>>);
+
+impl AvailabilityPublisher for LocalPublisher {
+    fn publish(&self, availability: Availability) {
+        // Waking watchers costs more than the update itself: with nobody
+        // subscribed the value is replaced silently (a new subscriber starts from
+        // the current value anyway).
+        let watched = self.0.receiver_count() > 0;
+        self.0.send_if_modified(|cur| {
+            let changed = *cur != Some(availability);
+            *cur = Some(availability);
+            changed && watched
+        });
+    }
+}
+
+impl LocalFeed {
+    fn sender(&self, sku: &Sku) -> watch::Sender<Option<Availability>> {
         if let Some(tx) = self.0.get(sku) {
-            tx.send_if_modified(|cur| {
-                let changed = *cur != Some(availability);
-                *cur = Some(availability);
-                changed
-            });
-            return;
+            return tx.clone();
         }
-        self.0.entry(sku.clone()).or_insert_with(|| watch::channel(None).0).send_replace(Some(availability));
+        self.0.entry(sku.clone()).or_insert_with(|| watch::channel(None).0).clone()
+    }
+}
+
+impl AvailabilityFeed for LocalFeed {
+    fn publisher(&self, sku: &Sku) -> Box<dyn AvailabilityPublisher> {
+        Box::new(LocalPublisher(self.sender(sku)))
     }
 
     fn latest(&self, sku: &Sku) -> Option<Availability> {
@@ -172,6 +192,6 @@ impl AvailabilityFeed for LocalFeed {
     }
 
     fn subscribe(&self, sku: &Sku) -> watch::Receiver<Option<Availability>> {
-        self.0.entry(sku.clone()).or_insert_with(|| watch::channel(None).0).subscribe()
+        self.sender(sku).subscribe()
     }
 }

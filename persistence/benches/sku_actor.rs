@@ -4,8 +4,8 @@
 //!
 //! - `bare_actor/call_cast_pair`: an actor whose state is a `u64`; the call reads
 //!   it, the cast increments it. This is the ceiling ractor itself allows.
-//! - `sku_actor/reserve_release_pair`: a real [`SkuActor`] (recovered through its
-//!   ports, given stock once), `Reserve` (call) then `Release` (cast) of one unit
+//! - `sku_actor/reserve_release_pair`: a real [`SkuActor`] on the in-process
+//!   adapters (recovered through its ports, given stock once), `Reserve` (call) then `Release` (cast) of one unit
 //!   under a fresh hold id per pair. Hold ids are generated before the timed part.
 //!
 //! Each is run with 1 caller task and with 64 caller tasks sharing the single
@@ -20,24 +20,23 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use dashmap::DashMap;
 use flashcore_actors::flusher::Flusher;
 use flashcore_actors::gate::Ticket;
 use flashcore_actors::journal::JournalWriter;
-use flashcore_actors::ports::{
-    AppendOutcome, AvailabilityFeed, EntityKind, Journal, SnapshotRecord, SnapshotStore, StoreError,
-};
+use flashcore_actors::ports::SnapshotStore;
 use flashcore_actors::sku::{SkuActor, SkuDeps, SkuMsg, StockChange};
-use flashcore_domain::{Availability, CartId, HoldId, JournalEntry, JournalPos, Order, OrderId, Sku, StockFact};
+use flashcore_domain::{Availability, CartId, HoldId, Sku};
+use flashcore_persistence::memory::{LocalFeed, MemoryJournal, MemorySnapshots};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::runtime::Runtime;
-use tokio::sync::watch;
+
+/// The production binary's allocator, so the figures match what it runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Concurrent caller tasks in the contended variant.
 const CALLERS: u64 = 64;
@@ -96,82 +95,14 @@ async fn bare_pairs(actor: ActorRef<BareMsg>, n: u64) {
 }
 
 // ---------------------------------------------------------------------------
-// Minimal ports for the SKU actor (no flashcore-persistence: that would be a cycle).
-
-#[derive(Default)]
-struct BenchJournal {
-    last: AtomicU64,
-}
-
-#[async_trait]
-impl Journal for BenchJournal {
-    async fn append(&self, batch: &[JournalEntry]) -> Result<Vec<AppendOutcome>, StoreError> {
-        let first = self.last.fetch_add(batch.len() as u64, Ordering::Relaxed) + 1;
-        Ok((first..first + batch.len() as u64).map(|p| AppendOutcome::Written(JournalPos(p))).collect())
-    }
-
-    async fn stock_facts(&self, _: &Sku, _: JournalPos, _: &[OrderId]) -> Result<Vec<StockFact>, StoreError> {
-        Ok(Vec::new())
-    }
-
-    async fn order(&self, _: OrderId) -> Result<Option<Order>, StoreError> {
-        Ok(None)
-    }
-
-    async fn order_for_cart(&self, _: CartId) -> Result<Option<Order>, StoreError> {
-        Ok(None)
-    }
-
-    async fn orders(&self, _: usize, _: Option<OrderId>) -> Result<Vec<Order>, StoreError> {
-        Ok(Vec::new())
-    }
-}
-
-struct NoSnapshots;
-
-#[async_trait]
-impl SnapshotStore for NoSnapshots {
-    async fn save(&self, _: &[SnapshotRecord]) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    async fn load(&self, _: EntityKind, _: &str) -> Result<Option<SnapshotRecord>, StoreError> {
-        Ok(None)
-    }
-}
-
-/// Same shape as the in-process adapter's feed: one watch channel per SKU.
-#[derive(Default)]
-struct BenchFeed(DashMap<Sku, watch::Sender<Option<Availability>>>);
-
-impl AvailabilityFeed for BenchFeed {
-    fn publish(&self, sku: &Sku, availability: Availability) {
-        if let Some(tx) = self.0.get(sku) {
-            tx.send_if_modified(|cur| {
-                let changed = *cur != Some(availability);
-                *cur = Some(availability);
-                changed
-            });
-            return;
-        }
-        self.0.entry(sku.clone()).or_insert_with(|| watch::channel(None).0).send_replace(Some(availability));
-    }
-
-    fn latest(&self, sku: &Sku) -> Option<Availability> {
-        self.0.get(sku).and_then(|tx| *tx.borrow())
-    }
-
-    fn subscribe(&self, sku: &Sku) -> watch::Receiver<Option<Availability>> {
-        self.0.entry(sku.clone()).or_insert_with(|| watch::channel(None).0).subscribe()
-    }
-}
+// The SKU actor, on the real in-process adapters.
 
 async fn start_sku() -> ActorRef<SkuMsg> {
-    let snapshots: Arc<dyn SnapshotStore> = Arc::new(NoSnapshots);
-    let (journal, _) = JournalWriter::start(Arc::new(BenchJournal::default()), 64, 1024);
+    let snapshots: Arc<dyn SnapshotStore> = Arc::new(MemorySnapshots::default());
+    let (journal, _) = JournalWriter::start(Arc::new(MemoryJournal::default()), 64, 1024);
     // The engine's default write-behind interval.
     let (flusher, _) = Flusher::start(Arc::clone(&snapshots), Duration::from_millis(50));
-    let deps = SkuDeps { journal, feed: Arc::new(BenchFeed::default()), flusher, snapshots, epoch: 1 };
+    let deps = SkuDeps { journal, feed: Arc::new(LocalFeed::default()), flusher, snapshots, epoch: 1 };
     let sku = Sku::parse("BENCH-SKU-1").expect("valid sku");
     let (actor, _) = Actor::spawn(None, SkuActor, (sku, deps)).await.expect("SKU actor starts");
     let stocked = actor
@@ -197,12 +128,20 @@ async fn sku_get(actor: &ActorRef<SkuMsg>) -> Availability {
 async fn sku_pairs(actor: ActorRef<SkuMsg>, cart: CartId, holds: Vec<HoldId>) {
     for hold in holds {
         let reserved = actor
-            .call(|reply| SkuMsg::Reserve { ticket: Ticket::untracked(), hold, cart, qty: 1, ttl: TTL, reply }, None)
+            .call(
+                |reply| SkuMsg::Reserve {
+                    ticket: Ticket::untracked(),
+                    hold,
+                    cart,
+                    qty: 1,
+                    expires_at: flashcore_actors::clock::now().plus_millis(TTL.as_millis() as u64),
+                    reply,
+                },
+                None,
+            )
             .await;
         match reserved {
-            Ok(CallResult::Success(Ok(expires_at))) => {
-                black_box(expires_at);
-            }
+            Ok(CallResult::Success(Ok(()))) => {}
             Ok(CallResult::Success(Err(e))) => panic!("reserve refused: {e}"),
             _ => panic!("reserve call failed"),
         }
