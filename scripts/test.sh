@@ -8,6 +8,23 @@ step() { printf '\n==> %s\n' "$*"; }
 
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
 
+# The tests use the machine's Postgres (a database of their own per test, dropped
+# afterwards; FLASHCORE_TEST_PG overrides the server URL). Start it if it is
+# installed but stopped; never skip the tests that need it.
+step "services: PostgreSQL on 127.0.0.1:5432"
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+    for v in /etc/postgresql/*; do
+      pg_ctlcluster --skip-systemctl-redirect "$(basename "$v")" main start || true
+    done
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  fi
+  pg_isready -q -h 127.0.0.1 -p 5432 || {
+    echo "PostgreSQL is required on 127.0.0.1:5432 (trust auth, user postgres); install it (apt-get install postgresql) or set FLASHCORE_TEST_PG" >&2
+    exit 1
+  }
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

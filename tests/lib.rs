@@ -23,9 +23,10 @@ pub struct TestApp {
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-/// A config for tests: port 0, memory store, demo catalog, quiet logs.
+/// A config for tests: port 0, memory store, demo catalog.
 pub fn test_config() -> Config {
     let mut c = Config::default();
+    c.store = flashcore_http::config::StoreKind::Memory;
     c.addr = "127.0.0.1:0".parse().unwrap_or(c.addr);
     c.token_secret = Some("test-secret-test-secret-test-secret".into());
     c
@@ -175,20 +176,26 @@ pub async fn assert_problem(res: Response, status: u16, code: &str) -> Value {
     body
 }
 
-/// The `flashcore` binary of this workspace, built if it is not there yet.
+/// The `flashcore` binary of this workspace, (re)built once per test run so a
+/// test never runs a stale binary (cargo does not rebuild another package's
+/// binary for this test target).
 pub fn flashcore_binary() -> std::path::PathBuf {
-    // target/<profile>/deps/api-xxxx -> target/<profile>/flashcore
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir").to_path_buf();
-    let bin = dir.join("flashcore");
-    if !bin.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "flashcore-http", "--bin", "flashcore"])
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "building the flashcore binary failed");
-    }
-    bin
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            // target/<profile>/deps/api-xxxx -> target/<profile>/flashcore
+            let exe = std::env::current_exe().expect("test executable path");
+            let dir = exe.parent().and_then(|d| d.parent()).expect("target dir").to_path_buf();
+            let mut cmd = std::process::Command::new(env!("CARGO"));
+            cmd.args(["build", "--locked", "-p", "flashcore-http", "--bin", "flashcore"]);
+            if dir.file_name().is_some_and(|p| p == "release") {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("cargo build");
+            assert!(status.success(), "building the flashcore binary failed");
+            dir.join("flashcore")
+        })
+        .clone()
 }
 
 /// A `flashcore` process started from the real binary, on a free port.
@@ -202,7 +209,8 @@ pub struct Process {
 
 impl Process {
     /// Starts the binary with `env` (plus `FLASHCORE_ADDR=127.0.0.1:0`) and waits
-    /// for the log line that names the bound address.
+    /// for the log line that names the bound address. Set `FLASHCORE_DATA_DIR`
+    /// (see [`data_dir`]) unless the test means to use `./data`.
     pub async fn start(env: &[(&str, &str)]) -> Process {
         use tokio::io::{AsyncBufReadExt, BufReader};
         let mut cmd = tokio::process::Command::new(flashcore_binary());
@@ -241,4 +249,9 @@ impl Process {
         let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
         assert!(status.is_ok_and(|s| s.success()), "kill -{signal} {pid}");
     }
+}
+
+/// A fresh temporary data directory (removed when dropped).
+pub fn data_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
 }

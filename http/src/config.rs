@@ -8,10 +8,27 @@ use anyhow::{Context, bail};
 use flashcore_actors::EngineConfig;
 
 /// Which stores back the journal, snapshots and catalog.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreKind {
     /// In-process: nothing survives a restart.
     Memory,
+    /// SQLite database file (the embedded default).
+    Sqlite {
+        /// `sqlite://path` or a path.
+        url: String,
+    },
+    /// Postgres (production).
+    Postgres {
+        /// `postgres://…`.
+        url: String,
+    },
+}
+
+impl StoreKind {
+    /// True when state survives a restart.
+    pub fn is_durable(&self) -> bool {
+        !matches!(self, StoreKind::Memory)
+    }
 }
 
 /// Everything the binary reads at start.
@@ -19,9 +36,12 @@ pub enum StoreKind {
 pub struct Config {
     /// Listen address (`FLASHCORE_ADDR`, default `127.0.0.1:8080`; port 0 picks one).
     pub addr: SocketAddr,
-    /// Store (`FLASHCORE_STORE`).
+    /// Store (`FLASHCORE_STORE`, `DATABASE_URL`).
     pub store: StoreKind,
-    /// HMAC key for cart tokens (`FLASHCORE_TOKEN_SECRET`); random per process when unset.
+    /// Where the embedded store and the generated token key live (`FLASHCORE_DATA_DIR`, default `./data`).
+    pub data_dir: std::path::PathBuf,
+    /// HMAC key for cart tokens (`FLASHCORE_TOKEN_SECRET`). Unset: a key generated
+    /// once and kept in the data directory (durable stores) or per process (memory).
     pub token_secret: Option<String>,
     /// Seed the demo catalog into an empty store (`FLASHCORE_DEMO`, default `true`).
     pub seed_demo: bool,
@@ -35,7 +55,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            store: StoreKind::Memory,
+            store: StoreKind::Sqlite { url: "sqlite://data/flashcore.db".into() },
+            data_dir: "data".into(),
             token_secret: None,
             seed_demo: true,
             log_format: "json".into(),
@@ -58,6 +79,24 @@ where
     }
 }
 
+/// Picks the store from `FLASHCORE_STORE` and `DATABASE_URL`.
+fn store_from(store: Option<&str>, url: Option<String>, data_dir: &std::path::Path) -> anyhow::Result<StoreKind> {
+    let is_pg = |u: &str| u.starts_with("postgres://") || u.starts_with("postgresql://");
+    let default_sqlite = || format!("sqlite://{}", data_dir.join("flashcore.db").display());
+    Ok(match (store, url) {
+        (Some("memory"), _) => StoreKind::Memory,
+        (Some("postgres"), Some(url)) if is_pg(&url) => StoreKind::Postgres { url },
+        (Some("postgres"), _) => bail!("FLASHCORE_STORE=postgres needs DATABASE_URL=postgres://…"),
+        (Some("sqlite"), Some(url)) if url.starts_with("sqlite:") => StoreKind::Sqlite { url },
+        (Some("sqlite"), _) => StoreKind::Sqlite { url: default_sqlite() },
+        (Some(other), _) => bail!("FLASHCORE_STORE={other:?}: expected memory, sqlite or postgres"),
+        (None, Some(url)) if is_pg(&url) => StoreKind::Postgres { url },
+        (None, Some(url)) if url.starts_with("sqlite:") => StoreKind::Sqlite { url },
+        (None, Some(_)) => bail!("DATABASE_URL must start with postgres:// or sqlite://"),
+        (None, None) => StoreKind::Sqlite { url: default_sqlite() },
+    })
+}
+
 impl Config {
     /// Reads the environment; unset variables keep their defaults.
     pub fn from_env() -> anyhow::Result<Self> {
@@ -65,14 +104,10 @@ impl Config {
         if let Some(a) = var("FLASHCORE_ADDR") {
             c.addr = a.parse().with_context(|| format!("FLASHCORE_ADDR={a:?} is not host:port"))?;
         }
-        let store = var("FLASHCORE_STORE").or_else(|| var("DATABASE_URL").map(|_| "postgres".into()));
-        c.store = match store.as_deref() {
-            None | Some("memory") => StoreKind::Memory,
-            Some(s @ ("sqlite" | "postgres")) => bail!(
-                "FLASHCORE_STORE={s}: the durable stores are not part of this build yet; use FLASHCORE_STORE=memory"
-            ),
-            Some(other) => bail!("FLASHCORE_STORE={other:?}: expected memory, sqlite or postgres"),
-        };
+        if let Some(d) = var("FLASHCORE_DATA_DIR") {
+            c.data_dir = d.into();
+        }
+        c.store = store_from(var("FLASHCORE_STORE").as_deref(), var("DATABASE_URL"), &c.data_dir)?;
         c.token_secret = var("FLASHCORE_TOKEN_SECRET");
         if let Some(v) = parse::<bool>("FLASHCORE_DEMO")? {
             c.seed_demo = v;
@@ -101,5 +136,26 @@ impl Config {
             c.engine.journal_max_batch = n;
         }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_follows_flashcore_store_and_database_url() {
+        let dir = std::path::Path::new("data");
+        let sqlite = StoreKind::Sqlite { url: "sqlite://data/flashcore.db".into() };
+        assert_eq!(store_from(None, None, dir).unwrap(), sqlite);
+        assert_eq!(store_from(Some("memory"), Some("postgres://x".into()), dir).unwrap(), StoreKind::Memory);
+        assert_eq!(
+            store_from(None, Some("postgres://h/db".into()), dir).unwrap(),
+            StoreKind::Postgres { url: "postgres://h/db".into() }
+        );
+        assert_eq!(store_from(Some("sqlite"), None, dir).unwrap(), sqlite);
+        assert!(store_from(Some("postgres"), None, dir).is_err());
+        assert!(store_from(Some("mysql"), None, dir).is_err());
+        assert!(store_from(None, Some("mysql://h".into()), dir).is_err());
     }
 }

@@ -12,6 +12,8 @@ use axum::middleware;
 use flashcore_actors::payments::TestPayments;
 use flashcore_actors::{Engine, Ports};
 use flashcore_persistence::memory::{LocalFeed, MemoryCatalog, MemoryJournal, MemorySnapshots};
+use flashcore_persistence::postgres::PgStore;
+use flashcore_persistence::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::trace::TraceLayer;
@@ -34,16 +36,63 @@ pub struct Application {
     shutdown: watch::Sender<bool>,
 }
 
-fn ports(store: StoreKind) -> Ports {
-    match store {
+/// The adapters for `store`: the only place that names concrete adapters.
+async fn ports(store: &StoreKind) -> anyhow::Result<Ports> {
+    let feed = Arc::new(LocalFeed::default());
+    let payments = Arc::new(TestPayments);
+    Ok(match store {
         StoreKind::Memory => Ports {
             journal: Arc::new(MemoryJournal::default()),
             snapshots: Arc::new(MemorySnapshots::default()),
             catalog: Arc::new(MemoryCatalog::default()),
-            payments: Arc::new(TestPayments),
-            feed: Arc::new(LocalFeed::default()),
+            payments,
+            feed,
         },
+        StoreKind::Sqlite { url } => {
+            let db = Arc::new(SqliteStore::open(url).await.with_context(|| format!("cannot open SQLite at {url}"))?);
+            Ports { journal: db.clone(), snapshots: db.clone(), catalog: db, payments, feed }
+        }
+        StoreKind::Postgres { url } => {
+            let db = Arc::new(PgStore::connect(url).await.context("cannot connect to Postgres (DATABASE_URL)")?);
+            Ports { journal: db.clone(), snapshots: db.clone(), catalog: db, payments, feed }
+        }
+    })
+}
+
+/// The cart-token key: configured, else generated once and kept in the data
+/// directory (so tokens survive restarts), else per process for the memory store.
+fn token_key(config: &Config) -> anyhow::Result<CartTokens> {
+    if let Some(secret) = &config.token_secret {
+        return Ok(CartTokens::new(secret.as_bytes().to_vec()));
     }
+    if !config.store.is_durable() {
+        tracing::warn!(
+            "FLASHCORE_TOKEN_SECRET unset: cart tokens are signed with a random key and die with this process"
+        );
+        return Ok(CartTokens::random());
+    }
+    let path = config.data_dir.join("token.key");
+    if let Ok(key) = std::fs::read(&path)
+        && key.len() >= 32
+    {
+        return Ok(CartTokens::new(key));
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let key: [u8; 32] = rand::random();
+    write_private(&path, &key).with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!(path = %path.display(), "generated a cart-token key; set FLASHCORE_TOKEN_SECRET to share one across nodes");
+    Ok(CartTokens::new(key.to_vec()))
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
 }
 
 async fn not_found() -> ApiError {
@@ -60,20 +109,12 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         // Install the recorder first so start-up (recovery, seeding) is counted too.
         let metrics = ops::prometheus();
-        let engine =
-            Engine::start(config.engine.clone(), ports(config.store)).await.context("engine start-up failed")?;
+        let ports = ports(&config.store).await?;
+        let engine = Engine::start(config.engine.clone(), ports).await.context("engine start-up failed")?;
         if config.seed_demo && engine.catalog_is_empty() {
             crate::demo::seed(&engine).await.context("seeding the demo catalog failed")?;
         }
-        let tokens = match &config.token_secret {
-            Some(secret) => CartTokens::new(secret.as_bytes().to_vec()),
-            None => {
-                tracing::warn!(
-                    "FLASHCORE_TOKEN_SECRET unset: cart tokens are signed with a random key and die with this process"
-                );
-                CartTokens::random()
-            }
-        };
+        let tokens = token_key(&config)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = AppState { engine: engine.clone(), tokens, metrics, shutdown: shutdown_rx };
         let router = api_router()
@@ -85,7 +126,12 @@ impl Application {
             .with_state(state);
         let listener =
             TcpListener::bind(config.addr).await.with_context(|| format!("cannot listen on {}", config.addr))?;
-        tracing::info!(addr = %listener.local_addr()?, store = ?config.store, "flashcore listening");
+        let store = match &config.store {
+            StoreKind::Memory => "memory",
+            StoreKind::Sqlite { .. } => "sqlite",
+            StoreKind::Postgres { .. } => "postgres",
+        };
+        tracing::info!(addr = %listener.local_addr()?, store, "flashcore listening");
         Ok(Application { listener, router, engine, shutdown })
     }
 

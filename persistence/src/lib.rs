@@ -1,7 +1,10 @@
-//! Adapters for the ports defined in `flashcore-actors`.
-//!
-//! Today: in-process adapters ([`memory`]), the `FLASHCORE_STORE=memory` mode and
-//! the fallbacks used when no Redis is configured. Every adapter of a port must
-//! behave the same; the conformance tests in [`memory`] state that behaviour.
+//! Adapters for the ports defined in `flashcore-actors`: in-process ([`memory`],
+//! `FLASHCORE_STORE=memory` and the fallbacks when no Redis is configured), SQLite
+//! ([`sqlite`], the embedded default) and Postgres ([`postgres`], production).
+//! Every adapter of a port passes the same conformance suite
+//! (`persistence/tests/conformance.rs`).
 
 pub mod memory;
+pub mod postgres;
+mod rows;
+pub mod sqlite;

@@ -9,7 +9,8 @@ use serde_json::Value;
 #[tokio::test]
 async fn the_binary_serves_the_demo_catalog_and_stops_cleanly_on_sigterm() {
     // Arrange
-    let mut p = Process::start(&[("FLASHCORE_HOLD_TTL_MS", "60000")]).await;
+    let dir = flashcore_tests::data_dir();
+    let mut p = Process::start(&[("FLASHCORE_DATA_DIR", dir.path().to_str().unwrap())]).await;
     let client = reqwest::Client::new();
     let product: Value =
         client.get(format!("{}/v1/products/FLASH-SNEAKER-01", p.base)).send().await.unwrap().json().await.unwrap();

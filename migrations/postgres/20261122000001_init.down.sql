@@ -1,0 +1,7 @@
+DROP TABLE IF EXISTS api_keys;
+DROP TABLE IF EXISTS snapshots;
+DROP TABLE IF EXISTS stock_facts;
+DROP TABLE IF EXISTS order_lines;
+DROP TABLE IF EXISTS orders;
+DROP SEQUENCE IF EXISTS journal_pos_seq;
+DROP TABLE IF EXISTS products;

@@ -1,0 +1,7 @@
+DROP TABLE IF EXISTS api_keys;
+DROP TABLE IF EXISTS snapshots;
+DROP TABLE IF EXISTS stock_facts;
+DROP TABLE IF EXISTS order_lines;
+DROP TABLE IF EXISTS orders;
+DROP TABLE IF EXISTS journal_head;
+DROP TABLE IF EXISTS products;

@@ -1,0 +1,542 @@
+//! Postgres adapters: the production store (`DATABASE_URL=postgres://…`).
+//!
+//! Journal positions come from the sequence `journal_pos_seq`. An append takes a
+//! transaction-scoped advisory lock before drawing its positions, so appends are
+//! serialized and positions follow commit order even if two writers ever run
+//! at once (the group-commit writer runs one batch at a time, so the lock is
+//! normally uncontended). A batch is written in one transaction of four round
+//! trips whatever its size: `BEGIN`, the positions, one statement inserting the
+//! orders, their lines and the stock facts from arrays (`UNNEST`), `COMMIT`.
+//! Skipped (duplicate) orders leave gaps in the positions; written entries still
+//! get strictly increasing positions in batch order.
+//!
+//! UUID columns are read as text (`::text`) and bound as text cast to `uuid`, so
+//! the row types of [`crate::rows`] serve both SQL adapters. SKUs compare and sort
+//! with `COLLATE "C"` (byte order), as SQLite and the in-process store do,
+//! whatever the database's default collation.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use flashcore_actors::ports::{AppendOutcome, Catalog, EntityKind, Journal, SnapshotRecord, SnapshotStore, StoreError};
+use flashcore_domain::{CartId, JournalEntry, JournalPos, Order, OrderId, Product, Sku, StockFact, StockFactKind};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, Executor, PgPool};
+
+use crate::rows::{FactRow, LineRow, OrderRow, ProductRow, db, fact_columns, to_i64};
+
+/// Key of the transaction-scoped advisory lock that serializes journal appends.
+const APPEND_LOCK: i64 = 0x666c_6173_685f_6a6c; // "flash_jl"
+
+/// How long one statement may run before the server cancels it.
+const STATEMENT_TIMEOUT: &str = "10s";
+
+/// The Postgres store: journal, snapshots and catalog in one database.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    epoch: i64,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://…`) and applies the migrations.
+    ///
+    /// Every connection runs with a `statement_timeout`, so a stuck statement
+    /// becomes a [`StoreError`] instead of a hung request.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(db)?
+            .application_name("flashcore")
+            .options([("statement_timeout", STATEMENT_TIMEOUT)]);
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(db)?;
+        sqlx::migrate!("../migrations/postgres").run(&pool).await.map_err(|e| StoreError(e.to_string()))?;
+        Ok(PgStore { pool, epoch: 1 })
+    }
+
+    /// The pool (tests and tools).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The orders of `rows` with their lines, loaded in one more query.
+    async fn load_orders(&self, rows: Vec<OrderRow>) -> Result<Vec<Order>, StoreError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = rows.iter().map(|r| r.order_id.as_str()).collect();
+        let lines: Vec<PageLine> = sqlx::query_as(
+            "SELECT order_id::text AS order_id, sku, title, qty, unit_amount, line_amount, hold_id::text AS hold_id \
+             FROM order_lines WHERE order_id = ANY($1::uuid[]) ORDER BY order_id, sku COLLATE \"C\"",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut by_order: HashMap<String, Vec<LineRow>> = HashMap::with_capacity(rows.len());
+        for l in lines {
+            by_order.entry(l.order_id).or_default().push(l.line);
+        }
+        rows.into_iter()
+            .map(|r| {
+                let lines = by_order.remove(&r.order_id).unwrap_or_default();
+                r.into_order(lines)
+            })
+            .collect()
+    }
+
+    async fn load_order(&self, row: Option<OrderRow>) -> Result<Option<Order>, StoreError> {
+        let Some(row) = row else { return Ok(None) };
+        Ok(self.load_orders(vec![row]).await?.pop())
+    }
+}
+
+/// An `order_lines` row with its order id, for loading a page of orders at once.
+#[derive(Debug, sqlx::FromRow)]
+struct PageLine {
+    order_id: String,
+    #[sqlx(flatten)]
+    line: LineRow,
+}
+
+const ORDER_COLUMNS: &str = "order_id::text AS order_id, cart_id::text AS cart_id, idempotency_key, total_amount, \
+                             currency, email, payment_ref, created_at_ms";
+
+/// Draws `$1` positions (in increasing order) after taking the append lock.
+const NEXT_POSITIONS: &str = "WITH l AS MATERIALIZED (SELECT pg_advisory_xact_lock($2)) \
+                              SELECT nextval('journal_pos_seq') FROM l, generate_series(1, $1)";
+
+/// Writes one batch: orders (skipping duplicates, earlier entries first), then the
+/// lines and sold facts of the orders actually written, and the operator facts.
+/// Foreign keys are checked at the end of the statement, when the orders exist.
+const APPEND: &str = "\
+WITH o AS (
+    INSERT INTO orders (order_id, pos, epoch, cart_id, idempotency_key, total_amount, currency, email, payment_ref,
+                        created_at_ms)
+    SELECT x.order_id::uuid, x.pos, $1, x.cart_id::uuid, x.idempotency_key, x.total_amount, x.currency, x.email,
+           x.payment_ref, x.created_at_ms
+    FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::text[], $9::text[],
+                $10::int8[])
+         AS x(order_id, pos, cart_id, idempotency_key, total_amount, currency, email, payment_ref, created_at_ms)
+    ORDER BY x.pos
+    ON CONFLICT DO NOTHING
+    RETURNING pos
+), l AS (
+    INSERT INTO order_lines (order_id, sku, title, qty, unit_amount, line_amount, hold_id)
+    SELECT x.order_id::uuid, x.sku, x.title, x.qty, x.unit_amount, x.line_amount, x.hold_id::uuid
+    FROM UNNEST($11::int8[], $12::text[], $13::text[], $14::text[], $15::int4[], $16::int8[], $17::int8[],
+                $18::text[])
+         AS x(pos, order_id, sku, title, qty, unit_amount, line_amount, hold_id)
+    WHERE x.pos IN (SELECT pos FROM o)
+), f AS (
+    INSERT INTO stock_facts (pos, sku, kind, qty, order_id, hold_id, epoch)
+    SELECT x.pos, x.sku, x.kind, x.qty, x.order_id::uuid, x.hold_id::uuid, $1
+    FROM UNNEST($19::int8[], $20::text[], $21::text[], $22::int8[], $23::text[], $24::text[], $25::bool[])
+         AS x(pos, sku, kind, qty, order_id, hold_id, of_order)
+    WHERE NOT x.of_order OR x.pos IN (SELECT pos FROM o)
+)
+SELECT pos FROM o";
+
+/// The columns of one batch, as arrays for `UNNEST`.
+#[derive(Default)]
+struct BatchColumns {
+    order_id: Vec<String>,
+    order_pos: Vec<i64>,
+    cart_id: Vec<String>,
+    idempotency_key: Vec<String>,
+    total_amount: Vec<i64>,
+    currency: Vec<String>,
+    email: Vec<Option<String>>,
+    payment_ref: Vec<String>,
+    created_at_ms: Vec<i64>,
+
+    line_pos: Vec<i64>,
+    line_order_id: Vec<String>,
+    line_sku: Vec<String>,
+    line_title: Vec<String>,
+    line_qty: Vec<i32>,
+    line_unit_amount: Vec<i64>,
+    line_amount: Vec<i64>,
+    line_hold_id: Vec<String>,
+
+    fact_pos: Vec<i64>,
+    fact_sku: Vec<String>,
+    fact_kind: Vec<&'static str>,
+    fact_qty: Vec<i64>,
+    fact_order_id: Vec<Option<String>>,
+    fact_hold_id: Vec<Option<String>>,
+    fact_of_order: Vec<bool>,
+}
+
+impl BatchColumns {
+    fn push_fact(&mut self, pos: i64, sku: &Sku, kind: &StockFactKind, of_order: bool) -> Result<(), StoreError> {
+        let (kind, qty, order, hold) = fact_columns(kind);
+        self.fact_pos.push(pos);
+        self.fact_sku.push(sku.as_str().to_owned());
+        self.fact_kind.push(kind);
+        self.fact_qty.push(to_i64(qty)?);
+        self.fact_order_id.push(order);
+        self.fact_hold_id.push(hold);
+        self.fact_of_order.push(of_order);
+        Ok(())
+    }
+
+    fn push_order(&mut self, pos: i64, o: &Order) -> Result<(), StoreError> {
+        let id = o.id.to_string();
+        self.order_pos.push(pos);
+        self.cart_id.push(o.cart_id.to_string());
+        self.idempotency_key.push(o.idempotency_key.clone());
+        self.total_amount.push(o.total.amount());
+        self.currency.push(o.total.currency().as_str().to_owned());
+        self.email.push(o.email.clone());
+        self.payment_ref.push(o.payment_ref.clone());
+        self.created_at_ms.push(to_i64(o.created_at.as_millis())?);
+        for l in &o.lines {
+            self.line_pos.push(pos);
+            self.line_order_id.push(id.clone());
+            self.line_sku.push(l.sku.as_str().to_owned());
+            self.line_title.push(l.title.clone());
+            self.line_qty
+                .push(i32::try_from(l.qty).map_err(|_| StoreError(format!("{} does not fit the store", l.qty)))?);
+            self.line_unit_amount.push(l.unit_price.amount());
+            self.line_amount.push(l.line_total.amount());
+            self.line_hold_id.push(l.hold_id.to_string());
+        }
+        for (sku, kind) in o.sold_facts() {
+            self.push_fact(pos, sku, &kind, true)?;
+        }
+        self.order_id.push(id);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Journal for PgStore {
+    async fn append(&self, batch: &[JournalEntry]) -> Result<Vec<AppendOutcome>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = i64::try_from(batch.len()).map_err(|_| StoreError("batch too large".into()))?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut positions: Vec<i64> =
+            sqlx::query_scalar(NEXT_POSITIONS).bind(n).bind(APPEND_LOCK).fetch_all(&mut *tx).await.map_err(db)?;
+        positions.sort_unstable();
+        if positions.len() != batch.len() {
+            return Err(StoreError(format!("asked for {} positions, got {}", batch.len(), positions.len())));
+        }
+
+        let mut c = BatchColumns::default();
+        for (entry, &pos) in batch.iter().zip(&positions) {
+            match entry {
+                JournalEntry::Order(o) => c.push_order(pos, o)?,
+                JournalEntry::Stock { sku, kind } => c.push_fact(pos, sku, kind, false)?,
+            }
+        }
+        let written: Vec<i64> = sqlx::query_scalar(APPEND)
+            .bind(self.epoch)
+            .bind(&c.order_id)
+            .bind(&c.order_pos)
+            .bind(&c.cart_id)
+            .bind(&c.idempotency_key)
+            .bind(&c.total_amount)
+            .bind(&c.currency)
+            .bind(&c.email)
+            .bind(&c.payment_ref)
+            .bind(&c.created_at_ms)
+            .bind(&c.line_pos)
+            .bind(&c.line_order_id)
+            .bind(&c.line_sku)
+            .bind(&c.line_title)
+            .bind(&c.line_qty)
+            .bind(&c.line_unit_amount)
+            .bind(&c.line_amount)
+            .bind(&c.line_hold_id)
+            .bind(&c.fact_pos)
+            .bind(&c.fact_sku)
+            .bind(&c.fact_kind)
+            .bind(&c.fact_qty)
+            .bind(&c.fact_order_id)
+            .bind(&c.fact_hold_id)
+            .bind(&c.fact_of_order)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+
+        let written: HashSet<i64> = written.into_iter().collect();
+        Ok(batch
+            .iter()
+            .zip(&positions)
+            .map(|(entry, &pos)| match entry {
+                JournalEntry::Order(_) if !written.contains(&pos) => AppendOutcome::DuplicateKey,
+                _ => AppendOutcome::Written(JournalPos(pos as u64)),
+            })
+            .collect())
+    }
+
+    async fn stock_facts(
+        &self,
+        sku: &Sku,
+        after: JournalPos,
+        orders: &[OrderId],
+    ) -> Result<Vec<StockFact>, StoreError> {
+        let orders: Vec<String> = orders.iter().map(ToString::to_string).collect();
+        let rows: Vec<FactRow> = sqlx::query_as(
+            "SELECT pos, sku, kind, qty, order_id::text AS order_id, hold_id::text AS hold_id FROM stock_facts \
+             WHERE sku = $1 AND (pos > $2 OR order_id = ANY($3::uuid[])) ORDER BY pos",
+        )
+        .bind(sku.as_str())
+        .bind(to_i64(after.0)?)
+        .bind(&orders)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter().map(FactRow::into_fact).collect()
+    }
+
+    async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        let row = sqlx::query_as(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1::uuid"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        self.load_order(row).await
+    }
+
+    async fn order_for_cart(&self, cart: CartId) -> Result<Option<Order>, StoreError> {
+        let row = sqlx::query_as(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE cart_id = $1::uuid"))
+            .bind(cart.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        self.load_order(row).await
+    }
+
+    async fn orders(&self, limit: usize, before: Option<OrderId>) -> Result<Vec<Order>, StoreError> {
+        let rows: Vec<OrderRow> = sqlx::query_as(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE ($1::text IS NULL OR order_id < $1::uuid) \
+             ORDER BY order_id DESC LIMIT $2"
+        ))
+        .bind(before.map(|b| b.to_string()))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        self.load_orders(rows).await
+    }
+}
+
+#[async_trait]
+impl SnapshotStore for PgStore {
+    async fn save(&self, batch: &[SnapshotRecord]) -> Result<(), StoreError> {
+        // One INSERT … ON CONFLICT may not touch a row twice: keep the highest
+        // version of each entity. Sorting by key also makes concurrent saves lock
+        // rows in the same order.
+        let mut latest: Vec<&SnapshotRecord> = batch.iter().collect();
+        latest.sort_by(|a, b| {
+            (a.kind.as_str(), a.id.as_str()).cmp(&(b.kind.as_str(), b.id.as_str())).then(b.version.cmp(&a.version))
+        });
+        latest.dedup_by(|later, first| later.kind == first.kind && later.id == first.id);
+        if latest.is_empty() {
+            return Ok(());
+        }
+        let mut kind = Vec::with_capacity(latest.len());
+        let mut id = Vec::with_capacity(latest.len());
+        let mut pos = Vec::with_capacity(latest.len());
+        let mut epoch = Vec::with_capacity(latest.len());
+        let mut version = Vec::with_capacity(latest.len());
+        let mut state = Vec::with_capacity(latest.len());
+        for r in latest {
+            kind.push(r.kind.as_str());
+            id.push(r.id.as_str());
+            pos.push(to_i64(r.pos.0)?);
+            epoch.push(to_i64(r.epoch)?);
+            version.push(to_i64(r.version)?);
+            state.push(r.state.to_string());
+        }
+        // A single statement is one transaction.
+        sqlx::query(
+            "INSERT INTO snapshots (kind, id, pos, epoch, version, state) \
+             SELECT x.kind, x.id, x.pos, x.epoch, x.version, x.state::jsonb \
+             FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[]) \
+                  AS x(kind, id, pos, epoch, version, state) \
+             ON CONFLICT (kind, id) DO UPDATE SET pos = excluded.pos, epoch = excluded.epoch, \
+             version = excluded.version, state = excluded.state, updated_at = now() \
+             WHERE excluded.version > snapshots.version",
+        )
+        .bind(&kind)
+        .bind(&id)
+        .bind(&pos)
+        .bind(&epoch)
+        .bind(&version)
+        .bind(&state)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn load(&self, kind: EntityKind, id: &str) -> Result<Option<SnapshotRecord>, StoreError> {
+        let row: Option<(i64, i64, i64, String)> =
+            sqlx::query_as("SELECT pos, epoch, version, state::text FROM snapshots WHERE kind = $1 AND id = $2")
+                .bind(kind.as_str())
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        row.map(|(pos, epoch, version, state)| {
+            Ok(SnapshotRecord {
+                kind,
+                id: id.to_owned(),
+                pos: JournalPos(pos as u64),
+                epoch: epoch as u64,
+                version: version as u64,
+                state: serde_json::from_str(&state).map_err(|e| StoreError(format!("corrupt snapshot state: {e}")))?,
+            })
+        })
+        .transpose()
+    }
+}
+
+#[async_trait]
+impl Catalog for PgStore {
+    async fn list(&self, limit: usize, after: Option<&Sku>) -> Result<Vec<Product>, StoreError> {
+        let rows: Vec<ProductRow> = sqlx::query_as(
+            "SELECT sku, title, description, price_amount, currency, max_per_order, sale_starts_at_ms FROM products \
+             WHERE ($1::text IS NULL OR sku > $1 COLLATE \"C\") ORDER BY sku COLLATE \"C\" LIMIT $2",
+        )
+        .bind(after.map(Sku::as_str))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter().map(ProductRow::into_product).collect()
+    }
+
+    async fn upsert(&self, p: &Product) -> Result<(), StoreError> {
+        let max_per_order = p
+            .max_per_order
+            .map(|m| i32::try_from(m).map_err(|_| StoreError(format!("{m} does not fit the store"))))
+            .transpose()?;
+        sqlx::query(
+            "INSERT INTO products (sku, title, description, price_amount, currency, max_per_order, sale_starts_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sku) DO UPDATE SET title = excluded.title, \
+             description = excluded.description, price_amount = excluded.price_amount, currency = excluded.currency, \
+             max_per_order = excluded.max_per_order, sale_starts_at_ms = excluded.sale_starts_at_ms, \
+             updated_at = now()",
+        )
+        .bind(p.sku.as_str())
+        .bind(&p.title)
+        .bind(&p.description)
+        .bind(p.price.amount())
+        .bind(p.price.currency().as_str())
+        .bind(max_per_order)
+        .bind(p.sale_starts_at.map(|t| to_i64(t.as_millis())).transpose()?)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+}
+
+/// The server the tests use: `FLASHCORE_TEST_PG`, or a local Postgres
+/// (`postgres://postgres@127.0.0.1:5432/postgres`).
+pub fn test_server_url() -> String {
+    std::env::var("FLASHCORE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A throwaway database, for tests and tools only: [`TestDatabase::create`] makes
+/// a uniquely named, empty database on a server and dropping the value drops the
+/// database (`WITH (FORCE)`, so connections still open are cut).
+///
+/// Close or drop every pool on [`TestDatabase::url`] before dropping this; the
+/// drop blocks the calling thread while it runs.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// The URL of the new database.
+    pub url: String,
+    name: String,
+    admin: PgConnectOptions,
+}
+
+impl TestDatabase {
+    /// Creates `flashcore_test_<uuid>` on the server at `server_url`, connecting
+    /// to its `postgres` database to do so.
+    pub async fn create(server_url: &str) -> Result<Self, StoreError> {
+        let admin = PgConnectOptions::from_str(server_url).map_err(db)?.database("postgres");
+        let name = format!("flashcore_test_{}", uuid::Uuid::new_v4().simple());
+        let url = with_database(server_url, &name)?;
+        let mut conn = admin.connect().await.map_err(db)?;
+        conn.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.map_err(db)?;
+        conn.close().await.map_err(db)?;
+        Ok(TestDatabase { url, name, admin })
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Drop may run inside a runtime (which cannot block on another future), so
+        // the work gets a thread and a runtime of its own.
+        let dropped = std::thread::spawn(move || -> Result<(), String> {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+            rt.block_on(async {
+                let mut conn = admin.connect().await.map_err(|e| e.to_string())?;
+                conn.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                conn.close().await.map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("cannot drop test database {}: {e}", self.name),
+            Err(_) => eprintln!("cannot drop test database {}: the dropping thread panicked", self.name),
+        }
+    }
+}
+
+/// `url` with its database (path) replaced by `name`, query parameters kept.
+fn with_database(url: &str, name: &str) -> Result<String, StoreError> {
+    let bad = || StoreError(format!("not a postgres:// URL: {url}"));
+    let authority_start = url.find("://").ok_or_else(bad)? + 3;
+    let (scheme, rest) = url.split_at(authority_start);
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let query = tail.find('?').map_or("", |i| &tail[i..]);
+    let out = format!("{scheme}{authority}/{name}{query}");
+    match PgConnectOptions::from_str(&out) {
+        Ok(o) if o.get_database() == Some(name) => Ok(out),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn with_database_replaces_only_the_path() {
+        let cases = [
+            ("postgres://u@h:5432/postgres", "postgres://u@h:5432/x"),
+            ("postgres://u:p@h/db?sslmode=disable", "postgres://u:p@h/x?sslmode=disable"),
+            ("postgresql://h", "postgresql://h/x"),
+            ("postgres://h?application_name=t", "postgres://h/x?application_name=t"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(with_database(url, "x").ok().as_deref(), Some(want), "{url}");
+        }
+        assert!(with_database("nonsense", "x").is_err());
+    }
+}

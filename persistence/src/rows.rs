@@ -1,0 +1,205 @@
+//! Decoding stored rows into domain values, shared by the SQL adapters.
+//!
+//! Both adapters read ids as text (Postgres casts `uuid::text`), money as minor
+//! units plus a currency code, and instants as epoch milliseconds, so one set of
+//! conversions serves both. A row that does not decode is a corrupt store: it is
+//! reported as a [`StoreError`], never papered over.
+
+use flashcore_actors::ports::StoreError;
+use flashcore_domain::{
+    CartId, Currency, HoldId, JournalPos, Money, Order, OrderId, OrderLine, Product, Sku, StockFact, StockFactKind,
+    Timestamp,
+};
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError(format!("corrupt {what} in store: {detail}"))
+}
+
+/// A `sqlx::Error` as a [`StoreError`].
+pub fn db(e: sqlx::Error) -> StoreError {
+    StoreError(e.to_string())
+}
+
+/// Parses a stored SKU.
+pub fn sku(s: &str) -> Result<Sku, StoreError> {
+    Sku::parse(s).map_err(|e| corrupt("sku", e))
+}
+
+/// Parses stored money.
+pub fn money(amount: i64, currency: &str) -> Result<Money, StoreError> {
+    let c = Currency::parse(currency).map_err(|e| corrupt("currency", e))?;
+    Money::new(amount, c).map_err(|e| corrupt("amount", e))
+}
+
+fn uuid_id<T>(s: &str, parse: fn(&str) -> Result<T, flashcore_domain::IdError>) -> Result<T, StoreError> {
+    parse(s).map_err(|e| corrupt("id", e))
+}
+
+/// Parses a stored order id.
+pub fn order_id(s: &str) -> Result<OrderId, StoreError> {
+    uuid_id(s, OrderId::parse)
+}
+
+/// Parses a stored milliseconds instant.
+pub fn instant(ms: i64) -> Result<Timestamp, StoreError> {
+    u64::try_from(ms).map(Timestamp::from_millis).map_err(|e| corrupt("timestamp", e))
+}
+
+/// Converts a count for storage.
+pub fn to_i64(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError(format!("{n} does not fit the store")))
+}
+
+/// A `products` row.
+#[derive(Debug, sqlx::FromRow)]
+pub struct ProductRow {
+    /// SKU.
+    pub sku: String,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Price in minor units.
+    pub price_amount: i64,
+    /// ISO currency.
+    pub currency: String,
+    /// Limit per order.
+    pub max_per_order: Option<i32>,
+    /// Sale start, epoch ms.
+    pub sale_starts_at_ms: Option<i64>,
+}
+
+impl ProductRow {
+    /// Into a domain product.
+    pub fn into_product(self) -> Result<Product, StoreError> {
+        let max = self.max_per_order.map(|m| u32::try_from(m).map_err(|e| corrupt("max_per_order", e))).transpose()?;
+        let starts = self.sale_starts_at_ms.map(instant).transpose()?;
+        Product::new(
+            sku(&self.sku)?,
+            self.title,
+            self.description,
+            money(self.price_amount, &self.currency)?,
+            max,
+            starts,
+        )
+        .map_err(|e| corrupt("product", e))
+    }
+}
+
+/// An `orders` row (ids as text).
+#[derive(Debug, sqlx::FromRow)]
+pub struct OrderRow {
+    /// Order id.
+    pub order_id: String,
+    /// Cart id.
+    pub cart_id: String,
+    /// Idempotency key.
+    pub idempotency_key: String,
+    /// Total in minor units.
+    pub total_amount: i64,
+    /// ISO currency.
+    pub currency: String,
+    /// Receipt address.
+    pub email: Option<String>,
+    /// Payment reference.
+    pub payment_ref: String,
+    /// Creation, epoch ms.
+    pub created_at_ms: i64,
+}
+
+/// An `order_lines` row (ids as text).
+#[derive(Debug, sqlx::FromRow)]
+pub struct LineRow {
+    /// SKU.
+    pub sku: String,
+    /// Title.
+    pub title: String,
+    /// Units.
+    pub qty: i32,
+    /// Unit price in minor units.
+    pub unit_amount: i64,
+    /// Line total in minor units.
+    pub line_amount: i64,
+    /// Hold id.
+    pub hold_id: String,
+}
+
+impl OrderRow {
+    /// Into a domain order with `lines`.
+    pub fn into_order(self, lines: Vec<LineRow>) -> Result<Order, StoreError> {
+        let currency = self.currency.clone();
+        let lines = lines
+            .into_iter()
+            .map(|l| {
+                Ok(OrderLine {
+                    sku: sku(&l.sku)?,
+                    title: l.title,
+                    qty: u32::try_from(l.qty).map_err(|e| corrupt("qty", e))?,
+                    unit_price: money(l.unit_amount, &currency)?,
+                    line_total: money(l.line_amount, &currency)?,
+                    hold_id: uuid_id(&l.hold_id, HoldId::parse)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Order {
+            id: order_id(&self.order_id)?,
+            cart_id: uuid_id(&self.cart_id, CartId::parse)?,
+            lines,
+            total: money(self.total_amount, &self.currency)?,
+            email: self.email,
+            payment_ref: self.payment_ref,
+            idempotency_key: self.idempotency_key,
+            created_at: instant(self.created_at_ms)?,
+        })
+    }
+}
+
+/// A `stock_facts` row (ids as text).
+#[derive(Debug, sqlx::FromRow)]
+pub struct FactRow {
+    /// Journal position.
+    pub pos: i64,
+    /// SKU.
+    pub sku: String,
+    /// `sold`, `restocked` or `total_set`.
+    pub kind: String,
+    /// Units.
+    pub qty: i64,
+    /// Order (sold facts).
+    pub order_id: Option<String>,
+    /// Hold (sold facts).
+    pub hold_id: Option<String>,
+}
+
+impl FactRow {
+    /// Into a domain fact.
+    pub fn into_fact(self) -> Result<StockFact, StoreError> {
+        let qty = u64::try_from(self.qty).map_err(|e| corrupt("qty", e))?;
+        let kind = match self.kind.as_str() {
+            "sold" => StockFactKind::Sold {
+                order: order_id(self.order_id.as_deref().unwrap_or_default())?,
+                hold: uuid_id(self.hold_id.as_deref().unwrap_or_default(), HoldId::parse)?,
+                qty: u32::try_from(qty).map_err(|e| corrupt("qty", e))?,
+            },
+            "restocked" => StockFactKind::Restocked { qty },
+            "total_set" => StockFactKind::TotalSet { total: qty },
+            other => return Err(corrupt("fact kind", other)),
+        };
+        Ok(StockFact {
+            pos: JournalPos(u64::try_from(self.pos).map_err(|e| corrupt("pos", e))?),
+            sku: sku(&self.sku)?,
+            kind,
+        })
+    }
+}
+
+/// How a fact is stored: (kind, qty, order id, hold id).
+pub fn fact_columns(kind: &StockFactKind) -> (&'static str, u64, Option<String>, Option<String>) {
+    match kind {
+        StockFactKind::Sold { order, hold, qty } => {
+            ("sold", u64::from(*qty), Some(order.to_string()), Some(hold.to_string()))
+        }
+        StockFactKind::Restocked { qty } => ("restocked", *qty, None, None),
+        StockFactKind::TotalSet { total } => ("total_set", *total, None, None),
+    }
+}

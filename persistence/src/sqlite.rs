@@ -1,0 +1,316 @@
+//! SQLite adapters: the embedded default store (`./data/flashcore.db`).
+//!
+//! WAL mode with `synchronous = FULL`: a committed journal batch survives a
+//! killed process (and the machine losing power). SQLite has one writer at a time;
+//! the journal's single group-commit writer and the flusher are the only writers
+//! on the hot path, so that is no bottleneck. Positions come from `journal_head`,
+//! advanced in the same transaction as the entries.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use flashcore_actors::ports::{AppendOutcome, Catalog, EntityKind, Journal, SnapshotRecord, SnapshotStore, StoreError};
+use flashcore_domain::{CartId, JournalEntry, JournalPos, Order, OrderId, Product, Sku, StockFact};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
+
+use crate::rows::{FactRow, LineRow, OrderRow, ProductRow, db, fact_columns, to_i64};
+
+/// The SQLite store: journal, snapshots and catalog in one database file.
+///
+/// Writes go through one dedicated connection: SQLite has a single writer, and a
+/// transaction that reads before it writes fails at once (`SQLITE_BUSY`, no busy
+/// wait) when another connection wrote in between. Reads use their own pool; WAL
+/// lets them run beside the writer.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    writer: SqlitePool,
+    epoch: i64,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://path` or a
+    /// plain path) and applies the migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+        if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+            .map_err(db)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await
+            .map_err(db)?;
+        sqlx::migrate!("../migrations/sqlite").run(&writer).await.map_err(|e| StoreError(e.to_string()))?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(db)?;
+        Ok(SqliteStore { pool, writer, epoch: 1 })
+    }
+
+    /// The pool (tests and tools).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn insert_fact(
+        tx: &mut Transaction<'_, Sqlite>,
+        pos: i64,
+        sku: &Sku,
+        kind: &flashcore_domain::StockFactKind,
+        epoch: i64,
+    ) -> Result<(), StoreError> {
+        let (kind, qty, order, hold) = fact_columns(kind);
+        sqlx::query(
+            "INSERT INTO stock_facts (pos, sku, kind, qty, order_id, hold_id, epoch) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(pos)
+        .bind(sku.as_str())
+        .bind(kind)
+        .bind(to_i64(qty)?)
+        .bind(order)
+        .bind(hold)
+        .bind(epoch)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn load_order(&self, row: Option<OrderRow>) -> Result<Option<Order>, StoreError> {
+        let Some(row) = row else { return Ok(None) };
+        let lines: Vec<LineRow> = sqlx::query_as(
+            "SELECT sku, title, qty, unit_amount, line_amount, hold_id FROM order_lines WHERE order_id = ? ORDER BY sku",
+        )
+        .bind(&row.order_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        row.into_order(lines).map(Some)
+    }
+}
+
+const ORDER_COLUMNS: &str =
+    "order_id, cart_id, idempotency_key, total_amount, currency, email, payment_ref, created_at_ms";
+
+#[async_trait]
+impl Journal for SqliteStore {
+    async fn append(&self, batch: &[JournalEntry]) -> Result<Vec<AppendOutcome>, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let mut head: i64 =
+            sqlx::query_scalar("SELECT pos FROM journal_head WHERE id = 1").fetch_one(&mut *tx).await.map_err(db)?;
+        let mut out = Vec::with_capacity(batch.len());
+        for entry in batch {
+            match entry {
+                JournalEntry::Order(o) => {
+                    let pos = head + 1;
+                    let inserted = sqlx::query(
+                        "INSERT INTO orders (order_id, pos, epoch, cart_id, idempotency_key, total_amount, currency, \
+                         email, payment_ref, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(o.id.to_string())
+                    .bind(pos)
+                    .bind(self.epoch)
+                    .bind(o.cart_id.to_string())
+                    .bind(&o.idempotency_key)
+                    .bind(o.total.amount())
+                    .bind(o.total.currency().as_str())
+                    .bind(&o.email)
+                    .bind(&o.payment_ref)
+                    .bind(to_i64(o.created_at.as_millis())?)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                    if inserted.rows_affected() == 0 {
+                        out.push(AppendOutcome::DuplicateKey);
+                        continue;
+                    }
+                    head = pos;
+                    for l in &o.lines {
+                        sqlx::query(
+                            "INSERT INTO order_lines (order_id, sku, title, qty, unit_amount, line_amount, hold_id) \
+                             VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        )
+                        .bind(o.id.to_string())
+                        .bind(l.sku.as_str())
+                        .bind(&l.title)
+                        .bind(i64::from(l.qty))
+                        .bind(l.unit_price.amount())
+                        .bind(l.line_total.amount())
+                        .bind(l.hold_id.to_string())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                    }
+                    for (sku, kind) in o.sold_facts() {
+                        Self::insert_fact(&mut tx, pos, sku, &kind, self.epoch).await?;
+                    }
+                    out.push(AppendOutcome::Written(JournalPos(pos as u64)));
+                }
+                JournalEntry::Stock { sku, kind } => {
+                    head += 1;
+                    Self::insert_fact(&mut tx, head, sku, kind, self.epoch).await?;
+                    out.push(AppendOutcome::Written(JournalPos(head as u64)));
+                }
+            }
+        }
+        sqlx::query("UPDATE journal_head SET pos = ? WHERE id = 1").bind(head).execute(&mut *tx).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(out)
+    }
+
+    async fn stock_facts(
+        &self,
+        sku: &Sku,
+        after: JournalPos,
+        orders: &[OrderId],
+    ) -> Result<Vec<StockFact>, StoreError> {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT pos, sku, kind, qty, order_id, hold_id FROM stock_facts WHERE sku = ");
+        q.push_bind(sku.as_str()).push(" AND (pos > ").push_bind(to_i64(after.0)?);
+        if !orders.is_empty() {
+            q.push(" OR order_id IN (");
+            let mut ids = q.separated(", ");
+            for o in orders {
+                ids.push_bind(o.to_string());
+            }
+            q.push(")");
+        }
+        q.push(") ORDER BY pos");
+        let rows: Vec<FactRow> = q.build_query_as().fetch_all(&self.pool).await.map_err(db)?;
+        rows.into_iter().map(FactRow::into_fact).collect()
+    }
+
+    async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        let row = sqlx::query_as(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ?"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        self.load_order(row).await
+    }
+
+    async fn order_for_cart(&self, cart: CartId) -> Result<Option<Order>, StoreError> {
+        let row = sqlx::query_as(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE cart_id = ?"))
+            .bind(cart.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        self.load_order(row).await
+    }
+
+    async fn orders(&self, limit: usize, before: Option<OrderId>) -> Result<Vec<Order>, StoreError> {
+        let rows: Vec<OrderRow> = sqlx::query_as(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE (?1 IS NULL OR order_id < ?1) ORDER BY order_id DESC LIMIT ?2"
+        ))
+        .bind(before.map(|b| b.to_string()))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            if let Some(o) = self.load_order(Some(r)).await? {
+                out.push(o);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl SnapshotStore for SqliteStore {
+    async fn save(&self, batch: &[SnapshotRecord]) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        for r in batch {
+            sqlx::query(
+                "INSERT INTO snapshots (kind, id, pos, epoch, version, state) VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (kind, id) DO UPDATE SET pos = excluded.pos, epoch = excluded.epoch, \
+                 version = excluded.version, state = excluded.state, \
+                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE excluded.version > snapshots.version",
+            )
+            .bind(r.kind.as_str())
+            .bind(&r.id)
+            .bind(to_i64(r.pos.0)?)
+            .bind(to_i64(r.epoch)?)
+            .bind(to_i64(r.version)?)
+            .bind(r.state.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn load(&self, kind: EntityKind, id: &str) -> Result<Option<SnapshotRecord>, StoreError> {
+        let row: Option<(i64, i64, i64, String)> =
+            sqlx::query_as("SELECT pos, epoch, version, state FROM snapshots WHERE kind = ? AND id = ?")
+                .bind(kind.as_str())
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        row.map(|(pos, epoch, version, state)| {
+            Ok(SnapshotRecord {
+                kind,
+                id: id.to_owned(),
+                pos: JournalPos(pos as u64),
+                epoch: epoch as u64,
+                version: version as u64,
+                state: serde_json::from_str(&state).map_err(|e| StoreError(format!("corrupt snapshot state: {e}")))?,
+            })
+        })
+        .transpose()
+    }
+}
+
+#[async_trait]
+impl Catalog for SqliteStore {
+    async fn list(&self, limit: usize, after: Option<&Sku>) -> Result<Vec<Product>, StoreError> {
+        let rows: Vec<ProductRow> = sqlx::query_as(
+            "SELECT sku, title, description, price_amount, currency, max_per_order, sale_starts_at_ms FROM products \
+             WHERE (?1 IS NULL OR sku > ?1) ORDER BY sku LIMIT ?2",
+        )
+        .bind(after.map(Sku::as_str))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter().map(ProductRow::into_product).collect()
+    }
+
+    async fn upsert(&self, p: &Product) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO products (sku, title, description, price_amount, currency, max_per_order, sale_starts_at_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sku) DO UPDATE SET title = excluded.title, \
+             description = excluded.description, price_amount = excluded.price_amount, currency = excluded.currency, \
+             max_per_order = excluded.max_per_order, sale_starts_at_ms = excluded.sale_starts_at_ms, \
+             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        )
+        .bind(p.sku.as_str())
+        .bind(&p.title)
+        .bind(&p.description)
+        .bind(p.price.amount())
+        .bind(p.price.currency().as_str())
+        .bind(p.max_per_order.map(i64::from))
+        .bind(p.sale_starts_at.map(|t| to_i64(t.as_millis())).transpose()?)
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+}

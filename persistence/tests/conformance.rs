@@ -1,0 +1,228 @@
+//! One conformance suite for every adapter of the journal, snapshot and catalog
+//! ports: the same cases run against the in-process, SQLite and Postgres stores.
+//! An adapter is correct when it behaves like the others here.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+
+use flashcore_actors::ports::{AppendOutcome, Catalog, EntityKind, Journal, SnapshotRecord, SnapshotStore};
+use flashcore_domain::{
+    Cart, CartId, Currency, HoldId, JournalEntry, JournalPos, Money, Order, OrderId, Product, Sku, StockFactKind,
+    Timestamp,
+};
+use serde_json::json;
+
+/// The three ports of one adapter, plus whatever keeps its store alive.
+#[allow(missing_debug_implementations)]
+pub struct Stores {
+    pub journal: Arc<dyn Journal>,
+    pub snapshots: Arc<dyn SnapshotStore>,
+    pub catalog: Arc<dyn Catalog>,
+    pub _guard: Box<dyn std::any::Any + Send>,
+}
+
+fn sku(s: &str) -> Sku {
+    Sku::parse(s).unwrap()
+}
+
+fn product(code: &str, cents: i64) -> Product {
+    Product::new(sku(code), format!("Product {code}"), "desc", Money::new(cents, Currency::EUR).unwrap(), Some(3), None)
+        .unwrap()
+}
+
+/// An order for `lines` of (sku, qty, unit cents) under `key`.
+fn order(key: &str, lines: &[(&str, u32, i64)]) -> Order {
+    let mut cart = Cart::new(CartId::new());
+    for (code, qty, cents) in lines {
+        cart.apply_reserved(&product(code, *cents), *qty, HoldId::new(), Timestamp::from_millis(9_000));
+    }
+    Order::from_cart(
+        &cart,
+        OrderId::new(),
+        key.into(),
+        Some("a@b.co".into()),
+        "pay_1".into(),
+        Timestamp::from_millis(1_234),
+    )
+    .unwrap()
+}
+
+fn written(o: &AppendOutcome) -> u64 {
+    match o {
+        AppendOutcome::Written(p) => p.0,
+        AppendOutcome::DuplicateKey => panic!("expected written, got duplicate"),
+    }
+}
+
+pub async fn appends_assign_increasing_positions_and_orders_round_trip(s: Stores) {
+    let a = order("k1", &[("A", 2, 150), ("B", 1, 99)]);
+    let b = order("k2", &[("A", 1, 150)]);
+    let restock = JournalEntry::Stock { sku: sku("A"), kind: StockFactKind::Restocked { qty: 5 } };
+    let out =
+        s.journal.append(&[JournalEntry::Order(a.clone()), restock, JournalEntry::Order(b.clone())]).await.unwrap();
+    let pos: Vec<u64> = out.iter().map(written).collect();
+    assert!(pos[0] < pos[1] && pos[1] < pos[2], "{pos:?}");
+    let more = s.journal.append(&[JournalEntry::Order(order("k3", &[("C", 1, 1)]))]).await.unwrap();
+    assert!(written(&more[0]) > pos[2]);
+
+    assert_eq!(s.journal.order(a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(s.journal.order_for_cart(b.cart_id).await.unwrap(), Some(b.clone()));
+    assert_eq!(s.journal.order(OrderId::new()).await.unwrap(), None);
+    assert_eq!(s.journal.order_for_cart(CartId::new()).await.unwrap(), None);
+}
+
+pub async fn a_duplicate_key_or_cart_skips_only_its_own_entry(s: Stores) {
+    let first = order("same", &[("A", 1, 10)]);
+    s.journal.append(&[JournalEntry::Order(first.clone())]).await.unwrap();
+    let dup_key = order("same", &[("A", 1, 10)]);
+    let mut dup_cart = order("other", &[("A", 1, 10)]);
+    dup_cart.cart_id = first.cart_id;
+    let fine = order("fine", &[("A", 1, 10)]);
+    let out = s
+        .journal
+        .append(&[
+            JournalEntry::Order(dup_key.clone()),
+            JournalEntry::Order(dup_cart),
+            JournalEntry::Order(fine.clone()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(out[0], AppendOutcome::DuplicateKey);
+    assert_eq!(out[1], AppendOutcome::DuplicateKey);
+    written(&out[2]);
+    assert_eq!(s.journal.order(dup_key.id).await.unwrap(), None);
+    assert_eq!(s.journal.order(fine.id).await.unwrap(), Some(fine));
+    let sold: u32 = s
+        .journal
+        .stock_facts(&sku("A"), JournalPos(0), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|f| match f.kind {
+            StockFactKind::Sold { qty, .. } => qty,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(sold, 2, "the skipped orders left no facts");
+}
+
+pub async fn stock_facts_are_per_sku_in_position_order_after_a_watermark_or_for_named_orders(s: Stores) {
+    let o1 = order("k1", &[("A", 2, 1), ("B", 1, 1)]);
+    let o2 = order("k2", &[("A", 3, 1)]);
+    let total = JournalEntry::Stock { sku: sku("A"), kind: StockFactKind::TotalSet { total: 50 } };
+    let out = s.journal.append(&[total, JournalEntry::Order(o1.clone())]).await.unwrap();
+    let out2 = s.journal.append(&[JournalEntry::Order(o2.clone())]).await.unwrap();
+    let (p_total, p1, p2) = (written(&out[0]), written(&out[1]), written(&out2[0]));
+
+    let all = s.journal.stock_facts(&sku("A"), JournalPos(0), &[]).await.unwrap();
+    assert_eq!(all.iter().map(|f| f.pos.0).collect::<Vec<_>>(), vec![p_total, p1, p2]);
+    assert_eq!(all[0].kind, StockFactKind::TotalSet { total: 50 });
+    assert_eq!(all[1].kind, StockFactKind::Sold { order: o1.id, hold: o1.lines[0].hold_id, qty: 2 });
+    assert!(all.iter().all(|f| f.sku == sku("A")));
+
+    let newer = s.journal.stock_facts(&sku("A"), JournalPos(p1), &[]).await.unwrap();
+    assert_eq!(newer.iter().map(|f| f.pos.0).collect::<Vec<_>>(), vec![p2]);
+    let with_order = s.journal.stock_facts(&sku("A"), JournalPos(p2), &[o1.id]).await.unwrap();
+    assert_eq!(with_order.iter().map(|f| f.pos.0).collect::<Vec<_>>(), vec![p1]);
+    assert_eq!(s.journal.stock_facts(&sku("B"), JournalPos(0), &[]).await.unwrap().len(), 1);
+    assert!(s.journal.stock_facts(&sku("NONE"), JournalPos(0), &[]).await.unwrap().is_empty());
+}
+
+pub async fn orders_list_newest_first_with_a_cursor(s: Stores) {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let o = order(&format!("k{i}"), &[("A", 1, 1)]);
+        ids.push(o.id);
+        s.journal.append(&[JournalEntry::Order(o)]).await.unwrap();
+    }
+    ids.sort();
+    ids.reverse();
+    let page = s.journal.orders(3, None).await.unwrap();
+    assert_eq!(page.iter().map(|o| o.id).collect::<Vec<_>>(), ids[..3]);
+    let rest = s.journal.orders(10, Some(page[2].id)).await.unwrap();
+    assert_eq!(rest.iter().map(|o| o.id).collect::<Vec<_>>(), ids[3..]);
+}
+
+fn record(kind: EntityKind, id: &str, version: u64, state: serde_json::Value) -> SnapshotRecord {
+    SnapshotRecord { kind, id: id.into(), pos: JournalPos(version * 10), epoch: 1, version, state }
+}
+
+pub async fn snapshots_round_trip_and_only_move_forward(s: Stores) {
+    assert_eq!(s.snapshots.load(EntityKind::Sku, "A").await.unwrap(), None);
+    let v2 = record(EntityKind::Sku, "A", 2, json!({"total": 5, "holds": [1, 2]}));
+    s.snapshots.save(&[v2.clone(), record(EntityKind::Cart, "A", 1, json!({"cart": true}))]).await.unwrap();
+    assert_eq!(s.snapshots.load(EntityKind::Sku, "A").await.unwrap(), Some(v2.clone()));
+    assert_eq!(s.snapshots.load(EntityKind::Cart, "A").await.unwrap().unwrap().state, json!({"cart": true}));
+
+    s.snapshots.save(&[record(EntityKind::Sku, "A", 1, json!({"stale": true}))]).await.unwrap();
+    assert_eq!(s.snapshots.load(EntityKind::Sku, "A").await.unwrap(), Some(v2), "an older version never wins");
+    let v3 = record(EntityKind::Sku, "A", 3, json!({"total": 6}));
+    s.snapshots.save(std::slice::from_ref(&v3)).await.unwrap();
+    assert_eq!(s.snapshots.load(EntityKind::Sku, "A").await.unwrap(), Some(v3));
+
+    let many: Vec<_> = (0..1_500).map(|i| record(EntityKind::Cart, &format!("c{i}"), 1, json!({"i": i}))).collect();
+    s.snapshots.save(&many).await.unwrap();
+    assert_eq!(s.snapshots.load(EntityKind::Cart, "c1499").await.unwrap().unwrap().state, json!({"i": 1499}));
+}
+
+pub async fn the_catalog_lists_in_sku_order_and_upserts_replace(s: Stores) {
+    for code in ["C", "A", "B"] {
+        s.catalog.upsert(&product(code, 100)).await.unwrap();
+    }
+    let mut starts = product("D", 5);
+    starts.sale_starts_at = Some(Timestamp::from_millis(1_700_000_000_000));
+    starts.max_per_order = None;
+    s.catalog.upsert(&starts).await.unwrap();
+    s.catalog.upsert(&product("B", 250)).await.unwrap();
+
+    let all = s.catalog.list(10, None).await.unwrap();
+    assert_eq!(all.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>(), ["A", "B", "C", "D"]);
+    assert_eq!(all[1].price.amount(), 250);
+    assert_eq!(all[3], starts);
+    let page = s.catalog.list(2, Some(&sku("A"))).await.unwrap();
+    assert_eq!(page.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>(), ["B", "C"]);
+}
+
+macro_rules! conformance {
+    ($adapter:ident, $make:path) => {
+        mod $adapter {
+            #[tokio::test]
+            async fn appends_assign_increasing_positions_and_orders_round_trip() {
+                super::appends_assign_increasing_positions_and_orders_round_trip($make().await).await;
+            }
+
+            #[tokio::test]
+            async fn a_duplicate_key_or_cart_skips_only_its_own_entry() {
+                super::a_duplicate_key_or_cart_skips_only_its_own_entry($make().await).await;
+            }
+
+            #[tokio::test]
+            async fn stock_facts_are_per_sku_in_position_order_after_a_watermark_or_for_named_orders() {
+                super::stock_facts_are_per_sku_in_position_order_after_a_watermark_or_for_named_orders($make().await)
+                    .await;
+            }
+
+            #[tokio::test]
+            async fn orders_list_newest_first_with_a_cursor() {
+                super::orders_list_newest_first_with_a_cursor($make().await).await;
+            }
+
+            #[tokio::test]
+            async fn snapshots_round_trip_and_only_move_forward() {
+                super::snapshots_round_trip_and_only_move_forward($make().await).await;
+            }
+
+            #[tokio::test]
+            async fn the_catalog_lists_in_sku_order_and_upserts_replace() {
+                super::the_catalog_lists_in_sku_order_and_upserts_replace($make().await).await;
+            }
+        }
+    };
+}
+
+conformance!(memory, crate::support::memory);
+conformance!(sqlite, crate::support::sqlite);
+conformance!(postgres, crate::support::postgres);

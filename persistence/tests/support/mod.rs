@@ -1,0 +1,48 @@
+//! Store factories for the conformance suite: each returns fresh, empty stores.
+
+use std::sync::Arc;
+
+use flashcore_persistence::memory::{MemoryCatalog, MemoryJournal, MemorySnapshots};
+use flashcore_persistence::sqlite::SqliteStore;
+
+use crate::Stores;
+
+/// In-process stores.
+pub async fn memory() -> Stores {
+    Stores {
+        journal: Arc::new(MemoryJournal::default()),
+        snapshots: Arc::new(MemorySnapshots::default()),
+        catalog: Arc::new(MemoryCatalog::default()),
+        _guard: Box::new(()),
+    }
+}
+
+/// A SQLite database in a temporary directory, removed afterwards.
+pub async fn sqlite() -> Stores {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("flashcore.db").to_string_lossy()).await.expect("sqlite opens");
+    let store = Arc::new(store);
+    Stores { journal: store.clone(), snapshots: store.clone(), catalog: store, _guard: Box::new(dir) }
+}
+
+/// Keeps a Postgres test database alive; fields drop in order, so the store's
+/// pool goes before the database is dropped (`WITH (FORCE)` cuts any connection
+/// still open).
+struct PgGuard {
+    _store: flashcore_persistence::postgres::PgStore,
+    _db: flashcore_persistence::postgres::TestDatabase,
+}
+
+/// A fresh database on the test Postgres server (`FLASHCORE_TEST_PG`, default
+/// `postgres://postgres@127.0.0.1:5432/postgres`), dropped afterwards.
+pub async fn postgres() -> Stores {
+    use flashcore_persistence::postgres::{PgStore, TestDatabase, test_server_url};
+
+    let server = test_server_url();
+    let db = TestDatabase::create(&server)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create a test database on {server} (set FLASHCORE_TEST_PG): {e}"));
+    let store = Arc::new(PgStore::connect(&db.url).await.expect("postgres connects"));
+    let guard = PgGuard { _store: (*store).clone(), _db: db };
+    Stores { journal: store.clone(), snapshots: store.clone(), catalog: store, _guard: Box::new(guard) }
+}
