@@ -255,3 +255,49 @@ impl Process {
 pub fn data_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
+
+/// A TCP proxy between flashcore and a service that a test can cut and restore,
+/// so outage tests never stop the machine's shared services.
+#[derive(Debug)]
+pub struct ChaosProxy {
+    /// The proxy's port on 127.0.0.1.
+    pub port: u16,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl ChaosProxy {
+    /// Proxies 127.0.0.1:<port> to `target`.
+    pub async fn start(target: std::net::SocketAddr) -> ChaosProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let (up, _) = tokio::sync::watch::channel(true);
+        let state = up.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !*state.borrow() {
+                    drop(inbound); // refused while cut
+                    continue;
+                }
+                let mut cut = state.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.wait_for(|up| !*up) => {} // dropping both ends cuts the link
+                    }
+                });
+            }
+        });
+        ChaosProxy { port, up }
+    }
+
+    /// Drops every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.send_replace(false);
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&self) {
+        self.up.send_replace(true);
+    }
+}

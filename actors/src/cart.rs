@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flashcore_domain::{
-    Cart, CartError, CartId, CartStatus, InventoryError, JournalEntry, LineChange, Order, OrderId, Sku, StockFact,
+    Cart, CartError, CartId, CartStatus, InventoryError, JournalEntry, JournalPos, LineChange, Order, OrderId, Sku,
+    StockFact,
 };
 use futures::future::join_all;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -269,28 +270,67 @@ impl CartState {
         let order =
             Order::from_cart(&self.cart, order_id, req.idempotency_key.clone(), req.email, reference, clock::now())?;
         let outcome = self.deps.journal.append(JournalEntry::Order(order.clone())).await;
-        let pos = match outcome {
-            Ok(AppendOutcome::Written(pos)) => pos,
+        let facts = match outcome {
+            Ok(AppendOutcome::Written(pos)) => {
+                order.sold_facts().map(|(sku, kind)| StockFact { pos, sku: sku.clone(), kind }).collect()
+            }
             other => {
-                self.abort(order_id, &prepared).await;
-                if let Err(e) = self.deps.payments.void(&order.payment_ref).await {
-                    tracing::error!(order.id = %order_id, error = %e, "could not void payment authorization");
+                // The write failed or hit an existing order: it may still be ours (a
+                // commit whose acknowledgment was lost, or an earlier attempt of this
+                // checkout). The journal is the truth; ask it before giving up.
+                match self.reconcile(&order).await {
+                    Some((stored, facts)) => {
+                        if stored.id != order.id {
+                            self.void(&order).await;
+                        }
+                        tracing::warn!(order.id = %stored.id, "checkout reconciled with an order already journaled");
+                        self.finish(stored.clone(), facts).await;
+                        return Ok((stored, false));
+                    }
+                    None => {
+                        self.abort(order_id, &prepared).await;
+                        self.void(&order).await;
+                        return Err(match other {
+                            Ok(_) => EngineError::IdempotencyKeyReused,
+                            Err(e) => EngineError::store(e),
+                        });
+                    }
                 }
-                return Err(match other {
-                    Ok(_) => EngineError::IdempotencyKeyReused,
-                    Err(e) => EngineError::store(e),
-                });
             }
         };
+        self.finish(order.clone(), facts).await;
+        Ok((order, false))
+    }
 
-        // 4. Commit on every SKU. The order is durable: delivery must not fail.
-        for (sku, kind) in order.sold_facts() {
-            let fact = StockFact { pos, sku: sku.clone(), kind };
+    /// The order this cart already has in the journal under the same key, with its
+    /// sold facts (real positions), if any.
+    async fn reconcile(&self, attempt: &Order) -> Option<(Order, Vec<StockFact>)> {
+        let journal = self.deps.journal.journal();
+        let stored = journal.order_for_cart(attempt.cart_id).await.ok()??;
+        if stored.idempotency_key != attempt.idempotency_key {
+            return None;
+        }
+        let mut facts = Vec::new();
+        for line in &stored.lines {
+            facts.extend(journal.stock_facts(&line.sku, JournalPos(u64::MAX), &[stored.id]).await.ok()?);
+        }
+        Some((stored, facts))
+    }
+
+    async fn void(&self, order: &Order) {
+        if let Err(e) = self.deps.payments.void(&order.payment_ref).await {
+            tracing::error!(order.id = %order.id, error = %e, "could not void payment authorization");
+        }
+    }
+
+    /// Step 4: the order is durable; commit its facts on every SKU (delivery must
+    /// not fail) and freeze the cart.
+    async fn finish(&mut self, order: Order, facts: Vec<StockFact>) {
+        for fact in facts {
             deliver_commit(Arc::clone(&self.deps.skus), fact).await;
         }
-        self.cart.mark_checked_out(order.id, req.idempotency_key);
+        self.cart.mark_checked_out(order.id, order.idempotency_key);
         metrics::counter!(m::ORDERS).increment(1);
-        Ok((order, false))
     }
 }
 

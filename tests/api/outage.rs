@@ -1,0 +1,136 @@
+//! Store outages and shutdown: what keeps working, what fails fast, and that
+//! nothing acknowledged or written behind is lost.
+
+use std::time::{Duration, Instant};
+
+use flashcore_actors::ports::Journal;
+use flashcore_persistence::postgres::{PgStore, TestDatabase, test_server_url};
+use flashcore_tests::{ChaosProxy, Process, data_dir, eventually};
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+const SKU: &str = "FLASH-SNEAKER-01";
+
+struct Buyer {
+    client: Client,
+    base: String,
+    cart: String,
+    token: String,
+}
+
+impl Buyer {
+    async fn new(base: &str) -> Buyer {
+        let client = Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+        let cart: Value = client.post(format!("{base}/v1/carts")).send().await.unwrap().json().await.unwrap();
+        Buyer {
+            client,
+            base: base.to_owned(),
+            cart: cart["cart_id"].as_str().unwrap().to_owned(),
+            token: cart["token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    async fn set(&self, sku: &str, qty: u32) -> StatusCode {
+        self.client
+            .put(format!("{}/v1/carts/{}/items/{sku}", self.base, self.cart))
+            .bearer_auth(&self.token)
+            .json(&json!({ "quantity": qty }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    async fn checkout(&self, key: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}/v1/carts/{}/checkout", self.base, self.cart))
+            .bearer_auth(&self.token)
+            .header("Idempotency-Key", key)
+            .json(&json!({ "payment": { "token": "tok_visa" } }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn cart(&self) -> Value {
+        let url = format!("{}/v1/carts/{}", self.base, self.cart);
+        self.client.get(url).bearer_auth(&self.token).send().await.unwrap().json().await.unwrap()
+    }
+
+    async fn available(&self, sku: &str) -> u64 {
+        let p: Value =
+            self.client.get(format!("{}/v1/products/{sku}", self.base)).send().await.unwrap().json().await.unwrap();
+        p["available"].as_u64().unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgres_cut_checkout_fails_fast_carts_keep_working_and_all_catches_up() {
+    // Arrange: flashcore reaches its own database through a proxy we control.
+    let db = TestDatabase::create(&test_server_url()).await.unwrap();
+    let proxy = ChaosProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let via_proxy = db.url.replacen("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port), 1);
+    assert_ne!(via_proxy, db.url, "the database URL names 127.0.0.1:5432");
+    let dir = data_dir();
+    let p = Process::start(&[("DATABASE_URL", &via_proxy), ("FLASHCORE_DATA_DIR", dir.path().to_str().unwrap())]).await;
+    let buyer = Buyer::new(&p.base).await;
+    assert_eq!(buyer.set(SKU, 1).await, StatusCode::OK);
+
+    // Act: Postgres goes away.
+    proxy.cut();
+    let started = Instant::now();
+    let res = buyer.checkout("outage-1").await;
+
+    // Assert: a fast, honest 503 that changed nothing.
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().contains_key("retry-after"));
+    assert!(started.elapsed() < Duration::from_secs(8), "failed fast: {:?}", started.elapsed());
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "unavailable");
+    assert_eq!(buyer.cart().await["status"], "open", "the hold is kept for a retry");
+    assert_eq!(buyer.available(SKU).await, 99);
+    // Carts keep working from memory meanwhile.
+    assert_eq!(buyer.set("MUG-RED", 2).await, StatusCode::OK);
+    assert_eq!(buyer.cart().await["item_count"], 3);
+
+    // Postgres returns: the same retry succeeds and everything is written.
+    proxy.restore();
+    let order: Value = eventually(Duration::from_secs(20), "checkout to succeed again", || async {
+        let res = buyer.checkout("outage-1").await;
+        (res.status() == StatusCode::CREATED).then_some(res.json::<Value>().await.ok()?)
+    })
+    .await;
+    assert_eq!(order["lines"].as_array().unwrap().len(), 2);
+    let stored = PgStore::connect(&db.url).await.unwrap().orders(10, None).await.unwrap();
+    assert_eq!(stored.len(), 1, "exactly one order, none half-written");
+    assert_eq!(buyer.available(SKU).await, 99);
+    drop(p);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_writes_all_dirty_state_before_exiting() {
+    // Arrange: a flush interval so long that only the shutdown flush can save the cart.
+    let dir = data_dir();
+    let env = [
+        ("FLASHCORE_DATA_DIR", dir.path().to_str().unwrap()),
+        ("FLASHCORE_FLUSH_INTERVAL_MS", "3600000"),
+        ("FLASHCORE_TOKEN_SECRET", "shutdown-test-secret-shutdown-test"),
+    ];
+    let mut p = Process::start(&env).await;
+    let buyer = Buyer::new(&p.base).await;
+    assert_eq!(buyer.set(SKU, 2).await, StatusCode::OK);
+
+    // Act
+    p.signal("TERM");
+    let status = tokio::time::timeout(Duration::from_secs(10), p.child.wait()).await.unwrap().unwrap();
+    assert!(status.success());
+    let p = Process::start(&env).await;
+
+    // Assert: the cart and its hold came back.
+    let buyer = Buyer { base: p.base.clone(), ..buyer };
+    let cart = buyer.cart().await;
+    assert_eq!(cart["lines"][0]["sku"], SKU);
+    assert_eq!(cart["lines"][0]["quantity"], 2);
+    assert_eq!(buyer.available(SKU).await, 98);
+    assert_eq!(buyer.checkout("after-restart").await.status(), StatusCode::CREATED);
+}
