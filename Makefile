@@ -11,7 +11,7 @@ test:
 
 ## Criterion benchmarks (not part of `make test`).
 bench:
-	cargo bench --locked -p flashcore-persistence --bench sku_actor
+	cargo bench --locked -p flashcore-persistence --bench sku_actor --bench durability
 
 fmt:
 	cargo fmt --all
