@@ -43,11 +43,12 @@ impl TestApp {
         config.addr = "127.0.0.1:0".parse().unwrap_or(config.addr);
         let app = Application::build(config).await.unwrap_or_else(|e| panic!("app failed to start: {e:#}"));
         let base = format!("http://127.0.0.1:{}", app.port());
-        let engine = app.engine().clone();
+        let slot = app.engine();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async move {
             let _ = stopped.await;
         }));
+        let engine = eventually(Duration::from_secs(30), "recovery to finish", || async { slot.get().cloned() }).await;
         let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
         TestApp { base, client, engine, stop: Some(stop), task: Some(task) }
     }
@@ -240,7 +241,14 @@ impl Process {
         .expect("flashcore logged its address");
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Process { child, base: format!("http://{addr}") }
+        let base = format!("http://{addr}");
+        let client = Client::new();
+        eventually(Duration::from_secs(60), "the process to become ready", || async {
+            let res = client.get(format!("{base}/ready")).send().await.ok()?;
+            (res.status() == StatusCode::OK).then_some(())
+        })
+        .await;
+        Process { child, base }
     }
 
     /// Sends `signal` (e.g. "TERM", "KILL") to the process.
@@ -262,7 +270,14 @@ pub fn data_dir() -> tempfile::TempDir {
 pub struct ChaosProxy {
     /// The proxy's port on 127.0.0.1.
     pub port: u16,
-    up: tokio::sync::watch::Sender<bool>,
+    up: tokio::sync::watch::Sender<Mode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Up,
+    Cut,
+    Hang,
 }
 
 impl ChaosProxy {
@@ -270,20 +285,26 @@ impl ChaosProxy {
     pub async fn start(target: std::net::SocketAddr) -> ChaosProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
-        let (up, _) = tokio::sync::watch::channel(true);
+        let (up, _) = tokio::sync::watch::channel(Mode::Up);
         let state = up.clone();
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
-                if !*state.borrow() {
+                let mode = *state.borrow();
+                if mode == Mode::Cut {
                     drop(inbound); // refused while cut
                     continue;
                 }
-                let mut cut = state.subscribe();
+                let mut changes = state.subscribe();
                 tokio::spawn(async move {
+                    if mode == Mode::Hang {
+                        // Hold the connection open, forwarding nothing, until cut.
+                        let _ = changes.wait_for(|m| *m == Mode::Cut).await;
+                        return;
+                    }
                     let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.wait_for(|up| !*up) => {} // dropping both ends cuts the link
+                        _ = changes.wait_for(|m| *m == Mode::Cut) => {} // dropping both ends cuts the link
                     }
                 });
             }
@@ -293,11 +314,16 @@ impl ChaosProxy {
 
     /// Drops every open connection and refuses new ones.
     pub fn cut(&self) {
-        self.up.send_replace(false);
+        self.up.send_replace(Mode::Cut);
     }
 
-    /// Accepts connections again.
+    /// Accepts new connections but forwards nothing: the service hangs.
+    pub fn hang(&self) {
+        self.up.send_replace(Mode::Hang);
+    }
+
+    /// Accepts and forwards connections again.
     pub fn restore(&self) {
-        self.up.send_replace(true);
+        self.up.send_replace(Mode::Up);
     }
 }

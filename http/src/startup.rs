@@ -2,7 +2,7 @@
 //! binds the listener. The binary and the tests both go through [`Application`].
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use axum::Router;
@@ -32,8 +32,19 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct Application {
     listener: TcpListener,
     router: Router,
-    engine: Engine,
+    config: Config,
+    engine: Arc<OnceLock<Engine>>,
     shutdown: watch::Sender<bool>,
+}
+
+/// Opens the store, recovers every SKU and seeds the demo catalog into an empty store.
+async fn start_engine(config: &Config) -> anyhow::Result<Engine> {
+    let ports = ports(&config.store).await?;
+    let engine = Engine::start(config.engine.clone(), ports).await.context("engine start-up failed")?;
+    if config.seed_demo && engine.catalog_is_empty() {
+        crate::demo::seed(&engine).await.context("seeding the demo catalog failed")?;
+    }
+    Ok(engine)
 }
 
 /// The adapters for `store`: the only place that names concrete adapters.
@@ -104,19 +115,17 @@ async fn method_not_allowed() -> ApiError {
 }
 
 impl Application {
-    /// Starts the engine (recovering state), seeds the demo catalog into an empty
-    /// store, and binds `config.addr` (port 0 picks a free port).
+    /// Binds `config.addr` (port 0 picks a free port) and builds the router. The
+    /// store is opened and recovered by [`Application::run_until_stopped`] while
+    /// already serving: `/health` answers at once, `/ready` (and the API) say 503
+    /// `not-ready` until recovery is done.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         // Install the recorder first so start-up (recovery, seeding) is counted too.
         let metrics = ops::prometheus();
-        let ports = ports(&config.store).await?;
-        let engine = Engine::start(config.engine.clone(), ports).await.context("engine start-up failed")?;
-        if config.seed_demo && engine.catalog_is_empty() {
-            crate::demo::seed(&engine).await.context("seeding the demo catalog failed")?;
-        }
         let tokens = token_key(&config)?;
+        let engine = Arc::new(OnceLock::new());
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let state = AppState { engine: engine.clone(), tokens, metrics, shutdown: shutdown_rx };
+        let state = AppState { engine: Arc::clone(&engine), tokens, metrics, shutdown: shutdown_rx };
         let router = api_router()
             .layer(middleware::from_fn(ops::track_metrics))
             .fallback(not_found)
@@ -132,7 +141,7 @@ impl Application {
             StoreKind::Postgres { .. } => "postgres",
         };
         tracing::info!(addr = %listener.local_addr()?, store, "flashcore listening");
-        Ok(Application { listener, router, engine, shutdown })
+        Ok(Application { listener, router, config, engine, shutdown })
     }
 
     /// The port actually bound.
@@ -140,22 +149,52 @@ impl Application {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    /// The engine (tests use it for fault injection).
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    /// The engine, filled once recovery is done (tests use it for fault injection).
+    pub fn engine(&self) -> Arc<OnceLock<Engine>> {
+        Arc::clone(&self.engine)
     }
 
-    /// Serves until `shutdown` resolves, then drains: stop accepting, end SSE
-    /// streams, finish in-flight requests, flush write-behind state, stop actors.
+    /// Serves until `shutdown` resolves (or start-up fails), recovering the store
+    /// meanwhile, then drains: stop accepting, end SSE streams, finish in-flight
+    /// requests, flush write-behind state, stop actors.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let tx = self.shutdown;
-        axum::serve(self.listener, self.router)
+        let Application { listener, router, config, engine, shutdown: tx } = self;
+        let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
+        let slot = Arc::clone(&engine);
+        let starting = tokio::spawn(async move {
+            match start_engine(&config).await {
+                Ok(e) => {
+                    let _ = slot.set(e);
+                    tracing::info!("recovery done; ready");
+                }
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "start-up failed");
+                    let _ = failed_tx.send(e);
+                }
+            }
+        });
+        let failure = Arc::new(std::sync::Mutex::new(None));
+        let failed = Arc::clone(&failure);
+        axum::serve(listener, router)
             .with_graceful_shutdown(async move {
-                shutdown.await;
+                tokio::select! {
+                    () = shutdown => {}
+                    Ok(e) = failed_rx => {
+                        if let Ok(mut f) = failed.lock() {
+                            *f = Some(e);
+                        }
+                    }
+                }
                 let _ = tx.send(true);
             })
             .await?;
-        self.engine.shutdown().await;
+        starting.abort();
+        if let Some(engine) = engine.get() {
+            engine.shutdown().await;
+        }
+        if let Some(e) = failure.lock().ok().and_then(|mut f| f.take()) {
+            return Err(e);
+        }
         tracing::info!("flashcore stopped");
         Ok(())
     }

@@ -1,22 +1,36 @@
 //! What every handler can reach.
 
+use std::sync::{Arc, OnceLock};
+
+use axum::http::StatusCode;
 use flashcore_actors::Engine;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 
 use crate::auth::CartTokens;
+use crate::error::ApiError;
 
 /// Shared handler state. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    /// The engine.
-    pub engine: Engine,
+    /// The engine, once start-up recovery has finished (until then: 503 `not-ready`).
+    pub engine: Arc<OnceLock<Engine>>,
     /// Cart token issuer and checker.
     pub tokens: CartTokens,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// Flips to `true` when shutdown begins (ends SSE streams).
     pub shutdown: watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// The engine, or 503 while recovery is still running.
+    pub fn engine(&self) -> Result<&Engine, ApiError> {
+        self.engine.get().ok_or_else(|| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", "Recovery is still running.")
+                .retry_after(1)
+        })
+    }
 }
 
 impl std::fmt::Debug for AppState {

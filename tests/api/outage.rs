@@ -134,3 +134,53 @@ async fn graceful_shutdown_writes_all_dirty_state_before_exiting() {
     assert_eq!(buyer.available(SKU).await, 98);
     assert_eq!(buyer.checkout("after-restart").await.status(), StatusCode::CREATED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_store_cannot_be_reached_at_start_health_answers_ready_says_503_and_the_process_fails_clearly() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    // Arrange: Postgres "hangs" (connections accepted, nothing answered).
+    let db = TestDatabase::create(&test_server_url()).await.unwrap();
+    let proxy = ChaosProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    proxy.hang();
+    let via_proxy = db.url.replacen("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port), 1);
+    let dir = data_dir();
+    let mut child = tokio::process::Command::new(flashcore_tests::flashcore_binary())
+        .env("FLASHCORE_ADDR", "127.0.0.1:0")
+        .env("DATABASE_URL", &via_proxy)
+        .env("FLASHCORE_DATA_DIR", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addr = None;
+    let mut log = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        log.push_str(&line);
+        if let Ok(v) = serde_json::from_str::<Value>(&line)
+            && v["message"] == "flashcore listening"
+        {
+            addr = v["addr"].as_str().map(str::to_owned);
+            break;
+        }
+    }
+    let base = format!("http://{}", addr.expect("listening"));
+    let client = Client::new();
+
+    // Assert: live but not ready, and the API says so too.
+    assert_eq!(client.get(format!("{base}/health")).send().await.unwrap().status(), StatusCode::OK);
+    let ready = client.get(format!("{base}/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json::<Value>().await.unwrap()["code"], "not-ready");
+    let api = client.get(format!("{base}/v1/products")).send().await.unwrap();
+    assert_eq!(api.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(api.headers().contains_key("retry-after"));
+
+    // Start-up gives up with a clear message and a failing exit status.
+    while let Ok(Some(line)) = lines.next_line().await {
+        log.push_str(&line);
+    }
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.unwrap().unwrap();
+    assert!(!status.success());
+    assert!(log.contains("cannot connect to Postgres"), "{log}");
+}

@@ -32,7 +32,7 @@ fn parse_cart(raw: &str) -> ApiResult<CartId> {
     responses((status = 201, body = NewCartDto, headers(("Location" = String, description = "The cart's URL"))),
         (status = 503, body = crate::error::Problem)))]
 pub async fn create_cart(State(s): State<AppState>) -> ApiResult<Response> {
-    let cart = s.engine.create_cart().await?;
+    let cart = s.engine()?.create_cart().await?;
     let token = s.tokens.issue(&cart.id);
     let location = format!("/v1/carts/{}", cart.id);
     let body = NewCartDto { cart_id: cart.id.to_string(), token, cart: CartDto::from(&cart) };
@@ -55,7 +55,7 @@ pub async fn get_cart(
 ) -> ApiResult<Json<CartDto>> {
     let id = parse_cart(&cart_id)?;
     auth.require(id)?;
-    Ok(Json(CartDto::from(&s.engine.cart(id).await?)))
+    Ok(Json(CartDto::from(&s.engine()?.cart(id).await?)))
 }
 
 /// Sets a line's quantity (0 removes it), reserving or releasing stock first.
@@ -83,7 +83,7 @@ pub async fn set_item(
         )
         .with("max", MAX_LINE_QUANTITY));
     }
-    let cart = s.engine.set_quantity(id, sku, body.quantity).await?;
+    let cart = s.engine()?.set_quantity(id, sku, body.quantity).await?;
     Ok(Json(CartDto::from(&cart)))
 }
 
@@ -101,7 +101,7 @@ pub async fn remove_item(
     let id = parse_cart(&cart_id)?;
     auth.require(id)?;
     let sku = parse_sku(&sku)?;
-    let cart = s.engine.set_quantity(id, sku, 0).await?;
+    let cart = s.engine()?.set_quantity(id, sku, 0).await?;
     Ok(Json(CartDto::from(&cart)))
 }
 
@@ -135,7 +135,7 @@ pub async fn checkout(
         other => other,
     };
     let req = CheckoutRequest { payment_token: token.to_owned(), email, idempotency_key: key.0 };
-    let (order, replayed) = s.engine.checkout(id, req).await?;
+    let (order, replayed) = s.engine()?.checkout(id, req).await?;
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&format!("/v1/orders/{}", order.id)) {
         headers.insert(header::LOCATION, v);

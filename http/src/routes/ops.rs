@@ -17,6 +17,7 @@ use utoipa::OpenApi;
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
+use flashcore_actors::Engine;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -83,7 +84,7 @@ pub async fn health() -> impl IntoResponse {
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses((status = 200, description = "ready"), (status = 503, body = crate::error::Problem)))]
 pub async fn ready(State(s): State<AppState>) -> Response {
-    if s.engine.is_ready() {
+    if s.engine.get().is_some_and(Engine::is_ready) {
         axum::Json(json!({ "status": "ready" })).into_response()
     } else {
         ApiError::new(

@@ -28,7 +28,7 @@ pub async fn get_order(
     let not_found = || ApiError::not_found("order-not-found", "No order with that id.");
     let id = OrderId::parse(&order_id).map_err(|_| not_found())?;
     // Another cart's order answers exactly like a missing one: ids are not probed.
-    match s.engine.order(id).await? {
+    match s.engine()?.order(id).await? {
         Some(order) if order.cart_id == auth.0 => Ok(Json(OrderDto::from(&order))),
         _ => Err(not_found()),
     }

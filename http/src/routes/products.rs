@@ -54,7 +54,7 @@ pub async fn list_products(State(s): State<AppState>, Query(q): Query<PageParams
         None => None,
         Some(c) => Some(Sku::parse(c).map_err(|_| ApiError::bad_request("invalid-query", "cursor is not valid."))?),
     };
-    let items = s.engine.products(limit + 1, after.as_ref()).await?;
+    let items = s.engine()?.products(limit + 1, after.as_ref()).await?;
     let mut items: Vec<ProductDto> = items.into_iter().map(ProductDto::from).collect();
     let next_cursor = if items.len() > limit {
         items.truncate(limit);
@@ -71,7 +71,7 @@ pub async fn list_products(State(s): State<AppState>, Query(q): Query<PageParams
     responses((status = 200, body = ProductDto), (status = 404, body = crate::error::Problem)))]
 pub async fn get_product(State(s): State<AppState>, Path(sku): Path<String>) -> ApiResult<Json<ProductDto>> {
     let sku = parse_sku(&sku)?;
-    Ok(Json(s.engine.product(&sku).await?.into()))
+    Ok(Json(s.engine()?.product(&sku).await?.into()))
 }
 
 /// A Server-Sent Events stream of the product's availability: one `availability`
@@ -86,7 +86,7 @@ pub async fn availability_stream(
     Path(sku): Path<String>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let sku = parse_sku(&sku)?;
-    let rx = s.engine.subscribe(&sku).await?;
+    let rx = s.engine()?.subscribe(&sku).await?;
     let mut shutdown = s.shutdown.clone();
     let name = sku.to_string();
     let stream = WatchStream::new(rx)
