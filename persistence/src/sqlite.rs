@@ -62,9 +62,14 @@ impl SqliteStore {
         Ok(SqliteStore { pool, writer, epoch: 1 })
     }
 
-    /// The pool (tests and tools).
+    /// The read-only pool (tests and tools).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The single-connection write pool (tests and tools, e.g. migrations).
+    pub fn write_pool(&self) -> &SqlitePool {
+        &self.writer
     }
 
     async fn insert_fact(
