@@ -49,7 +49,7 @@ const QUEUE: usize = 65_536;
 const CALLERS: [u64; 2] = [64, 512];
 /// Runs with fewer appends per caller than this are ramp-up; their latencies
 /// and batches are not reported.
-const STEADY_PER_CALLER: u64 = 8;
+const STEADY_PER_CALLER: u64 = 4;
 /// Dirty carts per flush.
 const DIRTY_CARTS: usize = 10_000;
 /// Never fires during the bench: only `flush_now` flushes.
@@ -351,7 +351,7 @@ fn flush_lag(c: &mut Criterion, rt: &Runtime, backends: &[Backend]) {
         .sample_size(10)
         .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4))
+        .measurement_time(Duration::from_secs(6))
         .throughput(Throughput::Elements(DIRTY_CARTS as u64));
     for backend in backends {
         for fresh in [true, false] {
