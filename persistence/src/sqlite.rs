@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use flashcore_actors::ports::{AppendOutcome, Catalog, EntityKind, Journal, SnapshotRecord, SnapshotStore, StoreError};
 use flashcore_domain::{CartId, JournalEntry, JournalPos, Order, OrderId, Product, Sku, StockFact};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use crate::rows::{FactRow, LineRow, OrderRow, ProductRow, db, fact_columns, to_i64};
 
@@ -72,30 +72,6 @@ impl SqliteStore {
         &self.writer
     }
 
-    async fn insert_fact(
-        tx: &mut Transaction<'_, Sqlite>,
-        pos: i64,
-        sku: &Sku,
-        kind: &flashcore_domain::StockFactKind,
-        epoch: i64,
-    ) -> Result<(), StoreError> {
-        let (kind, qty, order, hold) = fact_columns(kind);
-        sqlx::query(
-            "INSERT INTO stock_facts (pos, sku, kind, qty, order_id, hold_id, epoch) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(pos)
-        .bind(sku.as_str())
-        .bind(kind)
-        .bind(to_i64(qty)?)
-        .bind(order)
-        .bind(hold)
-        .bind(epoch)
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
-        Ok(())
-    }
-
     async fn load_order(&self, row: Option<OrderRow>) -> Result<Option<Order>, StoreError> {
         let Some(row) = row else { return Ok(None) };
         let lines: Vec<LineRow> = sqlx::query_as(
@@ -109,71 +85,115 @@ impl SqliteStore {
     }
 }
 
+/// Rows' bound parameters per statement stay under SQLite's limit of 32,766.
+const ROWS_PER_STATEMENT: usize = 30_000;
+
 const ORDER_COLUMNS: &str =
     "order_id, cart_id, idempotency_key, total_amount, currency, email, payment_ref, created_at_ms";
 
 #[async_trait]
 impl Journal for SqliteStore {
     async fn append(&self, batch: &[JournalEntry]) -> Result<Vec<AppendOutcome>, StoreError> {
+        // A few multi-row statements per batch, not several per order: each
+        // statement is a round trip to SQLite's worker thread.
         let mut tx = self.writer.begin().await.map_err(db)?;
-        let mut head: i64 =
+        let head: i64 =
             sqlx::query_scalar("SELECT pos FROM journal_head WHERE id = 1").fetch_one(&mut *tx).await.map_err(db)?;
+        // Entry i gets position head + i + 1; a skipped duplicate leaves a gap.
+        let pos_of = |i: usize| head + i as i64 + 1;
+        let orders: Vec<(usize, &Order)> = batch
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| match e {
+                JournalEntry::Order(o) => Some((i, o)),
+                JournalEntry::Stock { .. } => None,
+            })
+            .collect();
+        let created: Vec<i64> =
+            orders.iter().map(|(_, o)| to_i64(o.created_at.as_millis())).collect::<Result<_, _>>()?;
+        let orders: Vec<(usize, &Order, i64)> = orders.into_iter().zip(created).map(|((i, o), c)| (i, o, c)).collect();
+        let mut inserted = std::collections::HashSet::new();
+        for chunk in orders.chunks(ROWS_PER_STATEMENT / 10) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO orders (order_id, pos, epoch, cart_id, idempotency_key, total_amount, currency, email, \
+                 payment_ref, created_at_ms) ",
+            );
+            q.push_values(chunk, |mut row, (i, o, created)| {
+                row.push_bind(o.id.to_string())
+                    .push_bind(pos_of(*i))
+                    .push_bind(self.epoch)
+                    .push_bind(o.cart_id.to_string())
+                    .push_bind(o.idempotency_key.clone())
+                    .push_bind(o.total.amount())
+                    .push_bind(o.total.currency().as_str().to_owned())
+                    .push_bind(o.email.clone())
+                    .push_bind(o.payment_ref.clone())
+                    .push_bind(*created);
+            });
+            q.push(" ON CONFLICT DO NOTHING RETURNING order_id");
+            let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await.map_err(db)?;
+            inserted.extend(ids);
+        }
+        let written: Vec<&Order> =
+            orders.iter().map(|(_, o, _)| *o).filter(|o| inserted.contains(&o.id.to_string())).collect();
+        let lines: Vec<(&Order, &flashcore_domain::OrderLine)> =
+            written.iter().flat_map(|o| o.lines.iter().map(move |l| (*o, l))).collect();
+        for chunk in lines.chunks(ROWS_PER_STATEMENT / 7) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO order_lines (order_id, sku, title, qty, unit_amount, line_amount, hold_id) ",
+            );
+            q.push_values(chunk, |mut row, (o, l)| {
+                row.push_bind(o.id.to_string())
+                    .push_bind(l.sku.as_str().to_owned())
+                    .push_bind(l.title.clone())
+                    .push_bind(i64::from(l.qty))
+                    .push_bind(l.unit_price.amount())
+                    .push_bind(l.line_total.amount())
+                    .push_bind(l.hold_id.to_string());
+            });
+            q.build().execute(&mut *tx).await.map_err(db)?;
+        }
+        let mut facts: Vec<(i64, Sku, flashcore_domain::StockFactKind)> = Vec::with_capacity(batch.len());
         let mut out = Vec::with_capacity(batch.len());
-        for entry in batch {
+        for (i, entry) in batch.iter().enumerate() {
             match entry {
-                JournalEntry::Order(o) => {
-                    let pos = head + 1;
-                    let inserted = sqlx::query(
-                        "INSERT INTO orders (order_id, pos, epoch, cart_id, idempotency_key, total_amount, currency, \
-                         email, payment_ref, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(o.id.to_string())
-                    .bind(pos)
-                    .bind(self.epoch)
-                    .bind(o.cart_id.to_string())
-                    .bind(&o.idempotency_key)
-                    .bind(o.total.amount())
-                    .bind(o.total.currency().as_str())
-                    .bind(&o.email)
-                    .bind(&o.payment_ref)
-                    .bind(to_i64(o.created_at.as_millis())?)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                    if inserted.rows_affected() == 0 {
-                        out.push(AppendOutcome::DuplicateKey);
-                        continue;
-                    }
-                    head = pos;
-                    for l in &o.lines {
-                        sqlx::query(
-                            "INSERT INTO order_lines (order_id, sku, title, qty, unit_amount, line_amount, hold_id) \
-                             VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        )
-                        .bind(o.id.to_string())
-                        .bind(l.sku.as_str())
-                        .bind(&l.title)
-                        .bind(i64::from(l.qty))
-                        .bind(l.unit_price.amount())
-                        .bind(l.line_total.amount())
-                        .bind(l.hold_id.to_string())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db)?;
-                    }
-                    for (sku, kind) in o.sold_facts() {
-                        Self::insert_fact(&mut tx, pos, sku, &kind, self.epoch).await?;
-                    }
-                    out.push(AppendOutcome::Written(JournalPos(pos as u64)));
+                JournalEntry::Order(o) if inserted.contains(&o.id.to_string()) => {
+                    facts.extend(o.sold_facts().map(|(sku, kind)| (pos_of(i), sku.clone(), kind)));
+                    out.push(AppendOutcome::Written(JournalPos(pos_of(i) as u64)));
                 }
+                JournalEntry::Order(_) => out.push(AppendOutcome::DuplicateKey),
                 JournalEntry::Stock { sku, kind } => {
-                    head += 1;
-                    Self::insert_fact(&mut tx, head, sku, kind, self.epoch).await?;
-                    out.push(AppendOutcome::Written(JournalPos(head as u64)));
+                    facts.push((pos_of(i), sku.clone(), kind.clone()));
+                    out.push(AppendOutcome::Written(JournalPos(pos_of(i) as u64)));
                 }
             }
         }
-        sqlx::query("UPDATE journal_head SET pos = ? WHERE id = 1").bind(head).execute(&mut *tx).await.map_err(db)?;
+        let facts: Vec<_> = facts
+            .into_iter()
+            .map(|(pos, sku, kind)| {
+                let (kind, qty, order, hold) = fact_columns(&kind);
+                Ok((pos, sku, kind, to_i64(qty)?, order, hold))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        for chunk in facts.chunks(ROWS_PER_STATEMENT / 7) {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT INTO stock_facts (pos, sku, kind, qty, order_id, hold_id, epoch) ");
+            q.push_values(chunk, |mut row, (pos, sku, kind, qty, order, hold)| {
+                row.push_bind(*pos)
+                    .push_bind(sku.as_str().to_owned())
+                    .push_bind(*kind)
+                    .push_bind(*qty)
+                    .push_bind(order.clone())
+                    .push_bind(hold.clone())
+                    .push_bind(self.epoch);
+            });
+            q.build().execute(&mut *tx).await.map_err(db)?;
+        }
+        sqlx::query("UPDATE journal_head SET pos = ? WHERE id = 1")
+            .bind(head + batch.len() as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(out)
     }
