@@ -25,7 +25,7 @@ use flashcore_domain::{CartId, JournalEntry, JournalPos, Order, OrderId, Product
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor, PgPool};
 
-use crate::rows::{FactRow, LineRow, OrderRow, ProductRow, db, fact_columns, to_i64};
+use crate::rows::{FactRow, LineRow, OrderRow, ProductRow, SnapshotRow, db, fact_columns, snapshot, to_i64};
 
 /// Key of the transaction-scoped advisory lock that serializes journal appends.
 const APPEND_LOCK: i64 = 0x666c_6173_685f_6a6c; // "flash_jl"
@@ -383,24 +383,14 @@ impl SnapshotStore for PgStore {
     }
 
     async fn load(&self, kind: EntityKind, id: &str) -> Result<Option<SnapshotRecord>, StoreError> {
-        let row: Option<(i64, i64, i64, String)> =
+        let row: Option<SnapshotRow> =
             sqlx::query_as("SELECT pos, epoch, version, state::text FROM snapshots WHERE kind = $1 AND id = $2")
                 .bind(kind.as_str())
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db)?;
-        row.map(|(pos, epoch, version, state)| {
-            Ok(SnapshotRecord {
-                kind,
-                id: id.to_owned(),
-                pos: JournalPos(pos as u64),
-                epoch: epoch as u64,
-                version: version as u64,
-                state: serde_json::from_str(&state).map_err(|e| StoreError(format!("corrupt snapshot state: {e}")))?,
-            })
-        })
-        .transpose()
+        row.map(|r| snapshot(kind, id, r)).transpose()
     }
 }
 

@@ -5,7 +5,7 @@
 //! conversions serves both. A row that does not decode is a corrupt store: it is
 //! reported as a [`StoreError`], never papered over.
 
-use flashcore_actors::ports::StoreError;
+use flashcore_actors::ports::{EntityKind, SnapshotRecord, StoreError};
 use flashcore_domain::{
     CartId, Currency, HoldId, JournalPos, Money, Order, OrderId, OrderLine, Product, Sku, StockFact, StockFactKind,
     Timestamp,
@@ -202,4 +202,24 @@ pub fn fact_columns(kind: &StockFactKind) -> (&'static str, u64, Option<String>,
         StockFactKind::Restocked { qty } => ("restocked", *qty, None, None),
         StockFactKind::TotalSet { total } => ("total_set", *total, None, None),
     }
+}
+
+/// A `snapshots` row: (pos, epoch, version, state as JSON text).
+pub type SnapshotRow = (i64, i64, i64, String);
+
+/// Into a snapshot record of entity `kind`/`id`.
+pub fn snapshot(
+    kind: EntityKind,
+    id: &str,
+    (pos, epoch, version, state): SnapshotRow,
+) -> Result<SnapshotRecord, StoreError> {
+    let unsigned = |n: i64| u64::try_from(n).map_err(|e| corrupt("snapshot", e));
+    Ok(SnapshotRecord {
+        kind,
+        id: id.to_owned(),
+        pos: JournalPos(unsigned(pos)?),
+        epoch: unsigned(epoch)?,
+        version: unsigned(version)?,
+        state: serde_json::from_str(&state).map_err(|e| corrupt("snapshot state", e))?,
+    })
 }

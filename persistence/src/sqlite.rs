@@ -16,7 +16,7 @@ use flashcore_domain::{CartId, JournalEntry, JournalPos, Order, OrderId, Product
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
-use crate::rows::{FactRow, LineRow, OrderRow, ProductRow, db, fact_columns, to_i64};
+use crate::rows::{FactRow, LineRow, OrderRow, ProductRow, SnapshotRow, db, fact_columns, snapshot, to_i64};
 
 /// The SQLite store: journal, snapshots and catalog in one database file.
 ///
@@ -282,24 +282,14 @@ impl SnapshotStore for SqliteStore {
     }
 
     async fn load(&self, kind: EntityKind, id: &str) -> Result<Option<SnapshotRecord>, StoreError> {
-        let row: Option<(i64, i64, i64, String)> =
+        let row: Option<SnapshotRow> =
             sqlx::query_as("SELECT pos, epoch, version, state FROM snapshots WHERE kind = ? AND id = ?")
                 .bind(kind.as_str())
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db)?;
-        row.map(|(pos, epoch, version, state)| {
-            Ok(SnapshotRecord {
-                kind,
-                id: id.to_owned(),
-                pos: JournalPos(pos as u64),
-                epoch: epoch as u64,
-                version: version as u64,
-                state: serde_json::from_str(&state).map_err(|e| StoreError(format!("corrupt snapshot state: {e}")))?,
-            })
-        })
-        .transpose()
+        row.map(|r| snapshot(kind, id, r)).transpose()
     }
 }
 
