@@ -286,21 +286,25 @@ impl Actor for SkuActor {
         state: &mut SkuState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            // Hot path: answer as soon as the state changed, then do the
+            // housekeeping (publish, write-behind, timer) while the caller runs.
             SkuMsg::Reserve { ticket: _ticket, hold, cart, qty, expires_at, reply } => {
                 let result = state.inv.reserve(hold, cart, qty, expires_at);
-                if result.is_ok() {
+                let ok = result.is_ok();
+                let _ = reply.send(result);
+                if ok {
                     state.changed(&myself);
                     state.schedule_wake(&myself);
                 }
-                let _ = reply.send(result);
             }
             SkuMsg::Release { ticket: _ticket, hold, reply } => {
                 let result = state.inv.release(hold);
-                if result.is_ok() {
-                    state.changed(&myself);
-                }
+                let ok = result.is_ok();
                 if let Some(reply) = reply {
                     let _ = reply.send(result);
+                }
+                if ok {
+                    state.changed(&myself);
                 }
             }
             SkuMsg::Prepare { ticket: _ticket, req, reply } => {
