@@ -3,7 +3,8 @@
 //! nothing installed and so the engine can be tested without a database.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering, fence};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use dashmap::DashMap;
@@ -150,48 +151,155 @@ impl Catalog for MemoryCatalog {
     }
 }
 
-/// Availability fan-out within one process: a watch channel per SKU, which
-/// coalesces by nature (readers see the latest value, never a backlog).
+/// Availability fan-out within one process.
+///
+/// Per SKU: the latest value in a single-writer seqlock (plain atomics: the SKU
+/// actor writes it on every change without taking a lock, and product reads never
+/// wait), plus a watch channel that is only fed while someone subscribes (SSE),
+/// which coalesces by nature (a slow reader sees the latest value, never a backlog).
 #[derive(Debug, Default)]
-pub struct LocalFeed(DashMap<Sku, watch::Sender<Option<Availability>>>);
+pub struct LocalFeed(DashMap<Sku, Arc<FeedEntry>>);
 
-/// One SKU's end of a [`LocalFeed`].
+/// One SKU's latest availability and its subscribers.
 #[derive(Debug)]
-pub struct LocalPublisher(watch::Sender<Option<Availability>>);
+pub struct FeedEntry {
+    /// Seqlock counter: odd while a write is in progress; 0 before the first.
+    seq: AtomicU64,
+    total: AtomicU64,
+    sold: AtomicU64,
+    held: AtomicU64,
+    available: AtomicU64,
+    /// The `seq` of the value in the watch channel (only touched under its lock).
+    watched_seq: AtomicU64,
+    tx: watch::Sender<Option<Availability>>,
+}
 
-impl AvailabilityPublisher for LocalPublisher {
-    fn publish(&self, availability: Availability) {
-        // Waking watchers costs more than the update itself: with nobody
-        // subscribed the value is replaced silently (a new subscriber starts from
-        // the current value anyway).
-        let watched = self.0.receiver_count() > 0;
-        self.0.send_if_modified(|cur| {
-            let changed = *cur != Some(availability);
-            *cur = Some(availability);
-            changed && watched
+impl FeedEntry {
+    fn new() -> Self {
+        FeedEntry {
+            seq: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            sold: AtomicU64::new(0),
+            held: AtomicU64::new(0),
+            available: AtomicU64::new(0),
+            watched_seq: AtomicU64::new(0),
+            tx: watch::channel(None).0,
+        }
+    }
+
+    /// Single writer: the SKU's actor.
+    fn write(&self, a: Availability) -> u64 {
+        let s = self.seq.load(Ordering::Relaxed);
+        self.seq.store(s + 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.total.store(a.total, Ordering::Relaxed);
+        self.sold.store(a.sold, Ordering::Relaxed);
+        self.held.store(a.held, Ordering::Relaxed);
+        self.available.store(a.available, Ordering::Relaxed);
+        self.seq.store(s + 2, Ordering::Release);
+        s + 2
+    }
+
+    /// A consistent copy of the latest value and its sequence number.
+    fn read(&self) -> (u64, Option<Availability>) {
+        loop {
+            let s1 = self.seq.load(Ordering::Acquire);
+            if s1 % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let a = Availability {
+                total: self.total.load(Ordering::Relaxed),
+                sold: self.sold.load(Ordering::Relaxed),
+                held: self.held.load(Ordering::Relaxed),
+                available: self.available.load(Ordering::Relaxed),
+            };
+            fence(Ordering::Acquire);
+            if self.seq.load(Ordering::Relaxed) == s1 {
+                return (s1, (s1 > 0).then_some(a));
+            }
+        }
+    }
+
+    /// Hands `a` (version `seq`) to subscribers unless they already have something newer.
+    fn notify(&self, seq: u64, a: Availability) {
+        self.tx.send_if_modified(|cur| {
+            if seq <= self.watched_seq.load(Ordering::Relaxed) {
+                return false;
+            }
+            self.watched_seq.store(seq, Ordering::Relaxed);
+            *cur = Some(a);
+            true
         });
     }
 }
 
-impl LocalFeed {
-    fn sender(&self, sku: &Sku) -> watch::Sender<Option<Availability>> {
-        if let Some(tx) = self.0.get(sku) {
-            return tx.clone();
+/// One SKU's end of a [`LocalFeed`].
+#[derive(Debug)]
+pub struct LocalPublisher(Arc<FeedEntry>);
+
+impl AvailabilityPublisher for LocalPublisher {
+    fn publish(&self, availability: Availability) {
+        let seq = self.0.write(availability);
+        if self.0.tx.receiver_count() > 0 {
+            self.0.notify(seq, availability);
         }
-        self.0.entry(sku.clone()).or_insert_with(|| watch::channel(None).0).clone()
+    }
+}
+
+impl LocalFeed {
+    fn entry(&self, sku: &Sku) -> Arc<FeedEntry> {
+        if let Some(e) = self.0.get(sku) {
+            return Arc::clone(&e);
+        }
+        Arc::clone(&self.0.entry(sku.clone()).or_insert_with(|| Arc::new(FeedEntry::new())))
     }
 }
 
 impl AvailabilityFeed for LocalFeed {
     fn publisher(&self, sku: &Sku) -> Box<dyn AvailabilityPublisher> {
-        Box::new(LocalPublisher(self.sender(sku)))
+        Box::new(LocalPublisher(self.entry(sku)))
     }
 
     fn latest(&self, sku: &Sku) -> Option<Availability> {
-        self.0.get(sku).and_then(|tx| *tx.borrow())
+        self.0.get(sku).and_then(|e| e.read().1)
     }
 
     fn subscribe(&self, sku: &Sku) -> watch::Receiver<Option<Availability>> {
-        self.sender(sku).subscribe()
+        let e = self.entry(sku);
+        let rx = e.tx.subscribe();
+        // Start the subscriber from the latest value (never from an older one).
+        if let (seq, Some(a)) = e.read() {
+            e.notify(seq, a);
+        }
+        rx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(n: u64) -> Availability {
+        Availability { total: 100, sold: n, held: 0, available: 100 - n }
+    }
+
+    #[tokio::test]
+    async fn the_feed_serves_the_latest_value_and_streams_changes_to_subscribers() {
+        let feed = LocalFeed::default();
+        let sku = Sku::parse("S").unwrap_or_else(|_| unreachable!());
+        assert_eq!(feed.latest(&sku), None);
+        let publisher = feed.publisher(&sku);
+        publisher.publish(a(1));
+        publisher.publish(a(2));
+        assert_eq!(feed.latest(&sku), Some(a(2)));
+        let mut rx = feed.subscribe(&sku);
+        assert_eq!(*rx.borrow_and_update(), Some(a(2)), "a subscriber starts from the latest value");
+        publisher.publish(a(3));
+        rx.changed().await.unwrap_or_else(|_| unreachable!());
+        assert_eq!(*rx.borrow_and_update(), Some(a(3)));
+        // A late subscriber cannot push an older value over a newer one.
+        let _late = feed.subscribe(&sku);
+        assert_eq!(*rx.borrow(), Some(a(3)));
     }
 }
