@@ -109,10 +109,6 @@ pub struct CartState {
     version: u64,
 }
 
-fn registry_error(e: crate::registry::RegistryError) -> EngineError {
-    EngineError::from(e)
-}
-
 impl CartState {
     fn changed(&mut self, myself: &ActorRef<CartMsg>) {
         self.version += 1;
@@ -153,7 +149,7 @@ impl CartState {
                         reply,
                     })
                     .await
-                    .map_err(registry_error)?;
+                    .map_err(EngineError::from)?;
                 match result {
                     Ok(()) => {
                         self.cart.apply_reserved(&product, qty, hold_id, expires_at);
@@ -173,7 +169,7 @@ impl CartState {
                     .skus
                     .call(&sku, false, |ticket, reply| SkuMsg::Release { ticket, hold: hold_id, reply: Some(reply) })
                     .await
-                    .map_err(registry_error)?;
+                    .map_err(EngineError::from)?;
                 match result {
                     // Unknown: the hold already lapsed; the line goes either way.
                     Ok(_) | Err(InventoryError::UnknownHold(_)) => {
@@ -242,7 +238,7 @@ impl CartState {
                     failure.get_or_insert(EngineError::StockLost { sku: sku.clone() });
                 }
                 Err(e) => {
-                    failure.get_or_insert(registry_error(e));
+                    failure.get_or_insert(EngineError::from(e));
                 }
             }
         }

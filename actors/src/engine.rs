@@ -222,6 +222,9 @@ impl From<StockChangeError> for EngineError {
     fn from(e: StockChangeError) -> Self {
         match e {
             StockChangeError::Store(s) => EngineError::store(s),
+            StockChangeError::Inventory(InventoryError::TotalBelowCommitted { committed, .. }) => {
+                EngineError::TotalBelowCommitted { committed }
+            }
             StockChangeError::Inventory(i) => EngineError::Internal(i.to_string()),
         }
     }
@@ -378,12 +381,7 @@ impl Engine {
     pub async fn adjust_stock(&self, sku: &Sku, change: StockChange) -> Result<Availability, EngineError> {
         self.product_def(sku)?;
         let r = self.0.skus.call(sku, true, |ticket, reply| SkuMsg::Adjust { ticket, change, reply }).await?;
-        r.map_err(|e| match e {
-            StockChangeError::Inventory(InventoryError::TotalBelowCommitted { committed, .. }) => {
-                EngineError::TotalBelowCommitted { committed }
-            }
-            other => EngineError::from(other),
-        })
+        r.map_err(EngineError::from)
     }
 
     fn product_def(&self, sku: &Sku) -> Result<Arc<Product>, EngineError> {

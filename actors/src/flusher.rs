@@ -153,27 +153,27 @@ async fn run(
     let mut retry: HashMap<(EntityKind, String), SnapshotRecord> = HashMap::new();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut waiters = Vec::new();
     loop {
-        let waiter = tokio::select! {
-            _ = ticker.tick() => None,
+        tokio::select! {
+            _ = ticker.tick() => {}
             msg = rx.recv() => match msg {
                 None => return,
                 Some(Control::Dirty(s)) => { dirty.push(s); continue; }
-                Some(Control::FlushNow(reply)) => Some(reply),
+                Some(Control::FlushNow(reply)) => waiters.push(reply),
             },
-        };
-        // Take everything registered so far, including what arrived with FlushNow.
+        }
+        // Take everything registered so far; every FlushNow waiting is answered
+        // by this flush, which covers what it asked for.
         while let Ok(msg) = rx.try_recv() {
             match msg {
                 Control::Dirty(s) => dirty.push(s),
-                Control::FlushNow(r) => {
-                    let _ = r.send(Ok(0));
-                }
+                Control::FlushNow(r) => waiters.push(r),
             }
         }
         let result = flush(&*store, std::mem::take(&mut dirty), &mut retry, &stats).await;
-        if let Some(reply) = waiter {
-            let _ = reply.send(result);
+        for reply in waiters.drain(..) {
+            let _ = reply.send(result.clone());
         }
     }
 }

@@ -112,15 +112,20 @@ impl JournalWriter {
 async fn run(journal: Arc<dyn Journal>, mut rx: mpsc::Receiver<Pending>, max_batch: usize, stats: Arc<JournalStats>) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     let mut entries: Vec<JournalEntry> = Vec::with_capacity(max_batch);
+    let mut replies = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
-        entries.extend(batch.iter().map(|p| p.entry.clone()));
+        // Move the entries out (no copies on the hot path); keep the reply ports.
+        for p in batch.drain(..) {
+            entries.push(p.entry);
+            replies.push(p.reply);
+        }
         let started = Instant::now();
         let result = journal.append(&entries).await;
         let took = started.elapsed();
         let n = entries.len() as u64;
         entries.clear();
         match result {
-            Ok(outcomes) if outcomes.len() == batch.len() => {
+            Ok(outcomes) if outcomes.len() == replies.len() => {
                 stats.batches.fetch_add(1, Ordering::Relaxed);
                 stats.entries.fetch_add(n, Ordering::Relaxed);
                 stats.last_batch.store(n, Ordering::Relaxed);
@@ -129,8 +134,8 @@ async fn run(journal: Arc<dyn Journal>, mut rx: mpsc::Receiver<Pending>, max_bat
                 metrics::counter!(m::JOURNAL_BATCHES).increment(1);
                 metrics::histogram!(m::JOURNAL_BATCH_SIZE).record(n as f64);
                 metrics::histogram!(m::JOURNAL_COMMIT_SECONDS).record(took.as_secs_f64());
-                for (p, outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = p.reply.send(Ok(outcome));
+                for (reply, outcome) in replies.drain(..).zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
                 }
             }
             other => {
@@ -144,8 +149,8 @@ async fn run(journal: Arc<dyn Journal>, mut rx: mpsc::Receiver<Pending>, max_bat
                     *last = Some(err.0.clone());
                 }
                 metrics::counter!(m::JOURNAL_ERRORS).increment(1);
-                for p in batch.drain(..) {
-                    let _ = p.reply.send(Err(err.clone()));
+                for reply in replies.drain(..) {
+                    let _ = reply.send(Err(err.clone()));
                 }
             }
         }

@@ -183,8 +183,9 @@ impl std::fmt::Debug for PublisherHandle {
 }
 
 /// Reads the latest snapshot and replays the journal after it.
-/// Returns the inventory and the version of the snapshot it started from.
-pub async fn recover(sku: &Sku, deps: &SkuDeps) -> Result<(Inventory, u64), StoreError> {
+/// Returns the inventory, the version of the snapshot it started from, and
+/// whether recovery changed it (so it must be written behind).
+pub async fn recover(sku: &Sku, deps: &SkuDeps) -> Result<(Inventory, u64, bool), StoreError> {
     let (mut inv, version) = match deps.snapshots.load(EntityKind::Sku, sku.as_str()).await? {
         Some(rec) => {
             let snap: InventorySnapshot = serde_json::from_value(rec.state)
@@ -198,10 +199,11 @@ pub async fn recover(sku: &Sku, deps: &SkuDeps) -> Result<(Inventory, u64), Stor
         inv.apply_fact(fact);
     }
     // No checkout can still be waiting on holds recovered from storage.
+    let aborted = !inv.committing_orders().is_empty();
     inv.abort_all();
     let expired = inv.expire(clock::now());
     metrics::counter!(m::HOLDS_EXPIRED).increment(expired.len() as u64);
-    Ok((inv, version))
+    Ok((inv, version, !facts.is_empty() || aborted || !expired.is_empty()))
 }
 
 impl SkuState {
@@ -236,18 +238,12 @@ impl SkuState {
     }
 
     async fn adjust(&mut self, change: StockChange) -> Result<Availability, StockChangeError> {
-        // Validate first so a refused change is never journaled.
-        let mut probe = self.inv.clone();
         let kind = match change {
-            StockChange::Restock(qty) => {
-                probe.restock(qty)?;
-                StockFactKind::Restocked { qty }
-            }
-            StockChange::SetTotal(total) => {
-                probe.set_total(total)?;
-                StockFactKind::TotalSet { total }
-            }
+            StockChange::Restock(qty) => StockFactKind::Restocked { qty },
+            StockChange::SetTotal(total) => StockFactKind::TotalSet { total },
         };
+        // Validate first so a refused change is never journaled.
+        self.inv.new_total(&kind)?;
         let entry = JournalEntry::Stock { sku: self.sku.clone(), kind: kind.clone() };
         match self.deps.journal.append(entry).await? {
             AppendOutcome::Written(pos) => {
@@ -269,12 +265,16 @@ impl Actor for SkuActor {
         myself: ActorRef<SkuMsg>,
         (sku, deps): Self::Arguments,
     ) -> Result<SkuState, ActorProcessingErr> {
-        let (inv, version) = recover(&sku, &deps).await?;
+        let (inv, version, changed) = recover(&sku, &deps).await?;
         let version = crate::flusher::next_incarnation(version);
         let publisher = PublisherHandle(deps.feed.publisher(&sku));
         let mut state = SkuState { sku, inv, deps, publisher, dirty: false, version, next_wake: None };
-        // Recovery may have replayed facts or dropped holds: write the result behind.
-        state.changed(&myself);
+        if changed {
+            // Recovery replayed facts or dropped holds: write the result behind.
+            state.changed(&myself);
+        } else {
+            state.publisher.0.publish(state.inv.availability());
+        }
         state.schedule_wake(&myself);
         Ok(state)
     }

@@ -411,20 +411,32 @@ impl Inventory {
 
     /// Adds `qty` units.
     pub fn restock(&mut self, qty: u64) -> Result<(), InventoryError> {
-        self.total = self.total.checked_add(qty).ok_or(InventoryError::Overflow)?;
+        self.total = self.new_total(&StockFactKind::Restocked { qty })?;
         self.debug_check();
         Ok(())
     }
 
     /// Sets the total; it may not drop below what is sold or held.
     pub fn set_total(&mut self, total: u64) -> Result<(), InventoryError> {
-        let committed = self.sold.saturating_add(self.held);
-        if total < committed {
-            return Err(InventoryError::TotalBelowCommitted { requested: total, committed });
-        }
-        self.total = total;
+        self.total = self.new_total(&StockFactKind::TotalSet { total })?;
         self.debug_check();
         Ok(())
+    }
+
+    /// The total an operator's stock change would leave, or why it is refused.
+    /// Lets a caller validate a change before journaling it, without touching state.
+    pub fn new_total(&self, change: &StockFactKind) -> Result<u64, InventoryError> {
+        match *change {
+            StockFactKind::Restocked { qty } => self.total.checked_add(qty).ok_or(InventoryError::Overflow),
+            StockFactKind::TotalSet { total } => {
+                let committed = self.sold.saturating_add(self.held);
+                if total < committed {
+                    return Err(InventoryError::TotalBelowCommitted { requested: total, committed });
+                }
+                Ok(total)
+            }
+            StockFactKind::Sold { .. } => Ok(self.total),
+        }
     }
 
     /// Applies a durable journal fact, live (after its batch committed) or during
