@@ -155,3 +155,145 @@ pub trait AvailabilityFeed: Send + Sync + 'static {
     /// A stream of `sku`'s availability (latest value first).
     fn subscribe(&self, sku: &Sku) -> watch::Receiver<Option<Availability>>;
 }
+
+// ---------------------------------------------------------------------------
+// Edge ports: state every HTTP edge node shares (Redis in production, in-process
+// fallbacks when `REDIS_URL` is unset) and the operators' API keys.
+// ---------------------------------------------------------------------------
+
+/// A response kept under an idempotency key, replayed to retries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers worth replaying (content type, location, …), in order.
+    pub headers: Vec<(String, String)>,
+    /// The body, as sent (responses are UTF-8 JSON).
+    pub body: String,
+}
+
+/// What claiming an idempotency key found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// The key was free: the caller owns it and must `complete` or `release` it.
+    Acquired,
+    /// A request with this key and the same fingerprint is still running (409).
+    InProgress,
+    /// The key was used for a request with another fingerprint (422).
+    Mismatch,
+    /// The key's request finished: replay this response.
+    Completed(StoredResponse),
+}
+
+/// Idempotency keys (IETF `Idempotency-Key` draft). Keys are already scoped by
+/// the caller (per client); adapters add their own namespace prefix.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync + 'static {
+    /// Claims `key` for a request with `fingerprint`, as `owner` (unique per
+    /// attempt). A claim never completed lapses after `lock_ttl` (its node died).
+    async fn claim(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        owner: &str,
+        lock_ttl: std::time::Duration,
+    ) -> Result<IdempotencyClaim, StoreError>;
+    /// Stores the response of `owner`'s claim, kept for `ttl`. Does nothing if
+    /// `owner` no longer holds the claim.
+    async fn complete(
+        &self,
+        key: &str,
+        owner: &str,
+        response: &StoredResponse,
+        ttl: std::time::Duration,
+    ) -> Result<(), StoreError>;
+    /// Gives `owner`'s claim up (the request failed in a way a retry may fix).
+    async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError>;
+}
+
+/// A rate: `per_second` sustained, with bursts of up to `burst` requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Sustained requests per second (at least 1).
+    pub per_second: u32,
+    /// Requests allowed at once after a quiet spell (at least 1).
+    pub burst: u32,
+}
+
+/// A rate limiter's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateDecision {
+    /// Go ahead.
+    Allowed,
+    /// Over the limit: retry after this long.
+    Limited {
+        /// How long until one more request would be allowed.
+        retry_after: std::time::Duration,
+    },
+}
+
+/// Admission control: GCRA per key (a client, a hot SKU).
+#[async_trait]
+pub trait RateLimiter: Send + Sync + 'static {
+    /// Counts one request against `key` under `quota`.
+    async fn check(&self, key: &str, quota: Quota) -> Result<RateDecision, StoreError>;
+}
+
+/// What an operator API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read operator views (`GET /v1/admin/*`, any order).
+    Operator,
+    /// Everything an operator may, plus writes (`PUT`/`POST /v1/admin/*`).
+    Admin,
+}
+
+impl Role {
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses `operator` or `admin`.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "operator" => Some(Role::Operator),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// An operator API key as stored: only the SHA-256 of the secret, never the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// Key id (a UUID, as text).
+    pub id: String,
+    /// A human label ("ci", "alice").
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// SHA-256 of the full secret key.
+    pub key_sha256: [u8; 32],
+    /// When it was created (ms since the epoch).
+    pub created_at: flashcore_domain::Timestamp,
+    /// Revoked keys authenticate nothing.
+    pub revoked: bool,
+}
+
+/// Operator API keys.
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync + 'static {
+    /// Stores a new key (its id and hash must be unique).
+    async fn insert_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
+    /// The live (not revoked) key with this hash.
+    async fn find_key(&self, key_sha256: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError>;
+    /// Every key, revoked ones included, oldest first.
+    async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Revokes a key; false if there is no such key.
+    async fn revoke_key(&self, id: &str) -> Result<bool, StoreError>;
+}
