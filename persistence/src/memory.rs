@@ -276,6 +276,43 @@ impl AvailabilityFeed for LocalFeed {
     }
 }
 
+/// Operator API keys, in memory (few keys, so a list scanned under a lock).
+#[derive(Debug, Default)]
+pub struct MemoryApiKeys(Mutex<Vec<flashcore_actors::ports::ApiKeyRecord>>);
+
+#[async_trait]
+impl flashcore_actors::ports::ApiKeyStore for MemoryApiKeys {
+    async fn insert_key(&self, key: &flashcore_actors::ports::ApiKeyRecord) -> Result<(), StoreError> {
+        let mut keys = lock(&self.0);
+        if keys.iter().any(|k| k.id == key.id || k.key_sha256 == key.key_sha256) {
+            return Err(StoreError(format!("api key {} or its hash already exists", key.id)));
+        }
+        keys.push(key.clone());
+        Ok(())
+    }
+
+    async fn find_key(
+        &self,
+        key_sha256: &[u8; 32],
+    ) -> Result<Option<flashcore_actors::ports::ApiKeyRecord>, StoreError> {
+        Ok(lock(&self.0).iter().find(|k| !k.revoked && k.key_sha256 == *key_sha256).cloned())
+    }
+
+    async fn list_keys(&self) -> Result<Vec<flashcore_actors::ports::ApiKeyRecord>, StoreError> {
+        let mut keys = lock(&self.0).clone();
+        // The SQL adapters' order: creation, then id.
+        keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(keys)
+    }
+
+    async fn revoke_key(&self, id: &str) -> Result<bool, StoreError> {
+        let mut keys = lock(&self.0);
+        let Some(key) = keys.iter_mut().find(|k| k.id == id) else { return Ok(false) };
+        key.revoked = true;
+        Ok(true)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,12 +20,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use flashcore_actors::ports::{AppendOutcome, Catalog, EntityKind, Journal, SnapshotRecord, SnapshotStore, StoreError};
+use flashcore_actors::ports::{
+    ApiKeyRecord, ApiKeyStore, AppendOutcome, Catalog, EntityKind, Journal, SnapshotRecord, SnapshotStore, StoreError,
+};
 use flashcore_domain::{CartId, JournalEntry, JournalPos, Order, OrderId, Product, Sku, StockFact, StockFactKind};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor, PgPool};
 
-use crate::rows::{FactRow, LineRow, OrderRow, ProductRow, SnapshotRow, db, fact_columns, snapshot, to_i64};
+use crate::rows::{ApiKeyRow, FactRow, LineRow, OrderRow, ProductRow, SnapshotRow, db, fact_columns, snapshot, to_i64};
 
 /// Key of the transaction-scoped advisory lock that serializes journal appends.
 const APPEND_LOCK: i64 = 0x666c_6173_685f_6a6c; // "flash_jl"
@@ -432,6 +434,64 @@ impl Catalog for PgStore {
         .await
         .map_err(db)?;
         Ok(())
+    }
+}
+
+/// `api_keys` columns as [`ApiKeyRow`] reads them (`created_at` as epoch ms).
+const API_KEY_COLUMNS: &str = "id::text AS id, name, key_sha256, role, \
+                               floor(extract(epoch FROM created_at) * 1000)::int8 AS created_at_ms, \
+                               revoked_at IS NOT NULL AS revoked";
+
+#[async_trait]
+impl ApiKeyStore for PgStore {
+    async fn insert_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        // Whole milliseconds times an interval: exact (microsecond arithmetic)
+        // for any instant before the year 2255.
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, key_sha256, role, created_at) \
+             VALUES ($1::uuid, $2, $3, $4, 'epoch'::timestamptz + $5::int8 * interval '1 millisecond')",
+        )
+        .bind(&key.id)
+        .bind(&key.name)
+        .bind(key.key_sha256.as_slice())
+        .bind(key.role.as_str())
+        .bind(to_i64(key.created_at.as_millis())?)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn find_key(&self, key_sha256: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let row: Option<ApiKeyRow> = sqlx::query_as(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_sha256 = $1 AND revoked_at IS NULL"
+        ))
+        .bind(key_sha256.as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(ApiKeyRow::into_record).transpose()
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let rows: Vec<ApiKeyRow> =
+            sqlx::query_as(&format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        rows.into_iter().map(ApiKeyRow::into_record).collect()
+    }
+
+    async fn revoke_key(&self, id: &str) -> Result<bool, StoreError> {
+        // Not a UUID: no such key (the other adapters say false too, not an error).
+        let Ok(id) = uuid::Uuid::parse_str(id) else { return Ok(false) };
+        // Revoking again keeps the first revocation's time.
+        let done = sqlx::query("UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1::uuid")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected() > 0)
     }
 }
 

@@ -5,7 +5,7 @@
 //! conversions serves both. A row that does not decode is a corrupt store: it is
 //! reported as a [`StoreError`], never papered over.
 
-use flashcore_actors::ports::{EntityKind, SnapshotRecord, StoreError};
+use flashcore_actors::ports::{ApiKeyRecord, EntityKind, Role, SnapshotRecord, StoreError};
 use flashcore_domain::{
     CartId, Currency, HoldId, JournalPos, Money, Order, OrderId, OrderLine, Product, Sku, StockFact, StockFactKind,
     Timestamp,
@@ -222,4 +222,38 @@ pub fn snapshot(
         version: unsigned(version)?,
         state: serde_json::from_str(&state).map_err(|e| corrupt("snapshot state", e))?,
     })
+}
+
+/// An `api_keys` row, with the creation instant as epoch ms and revocation as a flag
+/// (each adapter converts its timestamp column in SQL, so one row type serves both).
+#[derive(Debug, sqlx::FromRow)]
+pub struct ApiKeyRow {
+    /// Key id (text).
+    pub id: String,
+    /// Label.
+    pub name: String,
+    /// SHA-256 of the secret.
+    pub key_sha256: Vec<u8>,
+    /// `operator` or `admin`.
+    pub role: String,
+    /// Creation, epoch ms.
+    pub created_at_ms: i64,
+    /// Whether `revoked_at` is set.
+    pub revoked: bool,
+}
+
+impl ApiKeyRow {
+    /// Into a key record.
+    pub fn into_record(self) -> Result<ApiKeyRecord, StoreError> {
+        let key_sha256 = <[u8; 32]>::try_from(self.key_sha256.as_slice())
+            .map_err(|_| corrupt("key hash", format!("{} bytes", self.key_sha256.len())))?;
+        Ok(ApiKeyRecord {
+            role: Role::parse(&self.role).ok_or_else(|| corrupt("role", &self.role))?,
+            id: self.id,
+            name: self.name,
+            key_sha256,
+            created_at: instant(self.created_at_ms)?,
+            revoked: self.revoked,
+        })
+    }
 }

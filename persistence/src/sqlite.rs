@@ -11,12 +11,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use flashcore_actors::ports::{AppendOutcome, Catalog, EntityKind, Journal, SnapshotRecord, SnapshotStore, StoreError};
+use flashcore_actors::ports::{
+    ApiKeyRecord, ApiKeyStore, AppendOutcome, Catalog, EntityKind, Journal, SnapshotRecord, SnapshotStore, StoreError,
+};
 use flashcore_domain::{CartId, JournalEntry, JournalPos, Order, OrderId, Product, Sku, StockFact};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
-use crate::rows::{FactRow, LineRow, OrderRow, ProductRow, SnapshotRow, db, fact_columns, snapshot, to_i64};
+use crate::rows::{ApiKeyRow, FactRow, LineRow, OrderRow, ProductRow, SnapshotRow, db, fact_columns, snapshot, to_i64};
 
 /// The SQLite store: journal, snapshots and catalog in one database file.
 ///
@@ -327,5 +329,63 @@ impl Catalog for SqliteStore {
         .await
         .map_err(db)?;
         Ok(())
+    }
+}
+
+/// `api_keys` columns as [`ApiKeyRow`] reads them. `created_at` is RFC 3339 text
+/// with milliseconds (`2026-11-22T10:00:00.123Z`), so SQLite's date functions
+/// convert it to and from epoch ms exactly.
+const API_KEY_COLUMNS: &str = "id, name, key_sha256, role, \
+                               CAST(round(unixepoch(created_at, 'subsec') * 1000) AS INTEGER) AS created_at_ms, \
+                               revoked_at IS NOT NULL AS revoked";
+
+#[async_trait]
+impl ApiKeyStore for SqliteStore {
+    async fn insert_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, key_sha256, role, created_at) \
+             VALUES (?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', ? / 1000.0, 'unixepoch'))",
+        )
+        .bind(&key.id)
+        .bind(&key.name)
+        .bind(key.key_sha256.as_slice())
+        .bind(key.role.as_str())
+        .bind(to_i64(key.created_at.as_millis())?)
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn find_key(&self, key_sha256: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let row: Option<ApiKeyRow> = sqlx::query_as(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_sha256 = ? AND revoked_at IS NULL"
+        ))
+        .bind(key_sha256.as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(ApiKeyRow::into_record).transpose()
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let rows: Vec<ApiKeyRow> =
+            sqlx::query_as(&format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at_ms, id"))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        rows.into_iter().map(ApiKeyRow::into_record).collect()
+    }
+
+    async fn revoke_key(&self, id: &str) -> Result<bool, StoreError> {
+        // Revoking again keeps the first revocation's time.
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) WHERE id = ?",
+        )
+        .bind(id)
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected() > 0)
     }
 }

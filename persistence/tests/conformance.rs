@@ -1,5 +1,5 @@
-//! One conformance suite for every adapter of the journal, snapshot and catalog
-//! ports: the same cases run against the in-process, SQLite and Postgres stores.
+//! One conformance suite for every adapter of the journal, snapshot, catalog and
+//! API key ports: the same cases run against the in-process, SQLite and Postgres stores.
 //! An adapter is correct when it behaves like the others here.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -8,19 +8,22 @@ mod support;
 
 use std::sync::Arc;
 
-use flashcore_actors::ports::{AppendOutcome, Catalog, EntityKind, Journal, SnapshotRecord, SnapshotStore};
+use flashcore_actors::ports::{
+    ApiKeyRecord, ApiKeyStore, AppendOutcome, Catalog, EntityKind, Journal, Role, SnapshotRecord, SnapshotStore,
+};
 use flashcore_domain::{
     Cart, CartId, Currency, HoldId, JournalEntry, JournalPos, Money, Order, OrderId, Product, Sku, StockFactKind,
     Timestamp,
 };
 use serde_json::json;
 
-/// The three ports of one adapter, plus whatever keeps its store alive.
+/// The ports of one adapter, plus whatever keeps its store alive.
 #[allow(missing_debug_implementations)]
 pub struct Stores {
     pub journal: Arc<dyn Journal>,
     pub snapshots: Arc<dyn SnapshotStore>,
     pub catalog: Arc<dyn Catalog>,
+    pub api_keys: Arc<dyn ApiKeyStore>,
     pub _guard: Box<dyn std::any::Any + Send>,
 }
 
@@ -186,6 +189,51 @@ pub async fn the_catalog_lists_in_sku_order_and_upserts_replace(s: Stores) {
     assert_eq!(page.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>(), ["B", "C"]);
 }
 
+/// A live key named `name` whose hash is `hash` repeated.
+fn api_key(name: &str, hash: u8, role: Role, created_ms: u64) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: name.into(),
+        role,
+        key_sha256: [hash; 32],
+        created_at: Timestamp::from_millis(created_ms),
+        revoked: false,
+    }
+}
+
+pub async fn api_keys_round_trip_stay_unique_and_stop_matching_once_revoked(s: Stores) {
+    // Arrange: the newer key goes in first, so listing must sort.
+    let ci = api_key("ci", 1, Role::Admin, 1_700_000_000_007);
+    let alice = api_key("alice", 2, Role::Operator, 1_699_999_999_999);
+    s.api_keys.insert_key(&ci).await.unwrap();
+    s.api_keys.insert_key(&alice).await.unwrap();
+
+    // Every field round-trips, the instant to the millisecond.
+    assert_eq!(s.api_keys.find_key(&[1; 32]).await.unwrap(), Some(ci.clone()));
+    assert_eq!(s.api_keys.find_key(&[2; 32]).await.unwrap(), Some(alice.clone()));
+    assert_eq!(s.api_keys.find_key(&[3; 32]).await.unwrap(), None);
+
+    // A duplicate hash or id is refused and changes nothing.
+    let same_hash = api_key("copy", 1, Role::Operator, 1);
+    assert!(s.api_keys.insert_key(&same_hash).await.is_err(), "duplicate hash");
+    let same_id = ApiKeyRecord { key_sha256: [4; 32], ..alice.clone() };
+    assert!(s.api_keys.insert_key(&same_id).await.is_err(), "duplicate id");
+    assert_eq!(s.api_keys.find_key(&[4; 32]).await.unwrap(), None);
+    assert_eq!(s.api_keys.list_keys().await.unwrap(), [alice.clone(), ci.clone()], "oldest first, nothing added");
+
+    // Act: revoke (twice: idempotent).
+    assert!(s.api_keys.revoke_key(&ci.id).await.unwrap());
+    assert!(s.api_keys.revoke_key(&ci.id).await.unwrap());
+
+    // Assert: a revoked key authenticates nothing but is still listed.
+    assert_eq!(s.api_keys.find_key(&[1; 32]).await.unwrap(), None);
+    assert_eq!(s.api_keys.find_key(&[2; 32]).await.unwrap(), Some(alice.clone()));
+    let revoked = ApiKeyRecord { revoked: true, ..ci };
+    assert_eq!(s.api_keys.list_keys().await.unwrap(), [alice, revoked]);
+    assert!(!s.api_keys.revoke_key(&uuid::Uuid::new_v4().to_string()).await.unwrap());
+    assert!(!s.api_keys.revoke_key("not-a-uuid").await.unwrap());
+}
+
 macro_rules! conformance {
     ($adapter:ident, $make:path) => {
         mod $adapter {
@@ -218,6 +266,11 @@ macro_rules! conformance {
             #[tokio::test]
             async fn the_catalog_lists_in_sku_order_and_upserts_replace() {
                 super::the_catalog_lists_in_sku_order_and_upserts_replace($make().await).await;
+            }
+
+            #[tokio::test]
+            async fn api_keys_round_trip_stay_unique_and_stop_matching_once_revoked() {
+                super::api_keys_round_trip_stay_unique_and_stop_matching_once_revoked($make().await).await;
             }
         }
     };

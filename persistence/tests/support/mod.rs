@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use flashcore_persistence::memory::{MemoryCatalog, MemoryJournal, MemorySnapshots};
+use flashcore_persistence::memory::{MemoryApiKeys, MemoryCatalog, MemoryJournal, MemorySnapshots};
 use flashcore_persistence::sqlite::SqliteStore;
 
 use crate::Stores;
@@ -13,6 +13,7 @@ pub async fn memory() -> Stores {
         journal: Arc::new(MemoryJournal::default()),
         snapshots: Arc::new(MemorySnapshots::default()),
         catalog: Arc::new(MemoryCatalog::default()),
+        api_keys: Arc::new(MemoryApiKeys::default()),
         _guard: Box::new(()),
     }
 }
@@ -22,7 +23,13 @@ pub async fn sqlite() -> Stores {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(&dir.path().join("flashcore.db").to_string_lossy()).await.expect("sqlite opens");
     let store = Arc::new(store);
-    Stores { journal: store.clone(), snapshots: store.clone(), catalog: store, _guard: Box::new(dir) }
+    Stores {
+        journal: store.clone(),
+        snapshots: store.clone(),
+        catalog: store.clone(),
+        api_keys: store,
+        _guard: Box::new(dir),
+    }
 }
 
 /// Keeps a Postgres test database alive; fields drop in order, so the store's
@@ -44,5 +51,11 @@ pub async fn postgres() -> Stores {
         .unwrap_or_else(|e| panic!("cannot create a test database on {server} (set FLASHCORE_TEST_PG): {e}"));
     let store = Arc::new(PgStore::connect(&db.url).await.expect("postgres connects"));
     let guard = PgGuard { _store: (*store).clone(), _db: db };
-    Stores { journal: store.clone(), snapshots: store.clone(), catalog: store, _guard: Box::new(guard) }
+    Stores {
+        journal: store.clone(),
+        snapshots: store.clone(),
+        catalog: store.clone(),
+        api_keys: store,
+        _guard: Box::new(guard),
+    }
 }
