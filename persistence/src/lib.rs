@@ -1,10 +1,14 @@
 //! Adapters for the ports defined in `flashcore-actors`: in-process ([`memory`],
-//! `FLASHCORE_STORE=memory` and the fallbacks when no Redis is configured), SQLite
-//! ([`sqlite`], the embedded default) and Postgres ([`postgres`], production).
-//! Every adapter of a port passes the same conformance suite
-//! (`persistence/tests/conformance.rs`).
+//! `FLASHCORE_STORE=memory`), SQLite ([`sqlite`], the embedded default) and
+//! Postgres ([`postgres`], production) for the engine's ports; Redis ([`redis`])
+//! for the state edge nodes share (idempotency keys, rate limits, the availability
+//! fan-out), with in-process fallbacks ([`local`], [`memory::LocalFeed`]) when no
+//! Redis is configured. Every adapter of a port passes the same conformance suite
+//! (`persistence/tests/conformance.rs`, `persistence/tests/edge_conformance.rs`).
 
+pub mod local;
 pub mod memory;
 pub mod postgres;
+pub mod redis;
 mod rows;
 pub mod sqlite;
