@@ -23,12 +23,19 @@ pub struct TestApp {
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-/// A config for tests: port 0, memory store, demo catalog.
+/// The bootstrap admin key of [`test_config`].
+pub const TEST_ADMIN_KEY: &str = "fck_test-admin-key-test-admin-key-test-admin";
+
+/// A config for tests: port 0, memory store, demo catalog, [`TEST_ADMIN_KEY`].
 pub fn test_config() -> Config {
     let mut c = Config::default();
     c.store = flashcore_http::config::StoreKind::Memory;
     c.addr = "127.0.0.1:0".parse().unwrap_or(c.addr);
-    c.token_secret = Some("test-secret-test-secret-test-secret".into());
+    c.token_secret = Some(flashcore_http::config::Secret::new("test-secret-test-secret-test-secret"));
+    // One address drives every simulated buyer; tests of the limits turn them on.
+    c.edge.client_quota = None;
+    c.edge.sku_quota = None;
+    c.edge.admin_key = Some(flashcore_http::config::Secret::new(TEST_ADMIN_KEY));
     c
 }
 
@@ -116,6 +123,21 @@ impl TestApp {
             .json()
             .await
             .expect("json")
+    }
+
+    /// A new API key with `role` (`operator` or `admin`), made with the bootstrap admin key.
+    pub async fn api_key(&self, role: &str) -> String {
+        let res = self
+            .client
+            .post(self.url("/v1/admin/keys"))
+            .bearer_auth(TEST_ADMIN_KEY)
+            .json(&json!({ "name": format!("test-{role}"), "role": role }))
+            .send()
+            .await
+            .expect("create key");
+        assert_eq!(res.status(), StatusCode::CREATED, "creating a {role} key");
+        let body: Value = res.json().await.expect("key json");
+        body["secret"].as_str().expect("a secret").to_owned()
     }
 
     /// `available` of a product.
@@ -218,6 +240,8 @@ impl Process {
         cmd.env("FLASHCORE_ADDR", "127.0.0.1:0")
             .env("FLASHCORE_LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
+            // Every simulated buyer comes from one address.
+            .env("FLASHCORE_RATE_CLIENT", "off")
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
@@ -325,5 +349,132 @@ impl ChaosProxy {
     /// Accepts and forwards connections again.
     pub fn restore(&self) {
         self.up.send_replace(Mode::Up);
+    }
+}
+
+/// One buyer with a cart, talking to any flashcore (a [`TestApp`] or a [`Process`]).
+#[derive(Debug)]
+pub struct Buyer {
+    /// HTTP client.
+    pub client: Client,
+    /// `http://host:port`.
+    pub base: String,
+    /// The cart's id.
+    pub cart: String,
+    /// The cart's token.
+    pub token: String,
+}
+
+impl Buyer {
+    /// Opens a cart at `base`.
+    pub async fn new(base: &str) -> Buyer {
+        let client = Client::builder().timeout(Duration::from_secs(20)).build().unwrap_or_default();
+        let res = client.post(format!("{base}/v1/carts")).send().await.expect("create cart");
+        assert_eq!(res.status(), StatusCode::CREATED, "creating a cart");
+        let cart: Value = res.json().await.expect("cart json");
+        Buyer {
+            client,
+            base: base.to_owned(),
+            cart: cart["cart_id"].as_str().unwrap_or_default().to_owned(),
+            token: cart["token"].as_str().unwrap_or_default().to_owned(),
+        }
+    }
+
+    /// Sets a line; returns the status.
+    pub async fn set(&self, sku: &str, qty: u32) -> StatusCode {
+        self.set_with_key(sku, qty, None).await.status()
+    }
+
+    /// Sets a line, with an `Idempotency-Key` if given.
+    pub async fn set_with_key(&self, sku: &str, qty: u32, key: Option<&str>) -> Response {
+        let mut req = self
+            .client
+            .put(format!("{}/v1/carts/{}/items/{sku}", self.base, self.cart))
+            .bearer_auth(&self.token)
+            .json(&json!({ "quantity": qty }));
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        req.send().await.expect("set item")
+    }
+
+    /// Checks out with `tok_visa`.
+    pub async fn checkout(&self, key: &str) -> Response {
+        self.checkout_with(key, "tok_visa").await
+    }
+
+    /// Checks out with a payment token.
+    pub async fn checkout_with(&self, key: &str, payment: &str) -> Response {
+        self.client
+            .post(format!("{}/v1/carts/{}/checkout", self.base, self.cart))
+            .bearer_auth(&self.token)
+            .header("Idempotency-Key", key)
+            .json(&json!({ "payment": { "token": payment } }))
+            .send()
+            .await
+            .expect("checkout")
+    }
+
+    /// The cart as JSON.
+    pub async fn cart(&self) -> Value {
+        let url = format!("{}/v1/carts/{}", self.base, self.cart);
+        self.client.get(url).bearer_auth(&self.token).send().await.expect("cart").json().await.expect("json")
+    }
+
+    /// `available` of a product.
+    pub async fn available(&self, sku: &str) -> u64 {
+        let res = self.client.get(format!("{}/v1/products/{sku}", self.base)).send().await.expect("product");
+        let p: Value = res.json().await.expect("json");
+        p["available"].as_u64().unwrap_or(u64::MAX)
+    }
+}
+
+/// The Redis tests use (`FLASHCORE_TEST_REDIS`, default the machine's `redis://127.0.0.1:6379`).
+pub fn test_redis_url() -> String {
+    std::env::var("FLASHCORE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A fresh key prefix on the test Redis; every key under it is deleted on drop.
+#[derive(Debug)]
+pub struct RedisPrefix {
+    /// `fc-test-<uuid>:`.
+    pub prefix: String,
+    edge: flashcore_persistence::redis::RedisEdge,
+}
+
+impl RedisPrefix {
+    /// A new prefix; panics (never skips) if Redis does not answer.
+    pub async fn new() -> RedisPrefix {
+        let prefix = format!("fc-test-{}:", uuid::Uuid::new_v4().simple());
+        let url = test_redis_url();
+        let edge = flashcore_persistence::redis::RedisEdge::new(&url, &prefix, Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("bad FLASHCORE_TEST_REDIS {url}: {e}"));
+        edge.ping().await.unwrap_or_else(|e| panic!("the test Redis at {url} does not answer (is it running?): {e}"));
+        RedisPrefix { prefix, edge }
+    }
+
+    /// The edge adapter on this prefix (to look at what flashcore wrote).
+    pub fn edge(&self) -> &flashcore_persistence::redis::RedisEdge {
+        &self.edge
+    }
+
+    /// `config` pointed at this prefix through `url` (the test Redis, or a proxy to it).
+    pub fn configure(&self, config: &mut Config, url: &str) {
+        config.edge.redis_url = Some(flashcore_http::config::Secret::new(url));
+        config.edge.redis_prefix = self.prefix.clone();
+    }
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let edge = self.edge.clone();
+        // Drop can't await; clean up on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            if let Ok(rt) = rt {
+                let _ = rt.block_on(edge.delete_prefix());
+            }
+        })
+        .join();
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use flashcore_actors::EngineConfig;
+use flashcore_actors::ports::Quota;
 
 /// Which stores back the journal, snapshots and catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,13 +43,94 @@ pub struct Config {
     pub data_dir: std::path::PathBuf,
     /// HMAC key for cart tokens (`FLASHCORE_TOKEN_SECRET`). Unset: a key generated
     /// once and kept in the data directory (durable stores) or per process (memory).
-    pub token_secret: Option<String>,
+    pub token_secret: Option<Secret>,
     /// Seed the demo catalog into an empty store (`FLASHCORE_DEMO`, default `true`).
     pub seed_demo: bool,
     /// `json` (default) or `pretty` (`FLASHCORE_LOG_FORMAT`).
     pub log_format: String,
     /// Engine tunables.
     pub engine: EngineConfig,
+    /// The HTTP edge: Redis, limits, credentials, hardening.
+    pub edge: EdgeConfig,
+}
+
+/// A configured secret: its `Debug` never shows the value, so it cannot reach a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value, for the one place that must use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The HTTP edge's settings (DESIGN §4, §5).
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// Shared edge state (`REDIS_URL`); unset means in-process fallbacks.
+    pub redis_url: Option<Secret>,
+    /// Namespace of every Redis key (`FLASHCORE_REDIS_PREFIX`, default `flashcore:`).
+    pub redis_prefix: String,
+    /// Longest wait for one Redis operation before degrading (`FLASHCORE_REDIS_TIMEOUT_MS`, default 250).
+    pub redis_timeout: Duration,
+    /// Per-client limit (`FLASHCORE_RATE_CLIENT` = `<per_second>:<burst>` or `off`; default `100:200`).
+    pub client_quota: Option<Quota>,
+    /// Per-SKU admission on cart edits (`FLASHCORE_RATE_SKU`, default `5000:10000`).
+    pub sku_quota: Option<Quota>,
+    /// How long a completed idempotency key is kept (`FLASHCORE_IDEMPOTENCY_TTL_SECS`, default 24 h).
+    pub idempotency_ttl: Duration,
+    /// A bootstrap admin API key (`FLASHCORE_ADMIN_KEY`, at least 32 characters); never stored.
+    pub admin_key: Option<Secret>,
+    /// Longest a request may take before it is answered 503 (`FLASHCORE_REQUEST_TIMEOUT_MS`, default 10 000).
+    pub request_timeout: Duration,
+    /// Largest request body (`FLASHCORE_MAX_BODY_BYTES`, default 65 536).
+    pub max_body_bytes: usize,
+    /// Origins allowed by CORS (`FLASHCORE_CORS_ORIGINS`: comma-separated, or `*`); empty means no CORS.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            redis_url: None,
+            redis_prefix: "flashcore:".into(),
+            redis_timeout: Duration::from_millis(250),
+            client_quota: Some(Quota { per_second: 100, burst: 200 }),
+            sku_quota: Some(Quota { per_second: 5_000, burst: 10_000 }),
+            idempotency_ttl: Duration::from_secs(24 * 3_600),
+            admin_key: None,
+            request_timeout: Duration::from_secs(10),
+            max_body_bytes: 64 * 1024,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// Parses `<per_second>:<burst>`, `<per_second>` (burst = rate) or `off`.
+pub fn parse_quota(s: &str) -> anyhow::Result<Option<Quota>> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let (rate, burst) = s.split_once(':').unwrap_or((s, s));
+    let rate: u32 = rate.trim().parse().with_context(|| format!("{s:?}: rate is not a number"))?;
+    let burst: u32 = burst.trim().parse().with_context(|| format!("{s:?}: burst is not a number"))?;
+    if rate == 0 || burst == 0 {
+        bail!("{s:?}: rate and burst must be at least 1 (or say `off`)");
+    }
+    Ok(Some(Quota { per_second: rate, burst }))
 }
 
 impl Default for Config {
@@ -61,6 +143,7 @@ impl Default for Config {
             seed_demo: true,
             log_format: "json".into(),
             engine: EngineConfig::default(),
+            edge: EdgeConfig::default(),
         }
     }
 }
@@ -108,7 +191,7 @@ impl Config {
             c.data_dir = d.into();
         }
         c.store = store_from(var("FLASHCORE_STORE").as_deref(), var("DATABASE_URL"), &c.data_dir)?;
-        c.token_secret = var("FLASHCORE_TOKEN_SECRET");
+        c.token_secret = var("FLASHCORE_TOKEN_SECRET").map(Secret);
         if let Some(v) = parse::<bool>("FLASHCORE_DEMO")? {
             c.seed_demo = v;
         }
@@ -135,6 +218,37 @@ impl Config {
         if let Some(n) = parse("FLASHCORE_JOURNAL_MAX_BATCH")? {
             c.engine.journal_max_batch = n;
         }
+        c.edge.redis_url = var("REDIS_URL").map(Secret);
+        if let Some(p) = var("FLASHCORE_REDIS_PREFIX") {
+            c.edge.redis_prefix = p;
+        }
+        if let Some(d) = ms("FLASHCORE_REDIS_TIMEOUT_MS")? {
+            c.edge.redis_timeout = d.max(Duration::from_millis(1));
+        }
+        if let Some(q) = var("FLASHCORE_RATE_CLIENT") {
+            c.edge.client_quota = parse_quota(&q).context("FLASHCORE_RATE_CLIENT")?;
+        }
+        if let Some(q) = var("FLASHCORE_RATE_SKU") {
+            c.edge.sku_quota = parse_quota(&q).context("FLASHCORE_RATE_SKU")?;
+        }
+        if let Some(d) = secs("FLASHCORE_IDEMPOTENCY_TTL_SECS")? {
+            c.edge.idempotency_ttl = d.max(Duration::from_secs(1));
+        }
+        if let Some(k) = var("FLASHCORE_ADMIN_KEY") {
+            if k.trim().len() < 32 {
+                bail!("FLASHCORE_ADMIN_KEY must be at least 32 characters");
+            }
+            c.edge.admin_key = Some(Secret(k.trim().to_owned()));
+        }
+        if let Some(d) = ms("FLASHCORE_REQUEST_TIMEOUT_MS")? {
+            c.edge.request_timeout = d.max(Duration::from_millis(1));
+        }
+        if let Some(n) = parse::<usize>("FLASHCORE_MAX_BODY_BYTES")? {
+            c.edge.max_body_bytes = n.max(1024);
+        }
+        if let Some(o) = var("FLASHCORE_CORS_ORIGINS") {
+            c.edge.cors_origins = o.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+        }
         Ok(c)
     }
 }
@@ -157,5 +271,15 @@ mod tests {
         assert!(store_from(Some("postgres"), None, dir).is_err());
         assert!(store_from(Some("mysql"), None, dir).is_err());
         assert!(store_from(None, Some("mysql://h".into()), dir).is_err());
+    }
+
+    #[test]
+    fn quotas_parse_rate_burst_or_off() {
+        assert_eq!(parse_quota("off").unwrap(), None);
+        assert_eq!(parse_quota("10:20").unwrap(), Some(Quota { per_second: 10, burst: 20 }));
+        assert_eq!(parse_quota(" 7 ").unwrap(), Some(Quota { per_second: 7, burst: 7 }));
+        for bad in ["", "0:1", "1:0", "x", "1:y", "-1:2"] {
+            assert!(parse_quota(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -181,7 +181,7 @@ pub struct SetQuantityBody {
 #[serde(deny_unknown_fields)]
 pub struct PaymentDto {
     /// Provider token. The built-in `test` provider: `tok_decline` is declined,
-    /// `tok_error` fails, any other `tok_…` is approved.
+    /// `tok_error` fails, `tok_slow` is approved after 2 s, any other `tok_…` is approved.
     #[schema(example = "tok_visa")]
     pub token: String,
 }

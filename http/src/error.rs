@@ -46,6 +46,7 @@ struct Inner {
     extra: Map<String, Value>,
     retry_after: Option<u64>,
     www_authenticate: bool,
+    denied: Option<&'static str>,
     cause: Option<String>,
 }
 
@@ -63,6 +64,7 @@ impl ApiError {
             extra: Map::new(),
             retry_after: None,
             www_authenticate: false,
+            denied: None,
             cause: None,
         }))
     }
@@ -76,6 +78,12 @@ impl ApiError {
     /// Adds a `Retry-After` header.
     pub fn retry_after(mut self, secs: u64) -> Self {
         self.0.retry_after = Some(secs);
+        self
+    }
+
+    /// Marks an authentication or authorization denial, reported as a security event.
+    pub fn denied(mut self, reason: &'static str) -> Self {
+        self.0.denied = Some(reason);
         self
     }
 
@@ -242,6 +250,9 @@ impl IntoResponse for ApiError {
         }
         if this.www_authenticate {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"flashcore\""));
+        }
+        if let Some(reason) = this.denied {
+            res.extensions_mut().insert(crate::security::Denied(reason));
         }
         res
     }

@@ -4,14 +4,12 @@
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
-use crate::state::AppState;
-use flashcore_domain::CartId;
 
 /// `axum::Json` with problem-document rejections.
 #[derive(Debug)]
@@ -89,41 +87,6 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// The cart a valid `Authorization: Bearer <cart token>` grants.
-#[derive(Debug, Clone, Copy)]
-pub struct CartBearer(pub CartId);
-
-impl FromRequestParts<AppState> for CartBearer {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("Send the cart token as 'Authorization: Bearer <token>'."))?;
-        // The scheme name is case-insensitive (RFC 9110 §11.1).
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token)
-            .ok_or_else(|| ApiError::unauthorized("The Authorization header must be 'Bearer <token>'."))?;
-        state
-            .tokens
-            .verify(token.trim())
-            .map(CartBearer)
-            .ok_or_else(|| ApiError::unauthorized("The cart token is not valid."))
-    }
-}
-
-impl CartBearer {
-    /// Checks the token is for `cart`.
-    pub fn require(self, cart: CartId) -> Result<(), ApiError> {
-        if self.0 == cart { Ok(()) } else { Err(ApiError::forbidden("This token is for another cart.")) }
-    }
-}
-
 /// The `Idempotency-Key` header (required; 1 to 255 visible ASCII characters).
 #[derive(Debug, Clone)]
 pub struct IdempotencyKey(pub String);
@@ -138,13 +101,18 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
                 "Checkout needs an Idempotency-Key header (e.g. a UUID) so retries never pay twice.",
             ));
         };
-        let key = v.to_str().unwrap_or_default().trim();
-        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ApiError::bad_request(
-                "idempotency-key-invalid",
-                "The Idempotency-Key must be 1 to 255 visible ASCII characters.",
-            ));
-        }
-        Ok(IdempotencyKey(key.to_owned()))
+        idempotency_key(v).map(IdempotencyKey)
     }
+}
+
+/// Validates an `Idempotency-Key` value: 1 to 255 visible ASCII characters.
+pub fn idempotency_key(v: &axum::http::HeaderValue) -> Result<String, ApiError> {
+    let key = v.to_str().unwrap_or_default().trim();
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::bad_request(
+            "idempotency-key-invalid",
+            "The Idempotency-Key must be 1 to 255 visible ASCII characters.",
+        ));
+    }
+    Ok(key.to_owned())
 }

@@ -6,13 +6,17 @@
 //! and the tests.
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod dto;
+pub mod edge;
 pub mod error;
 pub mod extract;
+pub mod hardening;
 pub mod openapi;
 pub mod routes;
+pub mod security;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

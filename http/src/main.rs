@@ -1,5 +1,8 @@
-//! The `flashcore` binary: read config, set up telemetry, serve until signalled.
+//! The `flashcore` binary: read config, set up telemetry, serve until signalled
+//! (or run a `keys` subcommand).
 
+use clap::Parser;
+use flashcore_http::cli::{Cli, Command};
 use flashcore_http::{Application, Config, telemetry};
 
 /// mimalloc: every request allocates (messages, reply channels, JSON); glibc's
@@ -9,10 +12,19 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
     let config = Config::from_env()?;
-    telemetry::init(&config.log_format);
-    let app = Application::build(config).await?;
-    app.run_until_stopped(shutdown_signal()).await
+    match cli.command {
+        Some(Command::Keys { action }) => {
+            telemetry::init_for_cli();
+            flashcore_http::cli::keys(&config, action).await
+        }
+        None | Some(Command::Serve) => {
+            telemetry::init(&config.log_format);
+            let app = Application::build(config).await?;
+            app.run_until_stopped(shutdown_signal()).await
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

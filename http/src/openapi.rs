@@ -4,7 +4,7 @@ use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{carts, ops, orders, products};
+use crate::routes::{admin, carts, ops, orders, products};
 
 /// flashcore API v1.
 #[derive(OpenApi)]
@@ -20,6 +20,14 @@ use crate::routes::{carts, ops, orders, products};
         carts::remove_item,
         carts::checkout,
         orders::get_order,
+        admin::put_product,
+        admin::change_stock,
+        admin::list_orders,
+        admin::actors,
+        admin::journal,
+        admin::list_keys,
+        admin::create_key,
+        admin::revoke_key,
         ops::health,
         ops::ready,
         ops::metrics_text,
@@ -28,13 +36,14 @@ use crate::routes::{carts, ops, orders, products};
     modifiers(&CartTokenScheme),
     tags(
         (name = "storefront", description = "Products, carts, checkout and orders"),
+        (name = "operators", description = "Catalog, stock, orders, supervision and API keys (API key: operator reads, admin writes)"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
 
-/// Declares the `cart_token` bearer scheme.
+/// Declares the `cart_token` and `api_key` bearer schemes.
 #[derive(Debug)]
 struct CartTokenScheme;
 
@@ -47,6 +56,17 @@ impl Modify for CartTokenScheme {
                     HttpBuilder::new()
                         .scheme(HttpAuthScheme::Bearer)
                         .description(Some("The token returned by POST /v1/carts"))
+                        .build(),
+                ),
+            );
+            c.add_security_scheme(
+                "api_key",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some(
+                            "An operator API key, `fck_…` (`flashcore keys create --role admin` or FLASHCORE_ADMIN_KEY)",
+                        ))
                         .build(),
                 ),
             );

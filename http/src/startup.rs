@@ -10,22 +10,26 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware;
 use flashcore_actors::payments::TestPayments;
+use flashcore_actors::ports::{ApiKeyStore, AvailabilityFeed};
 use flashcore_actors::{Engine, Ports};
-use flashcore_persistence::memory::{LocalFeed, MemoryCatalog, MemoryJournal, MemorySnapshots};
+use flashcore_persistence::local::{LocalIdempotency, LocalRateLimiter};
+use flashcore_persistence::memory::{LocalFeed, MemoryApiKeys, MemoryCatalog, MemoryJournal, MemorySnapshots};
 use flashcore_persistence::postgres::PgStore;
+use flashcore_persistence::redis::{RedisEdge, RedisFeed};
 use flashcore_persistence::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::CartTokens;
-use crate::config::{Config, StoreKind};
+use crate::config::{Config, EdgeConfig, StoreKind};
+use crate::edge::Edge;
 use crate::error::ApiError;
+use crate::hardening;
 use crate::routes::{api_router, ops};
+use crate::security::{self, ApiKeys};
 use crate::state::AppState;
-
-/// Largest request body accepted.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// A bound, ready-to-run flashcore.
 #[derive(Debug)]
@@ -34,12 +38,15 @@ pub struct Application {
     router: Router,
     config: Config,
     engine: Arc<OnceLock<Engine>>,
+    keys: Arc<ApiKeys>,
+    shared: Shared,
     shutdown: watch::Sender<bool>,
 }
 
 /// Opens the store, recovers every SKU and seeds the demo catalog into an empty store.
-async fn start_engine(config: &Config) -> anyhow::Result<Engine> {
-    let ports = ports(&config.store).await?;
+async fn start_engine(config: &Config, feed: Arc<dyn AvailabilityFeed>, keys: &ApiKeys) -> anyhow::Result<Engine> {
+    let (ports, api_keys) = open_stores(&config.store, feed).await?;
+    keys.set_store(api_keys);
     let engine = Engine::start(config.engine.clone(), ports).await.context("engine start-up failed")?;
     if config.seed_demo && engine.catalog_is_empty() {
         crate::demo::seed(&engine).await.context("seeding the demo catalog failed")?;
@@ -47,34 +54,72 @@ async fn start_engine(config: &Config) -> anyhow::Result<Engine> {
     Ok(engine)
 }
 
-/// The adapters for `store`: the only place that names concrete adapters.
-async fn ports(store: &StoreKind) -> anyhow::Result<Ports> {
-    let feed = Arc::new(LocalFeed::default());
+/// The adapters for `store`: the only place (with [`shared_state`]) that names
+/// concrete adapters. Returns the engine's ports and the API-key store.
+pub async fn open_stores(
+    store: &StoreKind,
+    feed: Arc<dyn AvailabilityFeed>,
+) -> anyhow::Result<(Ports, Arc<dyn ApiKeyStore>)> {
     let payments = Arc::new(TestPayments);
     Ok(match store {
-        StoreKind::Memory => Ports {
-            journal: Arc::new(MemoryJournal::default()),
-            snapshots: Arc::new(MemorySnapshots::default()),
-            catalog: Arc::new(MemoryCatalog::default()),
-            payments,
-            feed,
-        },
+        StoreKind::Memory => {
+            let ports = Ports {
+                journal: Arc::new(MemoryJournal::default()),
+                snapshots: Arc::new(MemorySnapshots::default()),
+                catalog: Arc::new(MemoryCatalog::default()),
+                payments,
+                feed,
+            };
+            (ports, Arc::new(MemoryApiKeys::default()))
+        }
         StoreKind::Sqlite { url } => {
             let db = Arc::new(SqliteStore::open(url).await.with_context(|| format!("cannot open SQLite at {url}"))?);
-            Ports { journal: db.clone(), snapshots: db.clone(), catalog: db, payments, feed }
+            (Ports { journal: db.clone(), snapshots: db.clone(), catalog: db.clone(), payments, feed }, db)
         }
         StoreKind::Postgres { url } => {
             let db = Arc::new(PgStore::connect(url).await.context("cannot connect to Postgres (DATABASE_URL)")?);
-            Ports { journal: db.clone(), snapshots: db.clone(), catalog: db, payments, feed }
+            (Ports { journal: db.clone(), snapshots: db.clone(), catalog: db.clone(), payments, feed }, db)
         }
     })
+}
+
+/// What edge nodes share: Redis when configured, else in-process fallbacks.
+struct Shared {
+    edge: Arc<Edge>,
+    feed: Arc<dyn AvailabilityFeed>,
+    redis_feed: Option<Arc<RedisFeed>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("edge", &self.edge).field("redis", &self.redis_feed.is_some()).finish()
+    }
+}
+
+/// Builds the shared-state adapters. Never waits for Redis: it is connected on
+/// first use, and the edge degrades while it is away (see [`crate::edge`]).
+fn shared_state(cfg: &EdgeConfig) -> anyhow::Result<Shared> {
+    match &cfg.redis_url {
+        Some(url) => {
+            let redis = RedisEdge::new(url.expose(), &cfg.redis_prefix, cfg.redis_timeout)
+                .map_err(|e| anyhow::anyhow!("REDIS_URL is not usable: {e}"))?;
+            let feed = RedisFeed::start(&redis);
+            let redis = Arc::new(redis);
+            let edge = Edge::new(cfg, redis.clone(), redis, true);
+            Ok(Shared { edge: Arc::new(edge), feed: feed.clone(), redis_feed: Some(feed) })
+        }
+        None => {
+            let edge = Edge::new(cfg, Arc::new(LocalIdempotency::default()), Arc::new(LocalRateLimiter::default()), false);
+            Ok(Shared { edge: Arc::new(edge), feed: Arc::new(LocalFeed::default()), redis_feed: None })
+        }
+    }
 }
 
 /// The cart-token key: configured, else generated once and kept in the data
 /// directory (so tokens survive restarts), else per process for the memory store.
 fn token_key(config: &Config) -> anyhow::Result<CartTokens> {
     if let Some(secret) = &config.token_secret {
-        return Ok(CartTokens::new(secret.as_bytes().to_vec()));
+        return Ok(CartTokens::new(secret.expose().as_bytes().to_vec()));
     }
     if !config.store.is_durable() {
         tracing::warn!(
@@ -125,13 +170,35 @@ impl Application {
         let tokens = token_key(&config)?;
         let engine = Arc::new(OnceLock::new());
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let state = AppState { engine: Arc::clone(&engine), tokens, metrics, shutdown: shutdown_rx };
+        let shared = shared_state(&config.edge)?;
+        let keys = Arc::new(ApiKeys::new(config.edge.admin_key.as_ref().map(|k| k.expose())));
+        if config.edge.admin_key.is_some() {
+            tracing::info!(target: "flashcore::security", "bootstrap admin key enabled (FLASHCORE_ADMIN_KEY)");
+        }
+        let state = AppState {
+            engine: Arc::clone(&engine),
+            tokens,
+            metrics,
+            shutdown: shutdown_rx,
+            keys: Arc::clone(&keys),
+            edge: Arc::clone(&shared.edge),
+            request_timeout: config.edge.request_timeout,
+        };
+        // Layers run outside-in in the reverse order of these calls: a request
+        // meets the panic guard, security headers, CORS, tracing, metrics, then
+        // `admit` (credentials, rate limits), idempotency, and the deadline last.
         let router = api_router()
+            .layer(middleware::from_fn_with_state(state.clone(), hardening::deadline))
+            .layer(middleware::from_fn_with_state(state.clone(), crate::edge::idempotency))
+            .layer(middleware::from_fn_with_state(state.clone(), security::admit))
             .layer(middleware::from_fn(ops::track_metrics))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
-            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .layer(DefaultBodyLimit::max(config.edge.max_body_bytes))
             .layer(TraceLayer::new_for_http())
+            .layer(tower::util::option_layer(hardening::cors(&config.edge.cors_origins)?))
+            .layer(middleware::from_fn(hardening::security_headers))
+            .layer(CatchPanicLayer::custom(hardening::panic_response))
             .with_state(state);
         let listener =
             TcpListener::bind(config.addr).await.with_context(|| format!("cannot listen on {}", config.addr))?;
@@ -140,8 +207,9 @@ impl Application {
             StoreKind::Sqlite { .. } => "sqlite",
             StoreKind::Postgres { .. } => "postgres",
         };
-        tracing::info!(addr = %listener.local_addr()?, store, "flashcore listening");
-        Ok(Application { listener, router, config, engine, shutdown })
+        let redis = if config.edge.redis_url.is_some() { "redis" } else { "in-process" };
+        tracing::info!(addr = %listener.local_addr()?, store, shared_state = redis, "flashcore listening");
+        Ok(Application { listener, router, config, engine, keys, shared, shutdown })
     }
 
     /// The port actually bound.
@@ -158,11 +226,12 @@ impl Application {
     /// meanwhile, then drains: stop accepting, end SSE streams, finish in-flight
     /// requests, flush write-behind state, stop actors.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, router, config, engine, shutdown: tx } = self;
+        let Application { listener, router, config, engine, keys, shared, shutdown: tx } = self;
         let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
         let slot = Arc::clone(&engine);
+        let feed = Arc::clone(&shared.feed);
         let starting = tokio::spawn(async move {
-            match start_engine(&config).await {
+            match start_engine(&config, feed, &keys).await {
                 Ok(e) => {
                     let _ = slot.set(e);
                     tracing::info!("recovery done; ready");
@@ -175,7 +244,7 @@ impl Application {
         });
         let failure = Arc::new(std::sync::Mutex::new(None));
         let failed = Arc::clone(&failure);
-        axum::serve(listener, router)
+        axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(async move {
                 tokio::select! {
                     () = shutdown => {}
@@ -191,6 +260,9 @@ impl Application {
         starting.abort();
         if let Some(engine) = engine.get() {
             engine.shutdown().await;
+        }
+        if let Some(feed) = &shared.redis_feed {
+            feed.shutdown().await;
         }
         if let Some(e) = failure.lock().ok().and_then(|mut f| f.take()) {
             return Err(e);

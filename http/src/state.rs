@@ -8,7 +8,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 
 use crate::auth::CartTokens;
+use crate::edge::Edge;
 use crate::error::ApiError;
+use crate::security::ApiKeys;
 
 /// Shared handler state. Cheap to clone.
 #[derive(Clone)]
@@ -21,6 +23,12 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Flips to `true` when shutdown begins (ends SSE streams).
     pub shutdown: watch::Receiver<bool>,
+    /// Operator API keys.
+    pub keys: Arc<ApiKeys>,
+    /// Idempotency keys and rate limits.
+    pub edge: Arc<Edge>,
+    /// Longest a handler may run.
+    pub request_timeout: std::time::Duration,
 }
 
 impl AppState {

@@ -9,3 +9,9 @@ pub fn init(format: &str) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = if format == "pretty" { builder.try_init() } else { builder.json().flatten_event(true).try_init() };
 }
+
+/// Logging for command-line tools: warnings and errors only, on stderr, so stdout
+/// carries just the command's output (e.g. a new key's secret).
+pub fn init_for_cli() {
+    let _ = tracing_subscriber::fmt().with_env_filter(EnvFilter::new("warn")).with_writer(std::io::stderr).try_init();
+}

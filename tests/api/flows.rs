@@ -80,10 +80,10 @@ async fn a_retried_checkout_replays_the_same_order_and_never_sells_twice() {
     let first: Value = first.json().await.unwrap();
     let again = app.checkout(&cart, &token, "same-key", "tok_visa").await;
 
-    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.status(), StatusCode::CREATED, "a replay repeats the stored status");
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     let again: Value = again.json().await.unwrap();
-    assert_eq!(again["order_id"], first["order_id"]);
+    assert_eq!(again, first, "and the stored body");
     assert_eq!(app.available(&sku).await, 6);
     assert_eq!(app.engine.orders(100, None).await.unwrap().len(), 1);
 

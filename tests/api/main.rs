@@ -5,6 +5,7 @@
 mod bad_input;
 mod crash;
 mod flows;
+mod idempotency;
 mod outage;
 mod oversell;
 mod process;

@@ -5,64 +5,11 @@ use std::time::{Duration, Instant};
 
 use flashcore_actors::ports::Journal;
 use flashcore_persistence::postgres::{PgStore, TestDatabase, test_server_url};
-use flashcore_tests::{ChaosProxy, Process, data_dir, eventually};
+use flashcore_tests::{Buyer, ChaosProxy, Process, data_dir, eventually};
 use reqwest::{Client, StatusCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const SKU: &str = "FLASH-SNEAKER-01";
-
-struct Buyer {
-    client: Client,
-    base: String,
-    cart: String,
-    token: String,
-}
-
-impl Buyer {
-    async fn new(base: &str) -> Buyer {
-        let client = Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
-        let cart: Value = client.post(format!("{base}/v1/carts")).send().await.unwrap().json().await.unwrap();
-        Buyer {
-            client,
-            base: base.to_owned(),
-            cart: cart["cart_id"].as_str().unwrap().to_owned(),
-            token: cart["token"].as_str().unwrap().to_owned(),
-        }
-    }
-
-    async fn set(&self, sku: &str, qty: u32) -> StatusCode {
-        self.client
-            .put(format!("{}/v1/carts/{}/items/{sku}", self.base, self.cart))
-            .bearer_auth(&self.token)
-            .json(&json!({ "quantity": qty }))
-            .send()
-            .await
-            .unwrap()
-            .status()
-    }
-
-    async fn checkout(&self, key: &str) -> reqwest::Response {
-        self.client
-            .post(format!("{}/v1/carts/{}/checkout", self.base, self.cart))
-            .bearer_auth(&self.token)
-            .header("Idempotency-Key", key)
-            .json(&json!({ "payment": { "token": "tok_visa" } }))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn cart(&self) -> Value {
-        let url = format!("{}/v1/carts/{}", self.base, self.cart);
-        self.client.get(url).bearer_auth(&self.token).send().await.unwrap().json().await.unwrap()
-    }
-
-    async fn available(&self, sku: &str) -> u64 {
-        let p: Value =
-            self.client.get(format!("{}/v1/products/{sku}", self.base)).send().await.unwrap().json().await.unwrap();
-        p["available"].as_u64().unwrap()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_postgres_cut_checkout_fails_fast_carts_keep_working_and_all_catches_up() {

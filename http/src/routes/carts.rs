@@ -10,8 +10,9 @@ use flashcore_domain::{CartId, MAX_LINE_QUANTITY};
 
 use crate::dto::{CartDto, CheckoutBody, NewCartDto, OrderDto, SetQuantityBody};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{CartBearer, IdempotencyKey, Json, Path};
+use crate::extract::{IdempotencyKey, Json, Path};
 use crate::routes::products::parse_sku;
+use crate::security::CartBearer;
 use crate::state::AppState;
 
 /// Routes of this resource.
@@ -112,7 +113,7 @@ pub async fn remove_item(
     params(("cart_id" = String, Path, description = "Cart id"),
         ("Idempotency-Key" = String, Header, description = "Unique per checkout attempt, reused on retries")),
     request_body = CheckoutBody,
-    responses((status = 201, body = OrderDto), (status = 200, body = OrderDto, description = "replayed"),
+    responses((status = 201, body = OrderDto, description = "placed, or replayed with `Idempotent-Replayed: true`"),
         (status = 400, body = crate::error::Problem), (status = 402, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem, description = "stock-lost, cart-empty, cart-checked-out"),
         (status = 422, body = crate::error::Problem), (status = 502, body = crate::error::Problem),
@@ -140,13 +141,13 @@ pub async fn checkout(
     if let Ok(v) = HeaderValue::from_str(&format!("/v1/orders/{}", order.id)) {
         headers.insert(header::LOCATION, v);
     }
-    let status = if replayed {
+    if replayed {
+        // The journal already holds this key's order (the edge's idempotency
+        // store lost it, e.g. the in-process one across a restart): the same
+        // answer as a replay from the store.
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok((status, headers, Json(OrderDto::from(&order))).into_response())
+    }
+    Ok((StatusCode::CREATED, headers, Json(OrderDto::from(&order))).into_response())
 }
 
 /// A deliberately plain check: one `@`, a dot in the domain, no spaces, sane length.

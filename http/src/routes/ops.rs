@@ -85,7 +85,9 @@ pub async fn health() -> impl IntoResponse {
     responses((status = 200, description = "ready"), (status = 503, body = crate::error::Problem)))]
 pub async fn ready(State(s): State<AppState>) -> Response {
     if s.engine.get().is_some_and(Engine::is_ready) {
-        axum::Json(json!({ "status": "ready" })).into_response()
+        // Redis trouble degrades the edge (see `crate::edge`) but doesn't take the node out.
+        let shared = if s.edge.degraded() { "degraded" } else { "ok" };
+        axum::Json(json!({ "status": "ready", "shared_state": shared })).into_response()
     } else {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -113,6 +115,14 @@ pub async fn openapi() -> impl IntoResponse {
 }
 
 /// A self-contained API reference page rendered from `/openapi.json` (no CDN).
-pub async fn docs() -> Html<&'static str> {
-    Html(include_str!("docs.html"))
+pub async fn docs() -> Response {
+    let mut res = Html(include_str!("docs.html")).into_response();
+    // The page's own inline script and style, and fetches to this origin only.
+    res.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'",
+        ),
+    );
+    res
 }

@@ -7,7 +7,8 @@ use flashcore_domain::OrderId;
 
 use crate::dto::OrderDto;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{CartBearer, Json, Path};
+use crate::extract::{Json, Path};
+use crate::security::CartOrOperator;
 use crate::state::AppState;
 
 /// Routes of this resource.
@@ -15,21 +16,22 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/orders/{order_id}", get(get_order))
 }
 
-/// An order, for the holder of the token of the cart that placed it.
-#[utoipa::path(get, path = "/v1/orders/{order_id}", tag = "storefront", security(("cart_token" = [])),
+/// An order, for the holder of the token of the cart that placed it, or an operator.
+#[utoipa::path(get, path = "/v1/orders/{order_id}", tag = "storefront", security(("cart_token" = []), ("api_key" = [])),
     params(("order_id" = String, Path, description = "Order id")),
     responses((status = 200, body = OrderDto), (status = 401, body = crate::error::Problem),
         (status = 404, body = crate::error::Problem)))]
 pub async fn get_order(
     State(s): State<AppState>,
-    auth: CartBearer,
+    auth: CartOrOperator,
     Path(order_id): Path<String>,
 ) -> ApiResult<Json<OrderDto>> {
     let not_found = || ApiError::not_found("order-not-found", "No order with that id.");
     let id = OrderId::parse(&order_id).map_err(|_| not_found())?;
     // Another cart's order answers exactly like a missing one: ids are not probed.
-    match s.engine()?.order(id).await? {
-        Some(order) if order.cart_id == auth.0 => Ok(Json(OrderDto::from(&order))),
+    match (s.engine()?.order(id).await?, auth) {
+        (Some(order), CartOrOperator::Operator) => Ok(Json(OrderDto::from(&order))),
+        (Some(order), CartOrOperator::Cart(cart)) if order.cart_id == cart => Ok(Json(OrderDto::from(&order))),
         _ => Err(not_found()),
     }
 }

@@ -1,0 +1,306 @@
+//! Operator routes (`/v1/admin/*`): an `operator` key reads, an `admin` key also
+//! writes. Products and stock, orders, supervision, the journal, and API keys.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use flashcore_actors::ports::Role;
+use flashcore_actors::sku::StockChange;
+use flashcore_domain::{Currency, Money, OrderId, Product};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::dto::{AvailabilityDto, MoneyDto, OrderDto, ProductDto, parse_rfc3339};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query};
+use crate::routes::products::parse_sku;
+use crate::security::{Admin, Operator, new_key};
+use crate::state::AppState;
+
+/// Largest stock figure an operator may set or add in one step.
+pub const MAX_STOCK_STEP: u64 = 1_000_000_000;
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/products/{sku}", put(put_product))
+        .route("/v1/admin/products/{sku}/stock", post(change_stock))
+        .route("/v1/admin/orders", get(list_orders))
+        .route("/v1/admin/actors", get(actors))
+        .route("/v1/admin/journal", get(journal))
+        .route("/v1/admin/keys", get(list_keys).post(create_key))
+        .route("/v1/admin/keys/{key_id}", delete(revoke_key))
+}
+
+/// Body of `PUT /v1/admin/products/{sku}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductBody {
+    /// Display name, 1 to 200 characters.
+    pub title: String,
+    /// Longer text, at most 2,000 characters.
+    #[serde(default)]
+    pub description: String,
+    /// Unit price.
+    pub price: MoneyDto,
+    /// Most units one order may contain.
+    pub max_per_order: Option<u32>,
+    /// When the sale starts (RFC 3339).
+    pub sale_starts_at: Option<String>,
+    /// Sets the total stock as well (same as `POST …/stock {"set_total": n}`).
+    pub total: Option<u64>,
+}
+
+/// Creates or replaces a product (and optionally sets its total stock).
+#[utoipa::path(put, path = "/v1/admin/products/{sku}", tag = "operators", security(("api_key" = [])),
+    params(("sku" = String, Path, description = "SKU code")), request_body = ProductBody,
+    responses((status = 201, body = ProductDto, description = "created"), (status = 200, body = ProductDto, description = "replaced"),
+        (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+pub async fn put_product(
+    State(s): State<AppState>,
+    _admin: Admin,
+    Path(sku): Path<String>,
+    Json(body): Json<ProductBody>,
+) -> ApiResult<Response> {
+    let sku = flashcore_domain::Sku::parse(&sku)
+        .map_err(|e| ApiError::invalid("invalid-sku", format!("The SKU is not valid: {e}.")))?;
+    let currency = Currency::parse(&body.price.currency)
+        .map_err(|e| ApiError::invalid("invalid-price", format!("price.currency: {e}.")))?;
+    if body.price.amount <= 0 {
+        return Err(ApiError::invalid("invalid-price", "price.amount must be positive (minor units)."));
+    }
+    let price =
+        Money::new(body.price.amount, currency).map_err(|e| ApiError::invalid("invalid-price", format!("price: {e}.")))?;
+    let starts = match body.sale_starts_at.as_deref() {
+        None => None,
+        Some(raw) => Some(
+            parse_rfc3339(raw)
+                .ok_or_else(|| ApiError::invalid("invalid-sale-start", "sale_starts_at must be an RFC 3339 instant."))?,
+        ),
+    };
+    if body.total.is_some_and(|t| t > MAX_STOCK_STEP) {
+        return Err(ApiError::invalid("invalid-stock", format!("total must be at most {MAX_STOCK_STEP}.")));
+    }
+    let product = Product::new(sku.clone(), body.title, body.description, price, body.max_per_order, starts)
+        .map_err(|e| ApiError::invalid("invalid-product", e.to_string()))?;
+    let engine = s.engine()?;
+    let existed = engine.product(&sku).await.is_ok();
+    engine.upsert_product(product).await?;
+    if let Some(total) = body.total {
+        engine.adjust_stock(&sku, StockChange::SetTotal(total)).await?;
+    }
+    let view = engine.product(&sku).await?;
+    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(ProductDto::from(view))).into_response())
+}
+
+/// Body of `POST /v1/admin/products/{sku}/stock`: exactly one member.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StockBody {
+    /// Units to add.
+    pub restock: Option<u64>,
+    /// The new total (never below what is sold or held).
+    pub set_total: Option<u64>,
+}
+
+/// Restocks a product or sets its total. Journaled before it is acknowledged.
+#[utoipa::path(post, path = "/v1/admin/products/{sku}/stock", tag = "operators", security(("api_key" = [])),
+    params(("sku" = String, Path, description = "SKU code")), request_body = StockBody,
+    responses((status = 200, body = AvailabilityDto), (status = 401, body = crate::error::Problem),
+        (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem, description = "total-below-committed"),
+        (status = 422, body = crate::error::Problem)))]
+pub async fn change_stock(
+    State(s): State<AppState>,
+    _admin: Admin,
+    Path(sku): Path<String>,
+    Json(body): Json<StockBody>,
+) -> ApiResult<Json<AvailabilityDto>> {
+    let sku = parse_sku(&sku)?;
+    let change = match (body.restock, body.set_total) {
+        (Some(n), None) if (1..=MAX_STOCK_STEP).contains(&n) => StockChange::Restock(n),
+        (None, Some(n)) if n <= MAX_STOCK_STEP => StockChange::SetTotal(n),
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(ApiError::invalid(
+                "invalid-stock",
+                format!("restock must be 1 to {MAX_STOCK_STEP}; set_total at most {MAX_STOCK_STEP}."),
+            ));
+        }
+        _ => return Err(ApiError::invalid("invalid-stock", "Send exactly one of restock or set_total.")),
+    };
+    let a = s.engine()?.adjust_stock(&sku, change).await?;
+    Ok(Json(AvailabilityDto { sku: sku.to_string(), available: a.available, total: a.total }))
+}
+
+/// Paging for operator lists.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct OrderParams {
+    /// Page size, 1 to 500 (default 50).
+    limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A page of orders, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderPage {
+    /// The orders.
+    pub items: Vec<OrderDto>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// Orders, newest first.
+#[utoipa::path(get, path = "/v1/admin/orders", tag = "operators", security(("api_key" = [])), params(OrderParams),
+    responses((status = 200, body = OrderPage), (status = 400, body = crate::error::Problem),
+        (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem)))]
+pub async fn list_orders(
+    State(s): State<AppState>,
+    _op: Operator,
+    Query(q): Query<OrderParams>,
+) -> ApiResult<Json<OrderPage>> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("invalid-query", "limit must be between 1 and 500."));
+    }
+    let before = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(OrderId::parse(c).map_err(|_| ApiError::bad_request("invalid-query", "cursor is not valid."))?),
+    };
+    let mut orders = s.engine()?.orders(limit + 1, before).await?;
+    let next_cursor = if orders.len() > limit {
+        orders.truncate(limit);
+        orders.last().map(|o| o.id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(OrderPage { items: orders.iter().map(OrderDto::from).collect(), next_cursor }))
+}
+
+/// The supervision tree: per entity kind, live actors, starts, restarts,
+/// failures, quarantines, rejections and the busiest entities (mailbox depth).
+#[utoipa::path(get, path = "/v1/admin/actors", tag = "operators", security(("api_key" = [])),
+    responses((status = 200, description = "per-kind supervision figures"),
+        (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem)))]
+pub async fn actors(State(s): State<AppState>, _op: Operator) -> ApiResult<Json<serde_json::Value>> {
+    let kinds = s.engine()?.actor_stats(10);
+    Ok(Json(json!({ "supervisors": kinds })))
+}
+
+/// The group-commit journal and the write-behind flusher: queue depth, batch
+/// sizes, commit and flush times, errors.
+#[utoipa::path(get, path = "/v1/admin/journal", tag = "operators", security(("api_key" = [])),
+    responses((status = 200, description = "journal and write-behind figures"),
+        (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem)))]
+pub async fn journal(State(s): State<AppState>, _op: Operator) -> ApiResult<Json<serde_json::Value>> {
+    let engine = s.engine()?;
+    Ok(Json(json!({ "journal": engine.journal_stats(), "write_behind": engine.flush_stats() })))
+}
+
+/// An API key as listed (never the secret, never its hash).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyDto {
+    /// Key id.
+    pub id: String,
+    /// Label.
+    pub name: String,
+    /// `operator` or `admin`.
+    pub role: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Revoked keys authenticate nothing.
+    pub revoked: bool,
+}
+
+/// Body of `POST /v1/admin/keys`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewKeyBody {
+    /// A label, 1 to 100 characters.
+    pub name: String,
+    /// `operator` or `admin`.
+    pub role: String,
+}
+
+/// A new key: the only time its secret is shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewKeyDto {
+    /// The key as listed.
+    #[serde(flatten)]
+    pub key: KeyDto,
+    /// The secret, `fck_…`: send it as `Authorization: Bearer <secret>`. Not retrievable later.
+    pub secret: String,
+}
+
+fn key_store(s: &AppState) -> ApiResult<&std::sync::Arc<dyn flashcore_actors::ports::ApiKeyStore>> {
+    s.engine()?;
+    s.keys.store().ok_or_else(|| ApiError::internal("the key store is not open although the engine is"))
+}
+
+fn key_dto(k: flashcore_actors::ports::ApiKeyRecord) -> KeyDto {
+    KeyDto {
+        id: k.id,
+        name: k.name,
+        role: k.role.as_str().into(),
+        created_at: crate::dto::rfc3339(k.created_at),
+        revoked: k.revoked,
+    }
+}
+
+/// Every API key, oldest first.
+#[utoipa::path(get, path = "/v1/admin/keys", tag = "operators", security(("api_key" = [])),
+    responses((status = 200, body = [KeyDto]), (status = 401, body = crate::error::Problem),
+        (status = 403, body = crate::error::Problem)))]
+pub async fn list_keys(State(s): State<AppState>, _admin: Admin) -> ApiResult<Json<Vec<KeyDto>>> {
+    let keys = key_store(&s)?.list_keys().await.map_err(flashcore_actors::EngineError::store)?;
+    Ok(Json(keys.into_iter().map(key_dto).collect()))
+}
+
+/// Creates an API key and shows its secret once.
+#[utoipa::path(post, path = "/v1/admin/keys", tag = "operators", security(("api_key" = [])),
+    request_body = NewKeyBody,
+    responses((status = 201, body = NewKeyDto), (status = 401, body = crate::error::Problem),
+        (status = 403, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+pub async fn create_key(
+    State(s): State<AppState>,
+    admin: Admin,
+    Json(body): Json<NewKeyBody>,
+) -> ApiResult<Response> {
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::invalid("invalid-name", "name must be 1 to 100 characters."));
+    }
+    let role = Role::parse(&body.role)
+        .ok_or_else(|| ApiError::invalid("invalid-role", "role must be `operator` or `admin`."))?;
+    let (secret, record) = new_key(name, role);
+    key_store(&s)?.insert_key(&record).await.map_err(flashcore_actors::EngineError::store)?;
+    tracing::info!(target: "flashcore::security", event = "key.created", key_id = %record.id, role = role.as_str(), by = %admin.key_id, "API key created");
+    let mut res = (StatusCode::CREATED, Json(NewKeyDto { key: key_dto(record), secret })).into_response();
+    // The secret must not be kept in the idempotency store.
+    res.extensions_mut().insert(crate::edge::NotReplayable);
+    Ok(res)
+}
+
+/// Revokes an API key (effective on every node within the key cache's lifetime).
+#[utoipa::path(delete, path = "/v1/admin/keys/{key_id}", tag = "operators", security(("api_key" = [])),
+    params(("key_id" = String, Path, description = "Key id")),
+    responses((status = 204, description = "revoked"), (status = 401, body = crate::error::Problem),
+        (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
+pub async fn revoke_key(State(s): State<AppState>, admin: Admin, Path(key_id): Path<String>) -> ApiResult<StatusCode> {
+    let not_found = || ApiError::not_found("key-not-found", "No API key with that id.");
+    if uuid::Uuid::parse_str(&key_id).is_err() {
+        return Err(not_found());
+    }
+    if !key_store(&s)?.revoke_key(&key_id).await.map_err(flashcore_actors::EngineError::store)? {
+        return Err(not_found());
+    }
+    s.keys.forget();
+    tracing::info!(target: "flashcore::security", event = "key.revoked", key_id = %key_id, by = %admin.key_id, "API key revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
