@@ -25,6 +25,29 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   }
 fi
 
+# Redis likewise (a key prefix per test, deleted afterwards; FLASHCORE_TEST_REDIS
+# overrides the URL). The outage tests also start throwaway redis-servers of their
+# own on free ports, so redis-server must be installed.
+step "services: Redis on 127.0.0.1:6379"
+redis_up() {
+  # PING without redis-cli: bash's /dev/tcp.
+  (exec 3<>/dev/tcp/127.0.0.1/6379 && printf 'PING\r\n' >&3 && IFS= read -r -t 2 reply <&3 && [[ "$reply" == +PONG* ]]) 2>/dev/null
+}
+command -v redis-server >/dev/null || {
+  echo "redis-server is required (apt-get install redis-server)" >&2
+  exit 1
+}
+if ! redis_up; then
+  mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
+  for _ in $(seq 1 30); do redis_up && break; sleep 1; done
+  redis_up || {
+    echo "Redis is required on 127.0.0.1:6379 and could not be started; see /var/log/redis/ci.log or set FLASHCORE_TEST_REDIS" >&2
+    exit 1
+  }
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
