@@ -58,7 +58,9 @@ pub enum KeyAction {
 
 async fn key_store(config: &Config) -> anyhow::Result<Arc<dyn ApiKeyStore>> {
     if !config.store.is_durable() {
-        bail!("API keys need a durable store: unset FLASHCORE_STORE=memory (SQLite is the default) or set DATABASE_URL");
+        bail!(
+            "API keys need a durable store: unset FLASHCORE_STORE=memory (SQLite is the default) or set DATABASE_URL"
+        );
     }
     let (_, keys) = open_stores(&config.store, Arc::new(LocalFeed::default())).await?;
     Ok(keys)

@@ -28,6 +28,7 @@ pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
 
 /// An amount of money in minor units.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MoneyDto {
     /// Minor units (cents).
     #[schema(example = 1999)]

@@ -119,13 +119,7 @@ impl Edge {
 
 /// Applies the per-client limit to every `/v1/` request and the per-SKU limit to
 /// cart edits of that SKU. Called by [`crate::security::admit`], which knows the client.
-pub async fn rate_limit(
-    s: &AppState,
-    method: &Method,
-    path: &str,
-    route: &str,
-    client: &str,
-) -> Result<(), ApiError> {
+pub async fn rate_limit(s: &AppState, method: &Method, path: &str, route: &str, client: &str) -> Result<(), ApiError> {
     if !path.starts_with("/v1/") {
         return Ok(());
     }
@@ -167,7 +161,10 @@ fn is_outcome(status: StatusCode) -> bool {
     !(status.is_server_error()
         || matches!(
             status,
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS
+            StatusCode::UNAUTHORIZED
+                | StatusCode::FORBIDDEN
+                | StatusCode::REQUEST_TIMEOUT
+                | StatusCode::TOO_MANY_REQUESTS
         ))
 }
 
@@ -290,7 +287,8 @@ async fn settle(edge: &Edge, key: &str, owner: &str, res: Response) -> Response 
         .iter()
         .filter_map(|n| Some((n.as_str().to_owned(), parts.headers.get(n)?.to_str().ok()?.to_owned())))
         .collect();
-    let stored = StoredResponse { status: status.as_u16(), headers, body: String::from_utf8_lossy(&bytes).into_owned() };
+    let stored =
+        StoredResponse { status: status.as_u16(), headers, body: String::from_utf8_lossy(&bytes).into_owned() };
     if let Err(e) = edge.idempotency.complete(key, owner, &stored, edge.ttl).await {
         // The engine still refuses a second order for this key (the journal's
         // unique constraint); other routes may run once more on a retry.

@@ -80,7 +80,9 @@ pub fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
     } else {
         let list = origins
             .iter()
-            .map(|o| HeaderValue::from_str(o).map_err(|_| anyhow::anyhow!("FLASHCORE_CORS_ORIGINS: {o:?} is not valid")))
+            .map(|o| {
+                HeaderValue::from_str(o).map_err(|_| anyhow::anyhow!("FLASHCORE_CORS_ORIGINS: {o:?} is not valid"))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         AllowOrigin::list(list)
     };
@@ -89,11 +91,34 @@ pub fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
             .allow_origin(allow)
             .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
-            .expose_headers([
-                header::LOCATION,
-                header::RETRY_AFTER,
-                HeaderName::from_static("idempotent-replayed"),
-            ])
+            .expose_headers([header::LOCATION, header::RETRY_AFTER, HeaderName::from_static("idempotent-replayed")])
             .max_age(Duration::from_secs(600)),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::Request;
+    use axum::routing::get;
+    use tower::ServiceExt;
+    use tower_http::catch_panic::CatchPanicLayer;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_becomes_a_plain_500_problem() {
+        async fn boom() -> &'static str {
+            panic!("secret internal detail at src/lib.rs:1")
+        }
+        let app = Router::new().route("/", get(boom)).layer(CatchPanicLayer::custom(panic_response));
+        let res = app.oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/problem+json");
+        let body = axum::body::to_bytes(res.into_body(), 4096).await.unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("urn:flashcore:problem:internal"), "{text}");
+        assert!(!text.contains("secret") && !text.contains("src/") && !text.contains("panic"), "{text}");
+    }
 }

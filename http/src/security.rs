@@ -16,8 +16,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -203,7 +203,13 @@ pub async fn admit(State(s): State<AppState>, mut req: Request, next: Next) -> R
     let peer = peer(&req);
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = req.method().clone();
-    let resolved = resolve(req.headers(), &s.keys, &s).await;
+    // Operational endpoints (/health, /ready, /metrics, /docs) answer always:
+    // a probe's or scraper's own Authorization header must not turn them into 401s.
+    let resolved = if req.uri().path().starts_with("/v1/") {
+        resolve(req.headers(), &s.keys, &s).await
+    } else {
+        Ok(Principal::Anonymous)
+    };
     let scope = match &resolved {
         Ok(p) => p.scope(peer),
         Err(_) => Principal::Anonymous.scope(peer),
@@ -250,10 +256,9 @@ impl<S: Send + Sync> FromRequestParts<S> for CartBearer {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         match principal(parts) {
             Principal::Cart(id) => Ok(CartBearer(id)),
-            Principal::Anonymous => Err(deny_401(
-                "missing-credential",
-                "Send the cart token as 'Authorization: Bearer <token>'.",
-            )),
+            Principal::Anonymous => {
+                Err(deny_401("missing-credential", "Send the cart token as 'Authorization: Bearer <token>'."))
+            }
             Principal::Key { .. } => Err(deny_403("key-on-cart", "API keys cannot act on carts; use the cart token.")),
         }
     }

@@ -109,7 +109,8 @@ fn shared_state(cfg: &EdgeConfig) -> anyhow::Result<Shared> {
             Ok(Shared { edge: Arc::new(edge), feed: feed.clone(), redis_feed: Some(feed) })
         }
         None => {
-            let edge = Edge::new(cfg, Arc::new(LocalIdempotency::default()), Arc::new(LocalRateLimiter::default()), false);
+            let edge =
+                Edge::new(cfg, Arc::new(LocalIdempotency::default()), Arc::new(LocalRateLimiter::default()), false);
             Ok(Shared { edge: Arc::new(edge), feed: Arc::new(LocalFeed::default()), redis_feed: None })
         }
     }

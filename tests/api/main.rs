@@ -2,11 +2,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod auth;
 mod bad_input;
 mod crash;
 mod flows;
+mod hardening;
 mod idempotency;
 mod outage;
 mod oversell;
 mod process;
+mod shared_state;
 mod supervision;

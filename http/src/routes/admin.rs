@@ -73,15 +73,15 @@ pub async fn put_product(
     if body.price.amount <= 0 {
         return Err(ApiError::invalid("invalid-price", "price.amount must be positive (minor units)."));
     }
-    let price =
-        Money::new(body.price.amount, currency).map_err(|e| ApiError::invalid("invalid-price", format!("price: {e}.")))?;
-    let starts = match body.sale_starts_at.as_deref() {
-        None => None,
-        Some(raw) => Some(
-            parse_rfc3339(raw)
-                .ok_or_else(|| ApiError::invalid("invalid-sale-start", "sale_starts_at must be an RFC 3339 instant."))?,
-        ),
-    };
+    let price = Money::new(body.price.amount, currency)
+        .map_err(|e| ApiError::invalid("invalid-price", format!("price: {e}.")))?;
+    let starts =
+        match body.sale_starts_at.as_deref() {
+            None => None,
+            Some(raw) => Some(parse_rfc3339(raw).ok_or_else(|| {
+                ApiError::invalid("invalid-sale-start", "sale_starts_at must be an RFC 3339 instant.")
+            })?),
+        };
     if body.total.is_some_and(|t| t > MAX_STOCK_STEP) {
         return Err(ApiError::invalid("invalid-stock", format!("total must be at most {MAX_STOCK_STEP}.")));
     }
@@ -267,11 +267,7 @@ pub async fn list_keys(State(s): State<AppState>, _admin: Admin) -> ApiResult<Js
     request_body = NewKeyBody,
     responses((status = 201, body = NewKeyDto), (status = 401, body = crate::error::Problem),
         (status = 403, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
-pub async fn create_key(
-    State(s): State<AppState>,
-    admin: Admin,
-    Json(body): Json<NewKeyBody>,
-) -> ApiResult<Response> {
+pub async fn create_key(State(s): State<AppState>, admin: Admin, Json(body): Json<NewKeyBody>) -> ApiResult<Response> {
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ApiError::invalid("invalid-name", "name must be 1 to 100 characters."));

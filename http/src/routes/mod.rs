@@ -12,5 +12,10 @@ use crate::state::AppState;
 
 /// Every route of API v1 plus the operational endpoints.
 pub fn api_router() -> Router<AppState> {
-    Router::new().merge(products::router()).merge(carts::router()).merge(orders::router()).merge(admin::router()).merge(ops::router())
+    Router::new()
+        .merge(products::router())
+        .merge(carts::router())
+        .merge(orders::router())
+        .merge(admin::router())
+        .merge(ops::router())
 }

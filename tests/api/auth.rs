@@ -1,0 +1,539 @@
+//! Who may call what. One table lists every route that takes a credential or
+//! lives under `/v1/admin`, crossed with every kind of caller; each cell says
+//! what the API answers. Every refusal is a problem document, changes nothing,
+//! and is counted in `flashcore_auth_denied_total`; every allowed write changes
+//! something and every allowed read changes nothing.
+
+use std::time::Duration;
+
+use flashcore_tests::{TEST_ADMIN_KEY, TestApp, assert_problem, eventually};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+
+/// The SKU every row acts on (demo catalog: 400 units, no per-order limit).
+const SKU: &str = "MUG-WHITE";
+
+/// The challenge every 401 carries.
+const CHALLENGE: &str = "Bearer realm=\"flashcore\"";
+
+/// A caller, one column of the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cred {
+    /// No `Authorization` header.
+    None,
+    /// The token of the cart the route is about (for an order: the cart that placed it).
+    Own,
+    /// The token of another, valid cart.
+    WrongCart,
+    /// An `operator` API key.
+    Operator,
+    /// An `admin` API key.
+    Admin,
+}
+
+/// The columns, in the order of [`Row::expect`].
+const CREDS: [Cred; 5] = [Cred::None, Cred::Own, Cred::WrongCart, Cred::Operator, Cred::Admin];
+
+/// What one cell expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Allowed: this 2xx status.
+    Ok(u16),
+    /// Refused: a problem with this status and code.
+    No(u16, &'static str),
+    /// The column does not apply (there is no "own cart" on an operator route).
+    Na,
+}
+
+/// Not authenticated.
+const E401: Expect = Expect::No(401, "unauthorized");
+/// Authenticated but not allowed.
+const E403: Expect = Expect::No(403, "forbidden");
+/// Another cart's order answers like a missing one, so ids can't be probed.
+const E404: Expect = Expect::No(404, "order-not-found");
+/// The route has no "own cart" column.
+const NA: Expect = Expect::Na;
+const OK200: Expect = Expect::Ok(200);
+const OK201: Expect = Expect::Ok(201);
+const OK204: Expect = Expect::Ok(204);
+
+/// One route. `path` is the route template as axum matches it (it is also the
+/// `route` label of the metrics); `{cart_id}`, `{sku}`, `{order_id}` and
+/// `{key_id}` are filled from the [`Fixture`].
+#[derive(Debug)]
+struct Row {
+    method: &'static str,
+    path: &'static str,
+    body: Option<&'static str>,
+    /// Sends an `Idempotency-Key` (checkout needs one).
+    idempotency_key: bool,
+    /// One cell per [`CREDS`] column: none, own cart, wrong cart, operator, admin.
+    expect: [Expect; 5],
+}
+
+const fn row(method: &'static str, path: &'static str, body: Option<&'static str>, expect: [Expect; 5]) -> Row {
+    Row { method, path, body, idempotency_key: false, expect }
+}
+
+const fn with_key(mut r: Row) -> Row {
+    r.idempotency_key = true;
+    r
+}
+
+const QTY: Option<&str> = Some(r#"{"quantity": 1}"#);
+const PAY: Option<&str> = Some(r#"{"payment": {"token": "tok_visa"}, "email": "buyer@example.com"}"#);
+const PRODUCT: Option<&str> = Some(r#"{"title": "Renamed mug", "price": {"amount": 999, "currency": "EUR"}}"#);
+const RESTOCK: Option<&str> = Some(r#"{"restock": 5}"#);
+const NEW_KEY: Option<&str> = Some(r#"{"name": "minted-by-the-matrix", "role": "admin"}"#);
+
+/// The auth matrix.
+#[rustfmt::skip]
+const MATRIX: &[Row] = &[
+    //   method    route template                              body     none  own    wrong  operator admin
+    row("GET",    "/v1/carts/{cart_id}",                      None,    [E401, OK200, E403, E403,  E403]),
+    row("PUT",    "/v1/carts/{cart_id}/items/{sku}",          QTY,     [E401, OK200, E403, E403,  E403]),
+    row("DELETE", "/v1/carts/{cart_id}/items/{sku}",          None,    [E401, OK200, E403, E403,  E403]),
+    with_key(row("POST", "/v1/carts/{cart_id}/checkout",      PAY,     [E401, OK201, E403, E403,  E403])),
+    row("GET",    "/v1/orders/{order_id}",                    None,    [E401, OK200, E404, OK200, OK200]),
+    row("PUT",    "/v1/admin/products/{sku}",                 PRODUCT, [E401, NA,    E403, E403,  OK200]),
+    row("POST",   "/v1/admin/products/{sku}/stock",           RESTOCK, [E401, NA,    E403, E403,  OK200]),
+    row("GET",    "/v1/admin/orders",                         None,    [E401, NA,    E403, OK200, OK200]),
+    row("GET",    "/v1/admin/actors",                         None,    [E401, NA,    E403, OK200, OK200]),
+    row("GET",    "/v1/admin/journal",                        None,    [E401, NA,    E403, OK200, OK200]),
+    row("GET",    "/v1/admin/keys",                           None,    [E401, NA,    E403, E403,  OK200]),
+    row("POST",   "/v1/admin/keys",                           NEW_KEY, [E401, NA,    E403, E403,  OK201]),
+    row("DELETE", "/v1/admin/keys/{key_id}",                  None,    [E401, NA,    E403, E403,  OK204]),
+];
+
+/// A new API key made with the bootstrap admin key: `(id, secret)`.
+async fn create_key(app: &TestApp, name: &str, role: &str) -> (String, String) {
+    let res = app
+        .client
+        .post(app.url("/v1/admin/keys"))
+        .bearer_auth(TEST_ADMIN_KEY)
+        .json(&json!({ "name": name, "role": role }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED, "creating a {role} key");
+    let body: Value = res.json().await.unwrap();
+    (body["id"].as_str().unwrap().to_owned(), body["secret"].as_str().unwrap().to_owned())
+}
+
+/// A fresh app with one of everything a row may touch.
+struct Fixture {
+    app: TestApp,
+    /// The cart the cart routes address: 2 × [`SKU`].
+    cart: String,
+    token: String,
+    /// Another open cart (empty): its token is the "wrong cart" one.
+    other_cart: String,
+    other_token: String,
+    /// An order, and the token of the cart that placed it.
+    order: String,
+    buyer_token: String,
+    operator_key: String,
+    admin_key: String,
+    /// An operator key nobody uses: the one `DELETE /v1/admin/keys/{key_id}` targets.
+    victim_key_id: String,
+}
+
+/// Everything a denied call must leave as it was.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    cart: Value,
+    other_cart: Value,
+    product: Value,
+    orders: Value,
+    keys: Value,
+}
+
+impl Fixture {
+    async fn open() -> Fixture {
+        let app = TestApp::spawn().await;
+        let (cart, token) = app.new_cart().await;
+        assert_eq!(app.set_item(&cart, &token, SKU, 2).await.status(), StatusCode::OK);
+        let (other_cart, other_token) = app.new_cart().await;
+        let (buyer, buyer_token) = app.new_cart().await;
+        assert_eq!(app.set_item(&buyer, &buyer_token, "TSHIRT-BLACK", 1).await.status(), StatusCode::OK);
+        let res = app.checkout(&buyer, &buyer_token, "fixture-order", "tok_visa").await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let order = res.json::<Value>().await.unwrap()["order_id"].as_str().unwrap().to_owned();
+        let (_, operator_key) = create_key(&app, "matrix-operator", "operator").await;
+        let (_, admin_key) = create_key(&app, "matrix-admin", "admin").await;
+        let (victim_key_id, _) = create_key(&app, "matrix-victim", "operator").await;
+        Fixture {
+            app,
+            cart,
+            token,
+            other_cart,
+            other_token,
+            order,
+            buyer_token,
+            operator_key,
+            admin_key,
+            victim_key_id,
+        }
+    }
+
+    fn path(&self, template: &str) -> String {
+        template
+            .replace("{cart_id}", &self.cart)
+            .replace("{sku}", SKU)
+            .replace("{order_id}", &self.order)
+            .replace("{key_id}", &self.victim_key_id)
+    }
+
+    fn credential(&self, row: &Row, cred: Cred) -> Option<&str> {
+        match cred {
+            Cred::None => None,
+            Cred::Own if row.path.contains("{order_id}") => Some(&self.buyer_token),
+            Cred::Own => Some(&self.token),
+            Cred::WrongCart => Some(&self.other_token),
+            Cred::Operator => Some(&self.operator_key),
+            Cred::Admin => Some(&self.admin_key),
+        }
+    }
+
+    fn request(&self, row: &Row, cred: Cred) -> RequestBuilder {
+        let method = Method::from_bytes(row.method.as_bytes()).unwrap();
+        let mut req = self.app.client.request(method, self.app.url(&self.path(row.path)));
+        if let Some(c) = self.credential(row, cred) {
+            req = req.bearer_auth(c);
+        }
+        if row.idempotency_key {
+            req = req.header("Idempotency-Key", format!("matrix-{cred:?}"));
+        }
+        if let Some(body) = row.body {
+            req = req.header("content-type", "application/json").body(body);
+        }
+        req
+    }
+
+    async fn get_json(&self, path: &str, bearer: &str) -> Value {
+        let res = self.app.client.get(self.app.url(path)).bearer_auth(bearer).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "GET {path}");
+        res.json().await.unwrap()
+    }
+
+    async fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            cart: self.get_json(&format!("/v1/carts/{}", self.cart), &self.token).await,
+            other_cart: self.get_json(&format!("/v1/carts/{}", self.other_cart), &self.other_token).await,
+            product: self.app.product(SKU).await,
+            orders: self.get_json("/v1/admin/orders", TEST_ADMIN_KEY).await,
+            keys: self.get_json("/v1/admin/keys", TEST_ADMIN_KEY).await,
+        }
+    }
+}
+
+/// `flashcore_auth_denied_total` from `/metrics`, summed over the series whose
+/// labels match `route` and (if given) `reason`.
+async fn denied_total(app: &TestApp, route: &str, reason: Option<&str>) -> u64 {
+    let text = metrics_text(app).await;
+    let label = |labels: &str, name: &str| -> Option<String> {
+        let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
+        let len = labels[start..].find('"')?;
+        Some(labels[start..start + len].to_owned())
+    };
+    text.lines()
+        .filter_map(|line| line.strip_prefix("flashcore_auth_denied_total{"))
+        // Route templates contain braces: the labels end at the last one.
+        .filter_map(|rest| rest.rsplit_once('}'))
+        .filter(|(labels, _)| {
+            label(labels, "route").as_deref() == Some(route)
+                && reason.is_none_or(|r| label(labels, "reason").as_deref() == Some(r))
+        })
+        .map(|(_, value)| value.trim().parse::<f64>().unwrap_or(0.0) as u64)
+        .sum()
+}
+
+async fn metrics_text(app: &TestApp) -> String {
+    let res = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    res.text().await.unwrap()
+}
+
+fn www_authenticate(res: &Response) -> Option<String> {
+    res.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// Checks one cell's response; `Err` describes the mismatch.
+async fn check_cell(case: &str, res: Response, expect: Expect) -> Result<(), String> {
+    let status = res.status().as_u16();
+    let challenge = www_authenticate(&res);
+    let ctype = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let text = res.text().await.unwrap_or_default();
+    match expect {
+        Expect::Na => Ok(()),
+        Expect::Ok(want) if status == want => Ok(()),
+        Expect::Ok(want) => Err(format!("{case}: expected {want}, got {status}: {text}")),
+        Expect::No(want, code) => {
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let mut wrong = Vec::new();
+            if status != want {
+                wrong.push(format!("status {status} (expected {want})"));
+            }
+            if ctype != "application/problem+json" {
+                wrong.push(format!("content type {ctype:?}"));
+            }
+            if body["code"] != code || body["type"] != format!("urn:flashcore:problem:{code}") || body["status"] != want
+            {
+                wrong.push(format!("not a `{code}` problem"));
+            }
+            if want == 401 && challenge.as_deref() != Some(CHALLENGE) {
+                wrong.push(format!("WWW-Authenticate {challenge:?}"));
+            }
+            if want != 401 && challenge.is_some() {
+                wrong.push("a challenge on a non-401".into());
+            }
+            for leak in ["lines", "secret", "items", "email", "payment_ref"] {
+                if body.get(leak).is_some() {
+                    wrong.push(format!("leaks `{leak}`"));
+                }
+            }
+            if wrong.is_empty() { Ok(()) } else { Err(format!("{case}: {}; body: {text}", wrong.join(", "))) }
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_route_answers_every_kind_of_caller_as_the_auth_matrix_says() {
+    let mut failures = Vec::new();
+    for row in MATRIX {
+        // Arrange: fresh state per row, so an allowed write can't disturb the next row.
+        let fx = Fixture::open().await;
+        let before = fx.snapshot().await;
+        let denied_before = denied_total(&fx.app, row.path, None).await;
+        let refusals: Vec<Cred> =
+            CREDS.iter().zip(row.expect).filter(|(_, e)| matches!(e, Expect::No(..))).map(|(c, _)| *c).collect();
+        let counted = row.expect.iter().filter(|e| matches!(e, Expect::No(401 | 403, _))).count() as u64;
+
+        // Act / Assert: every refusal first; together they change nothing.
+        for (cred, expect) in CREDS.iter().zip(row.expect).filter(|(c, _)| refusals.contains(c)) {
+            let case = format!("{} {} as {cred:?}", row.method, row.path);
+            if let Err(e) = check_cell(&case, fx.request(row, *cred).send().await.unwrap(), expect).await {
+                failures.push(e);
+            }
+        }
+        let after_refusals = fx.snapshot().await;
+        if after_refusals != before {
+            failures.push(format!(
+                "{} {}: a refusal changed state\nbefore: {before:?}\nafter:  {after_refusals:?}",
+                row.method, row.path
+            ));
+        }
+        let denied = denied_total(&fx.app, row.path, None).await - denied_before;
+        if denied < counted {
+            failures.push(format!(
+                "{} {}: flashcore_auth_denied_total{{route}} rose by {denied}, expected at least {counted}",
+                row.method, row.path
+            ));
+        }
+
+        // Act / Assert: then every allowed call; a read changes nothing, a write something.
+        for (cred, expect) in CREDS.iter().zip(row.expect).filter(|(_, e)| matches!(e, Expect::Ok(_))) {
+            let case = format!("{} {} as {cred:?}", row.method, row.path);
+            let res = fx.request(row, *cred).send().await.unwrap();
+            if let Err(e) = check_cell(&case, res, expect).await {
+                failures.push(e);
+            }
+        }
+        let after = fx.snapshot().await;
+        match (row.method == "GET", after == before) {
+            (true, false) => failures.push(format!("{} {}: a read changed state", row.method, row.path)),
+            (false, true) => failures.push(format!("{} {}: the allowed write changed nothing", row.method, row.path)),
+            _ => {}
+        }
+        fx.app.stop().await;
+    }
+    assert!(failures.is_empty(), "{} cell(s) differ from the matrix:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[tokio::test]
+async fn the_matrix_covers_every_route_that_takes_a_credential_or_is_an_operator_route() {
+    // Arrange: every route in the OpenAPI document that declares a security scheme.
+    let app = TestApp::spawn().await;
+    let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let mut secured = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let has_security = op.get("security").and_then(Value::as_array).is_some_and(|s| !s.is_empty());
+            if has_security || path.starts_with("/v1/admin") {
+                secured.push(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+    }
+
+    // Act
+    let mut listed: Vec<String> = MATRIX.iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+
+    // Assert
+    secured.sort();
+    listed.sort();
+    assert_eq!(listed, secured, "the matrix must list exactly the secured routes");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_malformed_authorization_header_is_a_401_with_a_bearer_challenge_on_every_kind_of_route() {
+    // Arrange
+    let fx = Fixture::open().await;
+    let cart_route = "/v1/carts/{cart_id}";
+    let headers: Vec<(&str, reqwest::header::HeaderValue)> = vec![
+        ("no scheme", fx.token.parse().unwrap()),
+        ("basic scheme", "Basic dXNlcjpwYXNz".parse().unwrap()),
+        ("scheme only", "Bearer".parse().unwrap()),
+        ("empty", "".parse().unwrap()),
+        ("another scheme with a key", format!("Token {}", fx.admin_key).parse().unwrap()),
+        ("key without a scheme", fx.admin_key.parse().unwrap()),
+        ("not UTF-8", reqwest::header::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap()),
+    ];
+    let malformed_before = denied_total(&fx.app, cart_route, Some("malformed")).await;
+    let before = fx.snapshot().await;
+    let paths = [
+        format!("/v1/carts/{}", fx.cart),
+        format!("/v1/orders/{}", fx.order),
+        "/v1/admin/actors".to_owned(),
+        "/v1/admin/keys".to_owned(),
+    ];
+
+    for (case, value) in &headers {
+        for path in &paths {
+            // Act
+            let res = fx.app.client.get(fx.app.url(path)).header("Authorization", value.clone()).send().await.unwrap();
+
+            // Assert
+            assert_eq!(www_authenticate(&res).as_deref(), Some(CHALLENGE), "{case} on {path}");
+            assert_problem(res, 401, "unauthorized").await;
+        }
+        // A write too: refused before anything runs.
+        let res = fx
+            .app
+            .client
+            .put(fx.app.url(&format!("/v1/admin/products/{SKU}")))
+            .header("Authorization", value.clone())
+            .json(&json!({ "title": "Renamed mug", "price": { "amount": 1, "currency": "EUR" } }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(www_authenticate(&res).as_deref(), Some(CHALLENGE), "{case} on the product write");
+        assert_problem(res, 401, "unauthorized").await;
+    }
+
+    // Assert: nothing changed, and each refusal was counted as malformed.
+    assert_eq!(fx.snapshot().await, before);
+    let counted = denied_total(&fx.app, cart_route, Some("malformed")).await - malformed_before;
+    assert!(counted >= headers.len() as u64, "malformed denials on {cart_route}: {counted}");
+    fx.app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_api_key_is_a_401_with_a_bearer_challenge_and_changes_nothing() {
+    // Arrange: well-formed keys that were never issued.
+    let fx = Fixture::open().await;
+    let unknown = [format!("fck_{}", "A".repeat(43)), "fck_".to_owned(), format!("{}x", fx.admin_key)];
+    let route = "/v1/admin/products/{sku}/stock";
+    let counted_before = denied_total(&fx.app, route, Some("unknown-key")).await;
+    let before = fx.snapshot().await;
+
+    for key in &unknown {
+        // Act
+        let res = fx
+            .app
+            .client
+            .post(fx.app.url(&format!("/v1/admin/products/{SKU}/stock")))
+            .bearer_auth(key)
+            .json(&json!({ "restock": 5 }))
+            .send()
+            .await
+            .unwrap();
+
+        // Assert
+        assert_eq!(www_authenticate(&res).as_deref(), Some(CHALLENGE), "{key}");
+        assert_problem(res, 401, "unauthorized").await;
+        let read = fx.app.client.get(fx.app.url("/v1/admin/orders")).bearer_auth(key).send().await.unwrap();
+        assert_eq!(www_authenticate(&read).as_deref(), Some(CHALLENGE), "{key}");
+        assert_problem(read, 401, "unauthorized").await;
+    }
+    assert_eq!(fx.snapshot().await, before);
+    let counted = denied_total(&fx.app, route, Some("unknown-key")).await - counted_before;
+    assert!(counted >= unknown.len() as u64, "unknown-key denials on {route}: {counted}");
+    fx.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_revoked_api_key_is_refused_with_401_within_the_key_cache_lifetime() {
+    // Arrange: a working operator key, cached by a first successful call.
+    let fx = Fixture::open().await;
+    let (id, secret) = create_key(&fx.app, "soon-revoked", "operator").await;
+    let actors = fx.app.url("/v1/admin/actors");
+    let res = fx.app.client.get(&actors).bearer_auth(&secret).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // Act
+    let res = fx
+        .app
+        .client
+        .delete(fx.app.url(&format!("/v1/admin/keys/{id}")))
+        .bearer_auth(&fx.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+
+    // Assert: refused within the cache lifetime (10 s), with a challenge.
+    let refused = eventually(Duration::from_secs(15), "the revoked key to be refused", || async {
+        let res = fx.app.client.get(&actors).bearer_auth(&secret).send().await.ok()?;
+        (res.status() == StatusCode::UNAUTHORIZED).then_some(res)
+    })
+    .await;
+    assert_eq!(www_authenticate(&refused).as_deref(), Some(CHALLENGE));
+    assert_problem(refused, 401, "unauthorized").await;
+    let keys = fx.get_json("/v1/admin/keys", &fx.admin_key).await;
+    let listed = keys.as_array().unwrap().iter().find(|k| k["id"] == id.as_str()).cloned().unwrap_or(Value::Null);
+    assert_eq!(listed["revoked"], true, "{keys}");
+    assert!(!keys.to_string().contains(&secret), "a listing never shows a secret");
+    // The other keys still work.
+    let res = fx.app.client.get(&actors).bearer_auth(&fx.operator_key).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    fx.app.stop().await;
+}
+
+#[tokio::test]
+async fn denials_are_counted_by_route_and_reason_and_no_secret_ever_reaches_metrics() {
+    // Arrange
+    let fx = Fixture::open().await;
+    let cases = [
+        ("/v1/admin/keys", "role", Some(fx.operator_key.clone())),
+        ("/v1/admin/keys", "missing-credential", None),
+        ("/v1/admin/keys", "token-on-admin", Some(fx.token.clone())),
+        ("/v1/carts/{cart_id}", "key-on-cart", Some(fx.admin_key.clone())),
+        ("/v1/carts/{cart_id}", "wrong-cart", Some(fx.other_token.clone())),
+        ("/v1/carts/{cart_id}", "invalid-token", Some(format!("{}.forged", fx.cart))),
+        ("/v1/carts/{cart_id}", "unknown-key", Some(format!("fck_{}", "B".repeat(43)))),
+    ];
+
+    for (route, reason, bearer) in &cases {
+        let before = denied_total(&fx.app, route, Some(reason)).await;
+        let path = route.replace("{cart_id}", &fx.cart);
+        let mut req = fx.app.client.get(fx.app.url(&path));
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+
+        // Act
+        let res = req.send().await.unwrap();
+
+        // Assert
+        assert!(matches!(res.status().as_u16(), 401 | 403), "{route} {reason}: {}", res.status());
+        let after = denied_total(&fx.app, route, Some(reason)).await;
+        assert!(after > before, "{route} {reason}: counter {before} -> {after}");
+    }
+    let text = metrics_text(&fx.app).await;
+    for secret in [TEST_ADMIN_KEY, &fx.admin_key, &fx.operator_key, &fx.token, &fx.other_token, &fx.buyer_token] {
+        assert!(!text.contains(secret), "a credential appears in /metrics");
+    }
+    assert!(!text.contains("fck_"), "no API key (or prefix of one) appears in /metrics");
+    fx.app.stop().await;
+}
