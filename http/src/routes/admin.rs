@@ -16,6 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::dto::{AvailabilityDto, MoneyDto, OrderDto, ProductDto, parse_rfc3339};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
+use crate::routes::paging;
 use crate::routes::products::parse_sku;
 use crate::security::{Admin, Operator, new_key};
 use crate::state::AppState;
@@ -165,21 +166,10 @@ pub async fn list_orders(
     _op: Operator,
     Query(q): Query<OrderParams>,
 ) -> ApiResult<Json<OrderPage>> {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request("invalid-query", "limit must be between 1 and 500."));
-    }
-    let before = match q.cursor.as_deref() {
-        None => None,
-        Some(c) => Some(OrderId::parse(c).map_err(|_| ApiError::bad_request("invalid-query", "cursor is not valid."))?),
-    };
-    let mut orders = s.engine()?.orders(limit + 1, before).await?;
-    let next_cursor = if orders.len() > limit {
-        orders.truncate(limit);
-        orders.last().map(|o| o.id.to_string())
-    } else {
-        None
-    };
+    let limit = paging::limit(q.limit, 50, 500)?;
+    let before = paging::cursor(q.cursor.as_deref(), OrderId::parse)?;
+    let orders = s.engine()?.orders(limit + 1, before).await?;
+    let (orders, next_cursor) = paging::cut(orders, limit, |o| o.id.to_string());
     Ok(Json(OrderPage { items: orders.iter().map(OrderDto::from).collect(), next_cursor }))
 }
 

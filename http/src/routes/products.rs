@@ -16,6 +16,7 @@ use utoipa::IntoParams;
 use crate::dto::{AvailabilityDto, ProductDto, ProductPage};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
+use crate::routes::paging;
 use crate::state::AppState;
 use flashcore_domain::Sku;
 
@@ -46,22 +47,11 @@ pub struct PageParams {
 #[utoipa::path(get, path = "/v1/products", tag = "storefront", params(PageParams),
     responses((status = 200, body = ProductPage), (status = 400, body = crate::error::Problem)))]
 pub async fn list_products(State(s): State<AppState>, Query(q): Query<PageParams>) -> ApiResult<Json<ProductPage>> {
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request("invalid-query", "limit must be between 1 and 100."));
-    }
-    let after = match q.cursor.as_deref() {
-        None => None,
-        Some(c) => Some(Sku::parse(c).map_err(|_| ApiError::bad_request("invalid-query", "cursor is not valid."))?),
-    };
+    let limit = paging::limit(q.limit, 20, 100)?;
+    let after = paging::cursor(q.cursor.as_deref(), Sku::parse)?;
     let items = s.engine()?.products(limit + 1, after.as_ref()).await?;
-    let mut items: Vec<ProductDto> = items.into_iter().map(ProductDto::from).collect();
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|p| p.sku.clone())
-    } else {
-        None
-    };
+    let (items, next_cursor) = paging::cut(items, limit, |p| p.product.sku.to_string());
+    let items = items.into_iter().map(ProductDto::from).collect();
     Ok(Json(ProductPage { items, next_cursor }))
 }
 
