@@ -46,6 +46,9 @@ pub struct CartDeps {
     pub hold_ttl: Duration,
     /// This node's shard epoch.
     pub epoch: u64,
+    /// Carts this node just minted an id for: nothing can be stored under such an
+    /// id, so their activation skips the store reads recovery would make.
+    pub fresh: Arc<dashmap::DashSet<CartId>>,
 }
 
 impl std::fmt::Debug for CartDeps {
@@ -385,7 +388,12 @@ impl Actor for CartActor {
         myself: ActorRef<CartMsg>,
         (id, deps): Self::Arguments,
     ) -> Result<CartState, ActorProcessingErr> {
-        let (cart, version, changed) = recover(id, &deps).await?;
+        let (cart, version, changed) = if deps.fresh.remove(&id).is_some() {
+            // Written behind like any new cart, so it survives a restart.
+            (Cart::new(id), 0, true)
+        } else {
+            recover(id, &deps).await?
+        };
         let version = crate::flusher::next_incarnation(version);
         let mut state = CartState { cart, deps, dirty: false, version };
         if changed {

@@ -265,6 +265,7 @@ struct Inner {
     supervisors: (ActorRef<SupervisorMsg>, ActorRef<SupervisorMsg>),
     tasks: Mutex<Vec<JoinHandle<()>>>,
     ready: AtomicBool,
+    fresh_carts: Arc<dashmap::DashSet<CartId>>,
 }
 
 /// The running engine. Cheap to clone.
@@ -307,6 +308,7 @@ impl Engine {
             epoch: cfg.epoch,
         };
         skus.wire(Arc::new(SkuActivator(sku_deps)), sku_sup.get_cell());
+        let fresh_carts = Arc::new(dashmap::DashSet::new());
         let cart_deps = CartDeps {
             skus: Arc::clone(&skus),
             catalog: Arc::clone(&catalog),
@@ -316,6 +318,7 @@ impl Engine {
             flusher: flusher.clone(),
             hold_ttl: cfg.hold_ttl,
             epoch: cfg.epoch,
+            fresh: Arc::clone(&fresh_carts),
         };
         carts.wire(Arc::new(CartActivator(cart_deps)), cart_sup.get_cell());
 
@@ -344,6 +347,7 @@ impl Engine {
             supervisors: (sku_sup, cart_sup),
             tasks: Mutex::new(vec![journal_task, flush_task, reaper]),
             ready: AtomicBool::new(false),
+            fresh_carts,
         }));
         // Warm every SKU so reads are served from the feed and recovery runs now,
         // not on the first buyer's request.
@@ -422,7 +426,11 @@ impl Engine {
 
     /// Opens a new, empty cart.
     pub async fn create_cart(&self) -> Result<Cart, EngineError> {
-        self.cart(CartId::new()).await
+        let id = CartId::new();
+        self.0.fresh_carts.insert(id);
+        let cart = self.cart(id).await;
+        self.0.fresh_carts.remove(&id); // if activation failed before taking it
+        cart
     }
 
     /// A cart as it is.

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -90,6 +90,11 @@ impl Edge {
         }
     }
 
+    /// Whether any rate limit is configured.
+    pub fn limits_enabled(&self) -> bool {
+        self.client_quota.is_some() || self.sku_quota.is_some()
+    }
+
     /// Whether the shared limiter is failing over to the local one.
     pub fn degraded(&self) -> bool {
         self.degraded.load(Ordering::Relaxed)
@@ -120,9 +125,6 @@ impl Edge {
 /// Applies the per-client limit to every `/v1/` request and the per-SKU limit to
 /// cart edits of that SKU. Called by [`crate::security::admit`], which knows the client.
 pub async fn rate_limit(s: &AppState, method: &Method, path: &str, route: &str, client: &str) -> Result<(), ApiError> {
-    if !path.starts_with("/v1/") {
-        return Ok(());
-    }
     let edge = &s.edge;
     if let Some(q) = edge.client_quota {
         limited(edge.check(&format!("client:{client}"), q).await, "client")?;
@@ -156,13 +158,15 @@ fn limited(decision: RateDecision, limit: &'static str) -> Result<(), ApiError> 
 }
 
 /// Whether a response is the request's outcome (kept for replays) rather than a
-/// refusal to run it, which a retry may get past (auth, limits, timeouts, 5xx).
+/// refusal to run it, which a retry may get past (auth, limits, timeouts, 5xx), or
+/// an answer from no handler at all (405).
 fn is_outcome(status: StatusCode) -> bool {
     !(status.is_server_error()
         || matches!(
             status,
             StatusCode::UNAUTHORIZED
                 | StatusCode::FORBIDDEN
+                | StatusCode::METHOD_NOT_ALLOWED
                 | StatusCode::REQUEST_TIMEOUT
                 | StatusCode::TOO_MANY_REQUESTS
         ))
@@ -210,12 +214,13 @@ fn replay(stored: StoredResponse) -> Response {
 /// different request is 422 `idempotency-key-reused`; a retry while the first is
 /// still running is 409 `idempotency-key-in-use`. Keys are scoped by client (cart,
 /// API key, or address), so clients can't see each other's outcomes.
-pub async fn idempotency(State(s): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn idempotency(s: &AppState, req: Request, next: Next) -> Response {
+    let run = |req, next| crate::hardening::deadline(s.request_timeout, req, next);
     if !matches!(*req.method(), Method::POST | Method::PUT | Method::DELETE) {
-        return next.run(req).await;
+        return run(req, next).await;
     }
     let key = match req.headers().get("idempotency-key").map(idempotency_key) {
-        None => return next.run(req).await,
+        None => return run(req, next).await,
         Some(Err(e)) => return e.into_response(),
         Some(Ok(k)) => k,
     };
@@ -254,7 +259,7 @@ pub async fn idempotency(State(s): State<AppState>, req: Request, next: Next) ->
             replay(stored)
         }
         Ok(IdempotencyClaim::Acquired) => {
-            let res = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+            let res = run(Request::from_parts(parts, Body::from(bytes)), next).await;
             settle(edge, &store_key, &owner, res).await
         }
     }

@@ -5,22 +5,19 @@
 use std::any::Any;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// The policy for API responses: nothing may be loaded, framed or executed.
 const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 
-/// Adds security headers a response doesn't set itself.
-pub async fn security_headers(req: Request, next: Next) -> Response {
-    let api = req.uri().path().starts_with("/v1/");
-    let mut res = next.run(req).await;
+/// Adds the security headers a response doesn't set itself (`api`: a `/v1/` route).
+pub fn security_headers(res: &mut Response, api: bool) {
     let h = res.headers_mut();
     let mut set = |name: HeaderName, value: &'static str| {
         h.entry(name).or_insert(HeaderValue::from_static(value));
@@ -34,14 +31,12 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
         // Carts, orders and availability are per-moment and often personal.
         set(header::CACHE_CONTROL, "no-store");
     }
-    res
 }
 
 /// Answers 503 `timeout` when the handler takes longer than the configured
 /// deadline. The work it started is not undone half-way: actors finish their
 /// message, and a checkout retried with its Idempotency-Key gets its outcome.
-pub async fn deadline(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let limit: Duration = s.request_timeout;
+pub async fn deadline(limit: Duration, req: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
         Err(_) => {

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::middleware::Next;
@@ -197,33 +197,36 @@ pub fn peer(req: &Request) -> Option<SocketAddr> {
     req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
 }
 
-/// Middleware: resolve the caller, apply rate limits, refuse invalid credentials,
-/// and report every denial.
-pub async fn admit(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+/// The route label of a request no route matched.
+pub const UNMATCHED: &str = "unmatched";
+
+/// For every `/v1/` request: resolve the caller, apply rate limits, refuse invalid
+/// credentials, run the rest (idempotency, the handler), and report every denial.
+pub async fn admit(s: &AppState, route: &str, mut req: Request, next: Next) -> Response {
     let peer = peer(&req);
-    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().clone();
-    // Operational endpoints (/health, /ready, /metrics, /docs) answer always:
-    // a probe's or scraper's own Authorization header must not turn them into 401s.
-    let resolved = if req.uri().path().starts_with("/v1/") {
-        resolve(req.headers(), &s.keys, &s).await
+    let resolved = resolve(req.headers(), &s.keys, s).await;
+    let limited = if s.edge.limits_enabled() {
+        let scope = match &resolved {
+            Ok(p) => p.scope(peer),
+            Err(_) => Principal::Anonymous.scope(peer),
+        };
+        crate::edge::rate_limit(s, req.method(), req.uri().path(), route, &scope).await
     } else {
-        Ok(Principal::Anonymous)
+        Ok(())
     };
-    let scope = match &resolved {
-        Ok(p) => p.scope(peer),
-        Err(_) => Principal::Anonymous.scope(peer),
-    };
-    let path = req.uri().path().to_owned();
-    let response = match crate::edge::rate_limit(&s, &method, &path, &route, &scope).await {
-        Err(limited) => limited.into_response(),
-        Ok(()) => match resolved {
-            Err(e) => e.into_response(),
-            Ok(principal) => {
-                req.extensions_mut().insert(principal);
-                next.run(req).await
+    let method = req.method().clone();
+    let response = match (limited, resolved) {
+        (Err(limited), _) => limited.into_response(),
+        (Ok(()), Err(e)) => e.into_response(),
+        (Ok(()), Ok(principal)) => {
+            req.extensions_mut().insert(principal);
+            if route == UNMATCHED {
+                // No route: nothing to make idempotent.
+                crate::hardening::deadline(s.request_timeout, req, next).await
+            } else {
+                crate::edge::idempotency(s, req, next).await
             }
-        },
+        }
     };
     if let Some(&Denied(reason)) = response.extensions().get::<Denied>() {
         let status = response.status().as_u16();
@@ -237,7 +240,7 @@ pub async fn admit(State(s): State<AppState>, mut req: Request, next: Next) -> R
             client = %peer.map(|p| p.ip().to_string()).unwrap_or_default(),
             "request denied"
         );
-        metrics::counter!("flashcore_auth_denied_total", "reason" => reason, "route" => route).increment(1);
+        metrics::counter!("flashcore_auth_denied_total", "reason" => reason, "route" => route.to_owned()).increment(1);
     }
     response
 }

@@ -20,7 +20,6 @@ use flashcore_persistence::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::auth::CartTokens;
 use crate::config::{Config, EdgeConfig, StoreKind};
@@ -28,7 +27,7 @@ use crate::edge::Edge;
 use crate::error::ApiError;
 use crate::hardening;
 use crate::routes::{api_router, ops};
-use crate::security::{self, ApiKeys};
+use crate::security::ApiKeys;
 use crate::state::AppState;
 
 /// A bound, ready-to-run flashcore.
@@ -176,7 +175,7 @@ impl Application {
         if config.edge.admin_key.is_some() {
             tracing::info!(target: "flashcore::security", "bootstrap admin key enabled (FLASHCORE_ADMIN_KEY)");
         }
-        let state = AppState {
+        let state = AppState::new(crate::state::Shared {
             engine: Arc::clone(&engine),
             tokens,
             metrics,
@@ -184,21 +183,18 @@ impl Application {
             keys: Arc::clone(&keys),
             edge: Arc::clone(&shared.edge),
             request_timeout: config.edge.request_timeout,
-        };
-        // Layers run outside-in in the reverse order of these calls: a request
-        // meets the panic guard, security headers, CORS, tracing, metrics, then
-        // `admit` (credentials, rate limits), idempotency, and the deadline last.
+        });
+        // A request meets the panic guard, CORS (if configured), the body limit,
+        // then `ops::pipeline`: credentials and rate limits, idempotency, the
+        // deadline, the handler; security headers and metrics on the way out.
+        // Unknown paths and methods get the same pipeline (the fallbacks are
+        // added before the layer).
         let router = api_router()
-            .layer(middleware::from_fn_with_state(state.clone(), hardening::deadline))
-            .layer(middleware::from_fn_with_state(state.clone(), crate::edge::idempotency))
-            .layer(middleware::from_fn_with_state(state.clone(), security::admit))
-            .layer(middleware::from_fn(ops::track_metrics))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
+            .layer(middleware::from_fn_with_state(state.clone(), ops::pipeline))
             .layer(DefaultBodyLimit::max(config.edge.max_body_bytes))
-            .layer(TraceLayer::new_for_http())
             .layer(tower::util::option_layer(hardening::cors(&config.edge.cors_origins)?))
-            .layer(middleware::from_fn(hardening::security_headers))
             .layer(CatchPanicLayer::custom(hardening::panic_response))
             .with_state(state);
         let listener =

@@ -12,9 +12,28 @@ use crate::edge::Edge;
 use crate::error::ApiError;
 use crate::security::ApiKeys;
 
-/// Shared handler state. Cheap to clone.
+/// Shared handler state: one `Arc`, because axum clones it for every middleware
+/// and handler of every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// Wraps the shared state.
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared {
     /// The engine, once start-up recovery has finished (until then: 503 `not-ready`).
     pub engine: Arc<OnceLock<Engine>>,
     /// Cart token issuer and checker.
@@ -31,13 +50,19 @@ pub struct AppState {
     pub request_timeout: std::time::Duration,
 }
 
-impl AppState {
+impl Shared {
     /// The engine, or 503 while recovery is still running.
     pub fn engine(&self) -> Result<&Engine, ApiError> {
         self.engine.get().ok_or_else(|| {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", "Recovery is still running.")
                 .retry_after(1)
         })
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
     }
 }
 
