@@ -485,6 +485,10 @@ impl Engine {
         self.0.ready.store(false, Ordering::Release);
         self.0.skus.close_all();
         self.0.carts.close_all();
+        // SKUs whose write-behind is paced register now, so the final flush has them.
+        for (_, a) in self.0.skus.actors() {
+            let _ = a.call(|reply| SkuMsg::RegisterDirty { reply: Some(reply) }, Some(Duration::from_secs(5))).await;
+        }
         match self.0.flusher.flush_now().await {
             Ok(n) => tracing::info!(snapshots = n, "final flush done"),
             Err(e) => tracing::error!(error = %e, "final flush failed"),

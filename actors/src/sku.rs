@@ -140,6 +140,12 @@ pub enum SkuMsg {
     },
     /// Timer: expire lapsed holds.
     Tick,
+    /// Register with the write-behind flusher now if a paced registration is
+    /// pending (the pacing timer, and shutdown before its final flush).
+    RegisterDirty {
+        /// Answered once registered (shutdown waits for it).
+        reply: Option<RpcReplyPort<()>>,
+    },
     /// Fault injection for supervision drills: the actor panics.
     Crash {
         /// Admission ticket.
@@ -170,9 +176,18 @@ pub struct SkuState {
     deps: SkuDeps,
     publisher: PublisherHandle,
     dirty: bool,
+    /// Dirty, but its registration with the flusher waits for `pace_until`.
+    deferred: bool,
+    /// Snapshots of a SKU with very many holds are expensive (tens of ms at 40k
+    /// holds): the next one is not asked for before this instant, so snapshotting
+    /// takes at most 1/[`SNAPSHOT_PACING`] of the actor's time.
+    pace_until: Option<std::time::Instant>,
     version: u64,
     next_wake: Option<Timestamp>,
 }
+
+/// A SKU actor spends at most one part in this many of its time on snapshots.
+pub const SNAPSHOT_PACING: u32 = 20;
 
 struct PublisherHandle(Box<dyn AvailabilityPublisher>);
 
@@ -212,7 +227,14 @@ impl SkuState {
         self.version += 1;
         if !self.dirty {
             self.dirty = true;
-            self.deps.flusher.mark_dirty(Box::new(myself.clone()));
+            let now = std::time::Instant::now();
+            match self.pace_until.filter(|&until| until > now) {
+                Some(until) => {
+                    self.deferred = true;
+                    myself.send_after(until - now, || SkuMsg::RegisterDirty { reply: None });
+                }
+                None => self.deps.flusher.mark_dirty(Box::new(myself.clone())),
+            }
         }
     }
 
@@ -268,7 +290,17 @@ impl Actor for SkuActor {
         let (inv, version, changed) = recover(&sku, &deps).await?;
         let version = crate::flusher::next_incarnation(version);
         let publisher = PublisherHandle(deps.feed.publisher(&sku));
-        let mut state = SkuState { sku, inv, deps, publisher, dirty: false, version, next_wake: None };
+        let mut state = SkuState {
+            sku,
+            inv,
+            deps,
+            publisher,
+            dirty: false,
+            deferred: false,
+            pace_until: None,
+            version,
+            next_wake: None,
+        };
         if changed {
             // Recovery replayed facts or dropped holds: write the result behind.
             state.changed(&myself);
@@ -340,8 +372,20 @@ impl Actor for SkuActor {
                 let _ = reply.send(state.inv.availability());
             }
             SkuMsg::Snapshot { reply } => {
+                let started = std::time::Instant::now();
                 state.dirty = false;
                 let _ = reply.send(state.record());
+                let cost = started.elapsed();
+                state.pace_until = (cost >= Duration::from_millis(1)).then(|| started + cost * (SNAPSHOT_PACING + 1));
+            }
+            SkuMsg::RegisterDirty { reply } => {
+                if state.deferred {
+                    state.deferred = false;
+                    state.deps.flusher.mark_dirty(Box::new(myself.clone()));
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(());
+                }
             }
             SkuMsg::Tick => {
                 state.next_wake = None;
