@@ -12,10 +12,11 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Issues and checks cart tokens.
+/// Issues and checks cart tokens. Holds the HMAC already keyed (the key's inner
+/// and outer pads computed once), so a check costs two SHA-256 blocks, not four.
 #[derive(Clone)]
 pub struct CartTokens {
-    key: Vec<u8>,
+    keyed: HmacSha256,
 }
 
 impl std::fmt::Debug for CartTokens {
@@ -27,7 +28,9 @@ impl std::fmt::Debug for CartTokens {
 impl CartTokens {
     /// Tokens signed with `key` (at least 32 bytes of secret recommended).
     pub fn new(key: impl Into<Vec<u8>>) -> Self {
-        CartTokens { key: key.into() }
+        // HMAC accepts keys of any length; this cannot fail.
+        let keyed = <HmacSha256 as Mac>::new_from_slice(&key.into()).unwrap_or_else(|_| unreachable!());
+        CartTokens { keyed }
     }
 
     /// Tokens signed with a random key: valid only for this process's lifetime.
@@ -37,8 +40,7 @@ impl CartTokens {
     }
 
     fn mac(&self, cart: &CartId) -> HmacSha256 {
-        // HMAC accepts keys of any length; this cannot fail.
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!());
+        let mut mac = self.keyed.clone();
         mac.update(b"cart:");
         mac.update(cart.to_string().as_bytes());
         mac

@@ -228,13 +228,7 @@ pub async fn idempotency(s: &AppState, req: Request, next: Next) -> Response {
     let scope = req.extensions().get::<Principal>().cloned().unwrap_or(Principal::Anonymous).scope(peer(&req));
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, edge.max_body).await else {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload-too-large",
-            "Payload too large",
-            "The body is larger than allowed.",
-        )
-        .into_response();
+        return ApiError::payload_too_large().into_response();
     };
     let store_key = format!("{scope}:{key}");
     let print = fingerprint(&parts.method, &parts.uri, &bytes);

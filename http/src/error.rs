@@ -102,6 +102,16 @@ impl ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, "Invalid request", detail)
     }
 
+    /// 413 for a body over the configured limit.
+    pub fn payload_too_large() -> Self {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Payload too large",
+            "The body is larger than allowed.",
+        )
+    }
+
     /// 404.
     pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, code, "Not found", detail)

@@ -1,7 +1,8 @@
 //! Extractors whose rejections are problem documents, so every malformed request
 //! gets a clear 4xx in the same shape as every other error.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -19,36 +20,45 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        // Parse to a JSON value first: serde's derived structs also accept arrays
-        // (fields by position), which a request body must never be.
-        match axum::Json::<serde_json::Value>::from_request(req, state).await {
-            Ok(axum::Json(v)) if !v.is_object() => {
-                Err(ApiError::invalid("invalid-body", "The body must be a JSON object."))
-            }
-            Ok(axum::Json(v)) => serde_json::from_value(v)
-                .map(Json)
-                .map_err(|e| ApiError::invalid("invalid-body", format!("The body does not match the schema: {e}"))),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+        if !is_json(req.headers()) {
+            return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
                 "Unsupported media type",
                 "Send the body as application/json.",
-            )),
-            Err(JsonRejection::JsonSyntaxError(e)) => {
-                Err(ApiError::bad_request("malformed-json", format!("The body is not valid JSON: {}", e.body_text())))
-            }
-            Err(JsonRejection::JsonDataError(e)) => {
-                Err(ApiError::invalid("invalid-body", format!("The body does not match the schema: {}", e.body_text())))
-            }
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload-too-large",
-                "Payload too large",
-                "The body is larger than allowed.",
-            )),
-            Err(e) => Err(ApiError::bad_request("invalid-body", e.body_text())),
+            ));
         }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::payload_too_large()
+            } else {
+                ApiError::bad_request("invalid-body", e.body_text())
+            }
+        })?;
+        // serde's derived structs also accept arrays (fields by position), which
+        // a request body must never be: only an object goes on to the schema.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                Ok(_) => Err(ApiError::invalid("invalid-body", "The body must be a JSON object.")),
+                Err(e) => Err(ApiError::bad_request("malformed-json", format!("The body is not valid JSON: {e}"))),
+            };
+        }
+        serde_json::from_slice(&bytes).map(Json).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => {
+                ApiError::invalid("invalid-body", format!("The body does not match the schema: {e}"))
+            }
+            _ => ApiError::bad_request("malformed-json", format!("The body is not valid JSON: {e}")),
+        })
     }
+}
+
+/// `application/json` or `application/<anything>+json`, parameters ignored.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(ct) = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
 impl<T: Serialize> IntoResponse for Json<T> {
