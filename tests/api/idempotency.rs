@@ -188,6 +188,11 @@ async fn a_retried_checkout_survives_a_restart(redis: bool) {
 
     let p = Process::start(&env).await;
     let retry = Buyer { base: p.base.clone(), ..buyer };
+    // The cart comes back checked out: placed orders are not written behind, the
+    // journal is their record and recovery reads the cart's state from it.
+    let cart = retry.cart().await;
+    assert_eq!(cart["status"], "checked_out");
+    assert_eq!(cart["order_id"], first["order_id"]);
     let again = retry.checkout("restart-1").await;
     assert_eq!(again.status(), StatusCode::CREATED);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
