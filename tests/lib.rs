@@ -60,6 +60,16 @@ impl TestApp {
         TestApp { base, client, engine, stop: Some(stop), task: Some(task) }
     }
 
+    /// Spawns flashcore with `config`, its shared edge state in Redis under a fresh
+    /// prefix (returned: the keys go when it drops) when `redis`, else in process.
+    pub async fn spawn_shared(mut config: Config, redis: bool) -> (TestApp, Option<RedisPrefix>) {
+        let prefix = if redis { Some(RedisPrefix::new().await) } else { None };
+        if let Some(p) = &prefix {
+            p.configure(&mut config, &test_redis_url());
+        }
+        (Self::spawn_with(config).await, prefix)
+    }
+
     /// Stops the app gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
@@ -147,8 +157,8 @@ impl TestApp {
 }
 
 impl TestApp {
-    /// Adds a product with `stock` units straight through the engine (operator
-    /// routes arrive with the security issue); returns its SKU.
+    /// Adds a product with `stock` units straight through the engine (quicker
+    /// than the operator API, which has tests of its own); returns its SKU.
     pub async fn add_product(&self, sku: &str, cents: i64, max_per_order: Option<u32>, stock: u64) -> String {
         use flashcore_domain::{Currency, Money, Product, Sku};
         let p = Product::new(

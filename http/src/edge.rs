@@ -214,9 +214,10 @@ fn replay(stored: StoredResponse) -> Response {
 /// different request is 422 `idempotency-key-reused`; a retry while the first is
 /// still running is 409 `idempotency-key-in-use`. Keys are scoped by client (cart,
 /// API key, or address), so clients can't see each other's outcomes.
-pub async fn idempotency(s: &AppState, req: Request, next: Next) -> Response {
+pub async fn idempotency(s: &AppState, route: &str, req: Request, next: Next) -> Response {
     let run = |req, next| crate::hardening::deadline(s.request_timeout, req, next);
-    if !matches!(*req.method(), Method::POST | Method::PUT | Method::DELETE) {
+    // No route, nothing to make idempotent; only state-changing methods are.
+    if route == crate::security::UNMATCHED || !matches!(*req.method(), Method::POST | Method::PUT | Method::DELETE) {
         return run(req, next).await;
     }
     let key = match req.headers().get("idempotency-key").map(idempotency_key) {

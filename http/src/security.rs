@@ -159,8 +159,8 @@ pub struct Denied(pub &'static str);
 
 /// The `Authorization` header as a principal. `Err` for a credential that is
 /// present but not valid (malformed, forged, unknown, revoked).
-async fn resolve(parts_headers: &axum::http::HeaderMap, keys: &ApiKeys, s: &AppState) -> Result<Principal, ApiError> {
-    let Some(value) = parts_headers.get(header::AUTHORIZATION) else {
+async fn resolve(headers: &axum::http::HeaderMap, s: &AppState) -> Result<Principal, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(Principal::Anonymous);
     };
     // The scheme name is case-insensitive (RFC 9110 §11.1).
@@ -172,7 +172,7 @@ async fn resolve(parts_headers: &axum::http::HeaderMap, keys: &ApiKeys, s: &AppS
         .map(|(_, token)| token.trim())
         .ok_or_else(|| deny_401("malformed", "The Authorization header must be 'Bearer <token>'."))?;
     if token.starts_with(API_KEY_PREFIX) {
-        return match keys.authenticate(token).await {
+        return match s.keys.authenticate(token).await {
             Ok(Some((id, role))) => Ok(Principal::Key { id, role }),
             Ok(None) => Err(deny_401("unknown-key", "The API key is not valid.")),
             Err(e) => {
@@ -204,7 +204,7 @@ pub const UNMATCHED: &str = "unmatched";
 /// credentials, run the rest (idempotency, the handler), and report every denial.
 pub async fn admit(s: &AppState, route: &str, mut req: Request, next: Next) -> Response {
     let peer = peer(&req);
-    let resolved = resolve(req.headers(), &s.keys, s).await;
+    let resolved = resolve(req.headers(), s).await;
     let limited = if s.edge.limits_enabled() {
         let scope = match &resolved {
             Ok(p) => p.scope(peer),
@@ -220,12 +220,7 @@ pub async fn admit(s: &AppState, route: &str, mut req: Request, next: Next) -> R
         (Ok(()), Err(e)) => e.into_response(),
         (Ok(()), Ok(principal)) => {
             req.extensions_mut().insert(principal);
-            if route == UNMATCHED {
-                // No route: nothing to make idempotent.
-                crate::hardening::deadline(s.request_timeout, req, next).await
-            } else {
-                crate::edge::idempotency(s, req, next).await
-            }
+            crate::edge::idempotency(s, route, req, next).await
         }
     };
     if let Some(&Denied(reason)) = response.extensions().get::<Denied>() {

@@ -38,7 +38,7 @@ pub struct Application {
     config: Config,
     engine: Arc<OnceLock<Engine>>,
     keys: Arc<ApiKeys>,
-    shared: Shared,
+    shared: EdgeAdapters,
     shutdown: watch::Sender<bool>,
 }
 
@@ -83,21 +83,21 @@ pub async fn open_stores(
 }
 
 /// What edge nodes share: Redis when configured, else in-process fallbacks.
-struct Shared {
+struct EdgeAdapters {
     edge: Arc<Edge>,
     feed: Arc<dyn AvailabilityFeed>,
     redis_feed: Option<Arc<RedisFeed>>,
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for EdgeAdapters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("edge", &self.edge).field("redis", &self.redis_feed.is_some()).finish()
+        f.debug_struct("EdgeAdapters").field("edge", &self.edge).field("redis", &self.redis_feed.is_some()).finish()
     }
 }
 
 /// Builds the shared-state adapters. Never waits for Redis: it is connected on
 /// first use, and the edge degrades while it is away (see [`crate::edge`]).
-fn shared_state(cfg: &EdgeConfig) -> anyhow::Result<Shared> {
+fn shared_state(cfg: &EdgeConfig) -> anyhow::Result<EdgeAdapters> {
     match &cfg.redis_url {
         Some(url) => {
             let redis = RedisEdge::new(url.expose(), &cfg.redis_prefix, cfg.redis_timeout)
@@ -105,12 +105,12 @@ fn shared_state(cfg: &EdgeConfig) -> anyhow::Result<Shared> {
             let feed = RedisFeed::start(&redis);
             let redis = Arc::new(redis);
             let edge = Edge::new(cfg, redis.clone(), redis, true);
-            Ok(Shared { edge: Arc::new(edge), feed: feed.clone(), redis_feed: Some(feed) })
+            Ok(EdgeAdapters { edge: Arc::new(edge), feed: feed.clone(), redis_feed: Some(feed) })
         }
         None => {
             let edge =
                 Edge::new(cfg, Arc::new(LocalIdempotency::default()), Arc::new(LocalRateLimiter::default()), false);
-            Ok(Shared { edge: Arc::new(edge), feed: Arc::new(LocalFeed::default()), redis_feed: None })
+            Ok(EdgeAdapters { edge: Arc::new(edge), feed: Arc::new(LocalFeed::default()), redis_feed: None })
         }
     }
 }

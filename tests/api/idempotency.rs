@@ -11,15 +11,8 @@ use flashcore_tests::{
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 
-/// An app keeping its idempotency keys in Redis (under a prefix dropped with the
-/// returned guard) or in process.
 async fn spawn(redis: bool) -> (TestApp, Option<RedisPrefix>) {
-    let mut config = test_config();
-    let prefix = if redis { Some(RedisPrefix::new().await) } else { None };
-    if let Some(p) = &prefix {
-        p.configure(&mut config, &test_redis_url());
-    }
-    (TestApp::spawn_with(config).await, prefix)
+    TestApp::spawn_shared(test_config(), redis).await
 }
 
 async fn replays_outcomes_and_refuses_a_changed_request(redis: bool) {

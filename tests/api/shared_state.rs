@@ -7,10 +7,8 @@ use std::time::Duration;
 
 use flashcore_actors::ports::{AvailabilityFeed, Quota};
 use flashcore_domain::Sku;
-use flashcore_persistence::redis::{RedisEdge, RedisFeed};
-use flashcore_tests::{
-    Buyer, ChaosProxy, RedisPrefix, TestApp, assert_problem, eventually, test_config, test_redis_url,
-};
+use flashcore_persistence::redis::RedisFeed;
+use flashcore_tests::{Buyer, ChaosProxy, RedisPrefix, TestApp, assert_problem, eventually, test_config};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -18,11 +16,7 @@ async fn spawn(redis: bool, client: Option<Quota>, sku: Option<Quota>) -> (TestA
     let mut config = test_config();
     config.edge.client_quota = client;
     config.edge.sku_quota = sku;
-    let prefix = if redis { Some(RedisPrefix::new().await) } else { None };
-    if let Some(p) = &prefix {
-        p.configure(&mut config, &test_redis_url());
-    }
-    (TestApp::spawn_with(config).await, prefix)
+    TestApp::spawn_shared(config, redis).await
 }
 
 async fn clients_are_limited_one_by_one(redis: bool) {
@@ -92,8 +86,7 @@ async fn a_hot_sku_admits_at_its_rate_in_process() {
 
 /// Another edge node's view: a feed on the same Redis prefix.
 fn other_node(prefix: &RedisPrefix) -> std::sync::Arc<RedisFeed> {
-    let edge = RedisEdge::new(&test_redis_url(), &prefix.prefix, Duration::from_secs(1)).unwrap();
-    RedisFeed::start(&edge)
+    RedisFeed::start(prefix.edge())
 }
 
 async fn seen_by(feed: &RedisFeed, sku: &str, available: u64) {
