@@ -14,7 +14,7 @@ use flashcore_domain::{
     StockFact,
 };
 use futures::future::join_all;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::catalog::CatalogCache;
 use crate::clock;
@@ -23,9 +23,12 @@ use crate::flusher::{Flusher, SnapshotRequest};
 use crate::gate::Ticket;
 use crate::journal::JournalWriter;
 use crate::metrics as m;
-use crate::ports::{AppendOutcome, EntityKind, PaymentError, PaymentRequest, Payments, SnapshotRecord, SnapshotStore};
+use crate::ports::{
+    AppendOutcome, EntityKind, PaymentError, PaymentRequest, Payments, SnapshotRecord, SnapshotStore, StateJson,
+};
 use crate::registry::Registry;
-use crate::sku::{PrepareReq, SkuMsg};
+use crate::reply::Reply;
+use crate::sku::{PrepareReq, ReserveReq, SkuMsg};
 
 /// What every cart actor shares.
 #[derive(Clone)]
@@ -65,7 +68,7 @@ pub enum CartMsg {
         /// Admission ticket.
         ticket: Ticket,
         /// Answer.
-        reply: RpcReplyPort<Cart>,
+        reply: Reply<Cart>,
     },
     /// Set a line's quantity (0 removes it).
     SetQuantity {
@@ -76,7 +79,7 @@ pub enum CartMsg {
         /// Units.
         qty: u32,
         /// Answer.
-        reply: RpcReplyPort<Result<Cart, EngineError>>,
+        reply: Reply<Result<Cart, EngineError>>,
     },
     /// Check out; answers the order and whether it is a replay of an earlier one.
     Checkout {
@@ -85,17 +88,17 @@ pub enum CartMsg {
         /// Payment and key.
         req: CheckoutRequest,
         /// Answer.
-        reply: RpcReplyPort<Result<(Order, bool), EngineError>>,
+        reply: Reply<Result<(Order, bool), EngineError>>,
     },
     /// Serialize state for write-behind (marks the actor clean).
     Snapshot {
         /// Answer.
-        reply: RpcReplyPort<SnapshotRecord>,
+        reply: Reply<SnapshotRecord>,
     },
     /// Save state now and stop (sent by the registry with the gate closed).
     Passivate {
         /// Answer.
-        reply: RpcReplyPort<Result<(), String>>,
+        reply: Reply<Result<(), String>>,
     },
 }
 
@@ -128,7 +131,7 @@ impl CartState {
             pos: Default::default(),
             epoch: self.deps.epoch,
             version: self.version,
-            state: serde_json::to_value(&self.cart).unwrap_or(serde_json::Value::Null),
+            state: StateJson::encode(&self.cart).expect("a cart always serializes"),
         }
     }
 
@@ -143,13 +146,8 @@ impl CartState {
                 let result = self
                     .deps
                     .skus
-                    .call(&sku, true, |ticket, reply| SkuMsg::Reserve {
-                        ticket,
-                        hold: hold_id,
-                        cart,
-                        qty,
-                        expires_at,
-                        reply,
+                    .call(&sku, true, |ticket, reply| {
+                        SkuMsg::Reserve(Box::new(ReserveReq { ticket, hold: hold_id, cart, qty, expires_at, reply }))
                     })
                     .await
                     .map_err(EngineError::from)?;
@@ -363,7 +361,9 @@ async fn deliver_commit(skus: Arc<Registry<Sku, SkuMsg>>, fact: StockFact) {
 pub async fn recover(id: CartId, deps: &CartDeps) -> Result<(Cart, u64, bool), crate::ports::StoreError> {
     let (mut cart, version, mut changed) = match deps.snapshots.load(EntityKind::Cart, &id.to_string()).await? {
         Some(rec) => {
-            let cart: Cart = serde_json::from_value(rec.state)
+            let cart: Cart = rec
+                .state
+                .decode()
                 .map_err(|e| crate::ports::StoreError(format!("corrupt snapshot of cart {id}: {e}")))?;
             (cart, rec.version, false)
         }
@@ -454,7 +454,7 @@ impl Actor for CartActor {
 }
 
 impl SnapshotRequest for CartMsg {
-    fn snapshot_request(reply: RpcReplyPort<SnapshotRecord>) -> Self {
+    fn snapshot_request(reply: Reply<SnapshotRecord>) -> Self {
         CartMsg::Snapshot { reply }
     }
 }

@@ -22,6 +22,7 @@ use crate::flusher::{FlushStatsView, Flusher};
 use crate::journal::{JournalStatsView, JournalWriter};
 use crate::ports::{AvailabilityFeed, Catalog, Journal, Payments, SnapshotStore, StoreError};
 use crate::registry::{Activator, Registry, RegistryConfig, RegistryError, RegistryStats};
+use crate::reply::ask;
 use crate::sku::{SkuActor, SkuDeps, SkuMsg, StockChange, StockChangeError};
 use crate::supervisor::{EntitySupervisor, SupervisorMsg};
 
@@ -487,7 +488,7 @@ impl Engine {
         self.0.carts.close_all();
         // SKUs whose write-behind is paced register now, so the final flush has them.
         for (_, a) in self.0.skus.actors() {
-            let _ = a.call(|reply| SkuMsg::RegisterDirty { reply: Some(reply) }, Some(Duration::from_secs(5))).await;
+            let _ = ask(&a, |reply| SkuMsg::RegisterDirty { reply: Some(reply) }, Some(Duration::from_secs(5))).await;
         }
         match self.0.flusher.flush_now().await {
             Ok(n) => tracing::info!(snapshots = n, "final flush done"),

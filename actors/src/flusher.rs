@@ -32,16 +32,13 @@ pub fn next_incarnation(stored: u64) -> u64 {
 /// An actor message type that can ask the actor for its snapshot.
 pub trait SnapshotRequest: ractor::Message + Sized {
     /// The request, answered on `reply` (the actor marks itself clean).
-    fn snapshot_request(reply: ractor::RpcReplyPort<SnapshotRecord>) -> Self;
+    fn snapshot_request(reply: crate::reply::Reply<SnapshotRecord>) -> Self;
 }
 
 #[async_trait]
 impl<M: SnapshotRequest> SnapshotSource for ractor::ActorRef<M> {
     async fn snapshot(&self) -> Option<SnapshotRecord> {
-        match self.call(M::snapshot_request, Some(Duration::from_secs(5))).await {
-            Ok(ractor::rpc::CallResult::Success(r)) => Some(r),
-            _ => None,
-        }
+        crate::reply::ask(self, M::snapshot_request, Some(Duration::from_secs(5))).await.ok()
     }
 }
 

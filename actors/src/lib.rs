@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod payments;
 pub mod ports;
 pub mod registry;
+pub mod reply;
 pub mod sku;
 pub mod supervisor;
 pub(crate) mod sync;

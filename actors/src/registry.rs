@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use dashmap::DashMap;
-use ractor::rpc::CallResult;
-use ractor::{ActorCell, ActorId, ActorRef, Message, RpcReplyPort};
+use ractor::{ActorCell, ActorId, ActorRef, Message};
 use serde::Serialize;
 use tokio::sync::{OnceCell, watch};
 
 use crate::gate::{Gate, Refusal, Ticket};
 use crate::metrics as m;
+use crate::reply::{AskError, Reply, ask};
 
 /// Starts the actor for one id, linked to `supervisor`, with its state recovered.
 #[async_trait]
@@ -276,14 +276,14 @@ where
     pub async fn call<R, F>(&self, key: &K, bounded: bool, build: F) -> Result<R, RegistryError>
     where
         R: Send + 'static,
-        F: FnOnce(Ticket, RpcReplyPort<R>) -> M,
+        F: FnOnce(Ticket, Reply<R>) -> M,
     {
         let (actor, ticket) = self.enter(key, bounded).await?;
-        match actor.call(|reply| build(ticket, reply), Some(self.cfg.call_timeout)).await {
-            Ok(CallResult::Success(r)) => Ok(r),
-            Ok(CallResult::Timeout) => Err(RegistryError::Timeout),
-            Ok(CallResult::SenderError) => Err(RegistryError::ActorFailed),
-            Err(_) => {
+        match ask(&actor, |reply| build(ticket, reply), Some(self.cfg.call_timeout)).await {
+            Ok(r) => Ok(r),
+            Err(AskError::Timeout) => Err(RegistryError::Timeout),
+            Err(AskError::NoAnswer) => Err(RegistryError::ActorFailed),
+            Err(AskError::NotRunning) => {
                 self.retire_actor(key, actor.get_id());
                 Err(RegistryError::ActorFailed)
             }
@@ -325,7 +325,7 @@ where
     /// were passivated.
     pub async fn passivate_idle<F>(&self, idle: Duration, make: F) -> usize
     where
-        F: Fn(RpcReplyPort<Result<(), String>>) -> M,
+        F: Fn(Reply<Result<(), String>>) -> M,
     {
         let cutoff = self.now_ms().saturating_sub(idle.as_millis() as u64);
         let candidates: Vec<(K, Arc<Slot<M>>)> = self
@@ -340,14 +340,14 @@ where
                 continue;
             }
             slot.phase.send_replace(Phase::Closing);
-            match slot.actor.call(&make, Some(self.cfg.call_timeout)).await {
-                Ok(CallResult::Success(Ok(()))) => {
+            match ask(&slot.actor, &make, Some(self.cfg.call_timeout)).await {
+                Ok(Ok(())) => {
                     self.retire(&key, &slot);
                     n += 1;
                     self.counters.passivations.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!(m::ACTOR_PASSIVATIONS, "kind" => self.cfg.kind).increment(1);
                 }
-                Ok(CallResult::Success(Err(e))) => {
+                Ok(Err(e)) => {
                     tracing::warn!(kind = self.cfg.kind, entity.id = %key, error = %e, "passivation failed; staying active");
                     slot.gate.reopen();
                     slot.phase.send_replace(Phase::Open);

@@ -13,7 +13,7 @@ use flashcore_domain::{
     Availability, CartId, HoldId, Inventory, InventoryError, InventorySnapshot, JournalEntry, OrderId, Sku, StockFact,
     StockFactKind, Timestamp,
 };
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::clock;
 use crate::flusher::{Flusher, SnapshotRequest};
@@ -21,8 +21,10 @@ use crate::gate::Ticket;
 use crate::journal::JournalWriter;
 use crate::metrics as m;
 use crate::ports::{
-    AppendOutcome, AvailabilityFeed, AvailabilityPublisher, EntityKind, SnapshotRecord, SnapshotStore, StoreError,
+    AppendOutcome, AvailabilityFeed, AvailabilityPublisher, EntityKind, SnapshotRecord, SnapshotStore, StateJson,
+    StoreError,
 };
+use crate::reply::Reply;
 
 /// What every SKU actor shares.
 #[derive(Clone)]
@@ -68,22 +70,9 @@ pub enum StockChangeError {
 /// Messages to a SKU actor. Requests from the registry carry a [`Ticket`].
 #[derive(Debug)]
 pub enum SkuMsg {
-    /// Create or resize a hold until `expires_at`. The caller reads the clock, so
-    /// the actor's serialized section does not.
-    Reserve {
-        /// Admission ticket.
-        ticket: Ticket,
-        /// The hold.
-        hold: HoldId,
-        /// Its cart.
-        cart: CartId,
-        /// Units.
-        qty: u32,
-        /// When it lapses.
-        expires_at: Timestamp,
-        /// Answer.
-        reply: RpcReplyPort<Result<(), InventoryError>>,
-    },
+    /// Create or resize a hold. Boxed: it is the hottest request, and every
+    /// message of the actor moves at the size of its largest variant.
+    Reserve(Box<ReserveReq>),
     /// Drop a hold; answers the units freed (if asked: a cast needs no answer).
     Release {
         /// Admission ticket.
@@ -91,7 +80,7 @@ pub enum SkuMsg {
         /// The hold.
         hold: HoldId,
         /// Answer.
-        reply: Option<RpcReplyPort<Result<u32, InventoryError>>>,
+        reply: Option<Reply<Result<u32, InventoryError>>>,
     },
     /// Mark holds as committing for an order (all or nothing). Boxed: it is rare
     /// and the largest request, and every message moves at the enum's size.
@@ -101,7 +90,7 @@ pub enum SkuMsg {
         /// The order, cart and holds.
         req: Box<PrepareReq>,
         /// Answer.
-        reply: RpcReplyPort<Result<(), InventoryError>>,
+        reply: Reply<Result<(), InventoryError>>,
     },
     /// Apply journal facts that have committed (turns holds into sold units).
     Commit {
@@ -124,19 +113,19 @@ pub enum SkuMsg {
         /// The change.
         change: StockChange,
         /// Answer.
-        reply: RpcReplyPort<Result<Availability, StockChangeError>>,
+        reply: Reply<Result<Availability, StockChangeError>>,
     },
     /// Current counts.
     Get {
         /// Admission ticket.
         ticket: Ticket,
         /// Answer.
-        reply: RpcReplyPort<Availability>,
+        reply: Reply<Availability>,
     },
     /// Serialize state for write-behind (marks the actor clean).
     Snapshot {
         /// Answer.
-        reply: RpcReplyPort<SnapshotRecord>,
+        reply: Reply<SnapshotRecord>,
     },
     /// Timer: expire lapsed holds.
     Tick,
@@ -144,13 +133,31 @@ pub enum SkuMsg {
     /// pending (the pacing timer, and shutdown before its final flush).
     RegisterDirty {
         /// Answered once registered (shutdown waits for it).
-        reply: Option<RpcReplyPort<()>>,
+        reply: Option<Reply<()>>,
     },
     /// Fault injection for supervision drills: the actor panics.
     Crash {
         /// Admission ticket.
         ticket: Ticket,
     },
+}
+
+/// What a [`SkuMsg::Reserve`] asks for: hold `hold` for `cart` until `expires_at`.
+/// The caller reads the clock, so the actor's serialized section does not.
+#[derive(Debug)]
+pub struct ReserveReq {
+    /// Admission ticket.
+    pub ticket: Ticket,
+    /// The hold.
+    pub hold: HoldId,
+    /// Its cart.
+    pub cart: CartId,
+    /// Units.
+    pub qty: u32,
+    /// When it lapses.
+    pub expires_at: Timestamp,
+    /// Answer.
+    pub reply: Reply<Result<(), InventoryError>>,
 }
 
 /// What a [`SkuMsg::Prepare`] asks for.
@@ -203,8 +210,8 @@ impl std::fmt::Debug for PublisherHandle {
 pub async fn recover(sku: &Sku, deps: &SkuDeps) -> Result<(Inventory, u64, bool), StoreError> {
     let (mut inv, version) = match deps.snapshots.load(EntityKind::Sku, sku.as_str()).await? {
         Some(rec) => {
-            let snap: InventorySnapshot = serde_json::from_value(rec.state)
-                .map_err(|e| StoreError(format!("corrupt snapshot of SKU {sku}: {e}")))?;
+            let snap: InventorySnapshot =
+                rec.state.decode().map_err(|e| StoreError(format!("corrupt snapshot of SKU {sku}: {e}")))?;
             (Inventory::restore(snap), rec.version)
         }
         None => (Inventory::new(0), 0),
@@ -255,7 +262,7 @@ impl SkuState {
             pos: self.inv.watermark(),
             epoch: self.deps.epoch,
             version: self.version,
-            state: serde_json::to_value(self.inv.snapshot()).unwrap_or(serde_json::Value::Null),
+            state: StateJson::encode(&self.inv.snapshot()).expect("an inventory always serializes"),
         }
     }
 
@@ -320,7 +327,8 @@ impl Actor for SkuActor {
         match msg {
             // Hot path: answer as soon as the state changed, then do the
             // housekeeping (publish, write-behind, timer) while the caller runs.
-            SkuMsg::Reserve { ticket: _ticket, hold, cart, qty, expires_at, reply } => {
+            SkuMsg::Reserve(req) => {
+                let ReserveReq { ticket: _ticket, hold, cart, qty, expires_at, reply } = *req;
                 let result = state.inv.reserve(hold, cart, qty, expires_at);
                 let ok = result.is_ok();
                 let _ = reply.send(result);
@@ -362,7 +370,9 @@ impl Actor for SkuActor {
                 }
             }
             SkuMsg::Adjust { ticket: _ticket, change, reply } => {
-                let result = state.adjust(change).await;
+                // Boxed: the journal append's future is large, and an unboxed
+                // await here would size (and copy) every message's handler future.
+                let result = Box::pin(state.adjust(change)).await;
                 if result.is_ok() {
                     state.changed(&myself);
                 }
@@ -405,7 +415,7 @@ impl Actor for SkuActor {
 }
 
 impl SnapshotRequest for SkuMsg {
-    fn snapshot_request(reply: RpcReplyPort<SnapshotRecord>) -> Self {
+    fn snapshot_request(reply: Reply<SnapshotRecord>) -> Self {
         SkuMsg::Snapshot { reply }
     }
 }

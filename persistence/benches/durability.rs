@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use flashcore_actors::flusher::{Flusher, SnapshotSource};
 use flashcore_actors::journal::JournalWriter;
-use flashcore_actors::ports::{AppendOutcome, Catalog, EntityKind, Journal, SnapshotRecord, SnapshotStore};
+use flashcore_actors::ports::{AppendOutcome, Catalog, EntityKind, Journal, SnapshotRecord, SnapshotStore, StateJson};
 use flashcore_domain::{Cart, CartId, Currency, HoldId, JournalEntry, JournalPos, Money, Order, OrderId, Product, Sku};
 use flashcore_persistence::postgres::{PgStore, TestDatabase, test_server_url};
 use flashcore_persistence::sqlite::SqliteStore;
@@ -306,7 +306,7 @@ impl SnapshotSource for DirtyCart {
             pos: JournalPos::default(),
             epoch: 1,
             version: self.version,
-            state: serde_json::to_value(&*self.cart).ok()?,
+            state: StateJson::encode(&*self.cart).ok()?,
         })
     }
 }

@@ -27,7 +27,8 @@ use flashcore_actors::flusher::Flusher;
 use flashcore_actors::gate::Ticket;
 use flashcore_actors::journal::JournalWriter;
 use flashcore_actors::ports::SnapshotStore;
-use flashcore_actors::sku::{SkuActor, SkuDeps, SkuMsg, StockChange};
+use flashcore_actors::reply::ask;
+use flashcore_actors::sku::{ReserveReq, SkuActor, SkuDeps, SkuMsg, StockChange};
 use flashcore_domain::{Availability, CartId, HoldId, Sku};
 use flashcore_persistence::memory::{LocalFeed, MemoryJournal, MemorySnapshots};
 use ractor::rpc::CallResult;
@@ -105,44 +106,47 @@ async fn start_sku() -> ActorRef<SkuMsg> {
     let deps = SkuDeps { journal, feed: Arc::new(LocalFeed::default()), flusher, snapshots, epoch: 1 };
     let sku = Sku::parse("BENCH-SKU-1").expect("valid sku");
     let (actor, _) = Actor::spawn(None, SkuActor, (sku, deps)).await.expect("SKU actor starts");
-    let stocked = actor
-        .call(
-            |reply| SkuMsg::Adjust { ticket: Ticket::untracked(), change: StockChange::SetTotal(1_000_000), reply },
-            None,
-        )
-        .await;
+    let stocked = ask(
+        &actor,
+        |reply| SkuMsg::Adjust { ticket: Ticket::untracked(), change: StockChange::SetTotal(1_000_000), reply },
+        None,
+    )
+    .await;
     match stocked {
-        Ok(CallResult::Success(Ok(a))) => assert_eq!(a.available, 1_000_000),
+        Ok(Ok(a)) => assert_eq!(a.available, 1_000_000),
         _ => panic!("stocking the SKU failed"),
     }
     actor
 }
 
 async fn sku_get(actor: &ActorRef<SkuMsg>) -> Availability {
-    match actor.call(|reply| SkuMsg::Get { ticket: Ticket::untracked(), reply }, None).await {
-        Ok(CallResult::Success(a)) => a,
+    match ask(actor, |reply| SkuMsg::Get { ticket: Ticket::untracked(), reply }, None).await {
+        Ok(a) => a,
         _ => panic!("SKU get failed"),
     }
 }
 
 async fn sku_pairs(actor: ActorRef<SkuMsg>, cart: CartId, holds: Vec<HoldId>) {
     for hold in holds {
-        let reserved = actor
-            .call(
-                |reply| SkuMsg::Reserve {
+        let expires_at = flashcore_actors::clock::now().plus_millis(TTL.as_millis() as u64);
+        let reserved = ask(
+            &actor,
+            |reply| {
+                SkuMsg::Reserve(Box::new(ReserveReq {
                     ticket: Ticket::untracked(),
                     hold,
                     cart,
                     qty: 1,
-                    expires_at: flashcore_actors::clock::now().plus_millis(TTL.as_millis() as u64),
+                    expires_at,
                     reply,
-                },
-                None,
-            )
-            .await;
+                }))
+            },
+            None,
+        )
+        .await;
         match reserved {
-            Ok(CallResult::Success(Ok(()))) => {}
-            Ok(CallResult::Success(Err(e))) => panic!("reserve refused: {e}"),
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("reserve refused: {e}"),
             _ => panic!("reserve call failed"),
         }
         if actor.cast(SkuMsg::Release { ticket: Ticket::untracked(), hold, reply: None }).is_err() {

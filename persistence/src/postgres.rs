@@ -360,7 +360,7 @@ impl SnapshotStore for PgStore {
             pos.push(to_i64(r.pos.0)?);
             epoch.push(to_i64(r.epoch)?);
             version.push(to_i64(r.version)?);
-            state.push(r.state.to_string());
+            state.push(r.state.as_str());
         }
         // A single statement is one transaction.
         sqlx::query(

@@ -5,7 +5,7 @@
 //! conversions serves both. A row that does not decode is a corrupt store: it is
 //! reported as a [`StoreError`], never papered over.
 
-use flashcore_actors::ports::{ApiKeyRecord, EntityKind, Role, SnapshotRecord, StoreError};
+use flashcore_actors::ports::{ApiKeyRecord, EntityKind, Role, SnapshotRecord, StateJson, StoreError};
 use flashcore_domain::{
     CartId, Currency, HoldId, JournalPos, Money, Order, OrderId, OrderLine, Product, Sku, StockFact, StockFactKind,
     Timestamp,
@@ -220,7 +220,7 @@ pub fn snapshot(
         pos: JournalPos(unsigned(pos)?),
         epoch: unsigned(epoch)?,
         version: unsigned(version)?,
-        state: serde_json::from_str(&state).map_err(|e| corrupt("snapshot state", e))?,
+        state: StateJson::from_stored(state),
     })
 }
 

@@ -275,7 +275,7 @@ impl SnapshotStore for SqliteStore {
             .bind(to_i64(r.pos.0)?)
             .bind(to_i64(r.epoch)?)
             .bind(to_i64(r.version)?)
-            .bind(r.state.to_string())
+            .bind(r.state.as_str())
             .execute(&mut *tx)
             .await
             .map_err(db)?;

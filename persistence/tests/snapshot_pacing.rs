@@ -11,28 +11,31 @@ use flashcore_actors::flusher::Flusher;
 use flashcore_actors::gate::Ticket;
 use flashcore_actors::journal::JournalWriter;
 use flashcore_actors::ports::{EntityKind, SnapshotStore};
+use flashcore_actors::reply::ask;
+use flashcore_actors::sku::ReserveReq;
 use flashcore_actors::sku::{SkuActor, SkuDeps, SkuMsg, StockChange};
 use flashcore_domain::{CartId, HoldId, Sku};
 use flashcore_persistence::memory::{LocalFeed, MemoryJournal, MemorySnapshots};
 use ractor::Actor;
-use ractor::rpc::CallResult;
 
 async fn reserve(actor: &ractor::ActorRef<SkuMsg>, cart: CartId) {
     let expires_at = flashcore_actors::clock::now().plus_millis(600_000);
-    let r = actor
-        .call(
-            |reply| SkuMsg::Reserve {
+    let r = ask(
+        actor,
+        |reply| {
+            SkuMsg::Reserve(Box::new(ReserveReq {
                 ticket: Ticket::untracked(),
                 hold: HoldId::new(),
                 cart,
                 qty: 1,
                 expires_at,
                 reply,
-            },
-            None,
-        )
-        .await;
-    assert!(matches!(r, Ok(CallResult::Success(Ok(())))), "reserve");
+            }))
+        },
+        None,
+    )
+    .await;
+    assert!(matches!(r, Ok(Ok(()))), "reserve");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,13 +54,13 @@ async fn an_expensive_snapshot_paces_the_next_and_shutdown_still_gets_the_last_s
     };
     let sku = Sku::parse("PACED-1").unwrap();
     let (actor, _) = Actor::spawn(None, SkuActor, (sku.clone(), deps)).await.unwrap();
-    let stocked = actor
-        .call(
-            |reply| SkuMsg::Adjust { ticket: Ticket::untracked(), change: StockChange::SetTotal(100_000), reply },
-            None,
-        )
-        .await;
-    assert!(matches!(stocked, Ok(CallResult::Success(Ok(_)))));
+    let stocked = ask(
+        &actor,
+        |reply| SkuMsg::Adjust { ticket: Ticket::untracked(), change: StockChange::SetTotal(100_000), reply },
+        None,
+    )
+    .await;
+    assert!(matches!(stocked, Ok(Ok(_))));
 
     // Many holds make the snapshot cost well over a millisecond.
     let cart = CartId::new();
@@ -65,8 +68,9 @@ async fn an_expensive_snapshot_paces_the_next_and_shutdown_still_gets_the_last_s
         reserve(&actor, cart).await;
     }
     assert_eq!(flusher.flush_now().await.unwrap(), 1, "the first snapshot is taken at once");
-    let held =
-        |rec: Option<flashcore_actors::ports::SnapshotRecord>| rec.unwrap().state["holds"].as_array().unwrap().len();
+    let held = |rec: Option<flashcore_actors::ports::SnapshotRecord>| {
+        rec.unwrap().state.decode::<serde_json::Value>().unwrap()["holds"].as_array().unwrap().len()
+    };
     assert_eq!(held(snapshots.load(EntityKind::Sku, "PACED-1").await.unwrap()), 3_000);
 
     // The next change waits for its turn instead of being snapshotted again now.
@@ -74,8 +78,8 @@ async fn an_expensive_snapshot_paces_the_next_and_shutdown_still_gets_the_last_s
     assert_eq!(flusher.flush_now().await.unwrap(), 0, "paced: not asked yet");
 
     // Shutdown's registration (or the pacing timer) brings it in.
-    let registered = actor.call(|reply| SkuMsg::RegisterDirty { reply: Some(reply) }, None).await;
-    assert!(matches!(registered, Ok(CallResult::Success(()))));
+    let registered = ask(&actor, |reply| SkuMsg::RegisterDirty { reply: Some(reply) }, None).await;
+    assert_eq!(registered, Ok(()));
     assert_eq!(flusher.flush_now().await.unwrap(), 1);
     assert_eq!(held(snapshots.load(EntityKind::Sku, "PACED-1").await.unwrap()), 3_001);
     actor.stop(None);
