@@ -419,3 +419,15 @@ impl SnapshotRequest for SkuMsg {
         SkuMsg::Snapshot { reply }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Every message moves at the enum's size, several times per request: keep
+    /// the hot requests' payloads boxed or small (see `crate::reply`).
+    #[test]
+    fn messages_stay_small() {
+        assert!(std::mem::size_of::<SkuMsg>() <= 40, "SkuMsg is {} bytes", std::mem::size_of::<SkuMsg>());
+    }
+}

@@ -11,9 +11,10 @@
 //! Each is run with 1 caller task and with 64 caller tasks sharing the single
 //! actor, on a 2-worker multi-thread tokio runtime. Callers are tasks spawned from
 //! a worker (as a server's handler tasks are), and each sample ends with one extra
-//! call so the last casts are handled inside the timed part. Calls carry no
-//! timeout, like `ActorRef::call(.., None)`; the registry's timeout and gate are
-//! not measured.
+//! call so the last casts are handled inside the timed part. Each side calls the
+//! way its callers do: the bare actor with ractor's `ActorRef::call(.., None)`,
+//! the SKU actor with [`flashcore_actors::reply::ask`] (its leaner reply handle),
+//! both without a timeout; the registry's timeout and gate are not measured.
 //!
 //! On a 2-core machine the figures can shift between runs by up to 2x (worker
 //! park/unpark dynamics): compare bare and SKU from the same run.
