@@ -147,7 +147,7 @@ impl CartState {
                     .deps
                     .skus
                     .call(&sku, true, |ticket, reply| {
-                        SkuMsg::Reserve(Box::new(ReserveReq { ticket, hold: hold_id, cart, qty, expires_at, reply }))
+                        ReserveReq { ticket, hold: hold_id, cart, qty, expires_at, reply }.into()
                     })
                     .await
                     .map_err(EngineError::from)?;

@@ -160,6 +160,13 @@ pub struct ReserveReq {
     pub reply: Reply<Result<(), InventoryError>>,
 }
 
+impl From<ReserveReq> for SkuMsg {
+    /// Boxes the request: callers need not know the message's layout.
+    fn from(req: ReserveReq) -> Self {
+        SkuMsg::Reserve(Box::new(req))
+    }
+}
+
 /// What a [`SkuMsg::Prepare`] asks for.
 #[derive(Debug)]
 pub struct PrepareReq {

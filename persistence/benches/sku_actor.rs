@@ -132,16 +132,7 @@ async fn sku_pairs(actor: ActorRef<SkuMsg>, cart: CartId, holds: Vec<HoldId>) {
         let expires_at = flashcore_actors::clock::now().plus_millis(TTL.as_millis() as u64);
         let reserved = ask(
             &actor,
-            |reply| {
-                SkuMsg::Reserve(Box::new(ReserveReq {
-                    ticket: Ticket::untracked(),
-                    hold,
-                    cart,
-                    qty: 1,
-                    expires_at,
-                    reply,
-                }))
-            },
+            |reply| ReserveReq { ticket: Ticket::untracked(), hold, cart, qty: 1, expires_at, reply }.into(),
             None,
         )
         .await;

@@ -12,8 +12,7 @@ use flashcore_actors::gate::Ticket;
 use flashcore_actors::journal::JournalWriter;
 use flashcore_actors::ports::{EntityKind, SnapshotStore};
 use flashcore_actors::reply::ask;
-use flashcore_actors::sku::ReserveReq;
-use flashcore_actors::sku::{SkuActor, SkuDeps, SkuMsg, StockChange};
+use flashcore_actors::sku::{ReserveReq, SkuActor, SkuDeps, SkuMsg, StockChange};
 use flashcore_domain::{CartId, HoldId, Sku};
 use flashcore_persistence::memory::{LocalFeed, MemoryJournal, MemorySnapshots};
 use ractor::Actor;
@@ -22,16 +21,7 @@ async fn reserve(actor: &ractor::ActorRef<SkuMsg>, cart: CartId) {
     let expires_at = flashcore_actors::clock::now().plus_millis(600_000);
     let r = ask(
         actor,
-        |reply| {
-            SkuMsg::Reserve(Box::new(ReserveReq {
-                ticket: Ticket::untracked(),
-                hold: HoldId::new(),
-                cart,
-                qty: 1,
-                expires_at,
-                reply,
-            }))
-        },
+        |reply| ReserveReq { ticket: Ticket::untracked(), hold: HoldId::new(), cart, qty: 1, expires_at, reply }.into(),
         None,
     )
     .await;
