@@ -130,7 +130,8 @@ pub enum SkuMsg {
     /// Timer: expire lapsed holds.
     Tick,
     /// Register with the write-behind flusher now if a paced registration is
-    /// pending (the pacing timer, and shutdown before its final flush).
+    /// pending (the pacing timer). With a reply (shutdown, before its final
+    /// flush) also if journal facts were applied since the last snapshot.
     RegisterDirty {
         /// Answered once registered (shutdown waits for it).
         reply: Option<Reply<()>>,
@@ -196,12 +197,18 @@ pub struct SkuState {
     /// holds): the next one is not asked for before this instant, so snapshotting
     /// takes at most 1/[`SNAPSHOT_PACING`] of the actor's time.
     pace_until: Option<std::time::Instant>,
+    /// Journal facts applied since the last snapshot (see [`SkuState::journaled`]).
+    facts_since_snapshot: usize,
     version: u64,
     next_wake: Option<Timestamp>,
 }
 
 /// A SKU actor spends at most one part in this many of its time on snapshots.
 pub const SNAPSHOT_PACING: u32 = 20;
+
+/// A SKU that only applied journal facts since its last snapshot takes a new one
+/// (a checkpoint) after this many, so recovery never replays many more.
+pub const CHECKPOINT_FACTS: usize = 10_000;
 
 struct PublisherHandle(Box<dyn AvailabilityPublisher>);
 
@@ -236,9 +243,38 @@ pub async fn recover(sku: &Sku, deps: &SkuDeps) -> Result<(Inventory, u64, bool)
 }
 
 impl SkuState {
+    /// A change only the snapshot keeps (holds taken, released, resized, expired):
+    /// written behind within `flush_interval` (paced for very large SKUs).
     fn changed(&mut self, myself: &ActorRef<SkuMsg>) {
         self.publisher.0.publish(self.inv.availability());
         self.version += 1;
+        self.register_dirty(myself);
+    }
+
+    /// A change recovery rebuilds without a new snapshot: `facts` sold facts
+    /// applied from the journal, or holds prepared for or returned from an order.
+    ///
+    /// Recovery loads the last snapshot, applies the journal's facts after its
+    /// watermark and those of the orders it shows committing, then returns every
+    /// committing hold to held. A fact not applied when a snapshot was taken is
+    /// either after that snapshot's watermark or of an order the snapshot shows
+    /// committing (positions follow commit order, and an order is prepared before
+    /// it is journaled), so it is replayed either way, and prepared or aborted
+    /// marks are undone by recovery anyway. Checkouts therefore never rewrite a
+    /// hot SKU's snapshot (megabytes with tens of thousands of holds); a
+    /// checkpoint after [`CHECKPOINT_FACTS`] bounds the replay.
+    fn journaled(&mut self, myself: &ActorRef<SkuMsg>, facts: usize) {
+        if facts > 0 {
+            self.publisher.0.publish(self.inv.availability());
+        }
+        self.version += 1;
+        self.facts_since_snapshot += facts;
+        if self.facts_since_snapshot >= CHECKPOINT_FACTS {
+            self.register_dirty(myself);
+        }
+    }
+
+    fn register_dirty(&mut self, myself: &ActorRef<SkuMsg>) {
         if !self.dirty {
             self.dirty = true;
             let now = std::time::Instant::now();
@@ -312,6 +348,7 @@ impl Actor for SkuActor {
             dirty: false,
             deferred: false,
             pace_until: None,
+            facts_since_snapshot: 0,
             version,
             next_wake: None,
         };
@@ -357,7 +394,7 @@ impl Actor for SkuActor {
             SkuMsg::Prepare { ticket: _ticket, req, reply } => {
                 let result = state.inv.prepare(req.order, req.cart, &req.holds, clock::now());
                 if result.is_ok() {
-                    state.changed(&myself);
+                    state.journaled(&myself, 0);
                 }
                 let _ = reply.send(result);
             }
@@ -368,11 +405,11 @@ impl Actor for SkuActor {
                         tracing::warn!(sku = %state.sku, evicted = evicted.len(), "holds evicted by a committed sale");
                     }
                 }
-                state.changed(&myself);
+                state.journaled(&myself, facts.len());
             }
             SkuMsg::Abort { ticket: _ticket, order } => {
                 if state.inv.abort(order) > 0 {
-                    state.changed(&myself);
+                    state.journaled(&myself, 0);
                     state.schedule_wake(&myself);
                 }
             }
@@ -391,6 +428,7 @@ impl Actor for SkuActor {
             SkuMsg::Snapshot { reply } => {
                 let started = std::time::Instant::now();
                 state.dirty = false;
+                state.facts_since_snapshot = 0;
                 let _ = reply.send(state.record());
                 let cost = started.elapsed();
                 state.pace_until = (cost >= Duration::from_millis(1)).then(|| started + cost * (SNAPSHOT_PACING + 1));
@@ -401,6 +439,11 @@ impl Actor for SkuActor {
                     state.deps.flusher.mark_dirty(Box::new(myself.clone()));
                 }
                 if let Some(reply) = reply {
+                    // Shutdown: leave a snapshot that needs no journal replay.
+                    if state.facts_since_snapshot > 0 && !state.dirty {
+                        state.dirty = true;
+                        state.deps.flusher.mark_dirty(Box::new(myself.clone()));
+                    }
                     let _ = reply.send(());
                 }
             }

@@ -6,27 +6,14 @@
 
 mod support;
 
-use std::sync::Arc;
-
-use flashcore_actors::ports::{
-    ApiKeyRecord, ApiKeyStore, AppendOutcome, Catalog, EntityKind, Journal, Role, SnapshotRecord, SnapshotStore,
-    StateJson,
-};
+use flashcore_actors::ports::{ApiKeyRecord, AppendOutcome, EntityKind, Role, SnapshotRecord, StateJson};
 use flashcore_domain::{
     Cart, CartId, Currency, HoldId, JournalEntry, JournalPos, Money, Order, OrderId, Product, Sku, StockFactKind,
     Timestamp,
 };
 use serde_json::json;
 
-/// The ports of one adapter, plus whatever keeps its store alive.
-#[allow(missing_debug_implementations)]
-pub struct Stores {
-    pub journal: Arc<dyn Journal>,
-    pub snapshots: Arc<dyn SnapshotStore>,
-    pub catalog: Arc<dyn Catalog>,
-    pub api_keys: Arc<dyn ApiKeyStore>,
-    pub _guard: Box<dyn std::any::Any + Send>,
-}
+use support::Stores;
 
 fn sku(s: &str) -> Sku {
     Sku::parse(s).unwrap()

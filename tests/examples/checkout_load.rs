@@ -85,6 +85,7 @@ async fn main() {
     let carts: Arc<Vec<(String, String)>> = Arc::new(filled.into_iter().flatten().collect());
 
     // Timed: one checkout per cart.
+    eprintln!("checking out {n} carts");
     let (c, b) = (client.clone(), base.clone());
     let started = Instant::now();
     let results = on_workers(n, conns, move |i| {

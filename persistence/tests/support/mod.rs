@@ -1,11 +1,21 @@
-//! Store factories for the conformance suite: each returns fresh, empty stores.
+//! Store factories for the tests that run against every store: each returns
+//! fresh, empty stores.
 
 use std::sync::Arc;
 
+use flashcore_actors::ports::{ApiKeyStore, Catalog, Journal, SnapshotStore};
 use flashcore_persistence::memory::{MemoryApiKeys, MemoryCatalog, MemoryJournal, MemorySnapshots};
 use flashcore_persistence::sqlite::SqliteStore;
 
-use crate::Stores;
+/// The ports of one adapter, plus whatever keeps its store alive.
+#[allow(missing_debug_implementations, dead_code)]
+pub struct Stores {
+    pub journal: Arc<dyn Journal>,
+    pub snapshots: Arc<dyn SnapshotStore>,
+    pub catalog: Arc<dyn Catalog>,
+    pub api_keys: Arc<dyn ApiKeyStore>,
+    pub _guard: Box<dyn std::any::Any + Send>,
+}
 
 /// In-process stores.
 pub async fn memory() -> Stores {
