@@ -96,7 +96,7 @@ impl StateJson {
 }
 
 /// Equal as JSON documents: a store may hand back the same document with other
-/// whitespace or member order (Postgres `jsonb`).
+/// whitespace or member order (a `jsonb` column does).
 impl PartialEq for StateJson {
     fn eq(&self, other: &Self) -> bool {
         self.0 == other.0

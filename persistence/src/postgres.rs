@@ -4,9 +4,10 @@
 //! transaction-scoped advisory lock before drawing its positions, so appends are
 //! serialized and positions follow commit order even if two writers ever run
 //! at once (the group-commit writer runs one batch at a time, so the lock is
-//! normally uncontended). A batch is written in one transaction of four round
-//! trips whatever its size: `BEGIN`, the positions, one statement inserting the
-//! orders, their lines and the stock facts from arrays (`UNNEST`), `COMMIT`.
+//! normally uncontended). A batch is written by one statement, whatever its size:
+//! it takes the lock, draws the positions and inserts the orders, their lines and
+//! the stock facts from arrays (`UNNEST`), so it is one implicit transaction and
+//! one round trip.
 //! Skipped (duplicate) orders leave gaps in the positions; written entries still
 //! get strictly increasing positions in batch order.
 //!
@@ -15,7 +16,7 @@
 //! with `COLLATE "C"` (byte order), as SQLite and the in-process store do,
 //! whatever the database's default collation.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -51,7 +52,7 @@ impl PgStore {
         let options = PgConnectOptions::from_str(url)
             .map_err(db)?
             .application_name("flashcore")
-            .options([("statement_timeout", STATEMENT_TIMEOUT)]);
+            .options([("statement_timeout", STATEMENT_TIMEOUT), ("plan_cache_mode", "force_generic_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
@@ -110,23 +111,30 @@ struct PageLine {
 const ORDER_COLUMNS: &str = "order_id::text AS order_id, cart_id::text AS cart_id, idempotency_key, total_amount, \
                              currency, email, payment_ref, created_at_ms";
 
-/// Draws `$1` positions (in increasing order) after taking the append lock.
-const NEXT_POSITIONS: &str = "WITH l AS MATERIALIZED (SELECT pg_advisory_xact_lock($2)) \
-                              SELECT nextval('journal_pos_seq') FROM l, generate_series(1, $1)";
-
-/// Writes one batch: orders (skipping duplicates, earlier entries first), then the
-/// lines and sold facts of the orders actually written, and the operator facts.
-/// Foreign keys are checked at the end of the statement, when the orders exist.
+/// Writes one batch in one statement (so one implicit transaction and one round
+/// trip): takes the append lock, draws `$27` positions and numbers them in
+/// increasing order (`p`: entry number → position), then inserts the orders
+/// (skipping duplicates, earlier entries first), the lines and sold facts of the
+/// orders actually written, and the operator facts. Rows name their entry by
+/// number (1-based). Foreign keys are checked at the end of the statement, when
+/// the orders exist. Answers every entry's number and position, and whether it
+/// is an order that was written.
 const APPEND: &str = "\
-WITH o AS (
+WITH lk AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock($26)
+), p AS MATERIALIZED (
+    SELECT row_number() OVER (ORDER BY s.pos) AS i, s.pos
+    FROM (SELECT nextval('journal_pos_seq') AS pos FROM lk, generate_series(1, $27)) AS s
+), o AS (
     INSERT INTO orders (order_id, pos, epoch, cart_id, idempotency_key, total_amount, currency, email, payment_ref,
                         created_at_ms)
-    SELECT x.order_id::uuid, x.pos, $1, x.cart_id::uuid, x.idempotency_key, x.total_amount, x.currency, x.email,
+    SELECT x.order_id::uuid, p.pos, $1, x.cart_id::uuid, x.idempotency_key, x.total_amount, x.currency, x.email,
            x.payment_ref, x.created_at_ms
     FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::text[], $9::text[],
                 $10::int8[])
-         AS x(order_id, pos, cart_id, idempotency_key, total_amount, currency, email, payment_ref, created_at_ms)
-    ORDER BY x.pos
+         AS x(order_id, i, cart_id, idempotency_key, total_amount, currency, email, payment_ref, created_at_ms)
+    JOIN p ON p.i = x.i
+    ORDER BY p.pos
     ON CONFLICT DO NOTHING
     RETURNING pos
 ), l AS (
@@ -134,22 +142,25 @@ WITH o AS (
     SELECT x.order_id::uuid, x.sku, x.title, x.qty, x.unit_amount, x.line_amount, x.hold_id::uuid
     FROM UNNEST($11::int8[], $12::text[], $13::text[], $14::text[], $15::int4[], $16::int8[], $17::int8[],
                 $18::text[])
-         AS x(pos, order_id, sku, title, qty, unit_amount, line_amount, hold_id)
-    WHERE x.pos IN (SELECT pos FROM o)
+         AS x(i, order_id, sku, title, qty, unit_amount, line_amount, hold_id)
+    JOIN p ON p.i = x.i
+    WHERE p.pos IN (SELECT pos FROM o)
 ), f AS (
     INSERT INTO stock_facts (pos, sku, kind, qty, order_id, hold_id, epoch)
-    SELECT x.pos, x.sku, x.kind, x.qty, x.order_id::uuid, x.hold_id::uuid, $1
+    SELECT p.pos, x.sku, x.kind, x.qty, x.order_id::uuid, x.hold_id::uuid, $1
     FROM UNNEST($19::int8[], $20::text[], $21::text[], $22::int8[], $23::text[], $24::text[], $25::bool[])
-         AS x(pos, sku, kind, qty, order_id, hold_id, of_order)
-    WHERE NOT x.of_order OR x.pos IN (SELECT pos FROM o)
+         AS x(i, sku, kind, qty, order_id, hold_id, of_order)
+    JOIN p ON p.i = x.i
+    WHERE NOT x.of_order OR p.pos IN (SELECT pos FROM o)
 )
-SELECT pos FROM o";
+SELECT p.i, p.pos, p.pos IN (SELECT pos FROM o) AS written FROM p ORDER BY p.i";
 
-/// The columns of one batch, as arrays for `UNNEST`.
+/// The columns of one batch, as arrays for `UNNEST`; rows name their entry by
+/// its 1-based number in the batch.
 #[derive(Default)]
 struct BatchColumns {
     order_id: Vec<String>,
-    order_pos: Vec<i64>,
+    order_entry: Vec<i64>,
     cart_id: Vec<String>,
     idempotency_key: Vec<String>,
     total_amount: Vec<i64>,
@@ -158,7 +169,7 @@ struct BatchColumns {
     payment_ref: Vec<String>,
     created_at_ms: Vec<i64>,
 
-    line_pos: Vec<i64>,
+    line_entry: Vec<i64>,
     line_order_id: Vec<String>,
     line_sku: Vec<String>,
     line_title: Vec<String>,
@@ -167,7 +178,7 @@ struct BatchColumns {
     line_amount: Vec<i64>,
     line_hold_id: Vec<String>,
 
-    fact_pos: Vec<i64>,
+    fact_entry: Vec<i64>,
     fact_sku: Vec<String>,
     fact_kind: Vec<&'static str>,
     fact_qty: Vec<i64>,
@@ -177,9 +188,9 @@ struct BatchColumns {
 }
 
 impl BatchColumns {
-    fn push_fact(&mut self, pos: i64, sku: &Sku, kind: &StockFactKind, of_order: bool) -> Result<(), StoreError> {
+    fn push_fact(&mut self, entry: i64, sku: &Sku, kind: &StockFactKind, of_order: bool) -> Result<(), StoreError> {
         let (kind, qty, order, hold) = fact_columns(kind);
-        self.fact_pos.push(pos);
+        self.fact_entry.push(entry);
         self.fact_sku.push(sku.as_str().to_owned());
         self.fact_kind.push(kind);
         self.fact_qty.push(to_i64(qty)?);
@@ -189,9 +200,9 @@ impl BatchColumns {
         Ok(())
     }
 
-    fn push_order(&mut self, pos: i64, o: &Order) -> Result<(), StoreError> {
+    fn push_order(&mut self, entry: i64, o: &Order) -> Result<(), StoreError> {
         let id = o.id.to_string();
-        self.order_pos.push(pos);
+        self.order_entry.push(entry);
         self.cart_id.push(o.cart_id.to_string());
         self.idempotency_key.push(o.idempotency_key.clone());
         self.total_amount.push(o.total.amount());
@@ -200,7 +211,7 @@ impl BatchColumns {
         self.payment_ref.push(o.payment_ref.clone());
         self.created_at_ms.push(to_i64(o.created_at.as_millis())?);
         for l in &o.lines {
-            self.line_pos.push(pos);
+            self.line_entry.push(entry);
             self.line_order_id.push(id.clone());
             self.line_sku.push(l.sku.as_str().to_owned());
             self.line_title.push(l.title.clone());
@@ -211,7 +222,7 @@ impl BatchColumns {
             self.line_hold_id.push(l.hold_id.to_string());
         }
         for (sku, kind) in o.sold_facts() {
-            self.push_fact(pos, sku, &kind, true)?;
+            self.push_fact(entry, sku, &kind, true)?;
         }
         self.order_id.push(id);
         Ok(())
@@ -225,25 +236,17 @@ impl Journal for PgStore {
             return Ok(Vec::new());
         }
         let n = i64::try_from(batch.len()).map_err(|_| StoreError("batch too large".into()))?;
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let mut positions: Vec<i64> =
-            sqlx::query_scalar(NEXT_POSITIONS).bind(n).bind(APPEND_LOCK).fetch_all(&mut *tx).await.map_err(db)?;
-        positions.sort_unstable();
-        if positions.len() != batch.len() {
-            return Err(StoreError(format!("asked for {} positions, got {}", batch.len(), positions.len())));
-        }
-
         let mut c = BatchColumns::default();
-        for (entry, &pos) in batch.iter().zip(&positions) {
+        for (entry, number) in batch.iter().zip(1..) {
             match entry {
-                JournalEntry::Order(o) => c.push_order(pos, o)?,
-                JournalEntry::Stock { sku, kind } => c.push_fact(pos, sku, kind, false)?,
+                JournalEntry::Order(o) => c.push_order(number, o)?,
+                JournalEntry::Stock { sku, kind } => c.push_fact(number, sku, kind, false)?,
             }
         }
-        let written: Vec<i64> = sqlx::query_scalar(APPEND)
+        let rows: Vec<(i64, i64, bool)> = sqlx::query_as(APPEND)
             .bind(self.epoch)
             .bind(&c.order_id)
-            .bind(&c.order_pos)
+            .bind(&c.order_entry)
             .bind(&c.cart_id)
             .bind(&c.idempotency_key)
             .bind(&c.total_amount)
@@ -251,7 +254,7 @@ impl Journal for PgStore {
             .bind(&c.email)
             .bind(&c.payment_ref)
             .bind(&c.created_at_ms)
-            .bind(&c.line_pos)
+            .bind(&c.line_entry)
             .bind(&c.line_order_id)
             .bind(&c.line_sku)
             .bind(&c.line_title)
@@ -259,24 +262,26 @@ impl Journal for PgStore {
             .bind(&c.line_unit_amount)
             .bind(&c.line_amount)
             .bind(&c.line_hold_id)
-            .bind(&c.fact_pos)
+            .bind(&c.fact_entry)
             .bind(&c.fact_sku)
             .bind(&c.fact_kind)
             .bind(&c.fact_qty)
             .bind(&c.fact_order_id)
             .bind(&c.fact_hold_id)
             .bind(&c.fact_of_order)
-            .fetch_all(&mut *tx)
+            .bind(APPEND_LOCK)
+            .bind(n)
+            .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-
-        let written: HashSet<i64> = written.into_iter().collect();
+        if rows.len() != batch.len() || rows.iter().zip(1..).any(|(&(i, _, _), number)| i != number) {
+            return Err(StoreError(format!("wrote {} entries, got {} positions back", batch.len(), rows.len())));
+        }
         Ok(batch
             .iter()
-            .zip(&positions)
-            .map(|(entry, &pos)| match entry {
-                JournalEntry::Order(_) if !written.contains(&pos) => AppendOutcome::DuplicateKey,
+            .zip(rows)
+            .map(|(entry, (_, pos, written))| match entry {
+                JournalEntry::Order(_) if !written => AppendOutcome::DuplicateKey,
                 _ => AppendOutcome::Written(JournalPos(pos as u64)),
             })
             .collect())
@@ -365,7 +370,7 @@ impl SnapshotStore for PgStore {
         // A single statement is one transaction.
         sqlx::query(
             "INSERT INTO snapshots (kind, id, pos, epoch, version, state) \
-             SELECT x.kind, x.id, x.pos, x.epoch, x.version, x.state::jsonb \
+             SELECT x.kind, x.id, x.pos, x.epoch, x.version, x.state::json \
              FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[]) \
                   AS x(kind, id, pos, epoch, version, state) \
              ON CONFLICT (kind, id) DO UPDATE SET pos = excluded.pos, epoch = excluded.epoch, \
