@@ -1,6 +1,7 @@
 //! Redis adapters for the edge ports: idempotency keys and GCRA rate limits
-//! ([`RedisEdge`], one Lua script per operation so each is atomic) and the
-//! availability fan-out between edge nodes ([`RedisFeed`]).
+//! ([`RedisEdge`], one atomic command per operation: `SET … NX GET` for a claim,
+//! a Lua script for the rest) and the availability fan-out between edge nodes
+//! ([`RedisFeed`]). Needs Redis 7 or later (`SET` with both `NX` and `GET`).
 //!
 //! Redis is never on the critical path of startup: [`RedisEdge::new`] does no I/O,
 //! the connection is made on first use and remade after failures, and every
@@ -37,24 +38,6 @@ use crate::memory::LocalFeed;
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
-
-/// `claim`: KEYS[1] the key; ARGV: fingerprint, the running entry (JSON), lock ttl (ms).
-/// Returns `{'acquired'}`, `{'in_progress'}`, `{'mismatch'}` or `{'completed', entry}`.
-static CLAIM: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local cur = redis.call('GET', KEYS[1])
-if not cur then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  return {'acquired'}
-end
-local e = cjson.decode(cur)
-if e.fingerprint ~= ARGV[1] then return {'mismatch'} end
-if e.state == 'running' then return {'in_progress'} end
-return {'completed', cur}
-",
-    )
-});
 
 /// `complete`: KEYS[1] the key; ARGV: owner, the response (JSON), ttl (ms). Replaces
 /// the owner's running entry by `{state: done, fingerprint, response}`; 1 if it did.
@@ -331,24 +314,34 @@ impl IdempotencyStore for RedisEdge {
         let entry =
             serde_json::to_string(&entry).map_err(|e| StoreError(format!("encoding idempotency entry: {e}")))?;
         let key = self.key("idem", key);
-        let reply: Vec<String> = self
+        // One native command, no script: sets the running entry if the key is
+        // free and answers nothing, or leaves it and answers the stored entry.
+        let stored: Option<String> = self
             .run("idem_claim", |mut con| async move {
-                CLAIM.key(key).arg(fingerprint).arg(entry).arg(millis(lock_ttl)).invoke_async(&mut con).await
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(entry)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(lock_ttl))
+                    .arg("GET")
+                    .query_async(&mut con)
+                    .await
             })
             .await?;
-        match reply.as_slice() {
-            [tag] if tag == "acquired" => Ok(IdempotencyClaim::Acquired),
-            [tag] if tag == "in_progress" => Ok(IdempotencyClaim::InProgress),
-            [tag] if tag == "mismatch" => Ok(IdempotencyClaim::Mismatch),
-            [tag, stored] if tag == "completed" => match serde_json::from_str(stored) {
-                Ok(IdemEntry::Done { response, .. }) => Ok(IdempotencyClaim::Completed(response)),
-                Ok(IdemEntry::Running { .. }) => Ok(IdempotencyClaim::InProgress),
-                Err(e) => {
-                    count_error("idem_decode");
-                    Err(StoreError(format!("undecodable idempotency entry: {e}")))
-                }
-            },
-            _ => Err(StoreError(format!("unexpected idempotency claim reply: {reply:?}"))),
+        let Some(stored) = stored else { return Ok(IdempotencyClaim::Acquired) };
+        match serde_json::from_str(&stored) {
+            Ok(IdemEntry::Running { fingerprint: f, .. } | IdemEntry::Done { fingerprint: f, .. })
+                if f != fingerprint =>
+            {
+                Ok(IdempotencyClaim::Mismatch)
+            }
+            Ok(IdemEntry::Running { .. }) => Ok(IdempotencyClaim::InProgress),
+            Ok(IdemEntry::Done { response, .. }) => Ok(IdempotencyClaim::Completed(response)),
+            Err(e) => {
+                count_error("idem_decode");
+                Err(StoreError(format!("undecodable idempotency entry: {e}")))
+            }
         }
     }
 
