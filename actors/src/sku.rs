@@ -207,7 +207,10 @@ pub struct SkuState {
 pub const SNAPSHOT_PACING: u32 = 20;
 
 /// A SKU that only applied journal facts since its last snapshot takes a new one
-/// (a checkpoint) after this many, so recovery never replays many more.
+/// (a checkpoint) after this many, or after as many as it has holds if that is
+/// more: recovery replays at most about as many facts as the snapshot has holds
+/// to read, and a checkpoint's cost (proportional to the holds) is spread over
+/// at least as many sales.
 pub const CHECKPOINT_FACTS: usize = 10_000;
 
 struct PublisherHandle(Box<dyn AvailabilityPublisher>);
@@ -262,14 +265,14 @@ impl SkuState {
     /// it is journaled), so it is replayed either way, and prepared or aborted
     /// marks are undone by recovery anyway. Checkouts therefore never rewrite a
     /// hot SKU's snapshot (megabytes with tens of thousands of holds); a
-    /// checkpoint after [`CHECKPOINT_FACTS`] bounds the replay.
+    /// checkpoint (see [`CHECKPOINT_FACTS`]) bounds the replay.
     fn journaled(&mut self, myself: &ActorRef<SkuMsg>, facts: usize) {
         if facts > 0 {
             self.publisher.0.publish(self.inv.availability());
         }
         self.version += 1;
         self.facts_since_snapshot += facts;
-        if self.facts_since_snapshot >= CHECKPOINT_FACTS {
+        if self.facts_since_snapshot >= CHECKPOINT_FACTS.max(self.inv.hold_count()) {
             self.register_dirty(myself);
         }
     }
