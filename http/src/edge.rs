@@ -179,7 +179,7 @@ fn fingerprint(method: &Method, uri: &axum::http::Uri, body: &[u8]) -> String {
     h.update(uri.path_and_query().map_or("", |p| p.as_str()).as_bytes());
     h.update(b"\n");
     h.update(body);
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(h.finalize())
 }
 
 fn unavailable(e: &StoreError) -> ApiError {
