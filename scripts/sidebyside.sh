@@ -167,8 +167,8 @@ batches=$(($(jq .journal.batches <<<"$journal_after") - $(jq .journal.batches <<
 entries=$(($(jq .journal.entries <<<"$journal_after") - $(jq .journal.entries <<<"$journal_before")))
 
 # --- (f) durable checkout only ------------------------------------------------
-# Sized to last about DURATION seconds at ~5k checkouts/s (CHECKOUT_CARTS overrides).
-co_carts="${CHECKOUT_CARTS:-$((DURATION * 5000))}"
+# Sized to last about DURATION seconds at ~8k checkouts/s (CHECKOUT_CARTS overrides).
+co_carts="${CHECKOUT_CARTS:-$((DURATION * 8000))}"
 lt_log "(f) flashcore durable checkout only: $co_carts carts filled first, then $CONNS concurrent checkouts"
 product SBS-CHECKOUT-ONLY
 g="$LT_WORK/checkout_only.out"

@@ -100,7 +100,12 @@ async fn main() {
                 .json(&json!({ "payment": { "token": "tok_visa" } }))
                 .send()
                 .await;
-            let ok = res.is_ok_and(|r| r.status() == StatusCode::CREATED);
+            // Read the body to its end, so the connection goes back to the pool
+            // instead of being closed (as pgbench keeps its connections).
+            let ok = match res {
+                Ok(r) => r.status() == StatusCode::CREATED && r.bytes().await.is_ok(),
+                Err(_) => false,
+            };
             (ok, sent.elapsed().as_micros() as u64)
         }
     })
