@@ -39,36 +39,44 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// `complete`: KEYS[1] the key; ARGV: owner, the response (JSON), ttl (ms). Replaces
-/// the owner's running entry by `{state: done, fingerprint, response}`; 1 if it did.
-/// The response is spliced in as sent, so Lua never re-encodes it.
+/// `complete`: KEYS[1] the key; ARGV: the owner's running-entry prefix (see
+/// [`running_prefix`]), the response (JSON), ttl (ms). Replaces the owner's
+/// running entry by `{state: done, fingerprint, response}`; 1 if it did. Plain
+/// string operations, no JSON decoding: the prefix identifies the owner's entry,
+/// and the rest of it is the fingerprint, already JSON; the response is spliced
+/// in as sent.
 static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local cur = redis.call('GET', KEYS[1])
-if not cur then return 0 end
-local e = cjson.decode(cur)
-if e.state ~= 'running' or e.owner ~= ARGV[1] then return 0 end
-local done = '{"state":"done","fingerprint":' .. cjson.encode(e.fingerprint) .. ',"response":' .. ARGV[2] .. '}'
+if not cur or string.sub(cur, 1, #ARGV[1]) ~= ARGV[1] then return 0 end
+local done = '{"state":"done","fingerprint":' .. string.sub(cur, #ARGV[1] + 1, -2) .. ',"response":' .. ARGV[2] .. '}'
 redis.call('SET', KEYS[1], done, 'PX', ARGV[3])
 return 1
 "#,
     )
 });
 
-/// `release`: KEYS[1] the key; ARGV[1] the owner. Deletes the owner's running entry; 1 if it did.
+/// `release`: KEYS[1] the key; ARGV[1] the owner's running-entry prefix. Deletes
+/// the owner's running entry; 1 if it did.
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local cur = redis.call('GET', KEYS[1])
-if not cur then return 0 end
-local e = cjson.decode(cur)
-if e.state ~= 'running' or e.owner ~= ARGV[1] then return 0 end
+if not cur or string.sub(cur, 1, #ARGV[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 return 1
 ",
     )
 });
+
+/// How `owner`'s running entry begins, up to its fingerprint:
+/// `{"state":"running","owner":"…","fingerprint":`. The owner is JSON-quoted, so
+/// no other owner's entry begins the same way.
+fn running_prefix(owner: &str) -> Result<String, StoreError> {
+    let owner = serde_json::to_string(owner).map_err(|e| StoreError(format!("encoding idempotency owner: {e}")))?;
+    Ok(format!(r#"{{"state":"running","owner":{owner},"fingerprint":"#))
+}
 
 /// GCRA (see [`gcra_params`]): KEYS[1] holds the theoretical arrival time (µs of
 /// Redis `TIME`); ARGV: emission interval and burst tolerance (µs). Returns `{1}`
@@ -91,7 +99,8 @@ return {1}
     )
 });
 
-/// An idempotency entry as stored (the scripts read `state`, `owner`, `fingerprint`).
+/// An idempotency entry as stored. The scripts rely on serde's layout of a
+/// running entry: the tag, then `owner`, then `fingerprint` (see [`running_prefix`]).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 enum IdemEntry {
@@ -355,6 +364,7 @@ impl IdempotencyStore for RedisEdge {
         let response =
             serde_json::to_string(response).map_err(|e| StoreError(format!("encoding stored response: {e}")))?;
         let key = self.key("idem", key);
+        let owner = running_prefix(owner)?;
         self.run("idem_complete", |mut con| async move {
             COMPLETE.key(key).arg(owner).arg(response).arg(millis(ttl)).invoke_async::<i64>(&mut con).await
         })
@@ -364,6 +374,7 @@ impl IdempotencyStore for RedisEdge {
 
     async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
         let key = self.key("idem", key);
+        let owner = running_prefix(owner)?;
         self.run(
             "idem_release",
             |mut con| async move { RELEASE.key(key).arg(owner).invoke_async::<i64>(&mut con).await },
@@ -744,6 +755,18 @@ impl AvailabilityFeed for RedisFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The scripts find an owner's entry by its prefix and take the rest (but
+    /// the closing brace) as the fingerprint's JSON.
+    #[test]
+    fn a_running_entry_is_its_owners_prefix_then_the_fingerprint() {
+        let entry = IdemEntry::Running { owner: "o-\"1".into(), fingerprint: "ab12".into() };
+        let json = serde_json::to_string(&entry).unwrap();
+        let prefix = running_prefix("o-\"1").unwrap();
+        assert!(json.starts_with(&prefix), "{json} does not start with {prefix}");
+        assert_eq!(&json[prefix.len()..], "\"ab12\"}");
+        assert!(!json.starts_with(&running_prefix("o-").unwrap()));
+    }
 
     #[test]
     fn debug_never_shows_the_password() {
