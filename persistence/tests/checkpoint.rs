@@ -7,9 +7,8 @@
 
 mod support;
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flashcore_actors::payments::TestPayments;
 use flashcore_actors::ports::{EntityKind, SnapshotRecord, SnapshotStore};
@@ -17,23 +16,7 @@ use flashcore_actors::sku::StockChange;
 use flashcore_actors::{CheckoutRequest, Engine, EngineConfig, Ports};
 use flashcore_domain::{Availability, CartId, Currency, InventorySnapshot, Money, Product, Sku};
 use flashcore_persistence::memory::LocalFeed;
-use support::Stores;
-
-/// Polls `probe` every few milliseconds until it yields, for at most 10 s.
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
+use support::{Stores, eventually};
 
 async fn stored(snapshots: &Arc<dyn SnapshotStore>, kind: EntityKind, id: &str) -> Option<SnapshotRecord> {
     snapshots.load(kind, id).await.unwrap()

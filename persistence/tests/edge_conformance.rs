@@ -9,7 +9,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::future::Future;
+mod support;
+
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,6 +22,7 @@ use flashcore_domain::{Availability, Sku};
 use flashcore_persistence::local::{LocalIdempotency, LocalRateLimiter};
 use flashcore_persistence::memory::LocalFeed;
 use flashcore_persistence::redis::{RedisEdge, RedisFeed};
+use support::eventually;
 use tokio::time::Instant;
 
 // ---------------------------------------------------------------------------
@@ -32,22 +34,6 @@ const DEADLINE: Duration = Duration::from_secs(10);
 
 fn redis_url() -> String {
     std::env::var("FLASHCORE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-/// Waits until `check` yields a value, polling every 10 ms; panics after `DEADLINE`.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// A fresh Redis namespace, deleted at the end of the test (and, best effort,

@@ -1,14 +1,18 @@
-//! Store factories for the tests that run against every store: each returns
-//! fresh, empty stores.
+//! Shared by the test crates here: store factories for the tests that run
+//! against every store (each returns fresh, empty stores) and a deadline poll.
+//! Each crate uses a part, so the rest is dead code there.
+#![allow(dead_code)]
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use flashcore_actors::ports::{ApiKeyStore, Catalog, Journal, SnapshotStore};
 use flashcore_persistence::memory::{MemoryApiKeys, MemoryCatalog, MemoryJournal, MemorySnapshots};
 use flashcore_persistence::sqlite::SqliteStore;
 
 /// The ports of one adapter, plus whatever keeps its store alive.
-#[allow(missing_debug_implementations, dead_code)]
+#[allow(missing_debug_implementations)]
 pub struct Stores {
     pub journal: Arc<dyn Journal>,
     pub snapshots: Arc<dyn SnapshotStore>,
@@ -67,5 +71,21 @@ pub async fn postgres() -> Stores {
         catalog: store.clone(),
         api_keys: store,
         _guard: Box::new(guard),
+    }
+}
+
+/// Waits until `check` yields a value, polling every 10 ms; panics after 10 s.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
