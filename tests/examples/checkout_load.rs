@@ -12,6 +12,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -22,36 +23,57 @@ use hyper_util::rt::TokioIo;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
+/// The indexes `0..n`, each handed to whichever worker asks next.
+#[derive(Clone)]
+struct Shares {
+    next: Arc<AtomicUsize>,
+    n: usize,
+}
+
+impl Shares {
+    fn take(&self) -> Option<usize> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        (i < self.n).then_some(i)
+    }
+}
+
+/// Spawns `conns` workers over the shared indexes `0..n` and returns what each
+/// returned.
+async fn spawn_workers<T, F, Fut>(n: usize, conns: usize, worker: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(Shares) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let shares = Shares { next: Arc::new(AtomicUsize::new(0)), n };
+    let tasks: Vec<_> = (0..conns).map(|_| tokio::spawn(worker(shares.clone()))).collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.push(t.await.expect("worker"));
+    }
+    all
+}
+
 /// Runs `work(i)` for every `i` in `0..n` on `conns` concurrent workers; returns
 /// what each worker collected.
 async fn on_workers<T, F, Fut>(n: usize, conns: usize, work: F) -> Vec<Vec<T>>
 where
     T: Send + 'static,
     F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = T> + Send,
+    Fut: Future<Output = T> + Send,
 {
-    let next = Arc::new(AtomicUsize::new(0));
     let work = Arc::new(work);
-    let tasks: Vec<_> = (0..conns)
-        .map(|_| {
-            let (next, work) = (Arc::clone(&next), Arc::clone(&work));
-            tokio::spawn(async move {
-                let mut out = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        return out;
-                    }
-                    out.push(work(i).await);
-                }
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.push(t.await.expect("worker"));
-    }
-    all
+    spawn_workers(n, conns, move |shares| {
+        let work = Arc::clone(&work);
+        async move {
+            let mut out = Vec::new();
+            while let Some(i) = shares.take() {
+                out.push(work(i).await);
+            }
+            out
+        }
+    })
+    .await
 }
 
 /// The body of every checkout.
@@ -65,49 +87,39 @@ async fn on_connections(
     authority: String,
     carts: Arc<Vec<(String, String)>>,
 ) -> Vec<Vec<(bool, u64)>> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..conns)
-        .map(|_| {
-            let (next, carts, authority) = (Arc::clone(&next), Arc::clone(&carts), authority.clone());
-            tokio::spawn(async move {
-                let stream = tokio::net::TcpStream::connect(&authority).await.expect("connect");
-                stream.set_nodelay(true).expect("nodelay");
-                let (mut sender, conn) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
-                tokio::spawn(conn);
-                let mut out = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        return out;
-                    }
-                    let (id, token) = &carts[i];
-                    let req = hyper::Request::post(format!("/v1/carts/{id}/checkout"))
-                        .header(hyper::header::HOST, authority.as_str())
-                        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
-                        .header("idempotency-key", format!("co-{id}"))
-                        .header(hyper::header::CONTENT_TYPE, "application/json")
-                        .body(Full::new(Bytes::from_static(CHECKOUT_BODY)))
-                        .expect("a valid request");
-                    let sent = Instant::now();
-                    let ok = match sender.send_request(req).await {
-                        // Read the answer to its end: the connection is then free for the next.
-                        Ok(res) => res.status() == StatusCode::CREATED && res.into_body().collect().await.is_ok(),
-                        Err(_) => false,
-                    };
-                    out.push((ok, sent.elapsed().as_micros() as u64));
-                    if !ok && sender.ready().await.is_err() {
-                        return out; // the connection is gone; the other workers go on
-                    }
+    spawn_workers(n, conns, move |shares| {
+        let (carts, authority) = (Arc::clone(&carts), authority.clone());
+        async move {
+            let stream = tokio::net::TcpStream::connect(&authority).await.expect("connect");
+            stream.set_nodelay(true).expect("nodelay");
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+            tokio::spawn(conn);
+            let mut out = Vec::new();
+            while let Some(i) = shares.take() {
+                let (id, token) = &carts[i];
+                let req = hyper::Request::post(format!("/v1/carts/{id}/checkout"))
+                    .header(hyper::header::HOST, authority.as_str())
+                    .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
+                    .header("idempotency-key", format!("co-{id}"))
+                    .header(hyper::header::CONTENT_TYPE, "application/json")
+                    .body(Full::new(Bytes::from_static(CHECKOUT_BODY)))
+                    .expect("a valid request");
+                let sent = Instant::now();
+                let ok = match sender.send_request(req).await {
+                    // Read the answer to its end: the connection is then free for the next.
+                    Ok(res) => res.status() == StatusCode::CREATED && res.into_body().collect().await.is_ok(),
+                    Err(_) => false,
+                };
+                out.push((ok, sent.elapsed().as_micros() as u64));
+                if !ok && sender.ready().await.is_err() {
+                    break; // the connection is gone; the other workers go on
                 }
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.push(t.await.expect("worker"));
-    }
-    all
+            }
+            out
+        }
+    })
+    .await
 }
 
 #[tokio::main]
