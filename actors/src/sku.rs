@@ -437,16 +437,15 @@ impl Actor for SkuActor {
                 state.pace_until = (cost >= Duration::from_millis(1)).then(|| started + cost * (SNAPSHOT_PACING + 1));
             }
             SkuMsg::RegisterDirty { reply } => {
-                if state.deferred {
+                // Shutdown (the one caller with a reply) also leaves a snapshot
+                // that needs no journal replay.
+                let checkpoint = reply.is_some() && state.facts_since_snapshot > 0 && !state.dirty;
+                if state.deferred || checkpoint {
                     state.deferred = false;
+                    state.dirty = true;
                     state.deps.flusher.mark_dirty(Box::new(myself.clone()));
                 }
                 if let Some(reply) = reply {
-                    // Shutdown: leave a snapshot that needs no journal replay.
-                    if state.facts_since_snapshot > 0 && !state.dirty {
-                        state.dirty = true;
-                        state.deps.flusher.mark_dirty(Box::new(myself.clone()));
-                    }
                     let _ = reply.send(());
                 }
             }

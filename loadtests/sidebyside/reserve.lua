@@ -18,7 +18,7 @@ function setup(thread)
 end
 
 local carts = {}
-local requests = {}
+local prepared = {}
 local sku
 local i = 0
 
@@ -47,7 +47,7 @@ function init(args)
   -- pass of reserves over the thread's carts, then a pass of their releases.
   for _, qty in ipairs({ 1, 0 }) do
     for _, c in ipairs(carts) do
-      table.insert(requests, wrk.format("PUT", "/v1/carts/" .. c.id .. "/items/" .. sku,
+      table.insert(prepared, wrk.format("PUT", "/v1/carts/" .. c.id .. "/items/" .. sku,
         { ["Authorization"] = "Bearer " .. c.token, ["Content-Type"] = "application/json" },
         '{"quantity":' .. qty .. '}'))
     end
@@ -55,9 +55,9 @@ function init(args)
 end
 
 function request()
-  local k = (i % #requests) + 1
+  local k = (i % #prepared) + 1
   i = i + 1
-  return requests[k]
+  return prepared[k]
 end
 
 -- No response() callback: it would make wrk parse every body. wrk counts
