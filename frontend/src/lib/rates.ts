@@ -27,8 +27,9 @@ export class Series {
     if (this.buf.length > this.capacity) this.buf.splice(0, this.buf.length - this.capacity)
   }
 
+  /** A copy, so a view given it sees a new value after each push. */
   points(): readonly Point[] {
-    return this.buf
+    return this.buf.slice()
   }
 
   last(): Point | undefined {
