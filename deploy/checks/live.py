@@ -23,10 +23,12 @@ What must hold (deploy/README.md, "What the checks prove"):
 
 import argparse
 import json
+import re
 import sys
 import time
 import urllib.parse
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -80,18 +82,30 @@ class Prom:
         return None, doc["data"]["result"]
 
 
+def unix(rfc3339):
+    """Prometheus' lastEvaluation (RFC 3339, nanoseconds) as unix seconds."""
+    m = re.fullmatch(r"(.+?)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", rfc3339)
+    base = datetime.fromisoformat(m.group(1) + (m.group(3).replace("Z", "+00:00")))
+    return base.timestamp() + float("0." + (m.group(2) or "0"))
+
+
 def wait_scraped(prom, after, seconds):
-    """Until Prometheus has a flashcore scrape newer than `after` (unix time) and has
-    evaluated its rules since."""
+    """Until Prometheus has scraped flashcore after `after` (unix time), and every rule
+    group has been evaluated twice since that scrape (recording rules, then the
+    alerts that read what they recorded)."""
     deadline = time.monotonic() + seconds
+    scraped = None
     while time.monotonic() < deadline:
-        _, up = prom.query('timestamp(up{job="flashcore"})')
-        groups = prom.get("/api/v1/rules").get("data", {}).get("groups", [])
-        evaluated = [g.get("lastEvaluation", "") for g in groups]
-        if up and float(up[0]["value"][1]) > after and groups and all(e and not e.startswith("0001") for e in evaluated):
-            time.sleep(2.5)  # two more rule evaluations (1 s interval) over that scrape
-            return True
-        time.sleep(0.25)
+        if scraped is None:
+            _, up = prom.query('timestamp(up{job="flashcore"})')
+            if up and float(up[0]["value"][1]) > after:
+                scraped = float(up[0]["value"][1])
+        else:
+            groups = prom.get("/api/v1/rules").get("data", {}).get("groups", [])
+            interval = max((g.get("interval", 1) for g in groups), default=1)
+            if groups and all(unix(g["lastEvaluation"]) > scraped + interval for g in groups):
+                return True
+        time.sleep(0.2)
     return False
 
 
