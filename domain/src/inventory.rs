@@ -200,6 +200,12 @@ impl Inventory {
         self.total.saturating_sub(self.sold.saturating_add(self.held))
     }
 
+    /// Units the journal says were sold beyond the total: 0 unless the store was
+    /// written by two writers at once. While positive, nothing can be held.
+    pub fn oversold(&self) -> u64 {
+        self.sold.saturating_sub(self.total)
+    }
+
     /// All counts at once.
     pub fn availability(&self) -> Availability {
         Availability { total: self.total, sold: self.sold, held: self.held, available: self.available() }
@@ -230,8 +236,9 @@ impl Inventory {
         self.expiry.front().map(|(t, _)| *t)
     }
 
-    /// True when `sold + held <= total` and the cached sums match the holds.
-    /// Asserted after every change in debug builds and by the property tests.
+    /// True when `sold + held <= total` (or, for an oversold SKU, nothing is held)
+    /// and the cached sums match the holds. Asserted after every change in debug
+    /// builds and by the property tests.
     pub fn invariant_holds(&self) -> bool {
         let held: u64 = self.holds.values().map(|h| u64::from(h.qty)).sum();
         let indexed: HashSet<&(Timestamp, HoldId)> = self.expiry.iter().collect();
@@ -249,7 +256,7 @@ impl Inventory {
             && all_indexed
             && ends_live
             && front_is_earliest
-            && self.sold.checked_add(self.held).is_some_and(|c| c <= self.total)
+            && self.sold.checked_add(self.held).is_some_and(|c| c <= self.total || self.held == 0)
     }
 
     fn debug_check(&self) {
@@ -457,7 +464,6 @@ impl Inventory {
                 let present = self.remove_hold(hold).is_some();
                 if present || newer {
                     self.sold = self.sold.saturating_add(u64::from(qty));
-                    self.total = self.total.max(self.sold);
                     evicted = self.evict_overcommitted();
                 }
             }
@@ -465,7 +471,7 @@ impl Inventory {
                 self.total = self.total.saturating_add(qty);
             }
             StockFactKind::TotalSet { total } if newer => {
-                self.total = total.max(self.sold);
+                self.total = total;
                 evicted = self.evict_overcommitted();
             }
             StockFactKind::Restocked { .. } | StockFactKind::TotalSet { .. } => {}
@@ -490,7 +496,7 @@ impl Inventory {
         // Only committing holds are left over the line: their orders never reached
         // the journal (a fact would have consumed them), so they go back to held
         // and are evicted like the rest.
-        if self.sold.saturating_add(self.held) > self.total {
+        if self.sold.saturating_add(self.held) > self.total && !self.committing.is_empty() {
             let orders: Vec<OrderId> = self.committing.keys().copied().collect();
             for o in orders {
                 self.abort_inner(o);
@@ -523,8 +529,7 @@ impl Inventory {
     /// that would break the invariant (corrupt or hand-edited) is repaired by
     /// evicting holds, never by inventing stock.
     pub fn restore(s: InventorySnapshot) -> Self {
-        let mut inv =
-            Inventory { total: s.total.max(s.sold), sold: s.sold, watermark: s.watermark, ..Default::default() };
+        let mut inv = Inventory { total: s.total, sold: s.sold, watermark: s.watermark, ..Default::default() };
         let mut holds = s.holds;
         holds.sort_by_key(|(id, h)| (h.expires_at, *id));
         for (id, h) in holds {
@@ -667,6 +672,29 @@ mod tests {
         assert_eq!(evicted.len(), 1);
         assert_eq!((inv.sold(), inv.held(), inv.available()), (10, 0, 0));
         assert!(inv.invariant_holds());
+    }
+
+    #[test]
+    fn sales_beyond_the_total_are_reported_as_oversold_never_hidden() {
+        // A store written by two writers at once: the journal holds more sales
+        // than stock. The counts stay as the journal has them and the excess shows.
+        let sku = Sku::parse("S").unwrap();
+        let mut inv = Inventory::new(0);
+        let fact = |pos, kind| StockFact { pos: JournalPos(pos), sku: sku.clone(), kind };
+        inv.apply_fact(&fact(1, StockFactKind::TotalSet { total: 100 }));
+        inv.reserve(HoldId::new(), CartId::new(), 5, t(100)).unwrap();
+        for pos in 2..202 {
+            let sold = StockFactKind::Sold { order: OrderId::new(), hold: HoldId::new(), qty: 1 };
+            inv.apply_fact(&fact(pos, sold));
+        }
+        assert_eq!((inv.total(), inv.sold(), inv.held(), inv.available()), (100, 200, 0, 0));
+        assert_eq!(inv.oversold(), 100);
+        assert!(inv.invariant_holds());
+        assert!(matches!(inv.reserve(HoldId::new(), CartId::new(), 1, t(100)), Err(InventoryError::OutOfStock { .. })));
+        let restored = Inventory::restore(inv.snapshot());
+        assert_eq!((restored.total(), restored.oversold()), (100, 100));
+        inv.restock(150).unwrap();
+        assert_eq!((inv.oversold(), inv.available()), (0, 50));
     }
 
     #[test]

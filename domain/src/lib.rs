@@ -13,6 +13,7 @@ pub mod inventory;
 pub mod money;
 pub mod order;
 pub mod product;
+pub mod shard;
 pub mod time;
 
 pub use cart::{Cart, CartError, CartLine, CartStatus, LineChange};
@@ -22,4 +23,5 @@ pub use inventory::{Availability, ExpiredHold, Hold, Inventory, InventoryError, 
 pub use money::{Currency, Money, MoneyError};
 pub use order::{Order, OrderLine};
 pub use product::{MAX_LINE_QUANTITY, Product, ProductError};
+pub use shard::{ShardId, Shards};
 pub use time::Timestamp;
