@@ -50,12 +50,16 @@ impl TestApp {
         config.addr = "127.0.0.1:0".parse().unwrap_or(config.addr);
         let app = Application::build(config).await.unwrap_or_else(|e| panic!("app failed to start: {e:#}"));
         let base = format!("http://127.0.0.1:{}", app.port());
-        let slot = app.engine();
+        let node = app.node();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async move {
             let _ = stopped.await;
         }));
-        let engine = eventually(Duration::from_secs(30), "recovery to finish", || async { slot.get().cloned() }).await;
+        let engine = eventually(Duration::from_secs(30), "recovery to finish", || async {
+            let serving = node.ownership().phase() == flashcore_actors::ownership::Phase::Serving;
+            node.engine().filter(|_| serving).map(|e| (*e).clone())
+        })
+        .await;
         let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
         TestApp { base, client, engine, stop: Some(stop), task: Some(task) }
     }
@@ -209,24 +213,24 @@ pub async fn assert_problem(res: Response, status: u16, code: &str) -> Value {
     body
 }
 
-/// The `flashcore` binary of this workspace, (re)built once per test run so a
-/// test never runs a stale binary (cargo does not rebuild another package's
-/// binary for this test target).
+/// The release `flashcore` binary of this workspace, (re)built once per test run
+/// so a test never runs a stale binary (cargo does not rebuild another package's
+/// binary for this test target). Process tests run what operators run: the
+/// release build, whose take-over and hand-off times are the ones that count
+/// (`make test` builds it first, and its k6 smoke suite reuses it).
 pub fn flashcore_binary() -> std::path::PathBuf {
     static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
-            // target/<profile>/deps/api-xxxx -> target/<profile>/flashcore
+            // target/<profile>/deps/api-xxxx -> target/release/flashcore
             let exe = std::env::current_exe().expect("test executable path");
-            let dir = exe.parent().and_then(|d| d.parent()).expect("target dir").to_path_buf();
-            let mut cmd = std::process::Command::new(env!("CARGO"));
-            cmd.args(["build", "--locked", "-p", "flashcore-http", "--bin", "flashcore"]);
-            if dir.file_name().is_some_and(|p| p == "release") {
-                cmd.arg("--release");
-            }
-            let status = cmd.status().expect("cargo build");
+            let target = exe.parent().and_then(|d| d.parent()).and_then(|d| d.parent()).expect("target dir");
+            let status = std::process::Command::new(env!("CARGO"))
+                .args(["build", "--release", "--locked", "-p", "flashcore-http", "--bin", "flashcore"])
+                .status()
+                .expect("cargo build");
             assert!(status.success(), "building the flashcore binary failed");
-            dir.join("flashcore")
+            target.join("release").join("flashcore")
         })
         .clone()
 }
@@ -238,13 +242,23 @@ pub struct Process {
     pub child: tokio::process::Child,
     /// `http://127.0.0.1:<port>`.
     pub base: String,
+    /// Every line it logged so far (JSON).
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Process {
     /// Starts the binary with `env` (plus `FLASHCORE_ADDR=127.0.0.1:0`) and waits
-    /// for the log line that names the bound address. Set `FLASHCORE_DATA_DIR`
-    /// (see [`data_dir`]) unless the test means to use `./data`.
+    /// until it is ready. Set `FLASHCORE_DATA_DIR` (see [`data_dir`]) unless the
+    /// test means to use `./data`.
     pub async fn start(env: &[(&str, &str)]) -> Process {
+        let p = Process::launch(env).await;
+        p.wait_ready(Duration::from_secs(60)).await;
+        p
+    }
+
+    /// Starts the binary with `env` and waits only for the log line that names
+    /// the bound address: a standby never becomes ready on its own.
+    pub async fn launch(env: &[(&str, &str)]) -> Process {
         use tokio::io::{AsyncBufReadExt, BufReader};
         let mut cmd = tokio::process::Command::new(flashcore_binary());
         cmd.env("FLASHCORE_ADDR", "127.0.0.1:0")
@@ -259,12 +273,16 @@ impl Process {
         let mut child = cmd.spawn().expect("spawn flashcore");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let addr = tokio::time::timeout(Duration::from_secs(60), async {
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && v["message"] == "flashcore listening"
-                {
-                    return v["addr"].as_str().map(str::to_owned);
+                let addr = serde_json::from_str::<Value>(&line)
+                    .ok()
+                    .filter(|v| v["message"] == "flashcore listening")
+                    .and_then(|v| v["addr"].as_str().map(str::to_owned));
+                logs.lock().expect("logs").push(line);
+                if addr.is_some() {
+                    return addr;
                 }
             }
             None
@@ -273,19 +291,37 @@ impl Process {
         .ok()
         .flatten()
         .expect("flashcore logged its address");
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let base = format!("http://{addr}");
+        // Keep reading stdout (so the child never blocks on a full pipe), keeping the lines.
+        let kept = std::sync::Arc::clone(&logs);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                kept.lock().expect("logs").push(line);
+            }
+        });
+        Process { child, base: format!("http://{addr}"), logs }
+    }
+
+    /// Waits until `/ready` answers 200, at most `deadline`.
+    pub async fn wait_ready(&self, deadline: Duration) {
         let client = Client::new();
-        eventually(Duration::from_secs(60), "the process to become ready", || async {
+        let base = self.base.clone();
+        eventually(deadline, "the process to become ready", || async {
             let res = client.get(format!("{base}/ready")).send().await.ok()?;
             (res.status() == StatusCode::OK).then_some(())
         })
         .await;
-        Process { child, base }
     }
 
-    /// Sends `signal` (e.g. "TERM", "KILL") to the process.
+    /// The logged lines whose JSON has `field` equal to `value`.
+    pub fn logged(&self, field: &str, value: &str) -> Vec<Value> {
+        let logs = self.logs.lock().expect("logs");
+        logs.iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v[field] == value || v["fields"][field] == value)
+            .collect()
+    }
+
+    /// Sends `signal` (e.g. "TERM", "KILL", "STOP", "CONT") to the process.
     pub fn signal(&self, signal: &str) {
         let pid = self.child.id().expect("running");
         let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();

@@ -26,7 +26,7 @@ use crate::metrics as m;
 use crate::ports::{
     AppendOutcome, EntityKind, PaymentError, PaymentRequest, Payments, SnapshotRecord, SnapshotStore, StateJson,
 };
-use crate::registry::Registry;
+use crate::registry::{Registry, RegistryError};
 use crate::reply::Reply;
 use crate::sku::{PrepareReq, ReserveReq, SkuMsg};
 
@@ -41,14 +41,12 @@ pub struct CartDeps {
     pub payments: Arc<dyn Payments>,
     /// Group-commit journal.
     pub journal: JournalWriter,
-    /// Snapshot reads at activation and the synchronous save at passivation.
+    /// Snapshot reads at activation.
     pub snapshots: Arc<dyn SnapshotStore>,
-    /// Write-behind.
+    /// Write-behind, and the synchronous save at passivation.
     pub flusher: Flusher,
     /// How long a hold lasts.
     pub hold_ttl: Duration,
-    /// This node's shard epoch.
-    pub epoch: u64,
     /// Carts this node just minted an id for: nothing can be stored under such an
     /// id, so their activation skips the store reads recovery would make.
     pub fresh: Arc<dashmap::DashSet<CartId>>,
@@ -129,7 +127,6 @@ impl CartState {
             kind: EntityKind::Cart,
             id: self.cart.id.to_string(),
             pos: Default::default(),
-            epoch: self.deps.epoch,
             version: self.version,
             state: StateJson::encode(&self.cart).expect("a cart always serializes"),
         }
@@ -347,6 +344,8 @@ async fn deliver_commit(skus: Arc<Registry<Sku, SkuMsg>>, fact: StockFact) {
             tokio::time::sleep(delay).await;
             match skus.cast(&sku, false, |ticket| SkuMsg::Commit { ticket, facts: facts.clone() }).await {
                 Ok(()) => return,
+                // The engine stopped: whoever recovers the SKU next reads the fact.
+                Err(RegistryError::NotRunning) => return,
                 Err(e) => tracing::warn!(sku = %sku, error = %e, "commit delivery retrying"),
             }
             delay = (delay * 2).min(Duration::from_secs(2));
@@ -364,7 +363,7 @@ pub async fn recover(id: CartId, deps: &CartDeps) -> Result<(Cart, u64, bool), c
             let cart: Cart = rec
                 .state
                 .decode()
-                .map_err(|e| crate::ports::StoreError(format!("corrupt snapshot of cart {id}: {e}")))?;
+                .map_err(|e| crate::ports::StoreError::Unavailable(format!("corrupt snapshot of cart {id}: {e}")))?;
             (cart, rec.version, false)
         }
         None => (Cart::new(id), 0, true),
@@ -441,7 +440,7 @@ impl Actor for CartActor {
             CartMsg::Passivate { reply } => {
                 // Always save: a flush in progress may not have landed yet, and the
                 // next activation must see this state.
-                let saved = state.deps.snapshots.save(&[state.record()]).await.map_err(|e| e.to_string());
+                let saved = state.deps.flusher.save_now(&[state.record()]).await.map_err(|e| e.to_string());
                 let ok = saved.is_ok();
                 let _ = reply.send(saved);
                 if ok {

@@ -16,10 +16,12 @@ use ractor::{Actor, ActorCell, ActorRef};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::alarms::{Alarms, OversoldSku};
 use crate::cart::{CartActor, CartDeps, CartMsg};
 use crate::catalog::CatalogCache;
 use crate::flusher::{FlushStatsView, Flusher};
 use crate::journal::{JournalStatsView, JournalWriter};
+use crate::ownership::Ownership;
 use crate::ports::{AvailabilityFeed, Catalog, Journal, Payments, SnapshotStore, StoreError};
 use crate::registry::{Activator, Registry, RegistryConfig, RegistryError, RegistryStats};
 use crate::reply::ask;
@@ -47,8 +49,6 @@ pub struct EngineConfig {
     pub max_restarts: usize,
     /// Restart intensity window.
     pub restart_period: Duration,
-    /// This node's shard epoch (fencing in a later multi-node mode).
-    pub epoch: u64,
 }
 
 impl Default for EngineConfig {
@@ -63,7 +63,6 @@ impl Default for EngineConfig {
             call_timeout: Duration::from_secs(5),
             max_restarts: 5,
             restart_period: Duration::from_secs(10),
-            epoch: 1,
         }
     }
 }
@@ -175,7 +174,7 @@ pub enum EngineError {
 impl EngineError {
     /// A store failure, as "unavailable".
     pub fn store(e: StoreError) -> Self {
-        EngineError::Unavailable { retry_after_secs: 1, reason: e.0 }
+        EngineError::Unavailable { retry_after_secs: 1, reason: e.message().to_owned() }
     }
 
     /// The stable machine-readable code (the problem document's `type` suffix).
@@ -267,6 +266,7 @@ struct Inner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     ready: AtomicBool,
     fresh_carts: Arc<dashmap::DashSet<CartId>>,
+    alarms: Arc<Alarms>,
 }
 
 /// The running engine. Cheap to clone.
@@ -280,11 +280,15 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Starts supervisors, journal writer, flusher and reaper over `ports`.
-    pub async fn start(cfg: EngineConfig, ports: Ports) -> Result<Engine, StoreError> {
+    /// Starts supervisors, journal writer, flusher and reaper over `ports`, and
+    /// recovers every SKU. Every write goes out under `ownership`'s fence: start
+    /// an engine only while holding the leases.
+    pub async fn start(cfg: EngineConfig, ports: Ports, ownership: Arc<Ownership>) -> Result<Engine, StoreError> {
         let catalog = Arc::new(CatalogCache::load(Arc::clone(&ports.catalog)).await?);
-        let (journal, journal_task) = JournalWriter::start(Arc::clone(&ports.journal), cfg.journal_max_batch, 65_536);
-        let (flusher, flush_task) = Flusher::start(Arc::clone(&ports.snapshots), cfg.flush_interval);
+        let (journal, journal_task) =
+            JournalWriter::start(Arc::clone(&ports.journal), Arc::clone(&ownership), cfg.journal_max_batch, 65_536);
+        let (flusher, flush_task) = Flusher::start(Arc::clone(&ports.snapshots), ownership, cfg.flush_interval);
+        let alarms = Arc::new(Alarms::default());
 
         let registry_cfg = |kind, max_inflight| RegistryConfig {
             kind,
@@ -295,7 +299,7 @@ impl Engine {
         };
         let skus = Registry::new(registry_cfg("sku", cfg.sku_max_inflight));
         let carts = Registry::new(registry_cfg("cart", cfg.cart_max_inflight));
-        let spawn_err = |e: ractor::SpawnErr| StoreError(format!("could not start supervisor: {e}"));
+        let spawn_err = |e: ractor::SpawnErr| StoreError::Unavailable(format!("could not start supervisor: {e}"));
         let (sku_sup, _) =
             Actor::spawn(None, EntitySupervisor::default(), Arc::clone(&skus)).await.map_err(spawn_err)?;
         let (cart_sup, _) =
@@ -306,7 +310,7 @@ impl Engine {
             feed: Arc::clone(&ports.feed),
             flusher: flusher.clone(),
             snapshots: Arc::clone(&ports.snapshots),
-            epoch: cfg.epoch,
+            alarms: Arc::clone(&alarms),
         };
         skus.wire(Arc::new(SkuActivator(sku_deps)), sku_sup.get_cell());
         let fresh_carts = Arc::new(dashmap::DashSet::new());
@@ -318,7 +322,6 @@ impl Engine {
             snapshots: Arc::clone(&ports.snapshots),
             flusher: flusher.clone(),
             hold_ttl: cfg.hold_ttl,
-            epoch: cfg.epoch,
             fresh: Arc::clone(&fresh_carts),
         };
         carts.wire(Arc::new(CartActivator(cart_deps)), cart_sup.get_cell());
@@ -349,12 +352,16 @@ impl Engine {
             tasks: Mutex::new(vec![journal_task, flush_task, reaper]),
             ready: AtomicBool::new(false),
             fresh_carts,
+            alarms,
         }));
         // Warm every SKU so reads are served from the feed and recovery runs now,
         // not on the first buyer's request.
         let skus: Vec<Sku> = engine.0.catalog.list(usize::MAX, None).iter().map(|p| p.sku.clone()).collect();
         for sku in skus {
-            engine.availability(&sku).await.map_err(|e| StoreError(format!("recovery of SKU {sku} failed: {e}")))?;
+            if let Err(e) = engine.availability(&sku).await {
+                engine.abandon();
+                return Err(StoreError::Unavailable(format!("recovery of SKU {sku} failed: {e}")));
+            }
         }
         engine.0.ready.store(true, Ordering::Release);
         Ok(engine)
@@ -475,10 +482,41 @@ impl Engine {
         self.0.flusher.stats()
     }
 
+    /// SKUs whose journal holds more units sold than their total (see [`Alarms`]).
+    pub fn oversold(&self) -> Vec<OversoldSku> {
+        self.0.alarms.oversold()
+    }
+
     /// Fault injection for supervision drills: makes the SKU's actor panic.
     pub async fn inject_sku_failure(&self, sku: &Sku) -> Result<(), EngineError> {
         self.product_def(sku)?;
         Ok(self.0.skus.cast(sku, false, |ticket| SkuMsg::Crash { ticket }).await?)
+    }
+
+    /// Drops an engine whose leases were lost: admit nothing new, stop every
+    /// actor and task, write nothing (the store would refuse it: another node
+    /// owns it, and recovers what this one knew from the journal and snapshots).
+    pub fn abandon(&self) {
+        self.0.ready.store(false, Ordering::Release);
+        self.0.skus.close_all();
+        self.0.carts.close_all();
+        self.stop_actors();
+    }
+
+    fn stop_actors(&self) {
+        for (_, a) in self.0.carts.actors() {
+            a.stop(Some("shutdown".into()));
+        }
+        for (_, a) in self.0.skus.actors() {
+            a.stop(Some("shutdown".into()));
+        }
+        self.0.supervisors.0.stop(None);
+        self.0.supervisors.1.stop(None);
+        if let Ok(mut tasks) = self.0.tasks.lock() {
+            for t in tasks.drain(..) {
+                t.abort();
+            }
+        }
     }
 
     /// Graceful shutdown: admit nothing new, write all dirty state, stop actors.
@@ -494,18 +532,6 @@ impl Engine {
             Ok(n) => tracing::info!(snapshots = n, "final flush done"),
             Err(e) => tracing::error!(error = %e, "final flush failed"),
         }
-        for (_, a) in self.0.carts.actors() {
-            a.stop(Some("shutdown".into()));
-        }
-        for (_, a) in self.0.skus.actors() {
-            a.stop(Some("shutdown".into()));
-        }
-        self.0.supervisors.0.stop(None);
-        self.0.supervisors.1.stop(None);
-        if let Ok(mut tasks) = self.0.tasks.lock() {
-            for t in tasks.drain(..) {
-                t.abort();
-            }
-        }
+        self.stop_actors();
     }
 }

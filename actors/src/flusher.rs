@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::metrics as m;
+use crate::ownership::Ownership;
 use crate::ports::{EntityKind, SnapshotRecord, SnapshotStore, StoreError};
 
 /// The first snapshot version of a new incarnation of an entity whose stored
@@ -90,22 +91,54 @@ pub struct FlushStatsView {
 #[derive(Clone)]
 pub struct Flusher {
     tx: mpsc::UnboundedSender<Control>,
-    stats: Arc<FlushStats>,
+    writer: Arc<Writer>,
+}
+
+/// What the flusher task and every handle share: where and under which fence
+/// snapshots are written.
+struct Writer {
+    stats: FlushStats,
+    store: Arc<dyn SnapshotStore>,
+    ownership: Arc<Ownership>,
+}
+
+impl Writer {
+    async fn save(&self, batch: &[SnapshotRecord]) -> Result<(), StoreError> {
+        let fence = self.ownership.write_fence()?;
+        let saved = self.store.save(batch, &fence).await;
+        if let Err(e) = &saved
+            && e.is_fenced()
+            && self.ownership.phase().holds_lease()
+        {
+            self.ownership.fenced("snapshot");
+        }
+        saved
+    }
 }
 
 impl std::fmt::Debug for Flusher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Flusher").field("stats", &self.stats).finish_non_exhaustive()
+        f.debug_struct("Flusher").field("stats", &self.writer.stats).finish_non_exhaustive()
     }
 }
 
 impl Flusher {
-    /// Starts the flusher over `store`, flushing every `interval`.
-    pub fn start(store: Arc<dyn SnapshotStore>, interval: Duration) -> (Self, JoinHandle<()>) {
+    /// Starts the flusher over `store`, flushing every `interval` under the fence
+    /// `ownership` holds at that moment.
+    pub fn start(
+        store: Arc<dyn SnapshotStore>,
+        ownership: Arc<Ownership>,
+        interval: Duration,
+    ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let stats = Arc::new(FlushStats::default());
-        let task = tokio::spawn(run(store, interval, rx, Arc::clone(&stats)));
-        (Flusher { tx, stats }, task)
+        let writer = Arc::new(Writer { stats: FlushStats::default(), store, ownership });
+        let task = tokio::spawn(run(Arc::clone(&writer), interval, rx));
+        (Flusher { tx, writer }, task)
+    }
+
+    /// Saves `batch` now, under the current fence (a passivating cart's last state).
+    pub async fn save_now(&self, batch: &[SnapshotRecord]) -> Result<(), StoreError> {
+        self.writer.save(batch).await
     }
 
     /// Registers an entity that became dirty. Call once per clean-to-dirty change.
@@ -116,13 +149,13 @@ impl Flusher {
     /// Flushes everything dirty now (graceful shutdown); returns how many were written.
     pub async fn flush_now(&self) -> Result<usize, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Control::FlushNow(reply)).map_err(|_| StoreError("flusher stopped".into()))?;
-        rx.await.map_err(|_| StoreError("flusher stopped".into()))?
+        self.tx.send(Control::FlushNow(reply)).map_err(|_| StoreError::Unavailable("flusher stopped".into()))?;
+        rx.await.map_err(|_| StoreError::Unavailable("flusher stopped".into()))?
     }
 
     /// Operator figures.
     pub fn stats(&self) -> FlushStatsView {
-        let s = &self.stats;
+        let s = &self.writer.stats;
         FlushStatsView {
             flushes: s.flushes.load(Ordering::Relaxed),
             written: s.written.load(Ordering::Relaxed),
@@ -140,12 +173,7 @@ const SAVE_CHUNK: usize = 1_000;
 /// Snapshot requests in flight at once.
 const ASK_CONCURRENCY: usize = 256;
 
-async fn run(
-    store: Arc<dyn SnapshotStore>,
-    interval: Duration,
-    mut rx: mpsc::UnboundedReceiver<Control>,
-    stats: Arc<FlushStats>,
-) {
+async fn run(writer: Arc<Writer>, interval: Duration, mut rx: mpsc::UnboundedReceiver<Control>) {
     let mut dirty: Vec<Box<dyn SnapshotSource>> = Vec::new();
     let mut retry: HashMap<(EntityKind, String), SnapshotRecord> = HashMap::new();
     let mut ticker = tokio::time::interval(interval);
@@ -168,7 +196,7 @@ async fn run(
                 Control::FlushNow(r) => waiters.push(r),
             }
         }
-        let result = flush(&*store, std::mem::take(&mut dirty), &mut retry, &stats).await;
+        let result = flush(&writer, std::mem::take(&mut dirty), &mut retry).await;
         for reply in waiters.drain(..) {
             let _ = reply.send(result.clone());
         }
@@ -176,13 +204,18 @@ async fn run(
 }
 
 async fn flush(
-    store: &dyn SnapshotStore,
+    writer: &Writer,
     dirty: Vec<Box<dyn SnapshotSource>>,
     retry: &mut HashMap<(EntityKind, String), SnapshotRecord>,
-    stats: &FlushStats,
 ) -> Result<usize, StoreError> {
+    let stats = &writer.stats;
     if dirty.is_empty() && retry.is_empty() {
         return Ok(0);
+    }
+    if !writer.ownership.phase().holds_lease() {
+        // A node that lost its lease writes nothing more: its state is stale, and
+        // the next owner recovers from the store.
+        return Err(StoreError::Fenced("this node no longer holds the lease".into()));
     }
     let started = Instant::now();
     for chunk in dirty.chunks(ASK_CONCURRENCY) {
@@ -201,14 +234,14 @@ async fn flush(
             }
             continue;
         }
-        match store.save(chunk).await {
+        match writer.save(chunk).await {
             Ok(()) => written += chunk.len(),
             Err(e) => {
                 tracing::error!(error = %e, chunk = i, records = chunk.len(), "write-behind flush failed; will retry");
                 stats.errors.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!(m::SNAPSHOT_ERRORS).increment(1);
                 if let Ok(mut last) = stats.last_error.lock() {
-                    *last = Some(e.0.clone());
+                    *last = Some(e.message().to_owned());
                 }
                 for r in chunk {
                     retry.insert((r.kind, r.id.clone()), r.clone());

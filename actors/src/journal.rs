@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::metrics as m;
+use crate::ownership::Ownership;
 use crate::ports::{AppendOutcome, Journal, StoreError};
 
 struct Pending {
@@ -73,19 +74,26 @@ impl std::fmt::Debug for JournalWriter {
 }
 
 impl JournalWriter {
-    /// Starts the writer task over `journal`.
-    pub fn start(journal: Arc<dyn Journal>, max_batch: usize, queue: usize) -> (Self, JoinHandle<()>) {
+    /// Starts the writer task over `journal`. Every batch is written under the
+    /// fence `ownership` holds at that moment; a fenced batch makes it lose the lease.
+    pub fn start(
+        journal: Arc<dyn Journal>,
+        ownership: Arc<Ownership>,
+        max_batch: usize,
+        queue: usize,
+    ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(queue.max(1));
         let stats = Arc::new(JournalStats::default());
-        let task = tokio::spawn(run(Arc::clone(&journal), rx, max_batch.max(1), Arc::clone(&stats)));
+        let task = tokio::spawn(run(Arc::clone(&journal), ownership, rx, max_batch.max(1), Arc::clone(&stats)));
         (JournalWriter { tx, journal, stats }, task)
     }
 
     /// Appends `entry` and waits until its batch has committed.
     pub async fn append(&self, entry: JournalEntry) -> Result<AppendOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Pending { entry, reply }).await.map_err(|_| StoreError("journal writer stopped".into()))?;
-        rx.await.map_err(|_| StoreError("journal writer stopped".into()))?
+        let stopped = || StoreError::Unavailable("journal writer stopped".into());
+        self.tx.send(Pending { entry, reply }).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
     }
 
     /// The journal itself, for reads.
@@ -109,7 +117,13 @@ impl JournalWriter {
     }
 }
 
-async fn run(journal: Arc<dyn Journal>, mut rx: mpsc::Receiver<Pending>, max_batch: usize, stats: Arc<JournalStats>) {
+async fn run(
+    journal: Arc<dyn Journal>,
+    ownership: Arc<Ownership>,
+    mut rx: mpsc::Receiver<Pending>,
+    max_batch: usize,
+    stats: Arc<JournalStats>,
+) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     let mut entries: Vec<JournalEntry> = Vec::with_capacity(max_batch);
     let mut replies = Vec::with_capacity(max_batch);
@@ -120,7 +134,16 @@ async fn run(journal: Arc<dyn Journal>, mut rx: mpsc::Receiver<Pending>, max_bat
             replies.push(p.reply);
         }
         let started = Instant::now();
-        let result = journal.append(&entries).await;
+        let result = match ownership.write_fence() {
+            Ok(fence) => journal.append(&entries, &fence).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result
+            && e.is_fenced()
+            && ownership.phase().holds_lease()
+        {
+            ownership.fenced("journal");
+        }
         let took = started.elapsed();
         let n = entries.len() as u64;
         entries.clear();
@@ -141,12 +164,12 @@ async fn run(journal: Arc<dyn Journal>, mut rx: mpsc::Receiver<Pending>, max_bat
             other => {
                 let err = match other {
                     Err(e) => e,
-                    Ok(o) => StoreError(format!("journal returned {} outcomes for {n} entries", o.len())),
+                    Ok(o) => StoreError::Unavailable(format!("journal returned {} outcomes for {n} entries", o.len())),
                 };
                 tracing::error!(error = %err, entries = n, "journal batch failed");
                 stats.errors.fetch_add(1, Ordering::Relaxed);
                 if let Ok(mut last) = stats.last_error.lock() {
-                    *last = Some(err.0.clone());
+                    *last = Some(err.message().to_owned());
                 }
                 metrics::counter!(m::JOURNAL_ERRORS).increment(1);
                 for reply in replies.drain(..) {

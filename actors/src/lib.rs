@@ -11,6 +11,8 @@
 //! This crate defines the ports it needs in [`ports`]; adapters live in
 //! `flashcore-persistence`, and only the binary picks them.
 
+pub mod admission;
+pub mod alarms;
 pub mod cart;
 pub mod catalog;
 pub mod clock;
@@ -19,6 +21,8 @@ pub mod flusher;
 pub mod gate;
 pub mod journal;
 pub mod metrics;
+pub mod node;
+pub mod ownership;
 pub mod payments;
 pub mod ports;
 pub mod registry;

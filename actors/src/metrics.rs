@@ -36,3 +36,24 @@ pub const ORDERS: &str = "flashcore_orders_total";
 pub const CHECKOUT_FAILURES: &str = "flashcore_checkout_failures_total";
 /// Holds that lapsed.
 pub const HOLDS_EXPIRED: &str = "flashcore_holds_expired_total";
+/// Writes refused because this node no longer held the lease, by `by`: `node`
+/// (it knew and did not send) or `store` (the store's epoch check refused it).
+pub const FENCED_WRITES: &str = "flashcore_fenced_writes_total";
+/// 1 while this node holds the store's leases, else 0.
+pub const LEASE_OWNED: &str = "flashcore_lease_owned";
+/// Times this node took the leases.
+pub const LEASE_ACQUISITIONS: &str = "flashcore_lease_acquisitions_total";
+/// Successful lease renewals.
+pub const LEASE_RENEWALS: &str = "flashcore_lease_renewals_total";
+/// Lease renewals that failed (store unreachable or slow).
+pub const LEASE_RENEW_FAILURES: &str = "flashcore_lease_renew_failures_total";
+/// Times this node lost the leases (deadline passed, taken over, fenced write).
+pub const LEASE_LOSSES: &str = "flashcore_lease_losses_total";
+/// Seconds from the start of a graceful hand-off to the release of the leases.
+pub const HANDOFF_SECONDS: &str = "flashcore_lease_handoff_duration_seconds";
+/// Seconds from taking the leases to serving (recovery on start or take-over).
+pub const TAKEOVER_SECONDS: &str = "flashcore_lease_takeover_recovery_duration_seconds";
+/// Broken invariants found, by `kind` (`oversold`).
+pub const INVARIANT_VIOLATIONS: &str = "flashcore_invariant_violations_total";
+/// Units a SKU's journal says were sold beyond its total, by `sku` (0 normally).
+pub const OVERSOLD_UNITS: &str = "flashcore_sku_oversold_units";

@@ -4,16 +4,39 @@
 
 use async_trait::async_trait;
 use flashcore_domain::{
-    Availability, CartId, JournalEntry, JournalPos, Money, Order, OrderId, Product, Sku, StockFact,
+    Availability, CartId, JournalEntry, JournalPos, Money, Order, OrderId, Product, ShardId, Shards, Sku, StockFact,
+    Timestamp,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-/// A store failed: unreachable, timed out, or refused the write. Callers treat it
-/// as "try again later" (503); the cause goes to the log, not to the client.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("store unavailable: {0}")]
-pub struct StoreError(pub String);
+/// A store failed. Callers answer 503 either way; the cause goes to the log, not
+/// to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Unreachable, timed out, or refused the write: try again later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The write carried a [`Fence`] that is no longer current: another node holds
+    /// the lease now (or this one released it). Nothing was written, and the
+    /// writer must stop serving at once: its memory is no longer the truth.
+    #[error("write fenced: {0}")]
+    Fenced(String),
+}
+
+impl StoreError {
+    /// The cause, for logs and operator views.
+    pub fn message(&self) -> &str {
+        match self {
+            StoreError::Unavailable(m) | StoreError::Fenced(m) => m,
+        }
+    }
+
+    /// True when the store refused a stale owner's write.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, StoreError::Fenced(_))
+    }
+}
 
 /// Outcome of one entry of an appended batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,9 +51,11 @@ pub enum AppendOutcome {
 #[async_trait]
 pub trait Journal: Send + Sync + 'static {
     /// Appends `batch` in one transaction, assigning increasing positions in
-    /// order. A duplicate idempotency key skips only its own entry. `Err` means
-    /// nothing of the batch was written.
-    async fn append(&self, batch: &[JournalEntry]) -> Result<Vec<AppendOutcome>, StoreError>;
+    /// order, if and only if `fence` still holds the lease of every shard the
+    /// batch touches (checked in that same transaction; else
+    /// [`StoreError::Fenced`]). A duplicate idempotency key skips only its own
+    /// entry. `Err` means nothing of the batch was written.
+    async fn append(&self, batch: &[JournalEntry], fence: &Fence) -> Result<Vec<AppendOutcome>, StoreError>;
 
     /// Stock facts of `sku` newer than `after`, plus those of `orders` whatever
     /// their position, in position order.
@@ -118,8 +143,6 @@ pub struct SnapshotRecord {
     pub id: String,
     /// The journal position this state reflects.
     pub pos: JournalPos,
-    /// The writer's shard epoch, so a later multi-node mode can fence stale owners.
-    pub epoch: u64,
     /// Increases with every change of the entity; a store keeps the highest, so a
     /// late retry of an older snapshot never overwrites a newer one.
     pub version: u64,
@@ -130,11 +153,225 @@ pub struct SnapshotRecord {
 /// Latest-state snapshots written behind.
 #[async_trait]
 pub trait SnapshotStore: Send + Sync + 'static {
-    /// Upserts a batch in one transaction; a record replaces the stored one only if
-    /// its `version` is higher.
-    async fn save(&self, batch: &[SnapshotRecord]) -> Result<(), StoreError>;
+    /// Upserts a batch in one transaction, if and only if `fence` still holds the
+    /// lease of every shard the records belong to (else [`StoreError::Fenced`]);
+    /// a record replaces the stored one only if its `version` is higher. Each row
+    /// keeps the epoch it was written under.
+    async fn save(&self, batch: &[SnapshotRecord], fence: &Fence) -> Result<(), StoreError>;
     /// The latest snapshot of one entity.
     async fn load(&self, kind: EntityKind, id: &str) -> Result<Option<SnapshotRecord>, StoreError>;
+}
+
+impl SnapshotRecord {
+    /// The shard this entity belongs to.
+    pub fn shard(&self, shards: Shards) -> ShardId {
+        let tag = match self.kind {
+            EntityKind::Sku => flashcore_domain::shard::SKU_TAG,
+            EntityKind::Cart => flashcore_domain::shard::CART_TAG,
+        };
+        shards.of(tag, &self.id)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Ownership: membership and shard leases (DESIGN §9). A node writes only under a
+// lease, and every write carries the lease's epoch so that a stale owner (frozen,
+// partitioned, or simply slow) is refused by the store itself.
+// ---------------------------------------------------------------------------
+
+/// One process, as the membership table knows it: a node id (the host, or the
+/// cluster's node name) and a generation that is new for every start, so a
+/// restarted process is never mistaken for its predecessor.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Owner {
+    /// The node's name.
+    pub node: String,
+    /// This start of it (milliseconds since the epoch at start-up).
+    pub generation: u64,
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}#{}", self.node, self.generation)
+    }
+}
+
+/// The lease of one shard as held by a node: the epoch is the fencing token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// Which shard.
+    pub shard: ShardId,
+    /// Bumped by every take-over; a write under an older epoch is refused.
+    pub epoch: u64,
+}
+
+/// What a writer shows the store with every write: who it is and the epochs of
+/// the leases it holds. Built once per acquisition; cheap to share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    owner: Owner,
+    shards: Shards,
+    /// Epoch by shard number; 0 where this node holds no lease.
+    epochs: Box<[u64]>,
+}
+
+impl Fence {
+    /// The fence of `owner` holding `leases` out of `shards`.
+    pub fn new(owner: Owner, shards: Shards, leases: &[Lease]) -> Self {
+        let mut epochs = vec![0; shards.count() as usize].into_boxed_slice();
+        for l in leases {
+            if let Some(e) = epochs.get_mut(l.shard.get() as usize) {
+                *e = l.epoch;
+            }
+        }
+        Fence { owner, shards, epochs }
+    }
+
+    /// Who writes.
+    pub fn owner(&self) -> &Owner {
+        &self.owner
+    }
+
+    /// The store's shard count.
+    pub fn shards(&self) -> Shards {
+        self.shards
+    }
+
+    /// The leases this fence holds.
+    pub fn leases(&self) -> Vec<Lease> {
+        self.shards
+            .all()
+            .zip(self.epochs.iter())
+            .filter(|(_, e)| **e > 0)
+            .map(|(shard, &epoch)| Lease { shard, epoch })
+            .collect()
+    }
+
+    /// The epoch this fence holds for `shard` (0: none).
+    pub fn epoch(&self, shard: ShardId) -> u64 {
+        self.epochs.get(shard.get() as usize).copied().unwrap_or(0)
+    }
+
+    /// The distinct leases that `shards` need, in shard order: what a store checks.
+    pub fn claims(&self, shards: impl IntoIterator<Item = ShardId>) -> Vec<Lease> {
+        let mut v: Vec<ShardId> = shards.into_iter().collect();
+        v.sort_unstable();
+        v.dedup();
+        v.into_iter().map(|shard| Lease { shard, epoch: self.epoch(shard) }).collect()
+    }
+
+    /// The leases a journal batch needs: each order's cart and SKUs, each stock
+    /// fact's SKU.
+    pub fn claims_for_entries(&self, batch: &[JournalEntry]) -> Vec<Lease> {
+        let s = self.shards;
+        self.claims(batch.iter().flat_map(|e| -> Vec<ShardId> {
+            match e {
+                JournalEntry::Order(o) => {
+                    std::iter::once(s.of_cart(o.cart_id)).chain(o.lines.iter().map(|l| s.of_sku(&l.sku))).collect()
+                }
+                JournalEntry::Stock { sku, .. } => vec![s.of_sku(sku)],
+            }
+        }))
+    }
+
+    /// The leases a snapshot batch needs.
+    pub fn claims_for_snapshots(&self, batch: &[SnapshotRecord]) -> Vec<Lease> {
+        self.claims(batch.iter().map(|r| r.shard(self.shards)))
+    }
+}
+
+/// How a member of the store describes itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberStatus {
+    /// Waiting for the leases.
+    Standby,
+    /// Holds leases and serves.
+    Owner,
+    /// Stopped gracefully (its leases released).
+    Left,
+}
+
+impl MemberStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberStatus::Standby => "standby",
+            MemberStatus::Owner => "owner",
+            MemberStatus::Left => "left",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "standby" => Some(MemberStatus::Standby),
+            "owner" => Some(MemberStatus::Owner),
+            "left" => Some(MemberStatus::Left),
+            _ => None,
+        }
+    }
+}
+
+/// A membership row (the Orleans SQL-membership pattern: one row per process).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Which process.
+    pub owner: Owner,
+    /// Where it serves (its public address).
+    pub address: String,
+    /// What it says it is doing.
+    pub status: MemberStatus,
+    /// Its last heartbeat, by the store's clock.
+    pub heartbeat_at: Timestamp,
+}
+
+/// A lease row as stored: held (by `owner`, until `expires_at`) or free.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRow {
+    /// Which shard.
+    pub shard: ShardId,
+    /// The holder; `None` once released.
+    pub owner: Option<Owner>,
+    /// The current epoch.
+    pub epoch: u64,
+    /// When it lapses unless renewed, by the store's clock.
+    pub expires_at: Timestamp,
+}
+
+/// Membership and shard leases. Time is the store's own clock (Postgres'
+/// `clock_timestamp()`; the host's for SQLite and memory, whose writers share
+/// one host), so nodes never compare clocks with each other.
+#[async_trait]
+pub trait LeaseStore: Send + Sync + 'static {
+    /// Records (or refreshes) this process's membership row and heartbeat.
+    async fn heartbeat(&self, owner: &Owner, address: &str, status: MemberStatus) -> Result<(), StoreError>;
+
+    /// Every member, newest heartbeat first; rows silent for a day are dropped.
+    async fn members(&self) -> Result<Vec<Member>, StoreError>;
+
+    /// Takes the leases of `shards` for `ttl`, all or none: each must be free,
+    /// expired or already `owner`'s. Each taken lease gets epoch + 1 (a fresh
+    /// fencing token, even when `owner` held it before). `Ok(None)`: some lease
+    /// is held by another live owner; nothing changed. The store must have been
+    /// set up with `shards`' count, or this is an error.
+    async fn acquire(
+        &self,
+        owner: &Owner,
+        shards: &[ShardId],
+        all: Shards,
+        ttl: std::time::Duration,
+    ) -> Result<Option<Vec<Lease>>, StoreError>;
+
+    /// Extends `leases` for `ttl` if `owner` still holds every one of them at its
+    /// epoch; `Ok(false)` (and nothing changed) if any was lost.
+    async fn renew(&self, owner: &Owner, leases: &[Lease], ttl: std::time::Duration) -> Result<bool, StoreError>;
+
+    /// Gives `leases` up so the next owner can take them at once.
+    async fn release(&self, owner: &Owner, leases: &[Lease]) -> Result<(), StoreError>;
+
+    /// Every lease row, in shard order.
+    async fn leases(&self) -> Result<Vec<LeaseRow>, StoreError>;
 }
 
 /// Product definitions.

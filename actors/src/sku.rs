@@ -15,6 +15,7 @@ use flashcore_domain::{
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
+use crate::alarms::Alarms;
 use crate::clock;
 use crate::flusher::{Flusher, SnapshotRequest};
 use crate::gate::Ticket;
@@ -37,13 +38,13 @@ pub struct SkuDeps {
     pub flusher: Flusher,
     /// Snapshot reads at recovery.
     pub snapshots: Arc<dyn SnapshotStore>,
-    /// This node's shard epoch, written with every snapshot.
-    pub epoch: u64,
+    /// Where a SKU whose journal says it sold more than its total is reported.
+    pub alarms: Arc<Alarms>,
 }
 
 impl std::fmt::Debug for SkuDeps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SkuDeps").field("epoch", &self.epoch).finish_non_exhaustive()
+        f.debug_struct("SkuDeps").finish_non_exhaustive()
     }
 }
 
@@ -227,8 +228,10 @@ impl std::fmt::Debug for PublisherHandle {
 pub async fn recover(sku: &Sku, deps: &SkuDeps) -> Result<(Inventory, u64, bool), StoreError> {
     let (mut inv, version) = match deps.snapshots.load(EntityKind::Sku, sku.as_str()).await? {
         Some(rec) => {
-            let snap: InventorySnapshot =
-                rec.state.decode().map_err(|e| StoreError(format!("corrupt snapshot of SKU {sku}: {e}")))?;
+            let snap: InventorySnapshot = rec
+                .state
+                .decode()
+                .map_err(|e| StoreError::Unavailable(format!("corrupt snapshot of SKU {sku}: {e}")))?;
             (Inventory::restore(snap), rec.version)
         }
         None => (Inventory::new(0), 0),
@@ -306,7 +309,6 @@ impl SkuState {
             kind: EntityKind::Sku,
             id: self.sku.to_string(),
             pos: self.inv.watermark(),
-            epoch: self.deps.epoch,
             version: self.version,
             state: StateJson::encode(&self.inv.snapshot()).expect("an inventory always serializes"),
         }
@@ -325,7 +327,7 @@ impl SkuState {
                 self.inv.apply_fact(&StockFact { pos, sku: self.sku.clone(), kind });
                 Ok(self.inv.availability())
             }
-            AppendOutcome::DuplicateKey => Err(StoreError("journal refused a stock fact".into()).into()),
+            AppendOutcome::DuplicateKey => Err(StoreError::Unavailable("journal refused a stock fact".into()).into()),
         }
     }
 }
@@ -341,6 +343,7 @@ impl Actor for SkuActor {
         (sku, deps): Self::Arguments,
     ) -> Result<SkuState, ActorProcessingErr> {
         let (inv, version, changed) = recover(&sku, &deps).await?;
+        deps.alarms.check(&sku, &inv, "recovery");
         let version = crate::flusher::next_incarnation(version);
         let publisher = PublisherHandle(deps.feed.publisher(&sku));
         let mut state = SkuState {
@@ -409,6 +412,7 @@ impl Actor for SkuActor {
                     }
                 }
                 state.journaled(&myself, facts.len());
+                state.deps.alarms.check(&state.sku, &state.inv, "commit");
             }
             SkuMsg::Abort { ticket: _ticket, order } => {
                 if state.inv.abort(order) > 0 {
@@ -422,6 +426,7 @@ impl Actor for SkuActor {
                 let result = Box::pin(state.adjust(change)).await;
                 if result.is_ok() {
                     state.changed(&myself);
+                    state.deps.alarms.check(&state.sku, &state.inv, "stock change");
                 }
                 let _ = reply.send(result);
             }

@@ -62,7 +62,7 @@ async fn key_store(config: &Config) -> anyhow::Result<Arc<dyn ApiKeyStore>> {
             "API keys need a durable store: unset FLASHCORE_STORE=memory (SQLite is the default) or set DATABASE_URL"
         );
     }
-    let (_, keys) = open_stores(&config.store, Arc::new(LocalFeed::default())).await?;
+    let keys = open_stores(&config.store, Arc::new(LocalFeed::default())).await?.api_keys;
     Ok(keys)
 }
 

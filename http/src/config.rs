@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use flashcore_actors::EngineConfig;
+use flashcore_actors::ownership::LeaseConfig;
 use flashcore_actors::ports::Quota;
+use flashcore_domain::Shards;
 
 /// Which stores back the journal, snapshots and catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +52,9 @@ pub struct Config {
     pub log_format: String,
     /// Engine tunables.
     pub engine: EngineConfig,
+    /// Ownership of the store: lease TTL (`FLASHCORE_LEASE_TTL_MS`, default 5000)
+    /// and shard count (`FLASHCORE_SHARDS`, default 256).
+    pub lease: LeaseConfig,
     /// The HTTP edge: Redis, limits, credentials, hardening.
     pub edge: EdgeConfig,
 }
@@ -143,6 +148,7 @@ impl Default for Config {
             seed_demo: true,
             log_format: "json".into(),
             engine: EngineConfig::default(),
+            lease: LeaseConfig::default(),
             edge: EdgeConfig::default(),
         }
     }
@@ -217,6 +223,16 @@ impl Config {
         }
         if let Some(n) = parse("FLASHCORE_JOURNAL_MAX_BATCH")? {
             c.engine.journal_max_batch = n;
+        }
+        if let Some(d) = ms("FLASHCORE_LEASE_TTL_MS")? {
+            if d < Duration::from_millis(500) {
+                bail!("FLASHCORE_LEASE_TTL_MS must be at least 500");
+            }
+            c.lease.ttl = d;
+            c.lease.poll = (d / 10).min(Duration::from_millis(200));
+        }
+        if let Some(n) = parse::<u64>("FLASHCORE_SHARDS")? {
+            c.lease.shards = Shards::new(n).context("FLASHCORE_SHARDS")?;
         }
         c.edge.redis_url = var("REDIS_URL").map(Secret);
         if let Some(p) = var("FLASHCORE_REDIS_PREFIX") {

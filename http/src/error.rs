@@ -142,6 +142,13 @@ impl ApiError {
     }
 }
 
+impl From<flashcore_actors::ports::StoreError> for ApiError {
+    /// A store failure is 503 + `Retry-After` (`unavailable`); the cause is logged.
+    fn from(e: flashcore_actors::ports::StoreError) -> Self {
+        ApiError::from(EngineError::store(e))
+    }
+}
+
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         use StatusCode as S;

@@ -25,6 +25,7 @@ use crate::routes::{admin, carts, ops, orders, products};
         admin::list_orders,
         admin::actors,
         admin::journal,
+        admin::cluster,
         admin::list_keys,
         admin::create_key,
         admin::revoke_key,

@@ -138,7 +138,7 @@ impl ApiKeys {
         {
             return Ok(hit.0.clone());
         }
-        let store = self.store.get().ok_or_else(|| StoreError("the key store is not open yet".into()))?;
+        let store = self.store.get().ok_or_else(|| StoreError::Unavailable("the key store is not open yet".into()))?;
         let found = store.find_key(&hash).await?.filter(|k| !k.revoked).map(|k| (k.id, k.role));
         if self.cache.len() >= KEY_CACHE_MAX {
             self.cache.clear();

@@ -2,18 +2,20 @@
 //! binds the listener. The binary and the tests both go through [`Application`].
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware;
+use flashcore_actors::node::Node;
+use flashcore_actors::ownership::Ownership;
 use flashcore_actors::payments::TestPayments;
-use flashcore_actors::ports::{ApiKeyStore, AvailabilityFeed};
+use flashcore_actors::ports::{ApiKeyStore, AvailabilityFeed, LeaseStore, Owner};
 use flashcore_actors::{Engine, Ports};
 use flashcore_persistence::local::{LocalIdempotency, LocalRateLimiter};
-use flashcore_persistence::memory::{LocalFeed, MemoryApiKeys, MemoryCatalog, MemoryJournal, MemorySnapshots};
+use flashcore_persistence::memory::{LocalFeed, MemoryApiKeys, MemoryStores};
 use flashcore_persistence::postgres::PgStore;
 use flashcore_persistence::redis::{RedisEdge, RedisFeed};
 use flashcore_persistence::sqlite::SqliteStore;
@@ -36,50 +38,73 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     config: Config,
-    engine: Arc<OnceLock<Engine>>,
+    node: Arc<Node>,
     keys: Arc<ApiKeys>,
     shared: EdgeAdapters,
     shutdown: watch::Sender<bool>,
 }
 
-/// Opens the store, recovers every SKU and seeds the demo catalog into an empty store.
-async fn start_engine(config: &Config, feed: Arc<dyn AvailabilityFeed>, keys: &ApiKeys) -> anyhow::Result<Engine> {
-    let (ports, api_keys) = open_stores(&config.store, feed).await?;
-    keys.set_store(api_keys);
-    let engine = Engine::start(config.engine.clone(), ports).await.context("engine start-up failed")?;
+/// What a store gives the process: the engine's ports, the operators' keys and
+/// the leases that say who may write.
+pub struct Stores {
+    /// The engine's ports.
+    pub ports: Ports,
+    /// Operator API keys.
+    pub api_keys: Arc<dyn ApiKeyStore>,
+    /// Membership and shard leases.
+    pub leases: Arc<dyn LeaseStore>,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores").finish_non_exhaustive()
+    }
+}
+
+/// Starts an engine on `ports` under `ownership` (which holds the leases) and
+/// seeds the demo catalog into an empty store.
+async fn start_engine(config: &Config, ports: Ports, ownership: Arc<Ownership>) -> anyhow::Result<Engine> {
+    let engine = Engine::start(config.engine.clone(), ports, ownership).await.context("engine start-up failed")?;
     if config.seed_demo && engine.catalog_is_empty() {
         crate::demo::seed(&engine).await.context("seeding the demo catalog failed")?;
     }
     Ok(engine)
 }
 
-/// The adapters for `store`: the only place (with [`shared_state`]) that names
-/// concrete adapters. Returns the engine's ports and the API-key store.
-pub async fn open_stores(
-    store: &StoreKind,
-    feed: Arc<dyn AvailabilityFeed>,
-) -> anyhow::Result<(Ports, Arc<dyn ApiKeyStore>)> {
+/// The adapters for `store`: with [`shared_state`], the only place that names
+/// concrete adapters (the `keys` command opens a store through here too).
+pub async fn open_stores(store: &StoreKind, feed: Arc<dyn AvailabilityFeed>) -> anyhow::Result<Stores> {
     let payments = Arc::new(TestPayments);
     Ok(match store {
         StoreKind::Memory => {
-            let ports = Ports {
-                journal: Arc::new(MemoryJournal::default()),
-                snapshots: Arc::new(MemorySnapshots::default()),
-                catalog: Arc::new(MemoryCatalog::default()),
-                payments,
-                feed,
-            };
-            (ports, Arc::new(MemoryApiKeys::default()))
+            let m = MemoryStores::default();
+            let ports = Ports { journal: m.journal, snapshots: m.snapshots, catalog: m.catalog, payments, feed };
+            Stores { ports, api_keys: Arc::new(MemoryApiKeys::default()), leases: m.leases }
         }
         StoreKind::Sqlite { url } => {
             let db = Arc::new(SqliteStore::open(url).await.with_context(|| format!("cannot open SQLite at {url}"))?);
-            (Ports { journal: db.clone(), snapshots: db.clone(), catalog: db.clone(), payments, feed }, db)
+            let ports = Ports { journal: db.clone(), snapshots: db.clone(), catalog: db.clone(), payments, feed };
+            Stores { ports, api_keys: db.clone(), leases: db }
         }
         StoreKind::Postgres { url } => {
             let db = Arc::new(PgStore::connect(url).await.context("cannot connect to Postgres (DATABASE_URL)")?);
-            (Ports { journal: db.clone(), snapshots: db.clone(), catalog: db.clone(), payments, feed }, db)
+            let ports = Ports { journal: db.clone(), snapshots: db.clone(), catalog: db.clone(), payments, feed };
+            Stores { ports, api_keys: db.clone(), leases: db }
         }
     })
+}
+
+/// This process as the membership table knows it: the host and process id, and
+/// a generation new for every start.
+fn this_process() -> Owner {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "flashcore".to_owned());
+    let generation = flashcore_actors::clock::now().as_millis();
+    Owner { node: format!("{host}-{}", std::process::id()), generation }
 }
 
 /// What edge nodes share: Redis when configured, else in-process fallbacks.
@@ -168,7 +193,11 @@ impl Application {
         // Install the recorder first so start-up (recovery, seeding) is counted too.
         let metrics = ops::prometheus();
         let tokens = token_key(&config)?;
-        let engine = Arc::new(OnceLock::new());
+        let listener =
+            TcpListener::bind(config.addr).await.with_context(|| format!("cannot listen on {}", config.addr))?;
+        let address = listener.local_addr()?.to_string();
+        let ownership = Ownership::new(this_process(), address, config.lease);
+        let node = Node::new(ownership, config.edge.request_timeout);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = shared_state(&config.edge)?;
         let keys = Arc::new(ApiKeys::new(config.edge.admin_key.as_ref().map(|k| k.expose())));
@@ -176,7 +205,7 @@ impl Application {
             tracing::info!(target: "flashcore::security", "bootstrap admin key enabled (FLASHCORE_ADMIN_KEY)");
         }
         let state = AppState::new(crate::state::Shared {
-            engine: Arc::clone(&engine),
+            node: Arc::clone(&node),
             tokens,
             metrics,
             shutdown: shutdown_rx,
@@ -197,16 +226,20 @@ impl Application {
             .layer(tower::util::option_layer(hardening::cors(&config.edge.cors_origins)?))
             .layer(CatchPanicLayer::custom(hardening::panic_response))
             .with_state(state);
-        let listener =
-            TcpListener::bind(config.addr).await.with_context(|| format!("cannot listen on {}", config.addr))?;
         let store = match &config.store {
             StoreKind::Memory => "memory",
             StoreKind::Sqlite { .. } => "sqlite",
             StoreKind::Postgres { .. } => "postgres",
         };
         let redis = if config.edge.redis_url.is_some() { "redis" } else { "in-process" };
-        tracing::info!(addr = %listener.local_addr()?, store, shared_state = redis, "flashcore listening");
-        Ok(Application { listener, router, config, engine, keys, shared, shutdown })
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            store,
+            shared_state = redis,
+            node = %node.ownership().owner(),
+            "flashcore listening"
+        );
+        Ok(Application { listener, router, config, node, keys, shared, shutdown })
     }
 
     /// The port actually bound.
@@ -214,54 +247,58 @@ impl Application {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    /// The engine, filled once recovery is done (tests use it for fault injection).
-    pub fn engine(&self) -> Arc<OnceLock<Engine>> {
-        Arc::clone(&self.engine)
+    /// This process on the store: its ownership, and its engine while it serves
+    /// (tests use it for fault injection).
+    pub fn node(&self) -> Arc<Node> {
+        Arc::clone(&self.node)
     }
 
-    /// Serves until `shutdown` resolves (or start-up fails), recovering the store
-    /// meanwhile, then drains: stop accepting, end SSE streams, finish in-flight
-    /// requests, flush write-behind state, stop actors.
+    /// Serves until `shutdown` resolves (or the store cannot be opened). Meanwhile
+    /// the node stands by for the store's leases, recovers once it holds them,
+    /// and serves; `/health` answers throughout. On `shutdown` it hands off: the
+    /// API answers 503 `standby`, in-flight requests finish, write-behind state
+    /// is flushed, the leases are released (a standby takes over at once), and
+    /// only then does the listener stop and SSE streams end.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, router, config, engine, keys, shared, shutdown: tx } = self;
-        let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
-        let slot = Arc::clone(&engine);
+        let Application { listener, router, config, node, keys, shared, shutdown: tx } = self;
         let feed = Arc::clone(&shared.feed);
-        let starting = tokio::spawn(async move {
-            match start_engine(&config, feed, &keys).await {
-                Ok(e) => {
-                    let _ = slot.set(e);
-                    tracing::info!("recovery done; ready");
-                }
-                Err(e) => {
-                    tracing::error!(error = format!("{e:#}"), "start-up failed");
-                    let _ = failed_tx.send(e);
-                }
-            }
+        let lifecycle = tokio::spawn(async move {
+            let stores = open_stores(&config.store, feed).await?;
+            keys.set_store(stores.api_keys);
+            let ports = stores.ports;
+            let config = Arc::new(config);
+            node.run(
+                stores.leases,
+                |ownership| {
+                    let (config, ports) = (Arc::clone(&config), ports.clone());
+                    async move { start_engine(&config, ports, ownership).await.map_err(|e| format!("{e:#}")) }
+                },
+                shutdown,
+            )
+            .await;
+            anyhow::Ok(())
         });
-        let failure = Arc::new(std::sync::Mutex::new(None));
-        let failed = Arc::clone(&failure);
+        let outcome = Arc::new(std::sync::Mutex::new(None));
+        let finished = Arc::clone(&outcome);
         axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(async move {
-                tokio::select! {
-                    () = shutdown => {}
-                    Ok(e) = failed_rx => {
-                        if let Ok(mut f) = failed.lock() {
-                            *f = Some(e);
-                        }
-                    }
+                let result = match lifecycle.await {
+                    Ok(r) => r,
+                    Err(e) => Err(anyhow::anyhow!("the node's task failed: {e}")),
+                };
+                if let Err(e) = &result {
+                    tracing::error!(error = format!("{e:#}"), "start-up failed");
+                }
+                if let Ok(mut f) = finished.lock() {
+                    *f = Some(result);
                 }
                 let _ = tx.send(true);
             })
             .await?;
-        starting.abort();
-        if let Some(engine) = engine.get() {
-            engine.shutdown().await;
-        }
         if let Some(feed) = &shared.redis_feed {
             feed.shutdown().await;
         }
-        if let Some(e) = failure.lock().ok().and_then(|mut f| f.take()) {
+        if let Some(Err(e)) = outcome.lock().ok().and_then(|mut f| f.take()) {
             return Err(e);
         }
         tracing::info!("flashcore stopped");

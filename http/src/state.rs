@@ -1,9 +1,11 @@
 //! What every handler can reach.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use flashcore_actors::Engine;
+use flashcore_actors::node::Node;
+use flashcore_actors::ownership::Phase;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 
@@ -34,8 +36,9 @@ impl std::ops::Deref for AppState {
 
 /// What [`AppState`] shares.
 pub struct Shared {
-    /// The engine, once start-up recovery has finished (until then: 503 `not-ready`).
-    pub engine: Arc<OnceLock<Engine>>,
+    /// This process on the store: its ownership, and the engine while it owns
+    /// the store and has recovered it (else 503 `standby` or `not-ready`).
+    pub node: Arc<Node>,
     /// Cart token issuer and checker.
     pub tokens: CartTokens,
     /// Renders `/metrics`.
@@ -51,12 +54,40 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// The engine, or 503 while recovery is still running.
-    pub fn engine(&self) -> Result<&Engine, ApiError> {
-        self.engine.get().ok_or_else(|| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", "Recovery is still running.")
+    /// The engine, or the 503 of a node that does not serve now.
+    pub fn engine(&self) -> Result<Arc<Engine>, ApiError> {
+        match self.node.engine() {
+            Some(engine) if self.node.ownership().phase() == Phase::Serving => Ok(engine),
+            _ => Err(self.not_serving(self.node.ownership().phase())),
+        }
+    }
+
+    /// The answer of a node in `phase` to a request it cannot serve: `not-ready`
+    /// while it recovers, else `standby` (another node owns the store, or will).
+    pub fn not_serving(&self, phase: Phase) -> ApiError {
+        let retry = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", "Recovery is running.");
+        match phase {
+            // Recovering, or still opening the store (no lease looked for yet).
+            Phase::Recovering => retry.retry_after(1),
+            Phase::Standby if self.node.lease_store().is_none() => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", "The store is being opened.")
+                    .retry_after(1)
+            }
+            _ => {
+                let own = self.node.ownership();
+                let holder = own.holder().filter(|h| *h != own.owner().to_string());
+                let detail = match &holder {
+                    Some(h) => format!("This node is standing by; {h} owns the store. Retry, or use another node."),
+                    None => "This node does not own the store right now. Retry shortly.".to_owned(),
+                };
+                let problem = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "standby", "Standing by", detail);
+                match holder {
+                    Some(h) => problem.with("owner", h),
+                    None => problem,
+                }
                 .retry_after(1)
-        })
+            }
+        }
     }
 }
 

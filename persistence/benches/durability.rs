@@ -31,7 +31,10 @@ use async_trait::async_trait;
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use flashcore_actors::flusher::{Flusher, SnapshotSource};
 use flashcore_actors::journal::JournalWriter;
-use flashcore_actors::ports::{AppendOutcome, Catalog, EntityKind, Journal, SnapshotRecord, SnapshotStore, StateJson};
+use flashcore_actors::ownership::{LeaseConfig, Ownership};
+use flashcore_actors::ports::{
+    AppendOutcome, Catalog, EntityKind, Journal, LeaseStore, Owner, SnapshotRecord, SnapshotStore, StateJson,
+};
 use flashcore_domain::{Cart, CartId, Currency, HoldId, JournalEntry, JournalPos, Money, Order, OrderId, Product, Sku};
 use flashcore_persistence::postgres::{PgStore, TestDatabase, test_server_url};
 use flashcore_persistence::sqlite::SqliteStore;
@@ -71,9 +74,16 @@ struct Backend {
     name: &'static str,
     journal: Arc<dyn Journal>,
     snapshots: Arc<dyn SnapshotStore>,
+    /// Holds the store's leases for the benchmark's writers.
+    ownership: Arc<Ownership>,
     store: Store,
     /// The `TestDatabase` or `TempDir`; dropped after the pools are closed.
     _keep: Box<dyn std::any::Any>,
+}
+
+/// Takes and keeps every lease of `leases` for the benchmark process.
+async fn hold(leases: Arc<dyn LeaseStore>) -> Arc<Ownership> {
+    Ownership::hold(leases, Owner { node: "bench".into(), generation: 1 }, LeaseConfig::default()).await
 }
 
 impl Backend {
@@ -91,6 +101,7 @@ impl Backend {
         Some(Backend {
             name: "postgres",
             journal: shared.clone(),
+            ownership: hold(shared.clone()).await,
             snapshots: shared,
             store: Store::Pg(store),
             _keep: Box::new(db),
@@ -104,6 +115,7 @@ impl Backend {
         Backend {
             name: "sqlite",
             journal: shared.clone(),
+            ownership: hold(shared.clone()).await,
             snapshots: shared,
             store: Store::Sqlite(store),
             _keep: Box::new(dir),
@@ -273,8 +285,9 @@ fn group_commit(c: &mut Criterion, rt: &Runtime, backends: &[Backend]) {
         rt.block_on(backend.catalog().upsert(&hot)).expect("hot product stored");
         for callers in CALLERS {
             // A writer per case, so its stats are the case's own.
-            let (writer, task) =
-                rt.block_on(async { JournalWriter::start(Arc::clone(&backend.journal), MAX_BATCH, QUEUE) });
+            let (writer, task) = rt.block_on(async {
+                JournalWriter::start(Arc::clone(&backend.journal), Arc::clone(&backend.ownership), MAX_BATCH, QUEUE)
+            });
             let acc = Arc::new(Mutex::new(JournalAcc::default()));
             group.bench_with_input(BenchmarkId::new(backend.name, callers), &callers, |b, &callers| {
                 b.to_async(rt)
@@ -304,7 +317,6 @@ impl SnapshotSource for DirtyCart {
             kind: EntityKind::Cart,
             id: self.cart.id.to_string(),
             pos: JournalPos::default(),
-            epoch: 1,
             version: self.version,
             state: StateJson::encode(&*self.cart).ok()?,
         })
@@ -356,7 +368,8 @@ fn flush_lag(c: &mut Criterion, rt: &Runtime, backends: &[Backend]) {
     for backend in backends {
         for fresh in [true, false] {
             let (flusher, task) = rt.block_on(async {
-                let (flusher, task) = Flusher::start(Arc::clone(&backend.snapshots), FLUSH_INTERVAL);
+                let (flusher, task) =
+                    Flusher::start(Arc::clone(&backend.snapshots), Arc::clone(&backend.ownership), FLUSH_INTERVAL);
                 // The interval's first tick fires at once: let it pass before timing.
                 flusher.flush_now().await.expect("empty flush");
                 tokio::time::sleep(Duration::from_millis(20)).await;

@@ -24,14 +24,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use flashcore_actors::alarms::Alarms;
 use flashcore_actors::flusher::Flusher;
 use flashcore_actors::gate::Ticket;
 use flashcore_actors::journal::JournalWriter;
+use flashcore_actors::ownership::{LeaseConfig, Ownership};
+use flashcore_actors::ports::Owner;
 use flashcore_actors::ports::SnapshotStore;
 use flashcore_actors::reply::ask;
 use flashcore_actors::sku::{ReserveReq, SkuActor, SkuDeps, SkuMsg, StockChange};
 use flashcore_domain::{Availability, CartId, HoldId, Sku};
-use flashcore_persistence::memory::{LocalFeed, MemoryJournal, MemorySnapshots};
+use flashcore_persistence::memory::{LocalFeed, MemoryStores};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::runtime::Runtime;
@@ -100,11 +103,15 @@ async fn bare_pairs(actor: ActorRef<BareMsg>, n: u64) {
 // The SKU actor, on the real in-process adapters.
 
 async fn start_sku() -> ActorRef<SkuMsg> {
-    let snapshots: Arc<dyn SnapshotStore> = Arc::new(MemorySnapshots::default());
-    let (journal, _) = JournalWriter::start(Arc::new(MemoryJournal::default()), 64, 1024);
+    let stores = MemoryStores::default();
+    let snapshots: Arc<dyn SnapshotStore> = stores.snapshots;
+    let owner = Owner { node: "bench".into(), generation: 1 };
+    let ownership = Ownership::hold(stores.leases, owner, LeaseConfig::default()).await;
+    let (journal, _) = JournalWriter::start(stores.journal, Arc::clone(&ownership), 64, 1024);
     // The engine's default write-behind interval.
-    let (flusher, _) = Flusher::start(Arc::clone(&snapshots), Duration::from_millis(50));
-    let deps = SkuDeps { journal, feed: Arc::new(LocalFeed::default()), flusher, snapshots, epoch: 1 };
+    let (flusher, _) = Flusher::start(Arc::clone(&snapshots), ownership, Duration::from_millis(50));
+    let alarms = Arc::new(Alarms::default());
+    let deps = SkuDeps { journal, feed: Arc::new(LocalFeed::default()), flusher, snapshots, alarms };
     let sku = Sku::parse("BENCH-SKU-1").expect("valid sku");
     let (actor, _) = Actor::spawn(None, SkuActor, (sku, deps)).await.expect("SKU actor starts");
     let stocked = ask(

@@ -6,6 +6,7 @@
 //! Redis is configured. Every adapter of a port passes the same conformance suite
 //! (`persistence/tests/conformance.rs`, `persistence/tests/edge_conformance.rs`).
 
+mod leases;
 pub mod local;
 pub mod memory;
 pub mod postgres;

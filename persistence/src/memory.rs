@@ -9,16 +9,142 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use dashmap::DashMap;
 use flashcore_actors::ports::{
-    AppendOutcome, AvailabilityFeed, AvailabilityPublisher, Catalog, EntityKind, Journal, SnapshotRecord,
-    SnapshotStore, StoreError,
+    AppendOutcome, AvailabilityFeed, AvailabilityPublisher, Catalog, EntityKind, Fence, Journal, Lease, LeaseRow,
+    LeaseStore, Member, MemberStatus, Owner, SnapshotRecord, SnapshotStore, StoreError,
 };
 use flashcore_domain::{
-    Availability, CartId, JournalEntry, JournalPos, Order, OrderId, Product, Sku, StockFact, StockFactKind,
+    Availability, CartId, JournalEntry, JournalPos, Order, OrderId, Product, ShardId, Shards, Sku, StockFact,
+    StockFactKind, Timestamp,
 };
+
+use crate::leases::may_take;
 use tokio::sync::watch;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Membership and leases, in memory. The in-process journal and snapshot store
+/// check their writers' fences against it under its lock, as the SQL stores do
+/// in their transactions.
+#[derive(Debug, Default)]
+pub struct MemoryLeases(Mutex<LeaseData>);
+
+#[derive(Debug, Default)]
+struct LeaseData {
+    members: HashMap<Owner, Member>,
+    leases: BTreeMap<u32, LeaseRow>,
+}
+
+fn now() -> Timestamp {
+    flashcore_actors::clock::now()
+}
+
+impl MemoryLeases {
+    /// Runs `write` if `fence` holds `claims`, with the lease table locked
+    /// throughout (so no take-over can come between the check and the write).
+    fn fenced<T>(&self, fence: &Fence, claims: &[Lease], write: impl FnOnce() -> T) -> Result<T, StoreError> {
+        let d = lock(&self.0);
+        let held = claims.iter().all(|c| {
+            d.leases.get(&c.shard.get()).is_some_and(|r| r.epoch == c.epoch && r.owner.as_ref() == Some(fence.owner()))
+        });
+        if !held {
+            return Err(StoreError::Fenced(format!("{} does not hold the leases it writes under", fence.owner())));
+        }
+        Ok(write())
+    }
+}
+
+#[async_trait]
+impl LeaseStore for MemoryLeases {
+    async fn heartbeat(&self, owner: &Owner, address: &str, status: MemberStatus) -> Result<(), StoreError> {
+        let mut d = lock(&self.0);
+        let m = d.members.entry(owner.clone()).or_insert_with(|| Member {
+            owner: owner.clone(),
+            address: address.to_owned(),
+            status,
+            heartbeat_at: now(),
+        });
+        if m.status != MemberStatus::Left {
+            (m.address, m.status, m.heartbeat_at) = (address.to_owned(), status, now());
+        }
+        Ok(())
+    }
+
+    async fn members(&self) -> Result<Vec<Member>, StoreError> {
+        let mut d = lock(&self.0);
+        let cutoff = now().as_millis().saturating_sub(86_400_000);
+        d.members.retain(|_, m| m.heartbeat_at.as_millis() >= cutoff);
+        let mut v: Vec<Member> = d.members.values().cloned().collect();
+        v.sort_by(|a, b| b.heartbeat_at.cmp(&a.heartbeat_at).then_with(|| a.owner.node.cmp(&b.owner.node)));
+        Ok(v)
+    }
+
+    async fn acquire(
+        &self,
+        owner: &Owner,
+        shards: &[ShardId],
+        all: Shards,
+        ttl: std::time::Duration,
+    ) -> Result<Option<Vec<Lease>>, StoreError> {
+        let mut d = lock(&self.0);
+        let (rows, max) = (d.leases.len() as i64, d.leases.keys().next_back().map_or(-1, |m| i64::from(*m)));
+        crate::leases::check_shard_count(rows, max, all)?;
+        if d.leases.is_empty() {
+            for shard in all.all() {
+                let row = LeaseRow { shard, owner: None, epoch: 0, expires_at: Timestamp::from_millis(0) };
+                d.leases.insert(shard.get(), row);
+            }
+        }
+        let now = now();
+        let asked: Vec<LeaseRow> = shards.iter().filter_map(|s| d.leases.get(&s.get()).cloned()).collect();
+        if asked.len() != shards.len() || !may_take(&asked, owner, now) {
+            return Ok(None);
+        }
+        let expires_at = now.plus_millis(ttl.as_millis() as u64);
+        let mut taken = Vec::with_capacity(shards.len());
+        for s in shards {
+            if let Some(r) = d.leases.get_mut(&s.get()) {
+                (r.owner, r.epoch, r.expires_at) = (Some(owner.clone()), r.epoch + 1, expires_at);
+                taken.push(Lease { shard: *s, epoch: r.epoch });
+            }
+        }
+        Ok(Some(taken))
+    }
+
+    async fn renew(&self, owner: &Owner, leases: &[Lease], ttl: std::time::Duration) -> Result<bool, StoreError> {
+        let mut d = lock(&self.0);
+        let held = |d: &LeaseData, l: &Lease| {
+            d.leases.get(&l.shard.get()).is_some_and(|r| r.epoch == l.epoch && r.owner.as_ref() == Some(owner))
+        };
+        if !leases.iter().all(|l| held(&d, l)) {
+            return Ok(false);
+        }
+        let expires_at = now().plus_millis(ttl.as_millis() as u64);
+        for l in leases {
+            if let Some(r) = d.leases.get_mut(&l.shard.get()) {
+                r.expires_at = expires_at;
+            }
+        }
+        Ok(true)
+    }
+
+    async fn release(&self, owner: &Owner, leases: &[Lease]) -> Result<(), StoreError> {
+        let mut d = lock(&self.0);
+        for l in leases {
+            if let Some(r) = d.leases.get_mut(&l.shard.get())
+                && r.epoch == l.epoch
+                && r.owner.as_ref() == Some(owner)
+            {
+                (r.owner, r.expires_at) = (None, Timestamp::from_millis(0));
+            }
+        }
+        Ok(())
+    }
+
+    async fn leases(&self) -> Result<Vec<LeaseRow>, StoreError> {
+        Ok(lock(&self.0).leases.values().cloned().collect())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -30,14 +156,21 @@ struct JournalData {
     facts: HashMap<Sku, Vec<StockFact>>,
 }
 
-/// The journal, in memory.
-#[derive(Debug, Default)]
-pub struct MemoryJournal(Mutex<JournalData>);
+/// The journal, in memory, fenced by the leases of its [`MemoryLeases`].
+#[derive(Debug)]
+pub struct MemoryJournal {
+    leases: Arc<MemoryLeases>,
+    data: Mutex<JournalData>,
+}
 
-#[async_trait]
-impl Journal for MemoryJournal {
-    async fn append(&self, batch: &[JournalEntry]) -> Result<Vec<AppendOutcome>, StoreError> {
-        let mut d = lock(&self.0);
+impl MemoryJournal {
+    /// An empty journal whose writers must hold leases in `leases`.
+    pub fn new(leases: Arc<MemoryLeases>) -> Self {
+        MemoryJournal { leases, data: Mutex::default() }
+    }
+
+    fn append_unfenced(&self, batch: &[JournalEntry]) -> Vec<AppendOutcome> {
+        let mut d = lock(&self.data);
         let mut out = Vec::with_capacity(batch.len());
         for entry in batch {
             match entry {
@@ -68,7 +201,15 @@ impl Journal for MemoryJournal {
                 }
             }
         }
-        Ok(out)
+        out
+    }
+}
+
+#[async_trait]
+impl Journal for MemoryJournal {
+    async fn append(&self, batch: &[JournalEntry], fence: &Fence) -> Result<Vec<AppendOutcome>, StoreError> {
+        let claims = fence.claims_for_entries(batch);
+        self.leases.fenced(fence, &claims, || self.append_unfenced(batch))
     }
 
     async fn stock_facts(
@@ -77,7 +218,7 @@ impl Journal for MemoryJournal {
         after: JournalPos,
         orders: &[OrderId],
     ) -> Result<Vec<StockFact>, StoreError> {
-        let d = lock(&self.0);
+        let d = lock(&self.data);
         Ok(d.facts
             .get(sku)
             .map(|facts| {
@@ -93,43 +234,81 @@ impl Journal for MemoryJournal {
     }
 
     async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
-        Ok(lock(&self.0).orders.get(&id).cloned())
+        Ok(lock(&self.data).orders.get(&id).cloned())
     }
 
     async fn order_for_cart(&self, cart: CartId) -> Result<Option<Order>, StoreError> {
-        let d = lock(&self.0);
+        let d = lock(&self.data);
         Ok(d.by_cart.get(&cart).and_then(|id| d.orders.get(id)).cloned())
     }
 
     async fn orders(&self, limit: usize, before: Option<OrderId>) -> Result<Vec<Order>, StoreError> {
-        let d = lock(&self.0);
+        let d = lock(&self.data);
         let iter = d.orders.values().rev().filter(|o| before.is_none_or(|b| o.id < b));
         Ok(iter.take(limit).cloned().collect())
     }
 }
 
-/// Snapshots, in memory.
-#[derive(Debug, Default)]
-pub struct MemorySnapshots(DashMap<(EntityKind, String), SnapshotRecord>);
+/// Snapshots, in memory, fenced by the leases of its [`MemoryLeases`].
+#[derive(Debug)]
+pub struct MemorySnapshots {
+    leases: Arc<MemoryLeases>,
+    data: DashMap<(EntityKind, String), SnapshotRecord>,
+}
+
+impl MemorySnapshots {
+    /// An empty store whose writers must hold leases in `leases`.
+    pub fn new(leases: Arc<MemoryLeases>) -> Self {
+        MemorySnapshots { leases, data: DashMap::new() }
+    }
+}
 
 #[async_trait]
 impl SnapshotStore for MemorySnapshots {
-    async fn save(&self, batch: &[SnapshotRecord]) -> Result<(), StoreError> {
-        for r in batch {
-            self.0
-                .entry((r.kind, r.id.clone()))
-                .and_modify(|old| {
-                    if r.version > old.version {
-                        *old = r.clone();
-                    }
-                })
-                .or_insert_with(|| r.clone());
-        }
-        Ok(())
+    async fn save(&self, batch: &[SnapshotRecord], fence: &Fence) -> Result<(), StoreError> {
+        let claims = fence.claims_for_snapshots(batch);
+        self.leases.fenced(fence, &claims, || {
+            for r in batch {
+                self.data
+                    .entry((r.kind, r.id.clone()))
+                    .and_modify(|old| {
+                        if r.version > old.version {
+                            *old = r.clone();
+                        }
+                    })
+                    .or_insert_with(|| r.clone());
+            }
+        })
     }
 
     async fn load(&self, kind: EntityKind, id: &str) -> Result<Option<SnapshotRecord>, StoreError> {
-        Ok(self.0.get(&(kind, id.to_owned())).map(|r| r.clone()))
+        Ok(self.data.get(&(kind, id.to_owned())).map(|r| r.clone()))
+    }
+}
+
+/// Every in-process store over one lease table: what `FLASHCORE_STORE=memory`
+/// runs on (and tests).
+#[derive(Debug)]
+pub struct MemoryStores {
+    /// Membership and leases.
+    pub leases: Arc<MemoryLeases>,
+    /// The journal.
+    pub journal: Arc<MemoryJournal>,
+    /// Snapshots.
+    pub snapshots: Arc<MemorySnapshots>,
+    /// Products.
+    pub catalog: Arc<MemoryCatalog>,
+}
+
+impl Default for MemoryStores {
+    fn default() -> Self {
+        let leases = Arc::new(MemoryLeases::default());
+        MemoryStores {
+            journal: Arc::new(MemoryJournal::new(Arc::clone(&leases))),
+            snapshots: Arc::new(MemorySnapshots::new(Arc::clone(&leases))),
+            catalog: Arc::new(MemoryCatalog::default()),
+            leases,
+        }
     }
 }
 
@@ -285,7 +464,7 @@ impl flashcore_actors::ports::ApiKeyStore for MemoryApiKeys {
     async fn insert_key(&self, key: &flashcore_actors::ports::ApiKeyRecord) -> Result<(), StoreError> {
         let mut keys = lock(&self.0);
         if keys.iter().any(|k| k.id == key.id || k.key_sha256 == key.key_sha256) {
-            return Err(StoreError(format!("api key {} or its hash already exists", key.id)));
+            return Err(StoreError::Unavailable(format!("api key {} or its hash already exists", key.id)));
         }
         keys.push(key.clone());
         Ok(())

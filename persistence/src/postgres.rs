@@ -22,13 +22,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use flashcore_actors::ports::{
-    ApiKeyRecord, ApiKeyStore, AppendOutcome, Catalog, EntityKind, Journal, SnapshotRecord, SnapshotStore, StoreError,
+    ApiKeyRecord, ApiKeyStore, AppendOutcome, Catalog, EntityKind, Fence, Journal, Lease, LeaseRow, LeaseStore, Member,
+    MemberStatus, Owner, SnapshotRecord, SnapshotStore, StoreError,
 };
-use flashcore_domain::{CartId, JournalEntry, JournalPos, Order, OrderId, Product, Sku, StockFact, StockFactKind};
+use flashcore_domain::{
+    CartId, JournalEntry, JournalPos, Order, OrderId, Product, ShardId, Shards, Sku, StockFact, StockFactKind,
+};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor, PgPool};
 
-use crate::rows::{ApiKeyRow, FactRow, LineRow, OrderRow, ProductRow, SnapshotRow, db, fact_columns, snapshot, to_i64};
+use crate::leases::{LeaseColumns, check_shard_count, lease_row, leases_of, may_take, member, shard_numbers};
+use crate::rows::{
+    ApiKeyRow, FactRow, LineRow, OrderRow, ProductRow, SnapshotRow, db, fact_columns, instant, snapshot, to_i64,
+};
 
 /// Key of the transaction-scoped advisory lock that serializes journal appends.
 const APPEND_LOCK: i64 = 0x666c_6173_685f_6a6c; // "flash_jl"
@@ -40,7 +46,6 @@ const STATEMENT_TIMEOUT: &str = "10s";
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
-    epoch: i64,
 }
 
 impl PgStore {
@@ -63,8 +68,11 @@ impl PgStore {
             .connect_with(options)
             .await
             .map_err(db)?;
-        sqlx::migrate!("../migrations/postgres").run(&pool).await.map_err(|e| StoreError(e.to_string()))?;
-        Ok(PgStore { pool, epoch: 1 })
+        sqlx::migrate!("../migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(PgStore { pool })
     }
 
     /// The pool (tests and tools).
@@ -116,27 +124,30 @@ const ORDER_COLUMNS: &str = "order_id::text AS order_id, cart_id::text AS cart_i
                              currency, email, payment_ref, created_at_ms";
 
 /// Writes one batch in one statement (so one implicit transaction and one round
-/// trip): takes the append lock, draws `$27` positions and numbers them in
-/// increasing order (`p`: entry number → position), then inserts the orders
-/// (skipping duplicates, earlier entries first), the lines and sold facts of the
-/// orders actually written, and the operator facts. Rows name their entry by
-/// number (1-based). Foreign keys are checked at the end of the statement, when
-/// the orders exist. Answers every entry's number and position, and whether it
-/// is an order that was written.
+/// trip): checks the writer's fence (`flashcore_fence`, which keeps the lease
+/// rows locked until commit), takes the append lock, draws `$6` positions and
+/// numbers them in increasing order (`p`: entry number → position), then inserts
+/// the orders (skipping duplicates, earlier entries first), the lines and sold
+/// facts of the orders actually written, and the operator facts. Rows name their
+/// entry by number (1-based). Foreign keys are checked at the end of the
+/// statement, when the orders exist. Answers every entry's number and position,
+/// and whether it is an order that was written.
 const APPEND: &str = "\
-WITH lk AS MATERIALIZED (
-    SELECT pg_advisory_xact_lock($26)
+WITH fence AS MATERIALIZED (
+    SELECT flashcore_fence($1, $2, $3::int4[], $4::int8[]) AS ok
+), lk AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock($5) FROM fence
 ), p AS MATERIALIZED (
     SELECT row_number() OVER (ORDER BY s.pos) AS i, s.pos
-    FROM (SELECT nextval('journal_pos_seq') AS pos FROM lk, generate_series(1, $27)) AS s
+    FROM (SELECT nextval('journal_pos_seq') AS pos FROM lk, generate_series(1, $6)) AS s
 ), o AS (
     INSERT INTO orders (order_id, pos, epoch, cart_id, idempotency_key, total_amount, currency, email, payment_ref,
                         created_at_ms)
-    SELECT x.order_id::uuid, p.pos, $1, x.cart_id::uuid, x.idempotency_key, x.total_amount, x.currency, x.email,
+    SELECT x.order_id::uuid, p.pos, x.epoch, x.cart_id::uuid, x.idempotency_key, x.total_amount, x.currency, x.email,
            x.payment_ref, x.created_at_ms
-    FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::text[], $9::text[],
-                $10::int8[])
-         AS x(order_id, i, cart_id, idempotency_key, total_amount, currency, email, payment_ref, created_at_ms)
+    FROM UNNEST($7::text[], $8::int8[], $9::text[], $10::text[], $11::int8[], $12::text[], $13::text[], $14::text[],
+                $15::int8[], $16::int8[])
+         AS x(order_id, i, cart_id, idempotency_key, total_amount, currency, email, payment_ref, created_at_ms, epoch)
     JOIN p ON p.i = x.i
     ORDER BY p.pos
     ON CONFLICT DO NOTHING
@@ -144,20 +155,28 @@ WITH lk AS MATERIALIZED (
 ), l AS (
     INSERT INTO order_lines (order_id, sku, title, qty, unit_amount, line_amount, hold_id)
     SELECT x.order_id::uuid, x.sku, x.title, x.qty, x.unit_amount, x.line_amount, x.hold_id::uuid
-    FROM UNNEST($11::int8[], $12::text[], $13::text[], $14::text[], $15::int4[], $16::int8[], $17::int8[],
-                $18::text[])
+    FROM UNNEST($17::int8[], $18::text[], $19::text[], $20::text[], $21::int4[], $22::int8[], $23::int8[],
+                $24::text[])
          AS x(i, order_id, sku, title, qty, unit_amount, line_amount, hold_id)
     JOIN p ON p.i = x.i
     WHERE p.pos IN (SELECT pos FROM o)
 ), f AS (
     INSERT INTO stock_facts (pos, sku, kind, qty, order_id, hold_id, epoch)
-    SELECT p.pos, x.sku, x.kind, x.qty, x.order_id::uuid, x.hold_id::uuid, $1
-    FROM UNNEST($19::int8[], $20::text[], $21::text[], $22::int8[], $23::text[], $24::text[], $25::bool[])
-         AS x(i, sku, kind, qty, order_id, hold_id, of_order)
+    SELECT p.pos, x.sku, x.kind, x.qty, x.order_id::uuid, x.hold_id::uuid, x.epoch
+    FROM UNNEST($25::int8[], $26::text[], $27::text[], $28::int8[], $29::text[], $30::text[], $31::bool[],
+                $32::int8[])
+         AS x(i, sku, kind, qty, order_id, hold_id, of_order, epoch)
     JOIN p ON p.i = x.i
     WHERE NOT x.of_order OR p.pos IN (SELECT pos FROM o)
 )
 SELECT p.i, p.pos, p.pos IN (SELECT pos FROM o) AS written FROM p ORDER BY p.i";
+
+/// The fence's claims as the arrays `flashcore_fence` takes.
+fn fence_columns(claims: &[Lease]) -> Result<(Vec<i32>, Vec<i64>), StoreError> {
+    let shards = claims.iter().map(|c| c.shard).collect::<Vec<_>>();
+    let epochs = claims.iter().map(|c| to_i64(c.epoch)).collect::<Result<_, _>>()?;
+    Ok((shard_numbers(&shards), epochs))
+}
 
 /// The columns of one batch, as arrays for `UNNEST`; rows name their entry by
 /// its 1-based number in the batch.
@@ -172,6 +191,7 @@ struct BatchColumns {
     email: Vec<Option<String>>,
     payment_ref: Vec<String>,
     created_at_ms: Vec<i64>,
+    order_epoch: Vec<i64>,
 
     line_entry: Vec<i64>,
     line_order_id: Vec<String>,
@@ -189,10 +209,18 @@ struct BatchColumns {
     fact_order_id: Vec<Option<String>>,
     fact_hold_id: Vec<Option<String>>,
     fact_of_order: Vec<bool>,
+    fact_epoch: Vec<i64>,
 }
 
 impl BatchColumns {
-    fn push_fact(&mut self, entry: i64, sku: &Sku, kind: &StockFactKind, of_order: bool) -> Result<(), StoreError> {
+    fn push_fact(
+        &mut self,
+        entry: i64,
+        sku: &Sku,
+        kind: &StockFactKind,
+        of_order: bool,
+        fence: &Fence,
+    ) -> Result<(), StoreError> {
         let (kind, qty, order, hold) = fact_columns(kind);
         self.fact_entry.push(entry);
         self.fact_sku.push(sku.as_str().to_owned());
@@ -201,10 +229,11 @@ impl BatchColumns {
         self.fact_order_id.push(order);
         self.fact_hold_id.push(hold);
         self.fact_of_order.push(of_order);
+        self.fact_epoch.push(to_i64(fence.epoch(fence.shards().of_sku(sku)))?);
         Ok(())
     }
 
-    fn push_order(&mut self, entry: i64, o: &Order) -> Result<(), StoreError> {
+    fn push_order(&mut self, entry: i64, o: &Order, fence: &Fence) -> Result<(), StoreError> {
         let id = o.id.to_string();
         self.order_entry.push(entry);
         self.cart_id.push(o.cart_id.to_string());
@@ -214,19 +243,22 @@ impl BatchColumns {
         self.email.push(o.email.clone());
         self.payment_ref.push(o.payment_ref.clone());
         self.created_at_ms.push(to_i64(o.created_at.as_millis())?);
+        self.order_epoch.push(to_i64(fence.epoch(fence.shards().of_cart(o.cart_id)))?);
         for l in &o.lines {
             self.line_entry.push(entry);
             self.line_order_id.push(id.clone());
             self.line_sku.push(l.sku.as_str().to_owned());
             self.line_title.push(l.title.clone());
-            self.line_qty
-                .push(i32::try_from(l.qty).map_err(|_| StoreError(format!("{} does not fit the store", l.qty)))?);
+            self.line_qty.push(
+                i32::try_from(l.qty)
+                    .map_err(|_| StoreError::Unavailable(format!("{} does not fit the store", l.qty)))?,
+            );
             self.line_unit_amount.push(l.unit_price.amount());
             self.line_amount.push(l.line_total.amount());
             self.line_hold_id.push(l.hold_id.to_string());
         }
         for (sku, kind) in o.sold_facts() {
-            self.push_fact(entry, sku, &kind, true)?;
+            self.push_fact(entry, sku, &kind, true, fence)?;
         }
         self.order_id.push(id);
         Ok(())
@@ -235,20 +267,26 @@ impl BatchColumns {
 
 #[async_trait]
 impl Journal for PgStore {
-    async fn append(&self, batch: &[JournalEntry]) -> Result<Vec<AppendOutcome>, StoreError> {
+    async fn append(&self, batch: &[JournalEntry], fence: &Fence) -> Result<Vec<AppendOutcome>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let n = i64::try_from(batch.len()).map_err(|_| StoreError("batch too large".into()))?;
+        let n = i64::try_from(batch.len()).map_err(|_| StoreError::Unavailable("batch too large".into()))?;
+        let (shards, epochs) = fence_columns(&fence.claims_for_entries(batch))?;
         let mut c = BatchColumns::default();
         for (entry, number) in batch.iter().zip(1..) {
             match entry {
-                JournalEntry::Order(o) => c.push_order(number, o)?,
-                JournalEntry::Stock { sku, kind } => c.push_fact(number, sku, kind, false)?,
+                JournalEntry::Order(o) => c.push_order(number, o, fence)?,
+                JournalEntry::Stock { sku, kind } => c.push_fact(number, sku, kind, false, fence)?,
             }
         }
         let rows: Vec<(i64, i64, bool)> = sqlx::query_as(APPEND)
-            .bind(self.epoch)
+            .bind(&fence.owner().node)
+            .bind(to_i64(fence.owner().generation)?)
+            .bind(&shards)
+            .bind(&epochs)
+            .bind(APPEND_LOCK)
+            .bind(n)
             .bind(&c.order_id)
             .bind(&c.order_entry)
             .bind(&c.cart_id)
@@ -258,6 +296,7 @@ impl Journal for PgStore {
             .bind(&c.email)
             .bind(&c.payment_ref)
             .bind(&c.created_at_ms)
+            .bind(&c.order_epoch)
             .bind(&c.line_entry)
             .bind(&c.line_order_id)
             .bind(&c.line_sku)
@@ -273,13 +312,16 @@ impl Journal for PgStore {
             .bind(&c.fact_order_id)
             .bind(&c.fact_hold_id)
             .bind(&c.fact_of_order)
-            .bind(APPEND_LOCK)
-            .bind(n)
+            .bind(&c.fact_epoch)
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
         if rows.len() != batch.len() || rows.iter().zip(1..).any(|(&(i, _, _), number)| i != number) {
-            return Err(StoreError(format!("wrote {} entries, got {} positions back", batch.len(), rows.len())));
+            return Err(StoreError::Unavailable(format!(
+                "wrote {} entries, got {} positions back",
+                batch.len(),
+                rows.len()
+            )));
         }
         Ok(batch
             .iter()
@@ -345,7 +387,7 @@ impl Journal for PgStore {
 
 #[async_trait]
 impl SnapshotStore for PgStore {
-    async fn save(&self, batch: &[SnapshotRecord]) -> Result<(), StoreError> {
+    async fn save(&self, batch: &[SnapshotRecord], fence: &Fence) -> Result<(), StoreError> {
         // One INSERT … ON CONFLICT may not touch a row twice: keep the highest
         // version of each entity. Sorting by key also makes concurrent saves lock
         // rows in the same order.
@@ -357,6 +399,7 @@ impl SnapshotStore for PgStore {
         if latest.is_empty() {
             return Ok(());
         }
+        let (shards, epochs) = fence_columns(&fence.claims_for_snapshots(batch))?;
         let mut kind = Vec::with_capacity(latest.len());
         let mut id = Vec::with_capacity(latest.len());
         let mut pos = Vec::with_capacity(latest.len());
@@ -367,16 +410,17 @@ impl SnapshotStore for PgStore {
             kind.push(r.kind.as_str());
             id.push(r.id.as_str());
             pos.push(to_i64(r.pos.0)?);
-            epoch.push(to_i64(r.epoch)?);
+            epoch.push(to_i64(fence.epoch(r.shard(fence.shards())))?);
             version.push(to_i64(r.version)?);
             state.push(r.state.as_str());
         }
-        // A single statement is one transaction.
+        // A single statement is one transaction: the fence check and the write.
         sqlx::query(
-            "INSERT INTO snapshots (kind, id, pos, epoch, version, state) \
+            "WITH fence AS MATERIALIZED (SELECT flashcore_fence($7, $8, $9::int4[], $10::int8[]) AS ok) \
+             INSERT INTO snapshots (kind, id, pos, epoch, version, state) \
              SELECT x.kind, x.id, x.pos, x.epoch, x.version, x.state::json \
              FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[]) \
-                  AS x(kind, id, pos, epoch, version, state) \
+                  AS x(kind, id, pos, epoch, version, state) CROSS JOIN fence \
              ON CONFLICT (kind, id) DO UPDATE SET pos = excluded.pos, epoch = excluded.epoch, \
              version = excluded.version, state = excluded.state, updated_at = now() \
              WHERE excluded.version > snapshots.version",
@@ -387,6 +431,10 @@ impl SnapshotStore for PgStore {
         .bind(&epoch)
         .bind(&version)
         .bind(&state)
+        .bind(&fence.owner().node)
+        .bind(to_i64(fence.owner().generation)?)
+        .bind(&shards)
+        .bind(&epochs)
         .execute(&self.pool)
         .await
         .map_err(db)?;
@@ -395,7 +443,7 @@ impl SnapshotStore for PgStore {
 
     async fn load(&self, kind: EntityKind, id: &str) -> Result<Option<SnapshotRecord>, StoreError> {
         let row: Option<SnapshotRow> =
-            sqlx::query_as("SELECT pos, epoch, version, state::text FROM snapshots WHERE kind = $1 AND id = $2")
+            sqlx::query_as("SELECT pos, version, state::text FROM snapshots WHERE kind = $1 AND id = $2")
                 .bind(kind.as_str())
                 .bind(id)
                 .fetch_optional(&self.pool)
@@ -423,7 +471,7 @@ impl Catalog for PgStore {
     async fn upsert(&self, p: &Product) -> Result<(), StoreError> {
         let max_per_order = p
             .max_per_order
-            .map(|m| i32::try_from(m).map_err(|_| StoreError(format!("{m} does not fit the store"))))
+            .map(|m| i32::try_from(m).map_err(|_| StoreError::Unavailable(format!("{m} does not fit the store"))))
             .transpose()?;
         sqlx::query(
             "INSERT INTO products (sku, title, description, price_amount, currency, max_per_order, sale_starts_at_ms) \
@@ -504,6 +552,158 @@ impl ApiKeyStore for PgStore {
     }
 }
 
+const LEASE_COLUMNS: &str = "shard::int8, owner_node, owner_generation, epoch, expires_at_ms";
+
+/// Membership and leases on the database's clock (`flashcore_now_ms()`). Taking
+/// leases locks their rows (`FOR UPDATE`) for the decision and the update, and a
+/// writer's fence check locks them `FOR SHARE`, so a take-over and a fenced write
+/// are ordered one way or the other, never interleaved.
+#[async_trait]
+impl LeaseStore for PgStore {
+    async fn heartbeat(&self, owner: &Owner, address: &str, status: MemberStatus) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO cluster_members (node_id, generation, address, status, heartbeat_ms) \
+             VALUES ($1, $2, $3, $4, flashcore_now_ms()) ON CONFLICT (node_id, generation) DO UPDATE \
+             SET address = excluded.address, status = excluded.status, heartbeat_ms = excluded.heartbeat_ms \
+             WHERE cluster_members.status <> 'left'",
+        )
+        .bind(&owner.node)
+        .bind(to_i64(owner.generation)?)
+        .bind(address)
+        .bind(status.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn members(&self) -> Result<Vec<Member>, StoreError> {
+        sqlx::query("DELETE FROM cluster_members WHERE heartbeat_ms < flashcore_now_ms() - 86400000")
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        let rows: Vec<(String, i64, String, String, i64)> = sqlx::query_as(
+            "SELECT node_id, generation, address, status, heartbeat_ms FROM cluster_members \
+             ORDER BY heartbeat_ms DESC, node_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter().map(member).collect()
+    }
+
+    async fn acquire(
+        &self,
+        owner: &Owner,
+        shards: &[ShardId],
+        all: Shards,
+        ttl: std::time::Duration,
+    ) -> Result<Option<Vec<Lease>>, StoreError> {
+        let numbers = shard_numbers(shards);
+        let generation = to_i64(owner.generation)?;
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        // A look without locks first: a standby polls often, and the owner's
+        // writes take these rows FOR SHARE.
+        let (rows, max, held_by_others): (i64, i64, i64) = sqlx::query_as(
+            "SELECT count(*), coalesce(max(shard), -1)::int8, count(*) FILTER (WHERE shard = ANY($1) \
+             AND owner_node IS NOT NULL AND (owner_node, owner_generation) <> ($2, $3) \
+             AND expires_at_ms > flashcore_now_ms()) FROM shard_leases",
+        )
+        .bind(&numbers)
+        .bind(&owner.node)
+        .bind(generation)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        check_shard_count(rows, max, all)?;
+        if held_by_others > 0 {
+            return Ok(None);
+        }
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        if rows == 0 {
+            sqlx::query("INSERT INTO shard_leases (shard) SELECT generate_series(0, $1 - 1) ON CONFLICT DO NOTHING")
+                .bind(i64::from(all.count()))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let (now,): (i64,) = sqlx::query_as("SELECT flashcore_now_ms()").fetch_one(&mut *tx).await.map_err(db)?;
+        let locked: Vec<LeaseColumns> = sqlx::query_as(&format!(
+            "SELECT {LEASE_COLUMNS} FROM shard_leases WHERE shard = ANY($1) ORDER BY shard FOR UPDATE"
+        ))
+        .bind(&numbers)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let locked: Vec<LeaseRow> = locked.into_iter().map(lease_row).collect::<Result<_, _>>()?;
+        if locked.len() != shards.len() || !may_take(&locked, owner, instant(now)?) {
+            return Ok(None); // the transaction rolls back when dropped
+        }
+        let taken: Vec<(i64, i64)> = sqlx::query_as(
+            "UPDATE shard_leases SET owner_node = $2, owner_generation = $3, epoch = epoch + 1, \
+             expires_at_ms = flashcore_now_ms() + $4 WHERE shard = ANY($1) RETURNING shard::int8, epoch",
+        )
+        .bind(&numbers)
+        .bind(&owner.node)
+        .bind(generation)
+        .bind(ttl_ms)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        leases_of(taken).map(Some)
+    }
+
+    async fn renew(&self, owner: &Owner, leases: &[Lease], ttl: std::time::Duration) -> Result<bool, StoreError> {
+        let (shards, epochs) = fence_columns(leases)?;
+        // Lease rows are locked in shard order (the CTE) by every statement that
+        // updates them, as the fence locks them: no deadlock with a write.
+        let done = sqlx::query(
+            "WITH mine AS (SELECT l.shard FROM shard_leases AS l JOIN UNNEST($1::int4[], $2::int8[]) AS x(shard, epoch) \
+             ON l.shard = x.shard WHERE l.epoch = x.epoch AND l.owner_node = $3 AND l.owner_generation = $4 \
+             ORDER BY l.shard FOR UPDATE OF l) \
+             UPDATE shard_leases AS l SET expires_at_ms = flashcore_now_ms() + $5 FROM mine WHERE l.shard = mine.shard",
+        )
+        .bind(&shards)
+        .bind(&epochs)
+        .bind(&owner.node)
+        .bind(to_i64(owner.generation)?)
+        .bind(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected() == leases.len() as u64)
+    }
+
+    async fn release(&self, owner: &Owner, leases: &[Lease]) -> Result<(), StoreError> {
+        let (shards, epochs) = fence_columns(leases)?;
+        sqlx::query(
+            "WITH mine AS (SELECT l.shard FROM shard_leases AS l JOIN UNNEST($1::int4[], $2::int8[]) AS x(shard, epoch) \
+             ON l.shard = x.shard WHERE l.epoch = x.epoch AND l.owner_node = $3 AND l.owner_generation = $4 \
+             ORDER BY l.shard FOR UPDATE OF l) \
+             UPDATE shard_leases AS l SET owner_node = NULL, owner_generation = NULL, expires_at_ms = 0 \
+             FROM mine WHERE l.shard = mine.shard",
+        )
+        .bind(&shards)
+        .bind(&epochs)
+        .bind(&owner.node)
+        .bind(to_i64(owner.generation)?)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn leases(&self) -> Result<Vec<LeaseRow>, StoreError> {
+        let rows: Vec<LeaseColumns> =
+            sqlx::query_as(&format!("SELECT {LEASE_COLUMNS} FROM shard_leases ORDER BY shard"))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        rows.into_iter().map(lease_row).collect()
+    }
+}
+
 /// The server the tests use: `FLASHCORE_TEST_PG`, or a local Postgres
 /// (`postgres://postgres@127.0.0.1:5432/postgres`).
 pub fn test_server_url() -> String {
@@ -569,7 +769,7 @@ impl Drop for TestDatabase {
 
 /// `url` with its database (path) replaced by `name`, query parameters kept.
 fn with_database(url: &str, name: &str) -> Result<String, StoreError> {
-    let bad = || StoreError(format!("not a postgres:// URL: {url}"));
+    let bad = || StoreError::Unavailable(format!("not a postgres:// URL: {url}"));
     let authority_start = url.find("://").ok_or_else(bad)? + 3;
     let (scheme, rest) = url.split_at(authority_start);
     let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));

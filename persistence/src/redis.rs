@@ -74,7 +74,8 @@ return 1
 /// `{"state":"running","owner":"…","fingerprint":`. The owner is JSON-quoted, so
 /// no other owner's entry begins the same way.
 fn running_prefix(owner: &str) -> Result<String, StoreError> {
-    let owner = serde_json::to_string(owner).map_err(|e| StoreError(format!("encoding idempotency owner: {e}")))?;
+    let owner = serde_json::to_string(owner)
+        .map_err(|e| StoreError::Unavailable(format!("encoding idempotency owner: {e}")))?;
     Ok(format!(r#"{{"state":"running","owner":{owner},"fingerprint":"#))
 }
 
@@ -153,7 +154,8 @@ impl RedisEdge {
     /// `op_timeout` with [`StoreError`]. Fails only for a malformed URL.
     pub fn new(url: &str, prefix: &str, op_timeout: Duration) -> Result<Self, StoreError> {
         // The error text of a malformed URL could echo it, password included.
-        let client = redis::Client::open(url).map_err(|e| StoreError(format!("invalid Redis URL ({:?})", e.kind())))?;
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL ({:?})", e.kind())))?;
         Ok(RedisEdge(Arc::new(EdgeInner {
             client,
             prefix: prefix.to_owned(),
@@ -265,13 +267,13 @@ impl RedisEdge {
                 } else {
                     tracing::debug!(redis.op = op, error = %e, "redis command failed");
                 }
-                Err(StoreError(format!("redis {op}: {e}")))
+                Err(StoreError::Unavailable(format!("redis {op}: {e}")))
             }
             Err(_) => {
                 count_error(op);
                 let msg = format!("timed out after {:?}", self.0.op_timeout);
                 self.mark_down(op, &msg);
-                Err(StoreError(format!("redis {op}: {msg}")))
+                Err(StoreError::Unavailable(format!("redis {op}: {msg}")))
             }
         }
     }
@@ -320,8 +322,8 @@ impl IdempotencyStore for RedisEdge {
         lock_ttl: Duration,
     ) -> Result<IdempotencyClaim, StoreError> {
         let entry = IdemEntry::Running { owner: owner.to_owned(), fingerprint: fingerprint.to_owned() };
-        let entry =
-            serde_json::to_string(&entry).map_err(|e| StoreError(format!("encoding idempotency entry: {e}")))?;
+        let entry = serde_json::to_string(&entry)
+            .map_err(|e| StoreError::Unavailable(format!("encoding idempotency entry: {e}")))?;
         let key = self.key("idem", key);
         // One native command, no script: sets the running entry if the key is
         // free and answers nothing, or leaves it and answers the stored entry.
@@ -349,7 +351,7 @@ impl IdempotencyStore for RedisEdge {
             Ok(IdemEntry::Done { response, .. }) => Ok(IdempotencyClaim::Completed(response)),
             Err(e) => {
                 count_error("idem_decode");
-                Err(StoreError(format!("undecodable idempotency entry: {e}")))
+                Err(StoreError::Unavailable(format!("undecodable idempotency entry: {e}")))
             }
         }
     }
@@ -361,8 +363,8 @@ impl IdempotencyStore for RedisEdge {
         response: &StoredResponse,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let response =
-            serde_json::to_string(response).map_err(|e| StoreError(format!("encoding stored response: {e}")))?;
+        let response = serde_json::to_string(response)
+            .map_err(|e| StoreError::Unavailable(format!("encoding stored response: {e}")))?;
         let key = self.key("idem", key);
         let owner = running_prefix(owner)?;
         self.run("idem_complete", |mut con| async move {
@@ -399,7 +401,7 @@ impl RateLimiter for RedisEdge {
             [0, wait] => {
                 Ok(RateDecision::Limited { retry_after: retry_after_from_micros(u64::try_from(*wait).unwrap_or(0)) })
             }
-            _ => Err(StoreError(format!("unexpected rate limit reply: {reply:?}"))),
+            _ => Err(StoreError::Unavailable(format!("unexpected rate limit reply: {reply:?}"))),
         }
     }
 }
@@ -779,7 +781,7 @@ mod tests {
     #[test]
     fn a_malformed_url_is_refused_without_echoing_it() {
         let err = RedisEdge::new("http://user:s3cret@nowhere", "p:", Duration::from_secs(1)).err();
-        assert!(err.is_some_and(|e| !e.0.contains("s3cret")));
+        assert!(err.is_some_and(|e| !e.message().contains("s3cret")));
     }
 
     #[test]

@@ -12,12 +12,17 @@ use flashcore_domain::{
 };
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
-    StoreError(format!("corrupt {what} in store: {detail}"))
+    StoreError::Unavailable(format!("corrupt {what} in store: {detail}"))
 }
 
-/// A `sqlx::Error` as a [`StoreError`].
+/// SQLSTATE of Postgres' `flashcore_fence` when a writer's epochs are stale.
+pub const FENCED_SQLSTATE: &str = "FC409";
+
+/// A `sqlx::Error` as a [`StoreError`]: the fence's refusal as
+/// [`StoreError::Fenced`], anything else as unavailable.
 pub fn db(e: sqlx::Error) -> StoreError {
-    StoreError(e.to_string())
+    let fenced = e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == FENCED_SQLSTATE);
+    if fenced { StoreError::Fenced(e.to_string()) } else { StoreError::Unavailable(e.to_string()) }
 }
 
 /// Parses a stored SKU.
@@ -47,7 +52,7 @@ pub fn instant(ms: i64) -> Result<Timestamp, StoreError> {
 
 /// Converts a count for storage.
 pub fn to_i64(n: u64) -> Result<i64, StoreError> {
-    i64::try_from(n).map_err(|_| StoreError(format!("{n} does not fit the store")))
+    i64::try_from(n).map_err(|_| StoreError::Unavailable(format!("{n} does not fit the store")))
 }
 
 /// A `products` row.
@@ -204,21 +209,16 @@ pub fn fact_columns(kind: &StockFactKind) -> (&'static str, u64, Option<String>,
     }
 }
 
-/// A `snapshots` row: (pos, epoch, version, state as JSON text).
-pub type SnapshotRow = (i64, i64, i64, String);
+/// A `snapshots` row: (pos, version, state as JSON text).
+pub type SnapshotRow = (i64, i64, String);
 
 /// Into a snapshot record of entity `kind`/`id`.
-pub fn snapshot(
-    kind: EntityKind,
-    id: &str,
-    (pos, epoch, version, state): SnapshotRow,
-) -> Result<SnapshotRecord, StoreError> {
+pub fn snapshot(kind: EntityKind, id: &str, (pos, version, state): SnapshotRow) -> Result<SnapshotRecord, StoreError> {
     let unsigned = |n: i64| u64::try_from(n).map_err(|e| corrupt("snapshot", e));
     Ok(SnapshotRecord {
         kind,
         id: id.to_owned(),
         pos: JournalPos(unsigned(pos)?),
-        epoch: unsigned(epoch)?,
         version: unsigned(version)?,
         state: StateJson::from_stored(state),
     })

@@ -12,25 +12,30 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use flashcore_actors::ports::{
-    ApiKeyRecord, ApiKeyStore, AppendOutcome, Catalog, EntityKind, Journal, SnapshotRecord, SnapshotStore, StoreError,
+    ApiKeyRecord, ApiKeyStore, AppendOutcome, Catalog, EntityKind, Fence, Journal, Lease, LeaseRow, LeaseStore, Member,
+    MemberStatus, Owner, SnapshotRecord, SnapshotStore, StoreError,
 };
-use flashcore_domain::{CartId, JournalEntry, JournalPos, Order, OrderId, Product, Sku, StockFact};
+use flashcore_domain::{CartId, JournalEntry, JournalPos, Order, OrderId, Product, ShardId, Shards, Sku, StockFact};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
+use crate::leases::{LeaseColumns, check_shard_count, lease_row, leases_of, may_take, member};
 use crate::rows::{ApiKeyRow, FactRow, LineRow, OrderRow, ProductRow, SnapshotRow, db, fact_columns, snapshot, to_i64};
 
 /// The SQLite store: journal, snapshots and catalog in one database file.
 ///
-/// Writes go through one dedicated connection: SQLite has a single writer, and a
-/// transaction that reads before it writes fails at once (`SQLITE_BUSY`, no busy
-/// wait) when another connection wrote in between. Reads use their own pool; WAL
+/// Writes go through one dedicated connection, and every write transaction
+/// starts with `BEGIN IMMEDIATE`: it takes the database's write lock first
+/// (waiting up to the busy timeout for another process, e.g. a standby taking
+/// the leases), where a deferred transaction that reads before it writes would
+/// fail at once (`SQLITE_BUSY`) when another connection wrote in between. So the
+/// fence check and the write of a journal batch or snapshot batch are one atomic
+/// step against every other process on the file. Reads use their own pool; WAL
 /// lets them run beside the writer.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: SqlitePool,
-    epoch: i64,
 }
 
 impl SqliteStore {
@@ -39,7 +44,8 @@ impl SqliteStore {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
         if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         }
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
             .map_err(db)?
@@ -54,14 +60,17 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(db)?;
-        sqlx::migrate!("../migrations/sqlite").run(&writer).await.map_err(|e| StoreError(e.to_string()))?;
+        sqlx::migrate!("../migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options.read_only(true))
             .await
             .map_err(db)?;
-        Ok(SqliteStore { pool, writer, epoch: 1 })
+        Ok(SqliteStore { pool, writer })
     }
 
     /// The read-only pool (tests and tools).
@@ -93,12 +102,41 @@ const ROWS_PER_STATEMENT: usize = 30_000;
 const ORDER_COLUMNS: &str =
     "order_id, cart_id, idempotency_key, total_amount, currency, email, payment_ref, created_at_ms";
 
+/// Refuses the transaction's write unless `owner` holds every lease of `claims`.
+async fn check_fence(tx: &mut SqliteConnection, owner: &Owner, claims: &[Lease]) -> Result<(), StoreError> {
+    for chunk in claims.chunks(ROWS_PER_STATEMENT / 4) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT count(*) FROM shard_leases WHERE owner_node = ");
+        q.push_bind(owner.node.clone())
+            .push(" AND owner_generation = ")
+            .push_bind(to_i64(owner.generation)?)
+            .push(" AND (shard, epoch) IN (VALUES ");
+        let mut rows = q.separated(", ");
+        for c in chunk {
+            rows.push("(").push_bind_unseparated(i64::from(c.shard.get())).push_unseparated(", ");
+            rows.push_bind_unseparated(to_i64(c.epoch)?).push_unseparated(")");
+        }
+        q.push(")");
+        let held: i64 = q.build_query_scalar().fetch_one(&mut *tx).await.map_err(db)?;
+        if held != chunk.len() as i64 {
+            return Err(StoreError::Fenced(format!("{owner} does not hold the leases it writes under")));
+        }
+    }
+    Ok(())
+}
+
+/// Now, by this host's clock (every process on a SQLite file shares the host).
+fn now_ms() -> Result<i64, StoreError> {
+    to_i64(flashcore_actors::clock::now().as_millis())
+}
+
 #[async_trait]
 impl Journal for SqliteStore {
-    async fn append(&self, batch: &[JournalEntry]) -> Result<Vec<AppendOutcome>, StoreError> {
+    async fn append(&self, batch: &[JournalEntry], fence: &Fence) -> Result<Vec<AppendOutcome>, StoreError> {
         // A few multi-row statements per batch, not several per order: each
         // statement is a round trip to SQLite's worker thread.
-        let mut tx = self.writer.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        check_fence(&mut tx, fence.owner(), &fence.claims_for_entries(batch)).await?;
+        let epoch_of = |shard| to_i64(fence.epoch(shard));
         let head: i64 =
             sqlx::query_scalar("SELECT pos FROM journal_head WHERE id = 1").fetch_one(&mut *tx).await.map_err(db)?;
         // Entry i gets position head + i + 1; a skipped duplicate leaves a gap.
@@ -113,17 +151,20 @@ impl Journal for SqliteStore {
             .collect();
         let created: Vec<i64> =
             orders.iter().map(|(_, o)| to_i64(o.created_at.as_millis())).collect::<Result<_, _>>()?;
-        let orders: Vec<(usize, &Order, i64)> = orders.into_iter().zip(created).map(|((i, o), c)| (i, o, c)).collect();
+        let epochs: Vec<i64> =
+            orders.iter().map(|(_, o)| epoch_of(fence.shards().of_cart(o.cart_id))).collect::<Result<_, _>>()?;
+        let orders: Vec<(usize, &Order, i64, i64)> =
+            orders.into_iter().zip(created).zip(epochs).map(|(((i, o), c), e)| (i, o, c, e)).collect();
         let mut inserted = std::collections::HashSet::new();
         for chunk in orders.chunks(ROWS_PER_STATEMENT / 10) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO orders (order_id, pos, epoch, cart_id, idempotency_key, total_amount, currency, email, \
                  payment_ref, created_at_ms) ",
             );
-            q.push_values(chunk, |mut row, (i, o, created)| {
+            q.push_values(chunk, |mut row, (i, o, created, epoch)| {
                 row.push_bind(o.id.to_string())
                     .push_bind(pos_of(*i))
-                    .push_bind(self.epoch)
+                    .push_bind(*epoch)
                     .push_bind(o.cart_id.to_string())
                     .push_bind(o.idempotency_key.clone())
                     .push_bind(o.total.amount())
@@ -137,7 +178,7 @@ impl Journal for SqliteStore {
             inserted.extend(ids);
         }
         let written: Vec<&Order> =
-            orders.iter().map(|(_, o, _)| *o).filter(|o| inserted.contains(&o.id.to_string())).collect();
+            orders.iter().map(|(_, o, _, _)| *o).filter(|o| inserted.contains(&o.id.to_string())).collect();
         let lines: Vec<(&Order, &flashcore_domain::OrderLine)> =
             written.iter().flat_map(|o| o.lines.iter().map(move |l| (*o, l))).collect();
         for chunk in lines.chunks(ROWS_PER_STATEMENT / 7) {
@@ -174,20 +215,21 @@ impl Journal for SqliteStore {
             .into_iter()
             .map(|(pos, sku, kind)| {
                 let (kind, qty, order, hold) = fact_columns(&kind);
-                Ok((pos, sku, kind, to_i64(qty)?, order, hold))
+                let epoch = epoch_of(fence.shards().of_sku(&sku))?;
+                Ok((pos, sku, kind, to_i64(qty)?, order, hold, epoch))
             })
             .collect::<Result<_, StoreError>>()?;
         for chunk in facts.chunks(ROWS_PER_STATEMENT / 7) {
             let mut q: QueryBuilder<Sqlite> =
                 QueryBuilder::new("INSERT INTO stock_facts (pos, sku, kind, qty, order_id, hold_id, epoch) ");
-            q.push_values(chunk, |mut row, (pos, sku, kind, qty, order, hold)| {
+            q.push_values(chunk, |mut row, (pos, sku, kind, qty, order, hold, epoch)| {
                 row.push_bind(*pos)
                     .push_bind(sku.as_str().to_owned())
                     .push_bind(*kind)
                     .push_bind(*qty)
                     .push_bind(order.clone())
                     .push_bind(hold.clone())
-                    .push_bind(self.epoch);
+                    .push_bind(*epoch);
             });
             q.build().execute(&mut *tx).await.map_err(db)?;
         }
@@ -261,8 +303,9 @@ impl Journal for SqliteStore {
 
 #[async_trait]
 impl SnapshotStore for SqliteStore {
-    async fn save(&self, batch: &[SnapshotRecord]) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(db)?;
+    async fn save(&self, batch: &[SnapshotRecord], fence: &Fence) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        check_fence(&mut tx, fence.owner(), &fence.claims_for_snapshots(batch)).await?;
         for r in batch {
             sqlx::query(
                 "INSERT INTO snapshots (kind, id, pos, epoch, version, state) VALUES (?, ?, ?, ?, ?, ?) \
@@ -273,7 +316,7 @@ impl SnapshotStore for SqliteStore {
             .bind(r.kind.as_str())
             .bind(&r.id)
             .bind(to_i64(r.pos.0)?)
-            .bind(to_i64(r.epoch)?)
+            .bind(to_i64(fence.epoch(r.shard(fence.shards())))?)
             .bind(to_i64(r.version)?)
             .bind(r.state.as_str())
             .execute(&mut *tx)
@@ -285,7 +328,7 @@ impl SnapshotStore for SqliteStore {
 
     async fn load(&self, kind: EntityKind, id: &str) -> Result<Option<SnapshotRecord>, StoreError> {
         let row: Option<SnapshotRow> =
-            sqlx::query_as("SELECT pos, epoch, version, state FROM snapshots WHERE kind = ? AND id = ?")
+            sqlx::query_as("SELECT pos, version, state FROM snapshots WHERE kind = ? AND id = ?")
                 .bind(kind.as_str())
                 .bind(id)
                 .fetch_optional(&self.pool)
@@ -329,6 +372,151 @@ impl Catalog for SqliteStore {
         .await
         .map_err(db)?;
         Ok(())
+    }
+}
+
+const LEASE_COLUMNS: &str = "shard, owner_node, owner_generation, epoch, expires_at_ms";
+
+/// Membership and leases on this host's clock. Taking the leases is one
+/// `BEGIN IMMEDIATE` transaction (decide and update under the write lock), as is
+/// every fenced write, so they are totally ordered.
+#[async_trait]
+impl LeaseStore for SqliteStore {
+    async fn heartbeat(&self, owner: &Owner, address: &str, status: MemberStatus) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO cluster_members (node_id, generation, address, status, heartbeat_ms) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (node_id, generation) DO UPDATE SET address = excluded.address, status = excluded.status, \
+             heartbeat_ms = excluded.heartbeat_ms WHERE cluster_members.status <> 'left'",
+        )
+        .bind(&owner.node)
+        .bind(to_i64(owner.generation)?)
+        .bind(address)
+        .bind(status.as_str())
+        .bind(now_ms()?)
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn members(&self) -> Result<Vec<Member>, StoreError> {
+        sqlx::query("DELETE FROM cluster_members WHERE heartbeat_ms < ?")
+            .bind(now_ms()? - 86_400_000)
+            .execute(&self.writer)
+            .await
+            .map_err(db)?;
+        let rows: Vec<(String, i64, String, String, i64)> = sqlx::query_as(
+            "SELECT node_id, generation, address, status, heartbeat_ms FROM cluster_members \
+             ORDER BY heartbeat_ms DESC, node_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter().map(member).collect()
+    }
+
+    async fn acquire(
+        &self,
+        owner: &Owner,
+        shards: &[ShardId],
+        all: Shards,
+        ttl: std::time::Duration,
+    ) -> Result<Option<Vec<Lease>>, StoreError> {
+        // A look without the write lock first: a standby polls often.
+        let current = self.leases().await?;
+        let max = current.last().map_or(-1, |r| i64::from(r.shard.get()));
+        check_shard_count(current.len() as i64, max, all)?;
+        let now = flashcore_actors::clock::now();
+        let wanted = |r: &&LeaseRow| shards.contains(&r.shard);
+        if !current.is_empty() && !may_take(&current.iter().filter(wanted).cloned().collect::<Vec<_>>(), owner, now) {
+            return Ok(None);
+        }
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        sqlx::query(
+            "WITH RECURSIVE n(shard) AS (SELECT 0 UNION ALL SELECT shard + 1 FROM n WHERE shard + 1 < ?) \
+             INSERT OR IGNORE INTO shard_leases (shard) SELECT shard FROM n",
+        )
+        .bind(i64::from(all.count()))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let rows: Vec<LeaseColumns> =
+            sqlx::query_as(&format!("SELECT {LEASE_COLUMNS} FROM shard_leases ORDER BY shard"))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+        let rows: Vec<LeaseRow> = rows.into_iter().map(lease_row).collect::<Result<_, _>>()?;
+        let asked: Vec<LeaseRow> = rows.iter().filter(wanted).cloned().collect();
+        let now = flashcore_actors::clock::now();
+        if asked.len() != shards.len() || !may_take(&asked, owner, now) {
+            return Ok(None); // rolled back when dropped
+        }
+        let expires = to_i64(now.as_millis())? + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        let mut taken = Vec::with_capacity(shards.len());
+        for chunk in shards.chunks(ROWS_PER_STATEMENT / 2) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE shard_leases SET owner_node = ");
+            q.push_bind(owner.node.clone())
+                .push(", owner_generation = ")
+                .push_bind(to_i64(owner.generation)?)
+                .push(", epoch = epoch + 1, expires_at_ms = ")
+                .push_bind(expires)
+                .push(" WHERE shard IN (");
+            let mut ids = q.separated(", ");
+            for s in chunk {
+                ids.push_bind(i64::from(s.get()));
+            }
+            q.push(") RETURNING shard, epoch");
+            let rows: Vec<(i64, i64)> = q.build_query_as().fetch_all(&mut *tx).await.map_err(db)?;
+            taken.extend(leases_of(rows)?);
+        }
+        tx.commit().await.map_err(db)?;
+        taken.sort_by_key(|l| l.shard);
+        Ok(Some(taken))
+    }
+
+    async fn renew(&self, owner: &Owner, leases: &[Lease], ttl: std::time::Duration) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        match check_fence(&mut tx, owner, leases).await {
+            Err(StoreError::Fenced(_)) => return Ok(false),
+            other => other?,
+        }
+        let expires = now_ms()? + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        sqlx::query("UPDATE shard_leases SET expires_at_ms = ? WHERE owner_node = ? AND owner_generation = ?")
+            .bind(expires)
+            .bind(&owner.node)
+            .bind(to_i64(owner.generation)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    async fn release(&self, owner: &Owner, leases: &[Lease]) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        for l in leases {
+            sqlx::query(
+                "UPDATE shard_leases SET owner_node = NULL, owner_generation = NULL, expires_at_ms = 0 \
+                 WHERE shard = ? AND epoch = ? AND owner_node = ? AND owner_generation = ?",
+            )
+            .bind(i64::from(l.shard.get()))
+            .bind(to_i64(l.epoch)?)
+            .bind(&owner.node)
+            .bind(to_i64(owner.generation)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn leases(&self) -> Result<Vec<LeaseRow>, StoreError> {
+        let rows: Vec<LeaseColumns> =
+            sqlx::query_as(&format!("SELECT {LEASE_COLUMNS} FROM shard_leases ORDER BY shard"))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        rows.into_iter().map(lease_row).collect()
     }
 }
 

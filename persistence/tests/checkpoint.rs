@@ -32,6 +32,7 @@ fn checkout(key: &str) -> CheckoutRequest {
 
 async fn checkouts_leave_the_sku_snapshot_to_the_journal(stores: Stores) {
     // Arrange: three carts hold one unit each, and that state is written behind.
+    let ownership = support::hold(&stores).await;
     let snapshots = Arc::clone(&stores.snapshots);
     let ports = Ports {
         journal: stores.journal,
@@ -41,7 +42,7 @@ async fn checkouts_leave_the_sku_snapshot_to_the_journal(stores: Stores) {
         feed: Arc::new(LocalFeed::default()),
     };
     let cfg = EngineConfig { flush_interval: Duration::from_millis(10), ..EngineConfig::default() };
-    let engine = Engine::start(cfg, ports).await.unwrap();
+    let engine = Engine::start(cfg, ports, ownership).await.unwrap();
     let sku = Sku::parse("CHECKPOINT-1").unwrap();
     let product = Product::new(sku.clone(), "t", "", Money::new(100, Currency::EUR).unwrap(), None, None).unwrap();
     engine.upsert_product(product).await.unwrap();

@@ -6,10 +6,14 @@
 
 mod support;
 
-use flashcore_actors::ports::{ApiKeyRecord, AppendOutcome, EntityKind, Role, SnapshotRecord, StateJson};
+use std::time::Duration;
+
+use flashcore_actors::ports::{
+    ApiKeyRecord, AppendOutcome, EntityKind, Fence, Lease, MemberStatus, Owner, Role, SnapshotRecord, StateJson,
+};
 use flashcore_domain::{
-    Cart, CartId, Currency, HoldId, JournalEntry, JournalPos, Money, Order, OrderId, Product, Sku, StockFactKind,
-    Timestamp,
+    Cart, CartId, Currency, HoldId, JournalEntry, JournalPos, Money, Order, OrderId, Product, ShardId, Sku,
+    StockFactKind, Timestamp,
 };
 use serde_json::json;
 
@@ -52,11 +56,14 @@ pub async fn appends_assign_increasing_positions_and_orders_round_trip(s: Stores
     let a = order("k1", &[("A", 2, 150), ("B", 1, 99)]);
     let b = order("k2", &[("A", 1, 150)]);
     let restock = JournalEntry::Stock { sku: sku("A"), kind: StockFactKind::Restocked { qty: 5 } };
-    let out =
-        s.journal.append(&[JournalEntry::Order(a.clone()), restock, JournalEntry::Order(b.clone())]).await.unwrap();
+    let out = s
+        .journal
+        .append(&[JournalEntry::Order(a.clone()), restock, JournalEntry::Order(b.clone())], &s.fence)
+        .await
+        .unwrap();
     let pos: Vec<u64> = out.iter().map(written).collect();
     assert!(pos[0] < pos[1] && pos[1] < pos[2], "{pos:?}");
-    let more = s.journal.append(&[JournalEntry::Order(order("k3", &[("C", 1, 1)]))]).await.unwrap();
+    let more = s.journal.append(&[JournalEntry::Order(order("k3", &[("C", 1, 1)]))], &s.fence).await.unwrap();
     assert!(written(&more[0]) > pos[2]);
 
     assert_eq!(s.journal.order(a.id).await.unwrap(), Some(a.clone()));
@@ -67,18 +74,17 @@ pub async fn appends_assign_increasing_positions_and_orders_round_trip(s: Stores
 
 pub async fn a_duplicate_key_or_cart_skips_only_its_own_entry(s: Stores) {
     let first = order("same", &[("A", 1, 10)]);
-    s.journal.append(&[JournalEntry::Order(first.clone())]).await.unwrap();
+    s.journal.append(&[JournalEntry::Order(first.clone())], &s.fence).await.unwrap();
     let dup_key = order("same", &[("A", 1, 10)]);
     let mut dup_cart = order("other", &[("A", 1, 10)]);
     dup_cart.cart_id = first.cart_id;
     let fine = order("fine", &[("A", 1, 10)]);
     let out = s
         .journal
-        .append(&[
-            JournalEntry::Order(dup_key.clone()),
-            JournalEntry::Order(dup_cart),
-            JournalEntry::Order(fine.clone()),
-        ])
+        .append(
+            &[JournalEntry::Order(dup_key.clone()), JournalEntry::Order(dup_cart), JournalEntry::Order(fine.clone())],
+            &s.fence,
+        )
         .await
         .unwrap();
     assert_eq!(out[0], AppendOutcome::DuplicateKey);
@@ -104,8 +110,8 @@ pub async fn stock_facts_are_per_sku_in_position_order_after_a_watermark_or_for_
     let o1 = order("k1", &[("A", 2, 1), ("B", 1, 1)]);
     let o2 = order("k2", &[("A", 3, 1)]);
     let total = JournalEntry::Stock { sku: sku("A"), kind: StockFactKind::TotalSet { total: 50 } };
-    let out = s.journal.append(&[total, JournalEntry::Order(o1.clone())]).await.unwrap();
-    let out2 = s.journal.append(&[JournalEntry::Order(o2.clone())]).await.unwrap();
+    let out = s.journal.append(&[total, JournalEntry::Order(o1.clone())], &s.fence).await.unwrap();
+    let out2 = s.journal.append(&[JournalEntry::Order(o2.clone())], &s.fence).await.unwrap();
     let (p_total, p1, p2) = (written(&out[0]), written(&out[1]), written(&out2[0]));
 
     let all = s.journal.stock_facts(&sku("A"), JournalPos(0), &[]).await.unwrap();
@@ -127,7 +133,7 @@ pub async fn orders_list_newest_first_with_a_cursor(s: Stores) {
     for i in 0..5 {
         let o = order(&format!("k{i}"), &[("A", 1, 1)]);
         ids.push(o.id);
-        s.journal.append(&[JournalEntry::Order(o)]).await.unwrap();
+        s.journal.append(&[JournalEntry::Order(o)], &s.fence).await.unwrap();
     }
     ids.sort();
     ids.reverse();
@@ -139,7 +145,7 @@ pub async fn orders_list_newest_first_with_a_cursor(s: Stores) {
 
 fn record(kind: EntityKind, id: &str, version: u64, state: serde_json::Value) -> SnapshotRecord {
     let state = StateJson::encode(&state).unwrap();
-    SnapshotRecord { kind, id: id.into(), pos: JournalPos(version * 10), epoch: 1, version, state }
+    SnapshotRecord { kind, id: id.into(), pos: JournalPos(version * 10), version, state }
 }
 
 fn state_of(rec: Option<SnapshotRecord>) -> serde_json::Value {
@@ -149,18 +155,18 @@ fn state_of(rec: Option<SnapshotRecord>) -> serde_json::Value {
 pub async fn snapshots_round_trip_and_only_move_forward(s: Stores) {
     assert_eq!(s.snapshots.load(EntityKind::Sku, "A").await.unwrap(), None);
     let v2 = record(EntityKind::Sku, "A", 2, json!({"total": 5, "holds": [1, 2]}));
-    s.snapshots.save(&[v2.clone(), record(EntityKind::Cart, "A", 1, json!({"cart": true}))]).await.unwrap();
+    s.snapshots.save(&[v2.clone(), record(EntityKind::Cart, "A", 1, json!({"cart": true}))], &s.fence).await.unwrap();
     assert_eq!(s.snapshots.load(EntityKind::Sku, "A").await.unwrap(), Some(v2.clone()));
     assert_eq!(state_of(s.snapshots.load(EntityKind::Cart, "A").await.unwrap()), json!({"cart": true}));
 
-    s.snapshots.save(&[record(EntityKind::Sku, "A", 1, json!({"stale": true}))]).await.unwrap();
+    s.snapshots.save(&[record(EntityKind::Sku, "A", 1, json!({"stale": true}))], &s.fence).await.unwrap();
     assert_eq!(s.snapshots.load(EntityKind::Sku, "A").await.unwrap(), Some(v2), "an older version never wins");
     let v3 = record(EntityKind::Sku, "A", 3, json!({"total": 6}));
-    s.snapshots.save(std::slice::from_ref(&v3)).await.unwrap();
+    s.snapshots.save(std::slice::from_ref(&v3), &s.fence).await.unwrap();
     assert_eq!(s.snapshots.load(EntityKind::Sku, "A").await.unwrap(), Some(v3));
 
     let many: Vec<_> = (0..1_500).map(|i| record(EntityKind::Cart, &format!("c{i}"), 1, json!({"i": i}))).collect();
-    s.snapshots.save(&many).await.unwrap();
+    s.snapshots.save(&many, &s.fence).await.unwrap();
     assert_eq!(state_of(s.snapshots.load(EntityKind::Cart, "c1499").await.unwrap()), json!({"i": 1499}));
 }
 
@@ -227,6 +233,126 @@ pub async fn api_keys_round_trip_stay_unique_and_stop_matching_once_revoked(s: S
     assert!(!s.api_keys.revoke_key("not-a-uuid").await.unwrap());
 }
 
+// ---------------------------------------------------------------------------
+// Ownership: leases, epochs and fencing.
+// ---------------------------------------------------------------------------
+
+fn all_shards() -> Vec<ShardId> {
+    support::shards().all().collect()
+}
+
+fn one_order() -> JournalEntry {
+    JournalEntry::Order(order(&uuid::Uuid::new_v4().to_string(), &[("A", 1, 10)]))
+}
+
+pub async fn leases_are_taken_all_or_none_and_every_take_bumps_the_epoch(s: Stores) {
+    let (a, b) = (s.fence.owner().clone(), support::owner(2));
+    let ttl = Duration::from_secs(60);
+    // Held by A: B gets nothing, A renews.
+    assert_eq!(s.leases.acquire(&b, &all_shards(), support::shards(), ttl).await.unwrap(), None);
+    assert!(s.leases.renew(&a, &s.fence.leases(), ttl).await.unwrap());
+    // A taking its own leases again gets fresh epochs; its old fence is stale.
+    let again = s.leases.acquire(&a, &all_shards(), support::shards(), ttl).await.unwrap().expect("its own");
+    for (old, new) in s.fence.leases().iter().zip(&again) {
+        assert_eq!((new.shard, new.epoch), (old.shard, old.epoch + 1));
+    }
+    let err = s.journal.append(&[one_order()], &s.fence).await.unwrap_err();
+    assert!(err.is_fenced(), "{err:?}");
+    assert!(!s.leases.renew(&a, &s.fence.leases(), ttl).await.unwrap(), "a stale epoch does not renew");
+    let fresh = Fence::new(a.clone(), support::shards(), &again);
+    s.journal.append(&[one_order()], &fresh).await.unwrap();
+    // The lease table shows A at the new epochs.
+    let rows = s.leases.leases().await.unwrap();
+    assert_eq!(rows.len(), 8);
+    assert!(rows.iter().zip(&again).all(|(r, l)| r.owner.as_ref() == Some(&a) && r.epoch == l.epoch));
+}
+
+pub async fn a_take_over_after_expiry_fences_every_write_of_the_old_owner(s: Stores) {
+    // A holds the leases only briefly.
+    s.leases.release(s.fence.owner(), &s.fence.leases()).await.unwrap();
+    let (a, b) = (support::owner(3), support::owner(4));
+    let old = support::take_all(&*s.leases, &a, Duration::from_millis(300)).await;
+    s.journal.append(&[one_order()], &old).await.expect("A writes while it holds the lease");
+
+    // B takes over once A's leases expire.
+    let new = support::eventually("A's leases to expire", || async {
+        let got = s.leases.acquire(&b, &all_shards(), support::shards(), Duration::from_secs(60)).await.unwrap();
+        got.map(|leases| Fence::new(b.clone(), support::shards(), &leases))
+    })
+    .await;
+    assert!(new.leases().iter().zip(old.leases()).all(|(n, o)| n.epoch == o.epoch + 1));
+
+    // Every late write of A is refused and leaves nothing behind.
+    let late = order("late", &[("A", 1, 10)]);
+    let err = s.journal.append(&[JournalEntry::Order(late.clone())], &old).await.unwrap_err();
+    assert!(err.is_fenced(), "{err:?}");
+    assert_eq!(s.journal.order(late.id).await.unwrap(), None);
+    let restock = JournalEntry::Stock { sku: sku("A"), kind: StockFactKind::Restocked { qty: 5 } };
+    assert!(s.journal.append(std::slice::from_ref(&restock), &old).await.unwrap_err().is_fenced());
+    let snap = record(EntityKind::Sku, "A", 9, json!({"late": true}));
+    assert!(s.snapshots.save(std::slice::from_ref(&snap), &old).await.unwrap_err().is_fenced());
+    assert_eq!(s.snapshots.load(EntityKind::Sku, "A").await.unwrap(), None);
+    assert!(!s.leases.renew(&a, &old.leases(), Duration::from_secs(60)).await.unwrap());
+    let facts = s.journal.stock_facts(&sku("A"), JournalPos(0), &[]).await.unwrap();
+    assert_eq!(facts.len(), 1, "only the sale A made while it held the lease");
+
+    // B writes.
+    s.journal.append(&[restock], &new).await.unwrap();
+    s.snapshots.save(std::slice::from_ref(&snap), &new).await.unwrap();
+    assert_eq!(s.snapshots.load(EntityKind::Sku, "A").await.unwrap(), Some(snap));
+}
+
+pub async fn a_released_lease_is_taken_at_once(s: Stores) {
+    let b = support::owner(5);
+    let ttl = Duration::from_secs(60);
+    assert_eq!(s.leases.acquire(&b, &all_shards(), support::shards(), ttl).await.unwrap(), None);
+    s.leases.release(s.fence.owner(), &s.fence.leases()).await.unwrap();
+    let taken = s.leases.acquire(&b, &all_shards(), support::shards(), ttl).await.unwrap().expect("free at once");
+    assert_eq!(taken.len(), 8);
+    assert!(s.journal.append(&[one_order()], &s.fence).await.unwrap_err().is_fenced());
+    // Another shard count than the store's is refused outright.
+    let other = flashcore_domain::Shards::new(16).unwrap();
+    let all16: Vec<_> = other.all().collect();
+    assert!(s.leases.acquire(&support::owner(6), &all16, other, ttl).await.is_err());
+}
+
+pub async fn only_one_of_two_racing_owners_gets_the_leases(s: Stores) {
+    s.leases.release(s.fence.owner(), &s.fence.leases()).await.unwrap();
+    for round in 0..10u64 {
+        let (a, b) = (support::owner(100 + 2 * round), support::owner(101 + 2 * round));
+        let (ttl, all) = (Duration::from_millis(200), all_shards());
+        let (ra, rb) = tokio::join!(
+            s.leases.acquire(&a, &all, support::shards(), ttl),
+            s.leases.acquire(&b, &all, support::shards(), ttl),
+        );
+        let winners = [ra.unwrap(), rb.unwrap()].iter().filter(|r| r.is_some()).count();
+        assert!(winners <= 1, "round {round}: both owners got the leases");
+        // Let this round's leases go before the next.
+        let rows = s.leases.leases().await.unwrap();
+        for o in [&a, &b] {
+            let held: Vec<_> = rows
+                .iter()
+                .filter(|r| r.owner.as_ref() == Some(o))
+                .map(|r| Lease { shard: r.shard, epoch: r.epoch })
+                .collect();
+            s.leases.release(o, &held).await.unwrap();
+        }
+    }
+}
+
+pub async fn members_heartbeat_and_leave(s: Stores) {
+    let (a, b) = (support::owner(8), support::owner(9));
+    s.leases.heartbeat(&a, "127.0.0.1:1", MemberStatus::Owner).await.unwrap();
+    s.leases.heartbeat(&b, "127.0.0.1:2", MemberStatus::Standby).await.unwrap();
+    s.leases.heartbeat(&a, "127.0.0.1:1", MemberStatus::Left).await.unwrap();
+    // A heartbeat after leaving (a late timer) does not bring a member back.
+    s.leases.heartbeat(&a, "127.0.0.1:1", MemberStatus::Owner).await.unwrap();
+    let members = s.leases.members().await.unwrap();
+    let status = |o: &Owner| members.iter().find(|m| &m.owner == o).map(|m| (m.status, m.address.clone()));
+    assert_eq!(status(&a), Some((MemberStatus::Left, "127.0.0.1:1".into())));
+    assert_eq!(status(&b), Some((MemberStatus::Standby, "127.0.0.1:2".into())));
+}
+
 macro_rules! conformance {
     ($adapter:ident, $make:path) => {
         mod $adapter {
@@ -264,6 +390,31 @@ macro_rules! conformance {
             #[tokio::test]
             async fn api_keys_round_trip_stay_unique_and_stop_matching_once_revoked() {
                 super::api_keys_round_trip_stay_unique_and_stop_matching_once_revoked($make().await).await;
+            }
+
+            #[tokio::test]
+            async fn leases_are_taken_all_or_none_and_every_take_bumps_the_epoch() {
+                super::leases_are_taken_all_or_none_and_every_take_bumps_the_epoch($make().await).await;
+            }
+
+            #[tokio::test]
+            async fn a_take_over_after_expiry_fences_every_write_of_the_old_owner() {
+                super::a_take_over_after_expiry_fences_every_write_of_the_old_owner($make().await).await;
+            }
+
+            #[tokio::test]
+            async fn a_released_lease_is_taken_at_once() {
+                super::a_released_lease_is_taken_at_once($make().await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn only_one_of_two_racing_owners_gets_the_leases() {
+                super::only_one_of_two_racing_owners_gets_the_leases($make().await).await;
+            }
+
+            #[tokio::test]
+            async fn members_heartbeat_and_leave() {
+                super::members_heartbeat_and_leave($make().await).await;
             }
         }
     };

@@ -8,16 +8,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
+use flashcore_actors::ownership::{LeaseConfig, Ownership};
 use flashcore_actors::payments::TestPayments;
-use flashcore_actors::ports::{AppendOutcome, Journal, StoreError};
+use flashcore_actors::ports::{AppendOutcome, Fence, Journal, Owner, StoreError};
 use flashcore_actors::sku::StockChange;
 use flashcore_actors::{CheckoutRequest, Engine, EngineConfig, Ports};
 use flashcore_domain::{CartId, Currency, JournalEntry, JournalPos, Money, Order, OrderId, Product, Sku, StockFact};
-use flashcore_persistence::memory::{LocalFeed, MemoryCatalog, MemoryJournal, MemorySnapshots};
+use flashcore_persistence::memory::{LocalFeed, MemoryCatalog, MemoryJournal, MemoryStores};
 
 /// The real in-memory journal, except that the next append commits and then
 /// reports a failure.
-#[derive(Default)]
 struct LostAck {
     inner: MemoryJournal,
     lose_next: AtomicBool,
@@ -25,10 +25,10 @@ struct LostAck {
 
 #[async_trait]
 impl Journal for LostAck {
-    async fn append(&self, batch: &[JournalEntry]) -> Result<Vec<AppendOutcome>, StoreError> {
-        let written = self.inner.append(batch).await?;
+    async fn append(&self, batch: &[JournalEntry], fence: &Fence) -> Result<Vec<AppendOutcome>, StoreError> {
+        let written = self.inner.append(batch, fence).await?;
         if self.lose_next.swap(false, Ordering::SeqCst) {
-            return Err(StoreError("connection reset during COMMIT".into()));
+            return Err(StoreError::Unavailable("connection reset during COMMIT".into()));
         }
         Ok(written)
     }
@@ -54,15 +54,19 @@ impl Journal for LostAck {
 #[tokio::test]
 async fn a_checkout_whose_commit_acknowledgment_was_lost_is_reconciled_not_released() {
     // Arrange
-    let journal = Arc::new(LostAck::default());
+    let stores = MemoryStores::default();
+    let journal =
+        Arc::new(LostAck { inner: MemoryJournal::new(Arc::clone(&stores.leases)), lose_next: AtomicBool::new(false) });
     let ports = Ports {
         journal: journal.clone(),
-        snapshots: Arc::new(MemorySnapshots::default()),
+        snapshots: stores.snapshots,
         catalog: Arc::new(MemoryCatalog::default()),
         payments: Arc::new(TestPayments),
         feed: Arc::new(LocalFeed::default()),
     };
-    let engine = Engine::start(EngineConfig::default(), ports).await.unwrap();
+    let owner = Owner { node: "lost-ack".into(), generation: 1 };
+    let ownership = Ownership::hold(stores.leases, owner, LeaseConfig::default()).await;
+    let engine = Engine::start(EngineConfig::default(), ports, ownership).await.unwrap();
     let sku = Sku::parse("LOST-ACK").unwrap();
     let product = Product::new(sku.clone(), "t", "", Money::new(100, Currency::EUR).unwrap(), None, None).unwrap();
     engine.upsert_product(product).await.unwrap();

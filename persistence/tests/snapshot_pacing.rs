@@ -7,14 +7,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use flashcore_actors::alarms::Alarms;
 use flashcore_actors::flusher::Flusher;
 use flashcore_actors::gate::Ticket;
 use flashcore_actors::journal::JournalWriter;
+use flashcore_actors::ownership::{LeaseConfig, Ownership};
+use flashcore_actors::ports::Owner;
 use flashcore_actors::ports::{EntityKind, SnapshotStore};
 use flashcore_actors::reply::ask;
 use flashcore_actors::sku::{ReserveReq, SkuActor, SkuDeps, SkuMsg, StockChange};
 use flashcore_domain::{CartId, HoldId, Sku};
-use flashcore_persistence::memory::{LocalFeed, MemoryJournal, MemorySnapshots};
+use flashcore_persistence::memory::{LocalFeed, MemoryStores};
 use ractor::Actor;
 
 async fn reserve(actor: &ractor::ActorRef<SkuMsg>, cart: CartId) {
@@ -30,17 +33,20 @@ async fn reserve(actor: &ractor::ActorRef<SkuMsg>, cart: CartId) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expensive_snapshot_paces_the_next_and_shutdown_still_gets_the_last_state() {
-    let snapshots = Arc::new(MemorySnapshots::default());
+    let stores = MemoryStores::default();
+    let snapshots = stores.snapshots;
     let store: Arc<dyn SnapshotStore> = snapshots.clone();
-    let (journal, _) = JournalWriter::start(Arc::new(MemoryJournal::default()), 64, 1024);
+    let owner = Owner { node: "pacing".into(), generation: 1 };
+    let ownership = Ownership::hold(stores.leases, owner, LeaseConfig::default()).await;
+    let (journal, _) = JournalWriter::start(stores.journal, Arc::clone(&ownership), 64, 1024);
     // A flush interval so long that only flush_now flushes.
-    let (flusher, _) = Flusher::start(Arc::clone(&store), Duration::from_secs(3600));
+    let (flusher, _) = Flusher::start(Arc::clone(&store), ownership, Duration::from_secs(3600));
     let deps = SkuDeps {
         journal,
         feed: Arc::new(LocalFeed::default()),
         flusher: flusher.clone(),
         snapshots: Arc::clone(&store),
-        epoch: 1,
+        alarms: Arc::new(Alarms::default()),
     };
     let sku = Sku::parse("PACED-1").unwrap();
     let (actor, _) = Actor::spawn(None, SkuActor, (sku.clone(), deps)).await.unwrap();

@@ -10,6 +10,7 @@ mod hardening;
 mod idempotency;
 mod outage;
 mod oversell;
+mod ownership;
 mod process;
 mod shared_state;
 mod supervision;

@@ -17,10 +17,9 @@ use rustc_hash::FxHasher;
 use serde_json::json;
 use utoipa::OpenApi;
 
-use crate::error::ApiError;
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
-use flashcore_actors::Engine;
+use flashcore_actors::ownership::{NotServing, Phase};
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -63,8 +62,8 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
-/// The one middleware every request passes through, in this order: the caller
-/// is resolved and rate-limited ([`crate::security::admit`], `/v1/` only), the
+/// The one middleware every request passes through, in this order: `/v1/` is
+/// admitted only while this node serves the store; the caller is resolved and rate-limited ([`crate::security::admit`], `/v1/` only), the
 /// idempotency key is honoured ([`crate::edge::idempotency`]), the handler runs
 /// under the deadline ([`crate::hardening::deadline`]); then security headers are
 /// added and `flashcore_http_requests_total` and
@@ -78,7 +77,16 @@ pub async fn pipeline(State(s): State<AppState>, req: Request, next: Next) -> Re
     let method = req.method().clone();
     let api = req.uri().path().starts_with("/v1/");
     let mut res = if api {
-        crate::security::admit(&s, route_str, req, next).await
+        // Only the owner of the store answers the API, and only from the lease
+        // term it admitted the request under: an answer computed while the lease
+        // was lost (a frozen process waking up) leaves as 503, never from stale memory.
+        match s.node.ownership().admit() {
+            Err(NotServing(phase)) => s.not_serving(phase).into_response(),
+            Ok(admission) => {
+                let res = crate::security::admit(&s, route_str, req, next).await;
+                if admission.still_valid() { res } else { s.not_serving(Phase::Lost).into_response() }
+            }
+        }
     } else {
         crate::hardening::deadline(s.request_timeout, req, next).await
     };
@@ -125,23 +133,28 @@ pub async fn health() -> impl IntoResponse {
     axum::Json(json!({ "status": "ok" }))
 }
 
-/// Readiness: stores reachable and recovery done.
+/// Readiness: this node owns the store (holds its leases), recovery is done,
+/// and shutdown has not begun. A standby answers 503 `standby`.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses((status = 200, description = "ready"), (status = 503, body = crate::error::Problem)))]
 pub async fn ready(State(s): State<AppState>) -> Response {
-    if s.engine.get().is_some_and(Engine::is_ready) {
-        // Redis trouble degrades the edge (see `crate::edge`) but doesn't take the node out.
-        let shared = if s.edge.degraded() { "degraded" } else { "ok" };
-        axum::Json(json!({ "status": "ready", "shared_state": shared })).into_response()
-    } else {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not-ready",
-            "Not ready",
-            "Recovery is running or shutdown began.",
-        )
-        .retry_after(1)
-        .into_response()
+    let own = s.node.ownership();
+    match s.engine() {
+        Ok(engine) if engine.is_ready() => {
+            // Redis trouble degrades the edge (see `crate::edge`) but doesn't take the node out.
+            let shared = if s.edge.degraded() { "degraded" } else { "ok" };
+            let view = own.view();
+            axum::Json(json!({
+                "status": "ready",
+                "shared_state": shared,
+                "node": own.owner().to_string(),
+                "role": "owner",
+                "epoch": view.epochs.map(|(_, max)| max),
+            }))
+            .into_response()
+        }
+        Ok(_) => s.not_serving(Phase::Recovering).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 

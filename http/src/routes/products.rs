@@ -18,6 +18,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::routes::paging;
 use crate::state::AppState;
+use flashcore_actors::ownership::Phase;
 use flashcore_domain::Sku;
 
 /// Routes of this resource.
@@ -78,6 +79,7 @@ pub async fn availability_stream(
     let sku = parse_sku(&sku)?;
     let rx = s.engine()?.subscribe(&sku).await?;
     let mut shutdown = s.shutdown.clone();
+    let mut phases = s.node.ownership().watch();
     let name = sku.to_string();
     let stream = WatchStream::new(rx)
         .filter_map(move |a| {
@@ -88,8 +90,13 @@ pub async fn availability_stream(
                 Some(Ok(Event::default().event("availability").json_data(dto).unwrap_or_default()))
             }
         })
+        // Ends at shutdown, and the moment this node stops serving (its feed is
+        // no longer the truth): the client reconnects to the owner.
         .take_until(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
+            tokio::select! {
+                _ = async { shutdown.wait_for(|stop| *stop).await.is_ok() } => {}
+                _ = async { phases.wait_for(|p| *p != Phase::Serving).await.is_ok() } => {}
+            }
         });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

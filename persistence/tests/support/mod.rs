@@ -7,8 +7,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flashcore_actors::ports::{ApiKeyStore, Catalog, Journal, SnapshotStore};
-use flashcore_persistence::memory::{MemoryApiKeys, MemoryCatalog, MemoryJournal, MemorySnapshots};
+use flashcore_actors::ownership::{LeaseConfig, Ownership};
+use flashcore_actors::ports::{ApiKeyStore, Catalog, Fence, Journal, LeaseStore, Owner, SnapshotStore};
+use flashcore_domain::Shards;
+use flashcore_persistence::memory::{MemoryApiKeys, MemoryStores};
 use flashcore_persistence::sqlite::SqliteStore;
 
 /// The ports of one adapter, plus whatever keeps its store alive.
@@ -18,18 +20,52 @@ pub struct Stores {
     pub snapshots: Arc<dyn SnapshotStore>,
     pub catalog: Arc<dyn Catalog>,
     pub api_keys: Arc<dyn ApiKeyStore>,
+    pub leases: Arc<dyn LeaseStore>,
+    /// What the suites write under: every lease of [`SHARDS`], held by [`owner`]`(1)`.
+    pub fence: Fence,
     pub _guard: Box<dyn std::any::Any + Send>,
+}
+
+/// The shard count the suites set their stores up with.
+pub fn shards() -> Shards {
+    Shards::new(8).expect("8 shards")
+}
+
+/// A test process named `conformance-<n>`.
+pub fn owner(n: u64) -> Owner {
+    Owner { node: format!("conformance-{n}"), generation: n }
+}
+
+/// `owner`'s fence over every shard, taken now (it must be free).
+pub async fn take_all(leases: &dyn LeaseStore, owner: &Owner, ttl: Duration) -> Fence {
+    let all: Vec<_> = shards().all().collect();
+    let taken = leases.acquire(owner, &all, shards(), ttl).await.expect("acquire").expect("the leases are free");
+    Fence::new(owner.clone(), shards(), &taken)
+}
+
+/// Hands the suites' leases of `s` to an ownership that keeps renewing them:
+/// what an engine runs under.
+pub async fn hold(s: &Stores) -> Arc<Ownership> {
+    s.leases.release(s.fence.owner(), &s.fence.leases()).await.expect("release the suites' leases");
+    Ownership::hold(Arc::clone(&s.leases), owner(7), LeaseConfig { shards: shards(), ..LeaseConfig::default() }).await
+}
+
+async fn assemble(
+    journal: Arc<dyn Journal>,
+    snapshots: Arc<dyn SnapshotStore>,
+    catalog: Arc<dyn Catalog>,
+    api_keys: Arc<dyn ApiKeyStore>,
+    leases: Arc<dyn LeaseStore>,
+    guard: Box<dyn std::any::Any + Send>,
+) -> Stores {
+    let fence = take_all(&*leases, &owner(1), Duration::from_secs(600)).await;
+    Stores { journal, snapshots, catalog, api_keys, leases, fence, _guard: guard }
 }
 
 /// In-process stores.
 pub async fn memory() -> Stores {
-    Stores {
-        journal: Arc::new(MemoryJournal::default()),
-        snapshots: Arc::new(MemorySnapshots::default()),
-        catalog: Arc::new(MemoryCatalog::default()),
-        api_keys: Arc::new(MemoryApiKeys::default()),
-        _guard: Box::new(()),
-    }
+    let m = MemoryStores::default();
+    assemble(m.journal, m.snapshots, m.catalog, Arc::new(MemoryApiKeys::default()), m.leases, Box::new(())).await
 }
 
 /// A SQLite database in a temporary directory, removed afterwards.
@@ -37,13 +73,7 @@ pub async fn sqlite() -> Stores {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(&dir.path().join("flashcore.db").to_string_lossy()).await.expect("sqlite opens");
     let store = Arc::new(store);
-    Stores {
-        journal: store.clone(),
-        snapshots: store.clone(),
-        catalog: store.clone(),
-        api_keys: store,
-        _guard: Box::new(dir),
-    }
+    assemble(store.clone(), store.clone(), store.clone(), store.clone(), store, Box::new(dir)).await
 }
 
 /// Keeps a Postgres test database alive; fields drop in order, so the store's
@@ -65,13 +95,7 @@ pub async fn postgres() -> Stores {
         .unwrap_or_else(|e| panic!("cannot create a test database on {server} (set FLASHCORE_TEST_PG): {e}"));
     let store = Arc::new(PgStore::connect(&db.url).await.expect("postgres connects"));
     let guard = PgGuard { _store: (*store).clone(), _db: db };
-    Stores {
-        journal: store.clone(),
-        snapshots: store.clone(),
-        catalog: store.clone(),
-        api_keys: store,
-        _guard: Box::new(guard),
-    }
+    assemble(store.clone(), store.clone(), store.clone(), store.clone(), store, Box::new(guard)).await
 }
 
 /// Waits until `check` yields a value, polling every 10 ms; panics after 10 s.

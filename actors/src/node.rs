@@ -1,0 +1,148 @@
+//! One process's life on a store: standby, owner, hand-off, and standby again.
+//!
+//! A [`Node`] keeps the leases through its [`Ownership`] and runs an [`Engine`]
+//! only while it holds them:
+//!
+//! 1. **Standby** until the leases are free or expired, then take them (every
+//!    epoch + 1) and start an engine, which recovers from the store as on any
+//!    start; serve once it is done.
+//! 2. **Lost** (deadline passed, taken over, a write fenced): stop admitting at
+//!    once, let what is in flight finish (its writes are refused and its answers
+//!    turned into 503s by the edge), drop the engine without writing, and go
+//!    back to standby.
+//! 3. **Graceful stop**: stop admitting, let what is in flight finish, shut the
+//!    engine down (final flush, still under the lease), release the leases so
+//!    a standby takes over at once, and leave.
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+
+use crate::engine::Engine;
+use crate::metrics as m;
+use crate::ownership::{Ownership, Phase};
+use crate::ports::LeaseStore;
+
+/// A process that serves the store while it owns it. See the module docs.
+pub struct Node {
+    ownership: Arc<Ownership>,
+    engine: ArcSwapOption<Engine>,
+    drain_limit: Duration,
+    leases: OnceLock<Arc<dyn LeaseStore>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("ownership", &self.ownership).finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// A node over `ownership`; in-flight requests get at most `drain_limit` to
+    /// finish when it stops serving.
+    pub fn new(ownership: Arc<Ownership>, drain_limit: Duration) -> Arc<Self> {
+        Arc::new(Node { ownership, engine: ArcSwapOption::empty(), drain_limit, leases: OnceLock::new() })
+    }
+
+    /// The ownership state.
+    pub fn ownership(&self) -> &Arc<Ownership> {
+        &self.ownership
+    }
+
+    /// The store's membership and leases, once [`Node::run`] has them.
+    pub fn lease_store(&self) -> Option<&Arc<dyn LeaseStore>> {
+        self.leases.get()
+    }
+
+    /// The engine, while this node owns the store and has recovered it.
+    pub fn engine(&self) -> Option<Arc<Engine>> {
+        self.engine.load_full()
+    }
+
+    /// Runs until `shutdown` resolves (then hands off gracefully): keeps the
+    /// leases in `store` and starts an engine with `start` each time they are
+    /// taken. A `start` that fails gives the leases back and tries again later.
+    pub async fn run<S, Fut>(self: Arc<Self>, store: Arc<dyn LeaseStore>, start: S, shutdown: impl Future<Output = ()>)
+    where
+        S: Fn(Arc<Ownership>) -> Fut,
+        Fut: Future<Output = Result<Engine, String>>,
+    {
+        let own = Arc::clone(&self.ownership);
+        let _ = self.leases.set(Arc::clone(&store));
+        let keeper = tokio::spawn(Arc::clone(&own).keep(Arc::clone(&store)));
+        let mut phases = own.watch();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                ok = async { phases.wait_for(|p| *p == Phase::Recovering).await.is_ok() } => if !ok { break },
+            }
+            let took = Instant::now();
+            let started = tokio::select! {
+                () = &mut shutdown => break,
+                r = start(Arc::clone(&own)) => r,
+            };
+            let engine = match started {
+                Ok(engine) => Arc::new(engine),
+                Err(e) => {
+                    tracing::error!(node = %own.owner(), error = %e, "recovery failed; giving the leases back");
+                    own.yield_leases(&*store).await;
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    own.back_to_standby();
+                    continue;
+                }
+            };
+            self.engine.store(Some(Arc::clone(&engine)));
+            if !own.serve() {
+                self.drop_engine(&engine).await;
+                continue;
+            }
+            metrics::histogram!(m::TAKEOVER_SECONDS).record(took.elapsed().as_secs_f64());
+            tracing::info!(node = %own.owner(), recovery_ms = took.elapsed().as_millis() as u64, "serving");
+            tokio::select! {
+                () = &mut shutdown => {
+                    self.hand_off(&engine, &*store).await;
+                    keeper.abort();
+                    return;
+                }
+                _ = async { phases.wait_for(|p| *p != Phase::Serving).await.is_ok() } => {
+                    self.drop_engine(&engine).await;
+                }
+            }
+        }
+        // Stopped while standby or recovering: nothing was served; give back what is held.
+        if let Some(engine) = self.engine.swap(None) {
+            engine.abandon();
+        }
+        own.release(&*store).await;
+        keeper.abort();
+    }
+
+    /// The leases were lost: nothing more may be written or answered from this
+    /// engine's memory.
+    async fn drop_engine(&self, engine: &Engine) {
+        self.ownership.drain(self.drain_limit).await;
+        self.engine.store(None);
+        engine.abandon();
+        self.ownership.back_to_standby();
+        tracing::warn!(node = %self.ownership.owner(), "engine dropped; standing by");
+    }
+
+    /// Graceful stop: no new requests, in-flight ones finish, final flush under
+    /// the lease, then the leases go to whoever stands by.
+    async fn hand_off(&self, engine: &Engine, store: &dyn LeaseStore) {
+        let began = Instant::now();
+        self.ownership.begin_handoff();
+        self.ownership.drain(self.drain_limit).await;
+        engine.shutdown().await;
+        self.engine.store(None);
+        self.ownership.release(store).await;
+        metrics::histogram!(m::HANDOFF_SECONDS).record(began.elapsed().as_secs_f64());
+        tracing::info!(node = %self.ownership.owner(), handoff_ms = began.elapsed().as_millis() as u64, "handed off");
+    }
+}

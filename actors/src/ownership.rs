@@ -1,0 +1,538 @@
+//! Ownership of the store: a process sells only while it holds the leases.
+//!
+//! The leases live in the store ([`LeaseStore`]: a lease row per shard with an
+//! owner, an epoch and an expiry, and a membership row per process). This module
+//! keeps them and tells the rest of the process what it may do:
+//!
+//! - **Standby**: no lease. Polls for the leases; the API answers 503 `standby`.
+//! - **Recovering**: leases taken (every epoch bumped), the engine is recovering
+//!   from the store; writes are allowed, the API answers 503 `not-ready`.
+//! - **Serving**: the API is admitted.
+//! - **HandingOff**: graceful stop: nothing new is admitted, in-flight work and
+//!   the final flush still write; then the leases are released (**Stopped**).
+//! - **Lost**: the lease could not be renewed before the local deadline, was
+//!   taken over, or a store refused a write as fenced. Nothing is admitted and
+//!   nothing is written; the node drops its engine (its memory is no longer the
+//!   truth) and goes back to standby.
+//!
+//! Two clocks keep two processes from ever selling at once. The store's clock
+//! decides when a lease has expired and may be taken over (`expires_at`); this
+//! process's monotonic clock decides when it stops on its own: at the instant it
+//! *sent* its last successful renewal plus the TTL minus a margin, which is
+//! before the store's expiry whatever the network delay. And a write that
+//! arrives late anyway (a process frozen mid-write) is refused by the store,
+//! which checks the writer's epochs in the same transaction ([`Fence`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use flashcore_domain::Shards;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::admission::Admissions;
+use crate::metrics as m;
+use crate::ports::{Fence, Lease, LeaseStore, MemberStatus, Owner, StoreError};
+
+/// Lease timing.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseConfig {
+    /// Shards of the store (`FLASHCORE_SHARDS`); one node holds all of them.
+    pub shards: Shards,
+    /// How long a lease lasts unless renewed (`FLASHCORE_LEASE_TTL_MS`).
+    pub ttl: Duration,
+    /// How often a standby looks for free leases.
+    pub poll: Duration,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig { shards: Shards::default(), ttl: Duration::from_secs(5), poll: Duration::from_millis(200) }
+    }
+}
+
+impl LeaseConfig {
+    /// Renewals run at a third of the TTL, so two can fail before the deadline.
+    pub fn renew_every(&self) -> Duration {
+        self.ttl / 3
+    }
+
+    /// How much earlier than the store's expiry this process stops on its own:
+    /// a fifth of the TTL, at least 100 ms (clock-rate drift, scheduling).
+    pub fn margin(&self) -> Duration {
+        (self.ttl / 5).max(Duration::from_millis(100)).min(self.ttl / 2)
+    }
+}
+
+/// What the process may do now. See the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum Phase {
+    /// No lease; waiting for one.
+    Standby = 0,
+    /// Leases held, engine recovering.
+    Recovering = 1,
+    /// Leases held, serving.
+    Serving = 2,
+    /// Graceful stop in progress; leases still held.
+    HandingOff = 3,
+    /// Leases lost; dropping the engine.
+    Lost = 4,
+    /// Leases released; the process is stopping.
+    Stopped = 5,
+}
+
+impl Phase {
+    fn from_u8(v: u8) -> Phase {
+        match v {
+            1 => Phase::Recovering,
+            2 => Phase::Serving,
+            3 => Phase::HandingOff,
+            4 => Phase::Lost,
+            5 => Phase::Stopped,
+            _ => Phase::Standby,
+        }
+    }
+
+    /// True while the leases are held (writes allowed).
+    pub fn holds_lease(self) -> bool {
+        matches!(self, Phase::Recovering | Phase::Serving | Phase::HandingOff)
+    }
+}
+
+/// Why a request was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotServing(pub Phase);
+
+/// Figures for operators.
+#[derive(Debug, Clone, Serialize)]
+pub struct OwnershipView {
+    /// This process.
+    pub node: String,
+    /// Its generation.
+    pub generation: u64,
+    /// What it is doing.
+    pub phase: Phase,
+    /// The shard count.
+    pub shards: u32,
+    /// Lowest and highest epoch held (when holding).
+    pub epochs: Option<(u64, u64)>,
+    /// Milliseconds until this process stops on its own unless it renews.
+    pub deadline_in_ms: Option<u64>,
+    /// Who holds the leases, as last seen (a standby's view).
+    pub holder: Option<String>,
+    /// Times the leases were taken.
+    pub acquisitions: u64,
+    /// Times they were lost (deadline, take-over, fenced write).
+    pub losses: u64,
+    /// Writes refused because this process no longer held the lease.
+    pub fenced_writes: u64,
+}
+
+/// This process's ownership state. See the module docs.
+#[derive(Debug)]
+pub struct Ownership {
+    owner: Owner,
+    address: String,
+    cfg: LeaseConfig,
+    base: Instant,
+    /// The phase and the requests admitted and not finished.
+    admissions: Admissions,
+    /// Nanoseconds since `base` at which the process stops on its own; 0: none.
+    deadline: AtomicU64,
+    /// Incremented by every acquisition; an admission is valid for one term.
+    term: AtomicU64,
+    fence: ArcSwapOption<Fence>,
+    changes: watch::Sender<Phase>,
+    holder: Mutex<Option<String>>,
+    acquisitions: AtomicU64,
+    losses: AtomicU64,
+    fenced_writes: AtomicU64,
+}
+
+/// A request admitted while serving; counts it in flight until dropped.
+#[derive(Debug)]
+#[must_use]
+pub struct Admission<'a> {
+    own: &'a Ownership,
+    term: u64,
+}
+
+impl Admission<'_> {
+    /// True if the lease this request was admitted under is still held and
+    /// serving: an answer computed from memory may only leave while this holds.
+    pub fn still_valid(&self) -> bool {
+        self.own.serving_term() == Some(self.term)
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.own.admissions.leave();
+    }
+}
+
+impl Ownership {
+    /// A process named `owner`, serving at `address`, that holds nothing yet.
+    pub fn new(owner: Owner, address: String, cfg: LeaseConfig) -> Arc<Self> {
+        let (changes, _) = watch::channel(Phase::Standby);
+        Arc::new(Ownership {
+            owner,
+            address,
+            cfg,
+            base: Instant::now(),
+            admissions: Admissions::new(Phase::Standby as u8),
+            deadline: AtomicU64::new(0),
+            term: AtomicU64::new(0),
+            fence: ArcSwapOption::empty(),
+            changes,
+            holder: Mutex::new(None),
+            acquisitions: AtomicU64::new(0),
+            losses: AtomicU64::new(0),
+            fenced_writes: AtomicU64::new(0),
+        })
+    }
+
+    /// Takes the leases of every shard in `store` (waiting while another process
+    /// holds them), keeps renewing them in the background, and returns serving:
+    /// for tools, benchmarks and tests that run an engine without a node.
+    pub async fn hold(store: Arc<dyn LeaseStore>, owner: Owner, cfg: LeaseConfig) -> Arc<Self> {
+        let own = Ownership::new(owner, "in-process".into(), cfg);
+        let mut phases = own.watch();
+        tokio::spawn(Arc::clone(&own).keep(store));
+        let _ = phases.wait_for(|p| *p == Phase::Recovering).await;
+        own.serve();
+        own
+    }
+
+    /// This process.
+    pub fn owner(&self) -> &Owner {
+        &self.owner
+    }
+
+    /// The lease timing.
+    pub fn config(&self) -> &LeaseConfig {
+        &self.cfg
+    }
+
+    /// What the process may do now.
+    pub fn phase(&self) -> Phase {
+        Phase::from_u8(self.admissions.phase())
+    }
+
+    /// Follows phase changes.
+    pub fn watch(&self) -> watch::Receiver<Phase> {
+        self.changes.subscribe()
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX).max(1)
+    }
+
+    fn within_deadline(&self) -> bool {
+        self.nanos(Instant::now()) < self.deadline.load(Ordering::SeqCst)
+    }
+
+    /// The term while serving within the deadline.
+    fn serving_term(&self) -> Option<u64> {
+        let term = self.term.load(Ordering::SeqCst);
+        (self.phase() == Phase::Serving && self.within_deadline()).then_some(term)
+    }
+
+    /// Admits one request if the process is serving; the admission counts it in
+    /// flight (so a hand-off can wait for it) until dropped.
+    pub fn admit(&self) -> Result<Admission<'_>, NotServing> {
+        // Count first, then look (see `crate::admission`): a hand-off that flips
+        // the phase and then finds nothing in flight cannot miss this request.
+        let term = self.term.load(Ordering::SeqCst);
+        match self.admissions.enter(|p| p == Phase::Serving as u8 && self.within_deadline()) {
+            Ok(()) => Ok(Admission { own: self, term }),
+            Err(p) => {
+                let phase = Phase::from_u8(p);
+                Err(NotServing(if phase == Phase::Serving { Phase::Lost } else { phase }))
+            }
+        }
+    }
+
+    /// The fence to write under: `None` unless the leases are held and this
+    /// process is within its deadline (it writes nothing otherwise).
+    pub fn fence(&self) -> Option<Arc<Fence>> {
+        if !self.phase().holds_lease() || !self.within_deadline() {
+            return None;
+        }
+        self.fence.load_full()
+    }
+
+    /// The fence to write under, or the error a write without one gets.
+    pub fn write_fence(&self) -> Result<Arc<Fence>, StoreError> {
+        self.fence().ok_or_else(|| {
+            self.count_fenced("node");
+            StoreError::Fenced(format!("{} does not hold the lease", self.owner))
+        })
+    }
+
+    fn count_fenced(&self, by: &'static str) {
+        self.fenced_writes.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::FENCED_WRITES, "by" => by).increment(1);
+    }
+
+    /// A store refused a write as fenced: another node owns the store now. Stop
+    /// serving at once.
+    pub fn fenced(&self, what: &str) {
+        self.count_fenced("store");
+        self.lose(&format!("the store refused a {what} write: another node holds the lease"));
+    }
+
+    fn transition(&self, from: Phase, to: Phase) -> bool {
+        let ok = self.admissions.transition(from as u8, to as u8);
+        if ok {
+            self.changes.send_replace(to);
+            metrics::gauge!(m::LEASE_OWNED).set(if to.holds_lease() { 1.0 } else { 0.0 });
+        }
+        ok
+    }
+
+    fn lose(&self, reason: &str) {
+        for from in [Phase::Recovering, Phase::Serving, Phase::HandingOff] {
+            if self.transition(from, Phase::Lost) {
+                self.deadline.store(0, Ordering::SeqCst);
+                self.fence.store(None);
+                self.losses.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(m::LEASE_LOSSES).increment(1);
+                tracing::error!(node = %self.owner, reason, "lease lost: this node stops serving");
+                return;
+            }
+        }
+    }
+
+    /// Recovery is done: admit requests (false if the lease was lost meanwhile).
+    pub fn serve(&self) -> bool {
+        self.transition(Phase::Recovering, Phase::Serving)
+    }
+
+    /// Graceful stop: admit nothing new; writes go on until [`Ownership::release`].
+    pub fn begin_handoff(&self) {
+        if !self.transition(Phase::Serving, Phase::HandingOff) {
+            self.transition(Phase::Recovering, Phase::HandingOff);
+        }
+    }
+
+    /// Recovery failed: give the leases back at once (another node may do
+    /// better) and stop writing; [`Ownership::back_to_standby`] then looks again.
+    pub async fn yield_leases(&self, store: &dyn LeaseStore) {
+        let fence = self.fence.swap(None);
+        if !self.transition(Phase::Recovering, Phase::Lost) {
+            return;
+        }
+        self.deadline.store(0, Ordering::SeqCst);
+        if let Some(fence) = fence
+            && let Err(e) = store.release(&self.owner, &fence.leases()).await
+        {
+            tracing::warn!(node = %self.owner, error = %e, "could not release the leases; they expire");
+        }
+    }
+
+    /// The engine of a lost term is gone: look for the leases again.
+    pub fn back_to_standby(&self) {
+        self.transition(Phase::Lost, Phase::Standby);
+    }
+
+    /// Requests admitted and not finished.
+    pub fn inflight(&self) -> u64 {
+        self.admissions.inflight()
+    }
+
+    /// Waits until nothing admitted is in flight, at most `limit`.
+    pub async fn drain(&self, limit: Duration) {
+        let until = Instant::now() + limit;
+        while self.inflight() > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn take(&self, leases: &[Lease], sent: Instant) {
+        let fence = Fence::new(self.owner.clone(), self.cfg.shards, leases);
+        self.fence.store(Some(Arc::new(fence)));
+        self.deadline.store(self.nanos(sent + self.cfg.ttl - self.cfg.margin()), Ordering::SeqCst);
+        self.term.fetch_add(1, Ordering::SeqCst);
+        self.acquisitions.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::LEASE_ACQUISITIONS).increment(1);
+        if let Ok(mut h) = self.holder.lock() {
+            *h = Some(self.owner.to_string());
+        }
+        let epochs = leases.iter().map(|l| l.epoch);
+        tracing::info!(
+            node = %self.owner,
+            shards = leases.len(),
+            epoch.min = epochs.clone().min().unwrap_or(0),
+            epoch.max = epochs.max().unwrap_or(0),
+            "leases acquired; recovering"
+        );
+        self.transition(Phase::Standby, Phase::Recovering);
+    }
+
+    /// Releases the leases after the final flush (graceful stop) and marks the
+    /// member as left. The next owner takes them at once.
+    pub async fn release(&self, store: &dyn LeaseStore) {
+        let fence = self.fence.load_full();
+        let phase = self.phase();
+        self.admissions.set(Phase::Stopped as u8);
+        self.changes.send_replace(Phase::Stopped);
+        self.fence.store(None);
+        self.deadline.store(0, Ordering::SeqCst);
+        metrics::gauge!(m::LEASE_OWNED).set(0.0);
+        if let Some(fence) = fence.filter(|_| phase.holds_lease()) {
+            match store.release(&self.owner, &fence.leases()).await {
+                Ok(()) => tracing::info!(node = %self.owner, "leases released"),
+                Err(e) => tracing::error!(node = %self.owner, error = %e, "could not release the leases; they expire"),
+            }
+        }
+        if let Err(e) = store.heartbeat(&self.owner, &self.address, MemberStatus::Left).await {
+            tracing::warn!(node = %self.owner, error = %e, "could not record leaving");
+        }
+    }
+
+    /// Operator figures.
+    pub fn view(&self) -> OwnershipView {
+        let fence = self.fence.load_full();
+        let epochs = fence.as_ref().map(|f| {
+            let ls = f.leases();
+            (ls.iter().map(|l| l.epoch).min().unwrap_or(0), ls.iter().map(|l| l.epoch).max().unwrap_or(0))
+        });
+        let deadline = self.deadline.load(Ordering::SeqCst);
+        let now = self.nanos(Instant::now());
+        OwnershipView {
+            node: self.owner.node.clone(),
+            generation: self.owner.generation,
+            phase: self.phase(),
+            shards: self.cfg.shards.count(),
+            epochs,
+            deadline_in_ms: (deadline > now).then(|| (deadline - now) / 1_000_000),
+            holder: self.holder.lock().ok().and_then(|h| h.clone()),
+            acquisitions: self.acquisitions.load(Ordering::Relaxed),
+            losses: self.losses.load(Ordering::Relaxed),
+            fenced_writes: self.fenced_writes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Who holds the leases, as last seen.
+    pub fn holder(&self) -> Option<String> {
+        self.holder.lock().ok().and_then(|h| h.clone())
+    }
+
+    /// Keeps the leases until the process stops: a standby polls for them, an
+    /// owner renews them at a third of the TTL and loses them at its deadline.
+    /// Runs until [`Phase::Stopped`].
+    pub async fn keep(self: Arc<Self>, store: Arc<dyn LeaseStore>) {
+        let mut changes = self.watch();
+        let mut last_heartbeat: Option<Instant> = None;
+        let mut last_error: Option<String> = None;
+        let all: Vec<_> = self.cfg.shards.all().collect();
+        loop {
+            let phase = self.phase();
+            let status = if phase.holds_lease() { MemberStatus::Owner } else { MemberStatus::Standby };
+            if phase == Phase::Stopped {
+                return;
+            }
+            if last_heartbeat.is_none_or(|t| t.elapsed() >= self.cfg.renew_every()) && phase != Phase::Lost {
+                last_heartbeat = Some(Instant::now());
+                if let Err(e) = store.heartbeat(&self.owner, &self.address, status).await {
+                    tracing::warn!(node = %self.owner, error = %e, "membership heartbeat failed");
+                }
+                if phase == Phase::Standby {
+                    self.note_holder(&*store).await;
+                }
+            }
+            match phase {
+                Phase::Standby => {
+                    let sent = Instant::now();
+                    let attempt = tokio::time::timeout(
+                        self.cfg.ttl / 2,
+                        store.acquire(&self.owner, &all, self.cfg.shards, self.cfg.ttl),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err(StoreError::Unavailable("lease acquisition timed out".into())));
+                    match attempt {
+                        Ok(Some(leases)) => {
+                            last_error = None;
+                            self.take(&leases, sent);
+                            continue;
+                        }
+                        Ok(None) => last_error = None,
+                        Err(e) => {
+                            if last_error.as_deref() != Some(e.message()) {
+                                tracing::warn!(node = %self.owner, error = %e, "cannot look for the leases");
+                                last_error = Some(e.message().to_owned());
+                            }
+                        }
+                    }
+                    let _ = tokio::time::timeout(self.cfg.poll, changes.changed()).await;
+                }
+                Phase::Recovering | Phase::Serving | Phase::HandingOff => {
+                    self.renew_once(&*store, &mut changes).await;
+                }
+                Phase::Lost => {
+                    // The node drops its engine, then sets the phase back to standby.
+                    let _ = changes.changed().await;
+                }
+                Phase::Stopped => return,
+            }
+        }
+    }
+
+    /// Records who holds the leases (for the standby's answers and the console).
+    async fn note_holder(&self, store: &dyn LeaseStore) {
+        if let Ok(rows) = store.leases().await {
+            let now = crate::clock::now();
+            let holder =
+                rows.iter().filter(|r| r.expires_at > now).find_map(|r| r.owner.as_ref().map(|o| o.to_string()));
+            if let Ok(mut h) = self.holder.lock() {
+                *h = holder;
+            }
+        }
+    }
+
+    /// One renewal at the next third of the TTL; loses the leases at the deadline.
+    async fn renew_once(&self, store: &dyn LeaseStore, changes: &mut watch::Receiver<Phase>) {
+        let Some(fence) = self.fence.load_full() else {
+            self.lose("no fence while holding the lease");
+            return;
+        };
+        let deadline = self.base + Duration::from_nanos(self.deadline.load(Ordering::SeqCst));
+        let renew_at = (deadline + self.cfg.margin()).checked_sub(self.cfg.ttl - self.cfg.renew_every());
+        let wake = renew_at.unwrap_or(deadline).min(deadline);
+        tokio::select! {
+            () = tokio::time::sleep_until(wake.into()) => {}
+            _ = changes.changed() => return,
+        }
+        if !self.phase().holds_lease() {
+            return;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            self.lose("the lease could not be renewed before its deadline");
+            return;
+        }
+        let sent = now;
+        let renewed = tokio::time::timeout(deadline - now, store.renew(&self.owner, &fence.leases(), self.cfg.ttl))
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("lease renewal timed out".into())));
+        match renewed {
+            Ok(true) if self.phase().holds_lease() => {
+                metrics::counter!(m::LEASE_RENEWALS).increment(1);
+                self.deadline.store(self.nanos(sent + self.cfg.ttl - self.cfg.margin()), Ordering::SeqCst);
+            }
+            Ok(true) => {}
+            Ok(false) => self.lose("the lease was taken over by another node"),
+            Err(e) => {
+                metrics::counter!(m::LEASE_RENEW_FAILURES).increment(1);
+                tracing::warn!(node = %self.owner, error = %e, "lease renewal failed; retrying before the deadline");
+                // Retry soon, but not in a tight loop.
+                tokio::time::sleep(self.cfg.poll.min(deadline.saturating_duration_since(Instant::now()))).await;
+            }
+        }
+    }
+}

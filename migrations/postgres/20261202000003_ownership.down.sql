@@ -1,0 +1,4 @@
+DROP FUNCTION IF EXISTS flashcore_fence(TEXT, BIGINT, INTEGER[], BIGINT[]);
+DROP FUNCTION IF EXISTS flashcore_now_ms();
+DROP TABLE IF EXISTS shard_leases;
+DROP TABLE IF EXISTS cluster_members;
