@@ -45,7 +45,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Readiness: stores reachable and recovery done. */
+        /**
+         * Readiness: this node owns the store (holds its leases), recovery is done,
+         *     and shutdown has not begun. A standby answers 503 `standby`.
+         */
         get: operations["ready"];
         put?: never;
         post?: never;
@@ -67,6 +70,26 @@ export interface paths {
          *     failures, quarantines, rejections and the busiest entities (mailbox depth).
          */
         get: operations["actors"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/cluster": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Who owns the store: this node's lease state, every member's heartbeat, and
+         *     the lease table summarized by holder (shards, epochs, expiry).
+         */
+        get: operations["cluster"];
         put?: never;
         post?: never;
         delete?: never;
@@ -690,6 +713,48 @@ export interface operations {
                 };
             };
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    cluster: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description membership and leases */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
