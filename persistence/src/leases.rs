@@ -8,6 +8,16 @@ use flashcore_domain::{ShardId, Shards, Timestamp};
 
 use crate::rows::instant;
 
+/// Members silent this long (ms) are dropped from the membership table.
+pub const MEMBER_RETENTION_MS: i64 = 86_400_000;
+
+/// Every member, newest heartbeat first (the same SQL on both stores).
+pub const MEMBERS_QUERY: &str = "SELECT node_id, generation, address, status, heartbeat_ms FROM cluster_members \
+                                 ORDER BY heartbeat_ms DESC, node_id";
+
+/// A `cluster_members` row: (node, generation, address, status, heartbeat ms).
+pub type MemberColumns = (String, i64, String, String, i64);
+
 /// A `shard_leases` row: (shard, owner node, owner generation, epoch, expires at ms).
 pub type LeaseColumns = (i64, Option<String>, Option<i64>, i64, i64);
 
@@ -67,9 +77,7 @@ pub fn leases_of(rows: Vec<(i64, i64)>) -> Result<Vec<Lease>, StoreError> {
 }
 
 /// A `cluster_members` row.
-pub fn member(
-    (node, generation, address, status, heartbeat): (String, i64, String, String, i64),
-) -> Result<Member, StoreError> {
+pub fn member((node, generation, address, status, heartbeat): MemberColumns) -> Result<Member, StoreError> {
     let bad = |what: &str| StoreError::Unavailable(format!("corrupt member row {node}: {what}"));
     Ok(Member {
         owner: Owner { generation: u64::try_from(generation).map_err(|_| bad("generation"))?, node: node.clone() },

@@ -31,7 +31,10 @@ use flashcore_domain::{
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor, PgPool};
 
-use crate::leases::{LeaseColumns, check_shard_count, lease_row, leases_of, may_take, member, shard_numbers};
+use crate::leases::{
+    LeaseColumns, MEMBER_RETENTION_MS, MEMBERS_QUERY, MemberColumns, check_shard_count, lease_row, leases_of, may_take,
+    member, shard_numbers,
+};
 use crate::rows::{
     ApiKeyRow, FactRow, LineRow, OrderRow, ProductRow, SnapshotRow, db, fact_columns, instant, snapshot, to_i64,
 };
@@ -578,17 +581,12 @@ impl LeaseStore for PgStore {
     }
 
     async fn members(&self) -> Result<Vec<Member>, StoreError> {
-        sqlx::query("DELETE FROM cluster_members WHERE heartbeat_ms < flashcore_now_ms() - 86400000")
+        sqlx::query("DELETE FROM cluster_members WHERE heartbeat_ms < flashcore_now_ms() - $1")
+            .bind(MEMBER_RETENTION_MS)
             .execute(&self.pool)
             .await
             .map_err(db)?;
-        let rows: Vec<(String, i64, String, String, i64)> = sqlx::query_as(
-            "SELECT node_id, generation, address, status, heartbeat_ms FROM cluster_members \
-             ORDER BY heartbeat_ms DESC, node_id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
+        let rows: Vec<MemberColumns> = sqlx::query_as(MEMBERS_QUERY).fetch_all(&self.pool).await.map_err(db)?;
         rows.into_iter().map(member).collect()
     }
 

@@ -19,7 +19,10 @@ use flashcore_domain::{CartId, JournalEntry, JournalPos, Order, OrderId, Product
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
-use crate::leases::{LeaseColumns, check_shard_count, lease_row, leases_of, may_take, member};
+use crate::leases::{
+    LeaseColumns, MEMBER_RETENTION_MS, MEMBERS_QUERY, MemberColumns, check_shard_count, lease_row, leases_of, may_take,
+    member,
+};
 use crate::rows::{ApiKeyRow, FactRow, LineRow, OrderRow, ProductRow, SnapshotRow, db, fact_columns, snapshot, to_i64};
 
 /// The SQLite store: journal, snapshots and catalog in one database file.
@@ -401,17 +404,11 @@ impl LeaseStore for SqliteStore {
 
     async fn members(&self) -> Result<Vec<Member>, StoreError> {
         sqlx::query("DELETE FROM cluster_members WHERE heartbeat_ms < ?")
-            .bind(now_ms()? - 86_400_000)
+            .bind(now_ms()? - MEMBER_RETENTION_MS)
             .execute(&self.writer)
             .await
             .map_err(db)?;
-        let rows: Vec<(String, i64, String, String, i64)> = sqlx::query_as(
-            "SELECT node_id, generation, address, status, heartbeat_ms FROM cluster_members \
-             ORDER BY heartbeat_ms DESC, node_id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
+        let rows: Vec<MemberColumns> = sqlx::query_as(MEMBERS_QUERY).fetch_all(&self.pool).await.map_err(db)?;
         rows.into_iter().map(member).collect()
     }
 
