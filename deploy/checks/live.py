@@ -40,13 +40,15 @@ DEPLOY = Path(__file__).resolve().parent.parent
 RULES = sorted((DEPLOY / "prometheus" / "rules").glob("*.yaml"))
 DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
 
-# Counters only a failing actor increments; the drill cannot make an actor
-# fail over HTTP (the Rust tests inject faults in-process). promtool tests
-# cover the alerts that read them, on synthetic series.
+# Series only a failure creates; the drill cannot make an actor fail over HTTP
+# (the Rust tests inject faults in-process), nor make two writers share a
+# store. promtool tests cover the alerts that read them, on synthetic series.
 EVENT_ONLY = {
     "flashcore_actor_failures_total": "an actor panicked or its handler failed",
     "flashcore_actor_restarts_total": "a supervisor restarted a failed actor",
     "flashcore_actor_quarantines_total": "an entity exceeded its restart intensity",
+    # Set when recovery finds a SKU sold beyond its total: two writers on one store.
+    "flashcore_sku_oversold_units": "a SKU's journal holds more units sold than its total",
 }
 
 # Provoked by the drill: journal and snapshot store refusing writes, Redis
@@ -58,8 +60,16 @@ MUST_BE_ACTIVE = [
     "FlashcoreCheckoutAvailabilityFastBurn",
     "FlashcoreCheckoutAvailabilitySlowBurn",
 ]
-# Quiet on the drill's node: it is scraped, ready, and no actor failed.
-MUST_BE_QUIET = ["FlashcoreTargetDown", "FlashcoreNotReady", "FlashcoreActorQuarantined", "FlashcoreActorRestartStorm"]
+# Quiet on the drill's node: it is scraped, owns the store, is ready, no actor
+# failed and nothing is oversold.
+MUST_BE_QUIET = [
+    "FlashcoreTargetDown",
+    "FlashcoreNotReady",
+    "FlashcoreNoStoreOwner",
+    "FlashcoreActorQuarantined",
+    "FlashcoreActorRestartStorm",
+    "FlashcoreOversold",
+]
 
 
 class Prom:

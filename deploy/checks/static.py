@@ -333,8 +333,12 @@ def check_k8s(rendered):
     def selects(selector, labels):
         return all(labels.get(k) == v for k, v in selector.items())
 
-    if dep["spec"].get("replicas") != 1 or dep["spec"].get("strategy", {}).get("type") != "Recreate":
-        errors.append("Deployment: one replica replaced with Recreate (one writer per database)")
+    strategy = dep["spec"].get("strategy", {})
+    rolling = strategy.get("rollingUpdate", {})
+    if dep["spec"].get("replicas") != 1:
+        errors.append("Deployment: one replica (only the store's lease owner is ever ready)")
+    if strategy.get("type") == "RollingUpdate" and rolling.get("maxUnavailable") in (0, "0", "0%", None):
+        errors.append("Deployment: a rolling update must not wait for the new pod to be ready (it stands by until the old one hands off): maxUnavailable 1")
     if not selects(dep["spec"]["selector"]["matchLabels"], pod_labels):
         errors.append("Deployment: selector does not match its pod template")
     if sa.get("automountServiceAccountToken") is not False or spec.get("automountServiceAccountToken") is not False:
