@@ -36,18 +36,24 @@ BIN="${FLASHCORE_BIN:-target/release/flashcore}"
 WORK=""
 DB=""
 FC_PID=""
+STANDBY_PID=""
 PROM_PID=""
 REDIS_PID=""
+stop_pid() {
+  local pid="$1"
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid"
+  local deadline=$((SECONDS + 15))
+  while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+}
 cleanup() {
   local rc=$?
   set +e
-  if [ -n "$FC_PID" ] && kill -0 "$FC_PID" 2>/dev/null; then
-    kill -TERM "$FC_PID"
-    local deadline=$((SECONDS + 15))
-    while kill -0 "$FC_PID" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
-    kill -KILL "$FC_PID" 2>/dev/null
-    wait "$FC_PID" 2>/dev/null
-  fi
+  # The standby first, so it does not take over from the owner as that stops.
+  stop_pid "$STANDBY_PID"
+  stop_pid "$FC_PID"
   if [ -n "$PROM_PID" ]; then
     kill -TERM "$PROM_PID" 2>/dev/null
     wait "$PROM_PID" 2>/dev/null
@@ -62,9 +68,12 @@ cleanup() {
       echo "check-deploy: could not drop database $DB" >&2
   fi
   if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-    if [ "$rc" -ne 0 ] && [ -f "$WORK/flashcore.log" ]; then
-      echo "--- last lines of the flashcore log ---" >&2
-      tail -n 15 "$WORK/flashcore.log" >&2
+    if [ "$rc" -ne 0 ]; then
+      for f in "$WORK"/flashcore.log "$WORK"/standby.log; do
+        [ -f "$f" ] || continue
+        echo "--- last lines of $(basename "$f") ---" >&2
+        tail -n 15 "$f" >&2
+      done
     fi
     rm -rf "$WORK"
   fi
@@ -209,31 +218,36 @@ REDIS_PID=$!
 wait_for 10 "Redis on $REDIS_PORT" redis-cli -p "$REDIS_PORT" ping
 
 ADMIN_KEY="fck_check_$(od -An -N15 -tx1 /dev/urandom | tr -d ' \n')" # 40 characters
-log "starting $BIN (database $DB, Redis :$REDIS_PORT)"
-env FLASHCORE_ADDR=127.0.0.1:0 \
-  FLASHCORE_STORE=postgres \
-  DATABASE_URL="$PG/$DB" \
-  REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" \
-  FLASHCORE_ADMIN_KEY="$ADMIN_KEY" \
-  FLASHCORE_TOKEN_SECRET="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" \
-  FLASHCORE_DATA_DIR="$WORK/data" \
-  FLASHCORE_DEMO=true \
-  FLASHCORE_RATE_CLIENT=off \
-  FLASHCORE_RATE_SKU=20:20 \
-  FLASHCORE_CART_MAX_INFLIGHT=2 \
-  FLASHCORE_REQUEST_TIMEOUT_MS=1500 \
-  FLASHCORE_HOLD_TTL_MS=3000 \
-  FLASHCORE_CART_IDLE_SECS=2 \
-  FLASHCORE_LOG_FORMAT=json \
-  RUST_LOG=warn,flashcore_http=info \
-  "$BIN" >"$WORK/flashcore.log" 2>&1 &
-FC_PID=$!
-addr=""
-deadline=$((SECONDS + 30))
-while [ -z "$addr" ]; do
-  kill -0 "$FC_PID" 2>/dev/null || die "flashcore exited during start-up"
-  [ $SECONDS -lt $deadline ] || die "flashcore did not log 'flashcore listening' within 30 s"
-  addr="$(python3 -c '
+TOKEN_SECRET="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
+
+# start_flashcore NAME: a flashcore on a free port against the drill's database
+# and Redis; sets STARTED_PID and STARTED_ADDR (from its "flashcore listening" log).
+start_flashcore() {
+  local name="$1"
+  env FLASHCORE_ADDR=127.0.0.1:0 \
+    FLASHCORE_STORE=postgres \
+    DATABASE_URL="$PG/$DB" \
+    REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" \
+    FLASHCORE_ADMIN_KEY="$ADMIN_KEY" \
+    FLASHCORE_TOKEN_SECRET="$TOKEN_SECRET" \
+    FLASHCORE_DATA_DIR="$WORK/data-$name" \
+    FLASHCORE_DEMO=true \
+    FLASHCORE_RATE_CLIENT=off \
+    FLASHCORE_RATE_SKU=20:20 \
+    FLASHCORE_CART_MAX_INFLIGHT=2 \
+    FLASHCORE_REQUEST_TIMEOUT_MS=1500 \
+    FLASHCORE_HOLD_TTL_MS=3000 \
+    FLASHCORE_CART_IDLE_SECS=2 \
+    FLASHCORE_LOG_FORMAT=json \
+    RUST_LOG=warn,flashcore_http=info \
+    "$BIN" >"$WORK/$name.log" 2>&1 &
+  STARTED_PID=$!
+  STARTED_ADDR=""
+  local deadline=$((SECONDS + 30))
+  while [ -z "$STARTED_ADDR" ]; do
+    kill -0 "$STARTED_PID" 2>/dev/null || { tail -n 20 "$WORK/$name.log" >&2; die "flashcore ($name) exited during start-up"; }
+    [ $SECONDS -lt $deadline ] || die "flashcore ($name) did not log 'flashcore listening' within 30 s"
+    STARTED_ADDR="$(python3 -c '
 import json, sys
 for line in open(sys.argv[1]):
     try:
@@ -243,12 +257,24 @@ for line in open(sys.argv[1]):
     f = e.get("fields", e)
     if f.get("message") == "flashcore listening":
         print(f.get("addr") or e.get("addr")); break
-' "$WORK/flashcore.log")"
-  [ -n "$addr" ] || sleep 0.1
-done
+' "$WORK/$name.log")"
+    [ -n "$STARTED_ADDR" ] || sleep 0.1
+  done
+}
+
+log "starting $BIN (database $DB, Redis :$REDIS_PORT)"
+start_flashcore flashcore
+FC_PID=$STARTED_PID
+addr=$STARTED_ADDR
 FC="http://$addr"
 wait_for 60 "flashcore /ready" curl -fsS --max-time 2 "$FC/ready"
-log "flashcore ready at $FC"
+log "flashcore ready at $FC; a second process on the same store must stand by"
+start_flashcore standby
+STANDBY_PID=$STARTED_PID
+standby_addr=$STARTED_ADDR
+STANDBY="http://$standby_addr"
+standing_by() { curl -sS --max-time 2 "$STANDBY/ready" | grep -q '"code":"standby"'; }
+wait_for 30 "the second flashcore answering /ready 503 standby" standing_by
 
 PROM_PORT="$(free_port)"
 cat >"$WORK/prometheus.yml" <<EOF
@@ -261,7 +287,7 @@ rule_files:
 scrape_configs:
   - job_name: flashcore
     static_configs:
-      - targets: ["$addr"]
+      - targets: ["$addr", "$standby_addr"]
 EOF
 promtool check config "$WORK/prometheus.yml" >/dev/null || die "the drill's Prometheus config"
 prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/prometheus" \
@@ -269,11 +295,11 @@ prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/prome
 PROM_PID=$!
 PROM="http://127.0.0.1:$PROM_PORT"
 wait_for 30 "Prometheus ready" curl -fsS --max-time 2 "$PROM/-/ready"
-scraped() { curl -fsS --max-time 2 "$PROM/api/v1/query?query=up%7Bjob%3D%22flashcore%22%7D%3D%3D1" | grep -q '"value"'; }
-wait_for 30 "Prometheus scraping flashcore" scraped
-log "Prometheus at $PROM scrapes flashcore every second; the drill"
+scraped() { curl -fsS --max-time 2 "$PROM/api/v1/query?query=count(up%7Bjob%3D%22flashcore%22%7D%3D%3D1)%3D%3D2" | grep -q '"value"'; }
+wait_for 30 "Prometheus scraping both flashcore processes" scraped
+log "Prometheus at $PROM scrapes both every second; the drill"
 
-python3 deploy/checks/drill.py --base "$FC" --admin-key "$ADMIN_KEY" --prometheus "$PROM" \
+python3 deploy/checks/drill.py --base "$FC" --standby "$STANDBY" --admin-key "$ADMIN_KEY" --prometheus "$PROM" \
   --pg "$PG" --database "$DB" --redis-pid "$REDIS_PID" || die "the drill (above)"
 drill_end="$(date +%s)"
 
@@ -281,3 +307,4 @@ log "every panel query and every rule against Prometheus"
 python3 deploy/checks/live.py --prometheus "$PROM" --after "$drill_end" || die "live Prometheus checks (above)"
 
 kill -0 "$FC_PID" 2>/dev/null || die "flashcore died during the checks"
+kill -0 "$STANDBY_PID" 2>/dev/null || die "the standby flashcore died during the checks"

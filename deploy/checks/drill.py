@@ -8,7 +8,9 @@ oversell), declined payments, idempotent replays and a reused key, 404s,
 unauthorized admin calls, a per-SKU rate limit, a request past its deadline,
 an actor gate past its in-flight bound, a journal that refuses commits and a
 snapshot store that refuses writes (Postgres triggers in the drill's own
-database), Redis stopped (SIGSTOP), idle carts passivated, lapsed holds.
+database), Redis stopped (SIGSTOP), idle carts passivated, lapsed holds, and
+a second process on the same store standing by (probed like the owner, so the
+NotReady alert must tell a standby from a stuck owner).
 
 Counters in flashcore start at their first increment, and rate() needs two
 samples, so each fault lasts until Prometheus has scraped its counter at two
@@ -41,6 +43,7 @@ HOT_STOCK = 100
 class Drill:
     def __init__(self, args):
         self.base = urllib.parse.urlparse(args.base)
+        self.standby = urllib.parse.urlparse(args.standby)
         self.admin = args.admin_key
         self.prom = args.prometheus.rstrip("/")
         self.db = args.database
@@ -170,14 +173,37 @@ class Drill:
 
     # --- phases ----------------------------------------------------------------
 
+    def get_standby(self, path):
+        c = http.client.HTTPConnection(self.standby.hostname, self.standby.port, timeout=5)
+        try:
+            c.request("GET", path, headers={"accept": "application/json"})
+            r = c.getresponse()
+            raw = r.read()
+            try:
+                return r.status, json.loads(raw)
+            except ValueError:
+                return r.status, raw.decode(errors="replace")
+        finally:
+            c.close()
+
     def probes(self):
-        """What a kubelet does: /health and /ready, twice a second."""
+        """What a kubelet does, on both processes: /health and /ready, twice a second."""
         while not self.stop_probes.wait(0.5):
             try:
                 self.req("GET", "/health")
                 self.req("GET", "/ready")
+                self.get_standby("/health")
+                self.get_standby("/ready")
             except OSError:
                 pass
+
+    def standby_check(self):
+        """README "Ownership": a second process on the store stands by: alive, not
+        ready, and the API answers 503 standby."""
+        for path, want in (("/health", 200), ("/ready", 503), (f"/v1/products/{HOT}", 503)):
+            s, d = self.get_standby(path)
+            if s != want or (want == 503 and not (isinstance(d, dict) and d.get("code") == "standby")):
+                self.problems.append(f"the standby answered {path} with {s} {d}, expected {want}" + (" standby" if want == 503 else ""))
 
     def browse(self):
         s, _, d = self.req("GET", "/v1/products?limit=50")
@@ -369,6 +395,7 @@ class Drill:
         probes = threading.Thread(target=self.probes, daemon=True)
         probes.start()
         steps = [
+            ("standby", self.standby_check),
             ("browse", self.browse),
             ("admin and auth", self.admin_calls),
             ("flash sale", self.flash_sale),
@@ -392,7 +419,8 @@ class Drill:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--base", required=True, help="flashcore base URL")
+    ap.add_argument("--base", required=True, help="flashcore base URL (the owner)")
+    ap.add_argument("--standby", required=True, help="a second flashcore on the same store")
     ap.add_argument("--admin-key", required=True)
     ap.add_argument("--prometheus", required=True, help="Prometheus base URL")
     ap.add_argument("--pg", required=True, help="postgres://user@host:port (no database)")
