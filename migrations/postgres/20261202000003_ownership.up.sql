@@ -36,24 +36,25 @@ CREATE FUNCTION flashcore_now_ms() RETURNS BIGINT
 LANGUAGE sql VOLATILE AS $$ SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint $$;
 
 -- Raises SQLSTATE FC409 unless the node (`node`, `gen`) holds every lease of
--- `shards` at the matching `epochs`. The lease rows stay locked FOR SHARE until
--- the calling transaction ends: a take-over (which updates them) waits until the
--- write has committed, so its recovery, which reads after the take-over, sees it.
+-- `shards` at the matching `epochs`. It first takes the fence lock (advisory
+-- key 7380381037653616227, "flash_fc") in shared mode until the calling
+-- transaction ends; a take-over takes it exclusively. So a take-over waits for
+-- every write in flight to commit (and its recovery, which reads after the
+-- take-over, sees them), and a write that waited for a take-over checks the new
+-- epochs (the check is a later statement, with a newer snapshot). No lease row
+-- is locked or written by a write: the lock is in memory, not in the heap.
 -- Expiry is not checked: only a take-over bumps an epoch, and until one does no
--- other node writes. Rows are locked in shard order, as every statement that
--- updates lease rows locks them, so a renewal and a write never deadlock.
+-- other node writes.
 CREATE FUNCTION flashcore_fence(node TEXT, gen BIGINT, shards INTEGER[], epochs BIGINT[]) RETURNS BOOLEAN
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     held INTEGER;
 BEGIN
-    SELECT count(*) INTO held FROM (
-        SELECT 1 FROM shard_leases AS l
-        JOIN unnest(shards, epochs) AS x(shard, epoch) ON l.shard = x.shard
-        WHERE l.owner_node = node AND l.owner_generation = gen AND l.epoch = x.epoch
-        ORDER BY l.shard
-        FOR SHARE OF l
-    ) AS h;
+    PERFORM pg_advisory_xact_lock_shared(7380381037653616227);
+    SELECT count(*) INTO held
+    FROM shard_leases AS l
+    JOIN unnest(shards, epochs) AS x(shard, epoch) ON l.shard = x.shard
+    WHERE l.owner_node = node AND l.owner_generation = gen AND l.epoch = x.epoch;
     IF held <> coalesce(cardinality(shards), 0) THEN
         RAISE EXCEPTION 'write fenced: %#% does not hold the leases it writes under', node, gen
             USING ERRCODE = 'FC409';

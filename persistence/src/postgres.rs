@@ -42,6 +42,10 @@ use crate::rows::{
 /// Key of the transaction-scoped advisory lock that serializes journal appends.
 const APPEND_LOCK: i64 = 0x666c_6173_685f_6a6c; // "flash_jl"
 
+/// Key of the fence lock: every fenced write holds it shared (`flashcore_fence`
+/// in the migrations), a take-over exclusively.
+const FENCE_LOCK: i64 = 0x666c_6173_685f_6663; // "flash_fc"
+
 /// How long one statement may run before the server cancels it.
 const STATEMENT_TIMEOUT: &str = "10s";
 
@@ -558,9 +562,10 @@ impl ApiKeyStore for PgStore {
 const LEASE_COLUMNS: &str = "shard::int8, owner_node, owner_generation, epoch, expires_at_ms";
 
 /// Membership and leases on the database's clock (`flashcore_now_ms()`). Taking
-/// leases locks their rows (`FOR UPDATE`) for the decision and the update, and a
-/// writer's fence check locks them `FOR SHARE`, so a take-over and a fenced write
-/// are ordered one way or the other, never interleaved.
+/// leases holds the fence lock exclusively and locks the lease rows (`FOR
+/// UPDATE`, in shard order) for the decision and the update; a writer's fence
+/// check holds the fence lock shared. So a take-over and a fenced write are
+/// ordered one way or the other, never interleaved.
 #[async_trait]
 impl LeaseStore for PgStore {
     async fn heartbeat(&self, owner: &Owner, address: &str, status: MemberStatus) -> Result<(), StoreError> {
@@ -600,8 +605,8 @@ impl LeaseStore for PgStore {
         let numbers = shard_numbers(shards);
         let generation = to_i64(owner.generation)?;
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        // A look without locks first: a standby polls often, and the owner's
-        // writes take these rows FOR SHARE.
+        // A look without locks first: a standby polls often, and taking the
+        // fence lock would stall the owner's writes.
         let (rows, max, held_by_others): (i64, i64, i64) = sqlx::query_as(
             "SELECT count(*), coalesce(max(shard), -1)::int8, count(*) FILTER (WHERE shard = ANY($1) \
              AND owner_node IS NOT NULL AND (owner_node, owner_generation) <> ($2, $3) \
@@ -618,6 +623,9 @@ impl LeaseStore for PgStore {
             return Ok(None);
         }
         let mut tx = self.pool.begin().await.map_err(db)?;
+        // The fence lock, exclusively: writes in flight (which hold it shared,
+        // see `flashcore_fence`) commit first, and later ones see the new epochs.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(FENCE_LOCK).execute(&mut *tx).await.map_err(db)?;
         if rows == 0 {
             sqlx::query("INSERT INTO shard_leases (shard) SELECT generate_series(0, $1 - 1) ON CONFLICT DO NOTHING")
                 .bind(i64::from(all.count()))
