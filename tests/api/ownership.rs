@@ -145,7 +145,7 @@ async fn send(
 
 /// One buyer: a cart, one unit of [`SKU`], a checkout with one idempotency key
 /// (kept across retries on either node).
-async fn buy(client: Client, nodes: Arc<Vec<String>>, first: usize, key: String, payment: &str) -> Outcome {
+async fn buy(client: Client, nodes: Arc<Vec<String>>, first: usize, key: String) -> Outcome {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut at = first;
     let Some((StatusCode::CREATED, cart)) =
@@ -168,7 +168,7 @@ async fn buy(client: Client, nodes: Arc<Vec<String>>, first: usize, key: String,
             .post(format!("{n}/v1/carts/{id}/checkout"))
             .bearer_auth(token)
             .header("Idempotency-Key", &key)
-            .json(&json!({ "payment": { "token": payment } }))
+            .json(&json!({ "payment": { "token": "tok_visa" } }))
     })
     .await;
     match checkout {
@@ -189,7 +189,7 @@ fn buyers(nodes: Vec<String>, n: usize, acked: Arc<Mutex<Vec<(String, String)>>>
             tokio::spawn(async move {
                 for round in 0.. {
                     let key = format!("buyer-{w}-{round}");
-                    match buy(client.clone(), Arc::clone(&nodes), w + round, key, "tok_visa").await {
+                    match buy(client.clone(), Arc::clone(&nodes), w + round, key).await {
                         Outcome::Acked(order, token) => acked.lock().unwrap().push((order, token)),
                         Outcome::SoldOut => return,
                         Outcome::Failed => {}
@@ -480,12 +480,12 @@ async fn a_graceful_stop_hands_off_under_load(store: Store) {
     assert!(before < STOCK as usize && acked.len() > before, "the hand-off came mid-sale");
     assert_eq!(assert_nothing_lost_or_oversold(&store, &acked).await, STOCK);
     assert_owner_agrees_with_journal(&new.base, STOCK).await;
-    let released = old_owner_left(&store, &new).await;
+    let released = old_owner_left(&new).await;
     assert!(released, "the old process left the membership table");
 }
 
 /// True when the membership table, as the new owner shows it, has the old process as `left`.
-async fn old_owner_left(_store: &Store, new: &Process) -> bool {
+async fn old_owner_left(new: &Process) -> bool {
     let (status, view) = get_json(&format!("{}/v1/admin/cluster", new.base)).await;
     assert_eq!(status, StatusCode::OK, "{view}");
     let members = view["members"].as_array().cloned().unwrap_or_default();
