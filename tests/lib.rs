@@ -33,9 +33,9 @@ pub fn test_config() -> Config {
     c.addr = "127.0.0.1:0".parse().unwrap_or(c.addr);
     c.token_secret = Some(flashcore_http::config::Secret::new("test-secret-test-secret-test-secret"));
     // One address drives every simulated buyer; tests of the limits turn them on.
-    c.edge.client_quota = None;
-    c.edge.sku_quota = None;
-    c.edge.admin_key = Some(flashcore_http::config::Secret::new(TEST_ADMIN_KEY));
+    c.http.client_quota = None;
+    c.http.sku_quota = None;
+    c.http.admin_key = Some(flashcore_http::config::Secret::new(TEST_ADMIN_KEY));
     c
 }
 
@@ -485,7 +485,7 @@ pub fn test_redis_url() -> String {
 pub struct RedisPrefix {
     /// `fc-test-<uuid>:`.
     pub prefix: String,
-    edge: flashcore_persistence::redis::RedisEdge,
+    edge: flashcore_persistence::redis::Redis,
 }
 
 impl RedisPrefix {
@@ -493,21 +493,21 @@ impl RedisPrefix {
     pub async fn new() -> RedisPrefix {
         let prefix = format!("fc-test-{}:", uuid::Uuid::new_v4().simple());
         let url = test_redis_url();
-        let edge = flashcore_persistence::redis::RedisEdge::new(&url, &prefix, Duration::from_secs(2))
+        let edge = flashcore_persistence::redis::Redis::new(&url, &prefix, Duration::from_secs(2))
             .unwrap_or_else(|e| panic!("bad FLASHCORE_TEST_REDIS {url}: {e}"));
         edge.ping().await.unwrap_or_else(|e| panic!("the test Redis at {url} does not answer (is it running?): {e}"));
         RedisPrefix { prefix, edge }
     }
 
     /// The edge adapter on this prefix (to look at what flashcore wrote).
-    pub fn edge(&self) -> &flashcore_persistence::redis::RedisEdge {
+    pub fn edge(&self) -> &flashcore_persistence::redis::Redis {
         &self.edge
     }
 
     /// `config` pointed at this prefix through `url` (the test Redis, or a proxy to it).
     pub fn configure(&self, config: &mut Config, url: &str) {
-        config.edge.redis_url = Some(flashcore_http::config::Secret::new(url));
-        config.edge.redis_prefix = self.prefix.clone();
+        config.http.redis_url = Some(flashcore_http::config::Secret::new(url));
+        config.http.redis_prefix = self.prefix.clone();
     }
 }
 

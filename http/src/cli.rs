@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use flashcore_actors::ports::{ApiKeyStore, Role};
+use flashcore_http_ports::{ApiKeyStore, Role};
 use flashcore_persistence::memory::LocalFeed;
 
+use crate::api_keys::new_key;
 use crate::config::Config;
-use crate::security::new_key;
 use crate::startup::open_stores;
 
 /// flashcore: an actor-based commerce core for flash sales.

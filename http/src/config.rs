@@ -1,5 +1,6 @@
-//! Configuration from environment variables (DESIGN §6). Secrets come from the
-//! environment, never from the repository.
+//! Configuration from environment variables (README's Configuration section
+//! lists them all). Secrets come from the environment, never from the
+//! repository, and their `Debug` never shows them.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -7,8 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use flashcore_actors::EngineConfig;
 use flashcore_actors::ownership::LeaseConfig;
-use flashcore_actors::ports::Quota;
 use flashcore_domain::Shards;
+use flashcore_http_ports::Quota;
 
 /// Which stores back the journal, snapshots and catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,13 +51,13 @@ pub struct Config {
     pub seed_demo: bool,
     /// `json` (default) or `pretty` (`FLASHCORE_LOG_FORMAT`).
     pub log_format: String,
-    /// Engine tunables.
+    /// Engine tunables: flush interval, hold TTL, cart idle time, mailbox bounds.
     pub engine: EngineConfig,
     /// Ownership of the store: lease TTL (`FLASHCORE_LEASE_TTL_MS`, default 5000)
     /// and shard count (`FLASHCORE_SHARDS`, default 256).
     pub lease: LeaseConfig,
-    /// The HTTP edge: Redis, limits, credentials, hardening.
-    pub edge: EdgeConfig,
+    /// The HTTP layer: Redis, limits, idempotency, credentials, timeouts, CORS.
+    pub http: HttpConfig,
 }
 
 /// A configured secret: its `Debug` never shows the value, so it cannot reach a log.
@@ -81,10 +82,11 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// The HTTP edge's settings (DESIGN §4, §5).
+/// The HTTP layer's settings.
 #[derive(Debug, Clone)]
-pub struct EdgeConfig {
-    /// Shared edge state (`REDIS_URL`); unset means in-process fallbacks.
+pub struct HttpConfig {
+    /// Where the nodes share idempotency keys, rate limits and availability
+    /// (`REDIS_URL`); unset means in-process fallbacks.
     pub redis_url: Option<Secret>,
     /// Namespace of every Redis key (`FLASHCORE_REDIS_PREFIX`, default `flashcore:`).
     pub redis_prefix: String,
@@ -106,9 +108,9 @@ pub struct EdgeConfig {
     pub cors_origins: Vec<String>,
 }
 
-impl Default for EdgeConfig {
+impl Default for HttpConfig {
     fn default() -> Self {
-        EdgeConfig {
+        HttpConfig {
             redis_url: None,
             redis_prefix: "flashcore:".into(),
             redis_timeout: Duration::from_millis(250),
@@ -149,7 +151,7 @@ impl Default for Config {
             log_format: "json".into(),
             engine: EngineConfig::default(),
             lease: LeaseConfig::default(),
-            edge: EdgeConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -234,36 +236,36 @@ impl Config {
         if let Some(n) = parse::<u64>("FLASHCORE_SHARDS")? {
             c.lease.shards = Shards::new(n).context("FLASHCORE_SHARDS")?;
         }
-        c.edge.redis_url = var("REDIS_URL").map(Secret);
+        c.http.redis_url = var("REDIS_URL").map(Secret);
         if let Some(p) = var("FLASHCORE_REDIS_PREFIX") {
-            c.edge.redis_prefix = p;
+            c.http.redis_prefix = p;
         }
         if let Some(d) = ms("FLASHCORE_REDIS_TIMEOUT_MS")? {
-            c.edge.redis_timeout = d.max(Duration::from_millis(1));
+            c.http.redis_timeout = d.max(Duration::from_millis(1));
         }
         if let Some(q) = var("FLASHCORE_RATE_CLIENT") {
-            c.edge.client_quota = parse_quota(&q).context("FLASHCORE_RATE_CLIENT")?;
+            c.http.client_quota = parse_quota(&q).context("FLASHCORE_RATE_CLIENT")?;
         }
         if let Some(q) = var("FLASHCORE_RATE_SKU") {
-            c.edge.sku_quota = parse_quota(&q).context("FLASHCORE_RATE_SKU")?;
+            c.http.sku_quota = parse_quota(&q).context("FLASHCORE_RATE_SKU")?;
         }
         if let Some(d) = secs("FLASHCORE_IDEMPOTENCY_TTL_SECS")? {
-            c.edge.idempotency_ttl = d.max(Duration::from_secs(1));
+            c.http.idempotency_ttl = d.max(Duration::from_secs(1));
         }
         if let Some(k) = var("FLASHCORE_ADMIN_KEY") {
             if k.trim().len() < 32 {
                 bail!("FLASHCORE_ADMIN_KEY must be at least 32 characters");
             }
-            c.edge.admin_key = Some(Secret(k.trim().to_owned()));
+            c.http.admin_key = Some(Secret(k.trim().to_owned()));
         }
         if let Some(d) = ms("FLASHCORE_REQUEST_TIMEOUT_MS")? {
-            c.edge.request_timeout = d.max(Duration::from_millis(1));
+            c.http.request_timeout = d.max(Duration::from_millis(1));
         }
         if let Some(n) = parse::<usize>("FLASHCORE_MAX_BODY_BYTES")? {
-            c.edge.max_body_bytes = n.max(1024);
+            c.http.max_body_bytes = n.max(1024);
         }
         if let Some(o) = var("FLASHCORE_CORS_ORIGINS") {
-            c.edge.cors_origins = o.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+            c.http.cors_origins = o.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
         }
         Ok(c)
     }

@@ -4,6 +4,8 @@
 //! and tests match on. 5xx bodies say nothing about internals; the cause is
 //! logged once, here.
 
+use std::any::Any;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flashcore_actors::EngineError;
@@ -49,6 +51,11 @@ struct Inner {
     denied: Option<&'static str>,
     cause: Option<String>,
 }
+
+/// Marks the response of an authentication or authorization denial (see
+/// [`ApiError::denied`]), with the reason the pipeline reports it under.
+#[derive(Debug, Clone, Copy)]
+pub struct Denied(pub &'static str);
 
 /// Handler result.
 pub type ApiResult<T, E = ApiError> = Result<T, E>;
@@ -140,12 +147,26 @@ impl ApiError {
         e.0.cause = Some(cause.into());
         e
     }
+
+    /// 503 `unavailable` + `Retry-After`: nothing was changed, a retry may
+    /// succeed; `cause` is logged, never sent.
+    fn unavailable(retry_after_secs: u64, cause: String) -> Self {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Temporarily unavailable",
+            "The store cannot take this request right now; nothing was changed. Retry later.",
+        )
+        .retry_after(retry_after_secs);
+        e.0.cause = Some(cause);
+        e
+    }
 }
 
 impl From<flashcore_actors::ports::StoreError> for ApiError {
     /// A store failure is 503 + `Retry-After` (`unavailable`); the cause is logged.
     fn from(e: flashcore_actors::ports::StoreError) -> Self {
-        ApiError::from(EngineError::store(e))
+        ApiError::unavailable(1, e.message().to_owned())
     }
 }
 
@@ -218,17 +239,7 @@ impl From<EngineError> for ApiError {
             EngineError::IdempotencyKeyReused => {
                 ApiError::invalid(code, "This Idempotency-Key was already used for another order.")
             }
-            EngineError::Unavailable { retry_after_secs, reason } => {
-                let mut e = ApiError::new(
-                    S::SERVICE_UNAVAILABLE,
-                    code,
-                    "Temporarily unavailable",
-                    "The store cannot take this request right now; nothing was changed. Retry later.",
-                )
-                .retry_after(retry_after_secs);
-                e.0.cause = Some(reason);
-                e
-            }
+            EngineError::Unavailable { retry_after_secs, reason } => ApiError::unavailable(retry_after_secs, reason),
             EngineError::Overloaded { retry_after_secs } => ApiError::new(
                 S::SERVICE_UNAVAILABLE,
                 code,
@@ -269,8 +280,46 @@ impl IntoResponse for ApiError {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"flashcore\""));
         }
         if let Some(reason) = this.denied {
-            res.extensions_mut().insert(crate::security::Denied(reason));
+            res.extensions_mut().insert(Denied(reason));
         }
         res
+    }
+}
+
+/// The response to a handler panic: a 500 problem; the panic is logged, not sent.
+pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> axum::response::Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "unknown panic".into());
+    metrics::counter!("flashcore_http_panics_total").increment(1);
+    ApiError::internal(format!("handler panicked: {what}")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::Request;
+    use axum::routing::get;
+    use tower::ServiceExt;
+    use tower_http::catch_panic::CatchPanicLayer;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_becomes_a_plain_500_problem() {
+        async fn boom() -> &'static str {
+            panic!("secret internal detail at src/lib.rs:1")
+        }
+        let app = Router::new().route("/", get(boom)).layer(CatchPanicLayer::custom(panic_response));
+        let res = app.oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/problem+json");
+        let body = axum::body::to_bytes(res.into_body(), 4096).await.unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("urn:flashcore:problem:internal"), "{text}");
+        assert!(!text.contains("secret") && !text.contains("src/") && !text.contains("panic"), "{text}");
     }
 }

@@ -111,18 +111,6 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
                 "Checkout needs an Idempotency-Key header (e.g. a UUID) so retries never pay twice.",
             ));
         };
-        idempotency_key(v).map(IdempotencyKey)
+        crate::idempotency::parse_key(v).map(IdempotencyKey)
     }
-}
-
-/// Validates an `Idempotency-Key` value: 1 to 255 visible ASCII characters.
-pub fn idempotency_key(v: &axum::http::HeaderValue) -> Result<String, ApiError> {
-    let key = v.to_str().unwrap_or_default().trim();
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::bad_request(
-            "idempotency-key-invalid",
-            "The Idempotency-Key must be 1 to 255 visible ASCII characters.",
-        ));
-    }
-    Ok(key.to_owned())
 }

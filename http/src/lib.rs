@@ -5,18 +5,23 @@
 //! actors. [`startup::Application`] is the composition root shared by the binary
 //! and the tests.
 
-pub mod auth;
+pub mod api_keys;
+pub mod cart_tokens;
 pub mod cli;
 pub mod config;
+pub mod deadline;
 pub mod demo;
 pub mod dto;
-pub mod edge;
 pub mod error;
 pub mod extract;
-pub mod hardening;
+pub mod headers;
+pub mod http_metrics;
+pub mod idempotency;
 pub mod openapi;
+pub mod pipeline;
+pub mod principal;
+pub mod rate_limit;
 pub mod routes;
-pub mod security;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -1,10 +1,20 @@
-//! The OpenAPI document, generated from the handlers' annotations.
+//! The OpenAPI document, generated from the handlers' annotations, and the
+//! routes that serve it: `/openapi.json` and the `/docs` reference page.
 
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
 use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::routes::{admin, carts, ops, orders, products};
+
+/// `/openapi.json` and `/docs` (stateless: they merge into any router).
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new().route("/openapi.json", get(openapi)).route("/docs", get(docs))
+}
 
 /// flashcore API v1.
 #[derive(OpenApi)]
@@ -73,4 +83,22 @@ impl Modify for CartTokenScheme {
             );
         }
     }
+}
+
+/// The OpenAPI 3.1 document, generated from the code.
+pub async fn openapi() -> impl IntoResponse {
+    axum::Json(ApiDoc::openapi())
+}
+
+/// A self-contained API reference page rendered from `/openapi.json` (no CDN).
+pub async fn docs() -> Response {
+    let mut res = Html(include_str!("docs.html")).into_response();
+    // The page's own inline script and style, and fetches to this origin only.
+    res.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'",
+        ),
+    );
+    res
 }

@@ -1,5 +1,7 @@
 //! The composition root: picks adapters, starts the engine, builds the router,
 //! binds the listener. The binary and the tests both go through [`Application`].
+//! Concrete adapters are named here and nowhere else in this crate
+//! ([`open_stores`] for the store, [`shared_state`] for what nodes share).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,36 +14,48 @@ use axum::middleware;
 use flashcore_actors::node::Node;
 use flashcore_actors::ownership::Ownership;
 use flashcore_actors::payments::TestPayments;
-use flashcore_actors::ports::{ApiKeyStore, AvailabilityFeed, LeaseStore, Owner};
+use flashcore_actors::ports::{AvailabilityFeed, LeaseStore, Owner};
 use flashcore_actors::{Engine, Ports};
+use flashcore_http_ports::ApiKeyStore;
 use flashcore_persistence::local::{LocalIdempotency, LocalRateLimiter};
 use flashcore_persistence::memory::{LocalFeed, MemoryApiKeys, MemoryStores};
 use flashcore_persistence::postgres::PgStore;
-use flashcore_persistence::redis::{RedisEdge, RedisFeed};
+use flashcore_persistence::redis::{Redis, RedisFeed};
 use flashcore_persistence::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::auth::CartTokens;
-use crate::config::{Config, EdgeConfig, StoreKind};
-use crate::edge::Edge;
-use crate::error::ApiError;
-use crate::hardening;
-use crate::routes::{api_router, ops};
-use crate::security::ApiKeys;
+use crate::api_keys::ApiKeys;
+use crate::cart_tokens::CartTokens;
+use crate::config::{Config, HttpConfig, StoreKind};
+use crate::error::{ApiError, panic_response};
+use crate::idempotency::Idempotency;
+use crate::rate_limit::RateLimits;
+use crate::routes::api_router;
 use crate::state::AppState;
+use crate::{headers, http_metrics, openapi, pipeline};
 
 /// A bound, ready-to-run flashcore.
-#[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     router: Router,
     config: Config,
     node: Arc<Node>,
     keys: Arc<ApiKeys>,
-    shared: EdgeAdapters,
+    redis_feed: Option<Arc<RedisFeed>>,
+    feed: Arc<dyn AvailabilityFeed>,
     shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("addr", &self.listener.local_addr().ok())
+            .field("node", &self.node.ownership().owner())
+            .field("redis", &self.redis_feed.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a store gives the process: the engine's ports, the operators' keys and
@@ -71,8 +85,7 @@ async fn start_engine(config: &Config, ports: Ports, ownership: Arc<Ownership>) 
     Ok(engine)
 }
 
-/// The adapters for `store`: with [`shared_state`], the only place that names
-/// concrete adapters (the `keys` command opens a store through here too).
+/// The adapters for `store` (the `keys` command opens a store through here too).
 pub async fn open_stores(store: &StoreKind, feed: Arc<dyn AvailabilityFeed>) -> anyhow::Result<Stores> {
     let payments = Arc::new(TestPayments);
     Ok(match store {
@@ -107,36 +120,41 @@ fn this_process() -> Owner {
     Owner { node: format!("{host}-{}", std::process::id()), generation }
 }
 
-/// What edge nodes share: Redis when configured, else in-process fallbacks.
-struct EdgeAdapters {
-    edge: Arc<Edge>,
+/// What the nodes share: idempotency keys, rate limits and the availability
+/// feed, in Redis when configured, else in-process.
+struct SharedState {
+    limits: RateLimits,
+    idempotency: Idempotency,
     feed: Arc<dyn AvailabilityFeed>,
+    /// The Redis feed's own handle, to stop its tasks at shutdown.
     redis_feed: Option<Arc<RedisFeed>>,
 }
 
-impl std::fmt::Debug for EdgeAdapters {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EdgeAdapters").field("edge", &self.edge).field("redis", &self.redis_feed.is_some()).finish()
-    }
-}
-
 /// Builds the shared-state adapters. Never waits for Redis: it is connected on
-/// first use, and the edge degrades while it is away (see [`crate::edge`]).
-fn shared_state(cfg: &EdgeConfig) -> anyhow::Result<EdgeAdapters> {
+/// first use, and limits fall back to this node's own while it is away (see
+/// [`crate::rate_limit`]; idempotency fails closed, see [`crate::idempotency`]).
+fn shared_state(cfg: &HttpConfig) -> anyhow::Result<SharedState> {
+    let idempotency = |store| Idempotency::new(store, cfg.idempotency_ttl, cfg.request_timeout, cfg.max_body_bytes);
+    let limits = |limiter, fallback| RateLimits::new(cfg.client_quota, cfg.sku_quota, limiter, fallback);
     match &cfg.redis_url {
         Some(url) => {
-            let redis = RedisEdge::new(url.expose(), &cfg.redis_prefix, cfg.redis_timeout)
+            let redis = Redis::new(url.expose(), &cfg.redis_prefix, cfg.redis_timeout)
                 .map_err(|e| anyhow::anyhow!("REDIS_URL is not usable: {e}"))?;
             let feed = RedisFeed::start(&redis);
             let redis = Arc::new(redis);
-            let edge = Edge::new(cfg, redis.clone(), redis, true);
-            Ok(EdgeAdapters { edge: Arc::new(edge), feed: feed.clone(), redis_feed: Some(feed) })
+            Ok(SharedState {
+                limits: limits(redis.clone(), Some(Arc::new(LocalRateLimiter::default()))),
+                idempotency: idempotency(redis),
+                feed: feed.clone(),
+                redis_feed: Some(feed),
+            })
         }
-        None => {
-            let edge =
-                Edge::new(cfg, Arc::new(LocalIdempotency::default()), Arc::new(LocalRateLimiter::default()), false);
-            Ok(EdgeAdapters { edge: Arc::new(edge), feed: Arc::new(LocalFeed::default()), redis_feed: None })
-        }
+        None => Ok(SharedState {
+            limits: limits(Arc::new(LocalRateLimiter::default()), None),
+            idempotency: idempotency(Arc::new(LocalIdempotency::default())),
+            feed: Arc::new(LocalFeed::default()),
+            redis_feed: None,
+        }),
     }
 }
 
@@ -191,47 +209,49 @@ impl Application {
     /// `not-ready` until recovery is done.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         // Install the recorder first so start-up (recovery, seeding) is counted too.
-        let metrics = ops::prometheus();
+        let metrics = http_metrics::recorder();
         let tokens = token_key(&config)?;
         let listener =
             TcpListener::bind(config.addr).await.with_context(|| format!("cannot listen on {}", config.addr))?;
         let address = listener.local_addr()?.to_string();
         let ownership = Ownership::new(this_process(), address, config.lease);
-        let node = Node::new(ownership, config.edge.request_timeout);
+        let node = Node::new(ownership, config.http.request_timeout);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let shared = shared_state(&config.edge)?;
-        let keys = Arc::new(ApiKeys::new(config.edge.admin_key.as_ref().map(|k| k.expose())));
-        if config.edge.admin_key.is_some() {
+        let shared = shared_state(&config.http)?;
+        let keys = Arc::new(ApiKeys::new(config.http.admin_key.as_ref().map(|k| k.expose())));
+        if config.http.admin_key.is_some() {
             tracing::info!(target: "flashcore::security", "bootstrap admin key enabled (FLASHCORE_ADMIN_KEY)");
         }
+        let SharedState { limits, idempotency, feed, redis_feed } = shared;
         let state = AppState::new(crate::state::Shared {
             node: Arc::clone(&node),
             tokens,
+            keys: Arc::clone(&keys),
+            limits,
+            idempotency,
             metrics,
             shutdown: shutdown_rx,
-            keys: Arc::clone(&keys),
-            edge: Arc::clone(&shared.edge),
-            request_timeout: config.edge.request_timeout,
+            request_timeout: config.http.request_timeout,
         });
         // A request meets the panic guard, CORS (if configured), the body limit,
-        // then `ops::pipeline`: credentials and rate limits, idempotency, the
-        // deadline, the handler; security headers and metrics on the way out.
-        // Unknown paths and methods get the same pipeline (the fallbacks are
-        // added before the layer).
+        // then the pipeline (see `crate::pipeline` for its steps and their
+        // order). Unknown paths and methods get the same pipeline (the
+        // fallbacks are added before the layer).
         let router = api_router()
+            .merge(openapi::router())
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
-            .layer(middleware::from_fn_with_state(state.clone(), ops::pipeline))
-            .layer(DefaultBodyLimit::max(config.edge.max_body_bytes))
-            .layer(tower::util::option_layer(hardening::cors(&config.edge.cors_origins)?))
-            .layer(CatchPanicLayer::custom(hardening::panic_response))
+            .layer(middleware::from_fn_with_state(state.clone(), pipeline::pipeline))
+            .layer(DefaultBodyLimit::max(config.http.max_body_bytes))
+            .layer(tower::util::option_layer(headers::cors(&config.http.cors_origins)?))
+            .layer(CatchPanicLayer::custom(panic_response))
             .with_state(state);
         let store = match &config.store {
             StoreKind::Memory => "memory",
             StoreKind::Sqlite { .. } => "sqlite",
             StoreKind::Postgres { .. } => "postgres",
         };
-        let redis = if config.edge.redis_url.is_some() { "redis" } else { "in-process" };
+        let redis = if config.http.redis_url.is_some() { "redis" } else { "in-process" };
         tracing::info!(
             addr = %listener.local_addr()?,
             store,
@@ -239,7 +259,7 @@ impl Application {
             node = %node.ownership().owner(),
             "flashcore listening"
         );
-        Ok(Application { listener, router, config, node, keys, shared, shutdown })
+        Ok(Application { listener, router, config, node, keys, redis_feed, feed, shutdown })
     }
 
     /// The port actually bound.
@@ -247,8 +267,7 @@ impl Application {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    /// This process on the store: its ownership, and its engine while it serves
-    /// (tests use it for fault injection).
+    /// This process on the store: its ownership, and its engine while it serves.
     pub fn node(&self) -> Arc<Node> {
         Arc::clone(&self.node)
     }
@@ -260,8 +279,7 @@ impl Application {
     /// is flushed, the leases are released (a standby takes over at once), and
     /// only then does the listener stop and SSE streams end.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, router, config, node, keys, shared, shutdown: tx } = self;
-        let feed = Arc::clone(&shared.feed);
+        let Application { listener, router, config, node, keys, redis_feed, feed, shutdown: tx } = self;
         let lifecycle = tokio::spawn(async move {
             let stores = open_stores(&config.store, feed).await?;
             keys.set_store(stores.api_keys);
@@ -295,7 +313,7 @@ impl Application {
                 let _ = tx.send(true);
             })
             .await?;
-        if let Some(feed) = &shared.redis_feed {
+        if let Some(feed) = &redis_feed {
             feed.shutdown().await;
         }
         if let Some(Err(e)) = outcome.lock().ok().and_then(|mut f| f.take()) {

@@ -9,10 +9,11 @@ use flashcore_actors::ownership::Phase;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 
-use crate::auth::CartTokens;
-use crate::edge::Edge;
+use crate::api_keys::ApiKeys;
+use crate::cart_tokens::CartTokens;
 use crate::error::ApiError;
-use crate::security::ApiKeys;
+use crate::idempotency::Idempotency;
+use crate::rate_limit::RateLimits;
 
 /// Shared handler state: one `Arc`, because axum clones it for every middleware
 /// and handler of every request.
@@ -39,17 +40,19 @@ pub struct Shared {
     /// This process on the store: its ownership, and the engine while it owns
     /// the store and has recovered it (else 503 `standby` or `not-ready`).
     pub node: Arc<Node>,
-    /// Cart token issuer and checker.
+    /// Issues and checks the buyers' cart tokens.
     pub tokens: CartTokens,
+    /// Checks the operators' API keys (and, for the admin routes, holds their store).
+    pub keys: Arc<ApiKeys>,
+    /// Per-client and per-SKU quotas.
+    pub limits: RateLimits,
+    /// Outcomes kept under `Idempotency-Key`s.
+    pub idempotency: Idempotency,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// Flips to `true` when shutdown begins (ends SSE streams).
     pub shutdown: watch::Receiver<bool>,
-    /// Operator API keys.
-    pub keys: Arc<ApiKeys>,
-    /// Idempotency keys and rate limits.
-    pub edge: Arc<Edge>,
-    /// Longest a handler may run.
+    /// Longest a handler may run before it is answered 503 `timeout`.
     pub request_timeout: std::time::Duration,
 }
 

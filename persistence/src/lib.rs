@@ -13,3 +13,4 @@ pub mod postgres;
 pub mod redis;
 mod rows;
 pub mod sqlite;
+mod sync;

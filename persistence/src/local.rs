@@ -9,18 +9,18 @@
 //! twice the live entries). Time is `tokio::time::Instant`, so tests may pause it.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use flashcore_actors::ports::{
+use flashcore_http_ports::idempotency::Entry;
+use flashcore_http_ports::rate_limit::Gcra;
+use flashcore_http_ports::{
     IdempotencyClaim, IdempotencyStore, Quota, RateDecision, RateLimiter, StoreError, StoredResponse,
 };
 use tokio::time::Instant;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use crate::sync::lock;
 
 /// Below this size a map is never swept (sweeping tiny maps buys nothing).
 const MIN_SWEEP_LEN: usize = 1024;
@@ -74,16 +74,9 @@ impl<V> ExpiringMap<V> {
     }
 }
 
-/// What an idempotency key holds (the same two states as the Redis entry).
-#[derive(Debug, Clone)]
-enum IdemEntry {
-    Running { owner: String, fingerprint: String },
-    Done { fingerprint: String, response: StoredResponse },
-}
-
 /// Idempotency keys in memory, for a single edge node.
 #[derive(Debug, Default)]
-pub struct LocalIdempotency(Mutex<ExpiringMap<IdemEntry>>);
+pub struct LocalIdempotency(Mutex<ExpiringMap<Entry>>);
 
 #[async_trait]
 impl IdempotencyStore for LocalIdempotency {
@@ -96,21 +89,10 @@ impl IdempotencyStore for LocalIdempotency {
     ) -> Result<IdempotencyClaim, StoreError> {
         let now = Instant::now();
         let mut map = lock(&self.0);
-        let found = match map.get_mut(key, now) {
-            None => None,
-            Some(IdemEntry::Running { fingerprint: fp, .. }) => {
-                Some(if fp == fingerprint { IdempotencyClaim::InProgress } else { IdempotencyClaim::Mismatch })
-            }
-            Some(IdemEntry::Done { fingerprint: fp, response }) => Some(if fp == fingerprint {
-                IdempotencyClaim::Completed(response.clone())
-            } else {
-                IdempotencyClaim::Mismatch
-            }),
-        };
-        if let Some(claim) = found {
-            return Ok(claim);
+        if let Some(found) = map.get_mut(key, now) {
+            return Ok(found.clone().answer(fingerprint));
         }
-        let entry = IdemEntry::Running { owner: owner.to_owned(), fingerprint: fingerprint.to_owned() };
+        let entry = Entry::Running { owner: owner.to_owned(), fingerprint: fingerprint.to_owned() };
         map.insert(key, entry, expiry(now, lock_ttl), now);
         Ok(IdempotencyClaim::Acquired)
     }
@@ -125,10 +107,10 @@ impl IdempotencyStore for LocalIdempotency {
         let now = Instant::now();
         let mut map = lock(&self.0);
         let fingerprint = match map.get_mut(key, now) {
-            Some(IdemEntry::Running { owner: o, fingerprint }) if o == owner => std::mem::take(fingerprint),
+            Some(Entry::Running { owner: o, fingerprint }) if o == owner => std::mem::take(fingerprint),
             _ => return Ok(()),
         };
-        let entry = IdemEntry::Done { fingerprint, response: response.clone() };
+        let entry = Entry::Done { fingerprint, response: response.clone() };
         map.insert(key, entry, expiry(now, ttl), now);
         Ok(())
     }
@@ -136,7 +118,7 @@ impl IdempotencyStore for LocalIdempotency {
     async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
         let now = Instant::now();
         let mut map = lock(&self.0);
-        if matches!(map.get_mut(key, now), Some(IdemEntry::Running { owner: o, .. }) if o == owner) {
+        if map.get_mut(key, now).is_some_and(|e| e.is_running_for(owner)) {
             map.remove(key);
         }
         Ok(())
@@ -149,25 +131,6 @@ fn expiry(now: Instant, ttl: Duration) -> Instant {
     now.checked_add(ttl).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
-/// The GCRA parameters of `quota`, in microseconds: the emission interval `T`
-/// (1 s / `per_second`) and the burst tolerance `tau = T * (burst - 1)`.
-///
-/// A request at `now` against the theoretical arrival time `tat` (never before
-/// `now`) passes when `tat - now <= tau` and moves `tat` on by `T`; so from idle
-/// exactly `burst` requests pass at once, then one every `T`. A refused one may
-/// retry after `tat - now - tau`. Shared with the Redis script so both agree.
-pub(crate) fn gcra_params(quota: Quota) -> (u64, u64) {
-    let per_second = u64::from(quota.per_second.max(1));
-    let burst = u64::from(quota.burst.max(1));
-    let interval = (1_000_000 / per_second).max(1);
-    (interval, interval.saturating_mul(burst - 1))
-}
-
-/// A refusal's wait, from microseconds: rounded up to whole milliseconds, at least 1 ms.
-pub(crate) fn retry_after_from_micros(micros: u64) -> Duration {
-    Duration::from_millis(micros.div_ceil(1000).max(1))
-}
-
 /// GCRA rate limits in memory, for a single edge node. Each key holds its
 /// theoretical arrival time and expires when that passes (an idle key is the same
 /// as no key).
@@ -177,18 +140,18 @@ pub struct LocalRateLimiter(Mutex<ExpiringMap<Instant>>);
 #[async_trait]
 impl RateLimiter for LocalRateLimiter {
     async fn check(&self, key: &str, quota: Quota) -> Result<RateDecision, StoreError> {
-        let (interval, tolerance) = gcra_params(quota);
+        let gcra = Gcra::new(quota);
         let now = Instant::now();
         let mut map = lock(&self.0);
         let tat = map.get_mut(key, now).map_or(now, |tat| (*tat).max(now));
         // Whole microseconds, like the script (which works on Redis `TIME`).
         let ahead = u64::try_from(tat.duration_since(now).as_micros()).unwrap_or(u64::MAX);
-        if ahead > tolerance {
-            return Ok(RateDecision::Limited { retry_after: retry_after_from_micros(ahead - tolerance) });
+        let decision = gcra.decide(ahead);
+        if decision == RateDecision::Allowed {
+            let new_tat = tat + Duration::from_micros(gcra.interval_us);
+            map.insert(key, new_tat, new_tat, now);
         }
-        let new_tat = tat + Duration::from_micros(interval);
-        map.insert(key, new_tat, new_tat, now);
-        Ok(RateDecision::Allowed)
+        Ok(decision)
     }
 }
 
@@ -238,13 +201,5 @@ mod tests {
         store.claim("k", "fp", "o", Duration::from_millis(50)).await.unwrap();
         tokio::time::advance(Duration::from_millis(51)).await;
         assert_eq!(store.claim("k", "other", "o2", Duration::from_secs(1)).await.unwrap(), IdempotencyClaim::Acquired);
-    }
-
-    #[test]
-    fn gcra_params_allow_exactly_burst_then_one_per_interval() {
-        assert_eq!(gcra_params(Quota { per_second: 10, burst: 5 }), (100_000, 400_000));
-        assert_eq!(gcra_params(Quota { per_second: 0, burst: 0 }), (1_000_000, 0));
-        assert_eq!(retry_after_from_micros(1), Duration::from_millis(1));
-        assert_eq!(retry_after_from_micros(100_000), Duration::from_millis(100));
     }
 }

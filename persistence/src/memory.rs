@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering, fence};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use dashmap::DashMap;
@@ -16,13 +16,11 @@ use flashcore_domain::{
     Availability, CartId, JournalEntry, JournalPos, Order, OrderId, Product, ShardId, Shards, Sku, StockFact,
     StockFactKind, Timestamp,
 };
+use flashcore_http_ports::{ApiKeyRecord, ApiKeyStore};
 
 use crate::leases::may_take;
+use crate::sync::lock;
 use tokio::sync::watch;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Membership and leases, in memory. The in-process journal and snapshot store
 /// check their writers' fences against it under its lock, as the SQL stores do
@@ -457,11 +455,11 @@ impl AvailabilityFeed for LocalFeed {
 
 /// Operator API keys, in memory (few keys, so a list scanned under a lock).
 #[derive(Debug, Default)]
-pub struct MemoryApiKeys(Mutex<Vec<flashcore_actors::ports::ApiKeyRecord>>);
+pub struct MemoryApiKeys(Mutex<Vec<ApiKeyRecord>>);
 
 #[async_trait]
-impl flashcore_actors::ports::ApiKeyStore for MemoryApiKeys {
-    async fn insert_key(&self, key: &flashcore_actors::ports::ApiKeyRecord) -> Result<(), StoreError> {
+impl ApiKeyStore for MemoryApiKeys {
+    async fn insert_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
         let mut keys = lock(&self.0);
         if keys.iter().any(|k| k.id == key.id || k.key_sha256 == key.key_sha256) {
             return Err(StoreError::Unavailable(format!("api key {} or its hash already exists", key.id)));
@@ -470,14 +468,11 @@ impl flashcore_actors::ports::ApiKeyStore for MemoryApiKeys {
         Ok(())
     }
 
-    async fn find_key(
-        &self,
-        key_sha256: &[u8; 32],
-    ) -> Result<Option<flashcore_actors::ports::ApiKeyRecord>, StoreError> {
+    async fn find_key(&self, key_sha256: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {
         Ok(lock(&self.0).iter().find(|k| !k.revoked && k.key_sha256 == *key_sha256).cloned())
     }
 
-    async fn list_keys(&self) -> Result<Vec<flashcore_actors::ports::ApiKeyRecord>, StoreError> {
+    async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let mut keys = lock(&self.0).clone();
         // The SQL adapters' order: creation, then id.
         keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));

@@ -22,12 +22,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use flashcore_actors::ports::{
-    ApiKeyRecord, ApiKeyStore, AppendOutcome, Catalog, EntityKind, Fence, Journal, Lease, LeaseRow, LeaseStore, Member,
-    MemberStatus, Owner, SnapshotRecord, SnapshotStore, StoreError,
+    AppendOutcome, Catalog, EntityKind, Fence, Journal, Lease, LeaseRow, LeaseStore, Member, MemberStatus, Owner,
+    SnapshotRecord, SnapshotStore, StoreError,
 };
 use flashcore_domain::{
     CartId, JournalEntry, JournalPos, Order, OrderId, Product, ShardId, Shards, Sku, StockFact, StockFactKind,
 };
+use flashcore_http_ports::{ApiKeyRecord, ApiKeyStore};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor, PgPool};
 

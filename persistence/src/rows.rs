@@ -5,11 +5,12 @@
 //! conversions serves both. A row that does not decode is a corrupt store: it is
 //! reported as a [`StoreError`], never papered over.
 
-use flashcore_actors::ports::{ApiKeyRecord, EntityKind, Role, SnapshotRecord, StateJson, StoreError};
+use flashcore_actors::ports::{EntityKind, SnapshotRecord, StateJson, StoreError};
 use flashcore_domain::{
     CartId, Currency, HoldId, JournalPos, Money, Order, OrderId, OrderLine, Product, Sku, StockFact, StockFactKind,
     Timestamp,
 };
+use flashcore_http_ports::{ApiKeyRecord, Role};
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("corrupt {what} in store: {detail}"))

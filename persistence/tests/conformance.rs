@@ -9,12 +9,13 @@ mod support;
 use std::time::Duration;
 
 use flashcore_actors::ports::{
-    ApiKeyRecord, AppendOutcome, EntityKind, Fence, Lease, MemberStatus, Owner, Role, SnapshotRecord, StateJson,
+    AppendOutcome, EntityKind, Fence, Lease, MemberStatus, Owner, SnapshotRecord, StateJson,
 };
 use flashcore_domain::{
     Cart, CartId, Currency, HoldId, JournalEntry, JournalPos, Money, Order, OrderId, Product, ShardId, Sku,
     StockFactKind, Timestamp,
 };
+use flashcore_http_ports::{ApiKeyRecord, Role};
 use serde_json::json;
 
 use support::Stores;

@@ -15,13 +15,12 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flashcore_actors::ports::{
-    AvailabilityFeed, IdempotencyClaim, IdempotencyStore, Quota, RateDecision, RateLimiter, StoredResponse,
-};
+use flashcore_actors::ports::AvailabilityFeed;
 use flashcore_domain::{Availability, Sku};
+use flashcore_http_ports::{IdempotencyClaim, IdempotencyStore, Quota, RateDecision, RateLimiter, StoredResponse};
 use flashcore_persistence::local::{LocalIdempotency, LocalRateLimiter};
 use flashcore_persistence::memory::LocalFeed;
-use flashcore_persistence::redis::{RedisEdge, RedisFeed};
+use flashcore_persistence::redis::{Redis, RedisFeed};
 use support::eventually;
 use tokio::time::Instant;
 
@@ -40,7 +39,7 @@ fn redis_url() -> String {
 /// when the test panics first).
 struct RedisNamespace {
     url: String,
-    edge: RedisEdge,
+    edge: Redis,
     cleaned: bool,
 }
 
@@ -49,7 +48,7 @@ impl RedisNamespace {
     async fn new() -> Self {
         let url = redis_url();
         let prefix = format!("fc-test-{}:", uuid::Uuid::new_v4());
-        let edge = RedisEdge::new(&url, &prefix, OP_TIMEOUT).expect("FLASHCORE_TEST_REDIS is not a valid Redis URL");
+        let edge = Redis::new(&url, &prefix, OP_TIMEOUT).expect("FLASHCORE_TEST_REDIS is not a valid Redis URL");
         if let Err(e) = edge.ping().await {
             panic!(
                 "Redis is unreachable at {url} ({e}). The Redis edge tests need it: start redis-server \
@@ -60,8 +59,8 @@ impl RedisNamespace {
     }
 
     /// Another edge node on the same namespace (its own connection).
-    fn other_node(&self) -> RedisEdge {
-        RedisEdge::new(&self.url, self.edge.prefix(), OP_TIMEOUT).unwrap()
+    fn other_node(&self) -> Redis {
+        Redis::new(&self.url, self.edge.prefix(), OP_TIMEOUT).unwrap()
     }
 
     async fn cleanup(mut self) {
@@ -459,7 +458,7 @@ async fn while_redis_is_down_operations_fail_fast_and_publishing_stays_local_unt
     let url = format!("redis://127.0.0.1:{port}");
     let timeout = Duration::from_millis(300);
     // Built with nothing listening: no I/O, no error.
-    let edge = RedisEdge::new(&url, "fc-outage:", timeout).unwrap();
+    let edge = Redis::new(&url, "fc-outage:", timeout).unwrap();
     let feed = RedisFeed::start(&edge);
     let s = sku("OUTAGE-1");
     let publisher = feed.publisher(&s);
@@ -477,7 +476,7 @@ async fn while_redis_is_down_operations_fail_fast_and_publishing_stays_local_unt
     assert_eq!(edge.claim("k", "fp", "o", LONG).await.unwrap(), IdempotencyClaim::Acquired);
 
     // The value queued during the outage goes out once Redis is back.
-    let observer = RedisFeed::start(&RedisEdge::new(&url, "fc-outage:", timeout).unwrap());
+    let observer = RedisFeed::start(&Redis::new(&url, "fc-outage:", timeout).unwrap());
     eventually("the queued value to reach redis", || async { (observer.latest(&s) == Some(avail(3))).then_some(()) })
         .await;
     // And the feed that started during the outage has subscribed since.

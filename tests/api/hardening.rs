@@ -149,7 +149,7 @@ async fn api_responses_error_responses_and_the_docs_page_carry_the_security_head
 async fn a_body_over_the_configured_limit_is_a_413_problem_on_every_write_and_changes_nothing() {
     // Arrange: a 2 KiB limit and bodies of about 4 KiB that would otherwise be valid.
     let mut config = test_config();
-    config.edge.max_body_bytes = 2048;
+    config.http.max_body_bytes = 2048;
     let shop = Shop::open_with(config).await;
     let before = shop.state().await;
     let padding = " ".repeat(4096);
@@ -328,7 +328,7 @@ fn cors_headers(res: &Response) -> Vec<String> {
 async fn a_preflight_from_a_configured_origin_is_allowed_with_the_idempotency_key_header() {
     // Arrange
     let mut config = test_config();
-    config.edge.cors_origins = vec!["https://shop.example".into()];
+    config.http.cors_origins = vec!["https://shop.example".into()];
     let app = TestApp::spawn_with(config).await;
 
     // Act
@@ -356,7 +356,7 @@ async fn a_preflight_from_a_configured_origin_is_allowed_with_the_idempotency_ke
 async fn a_preflight_from_another_origin_gets_no_allow_origin_header() {
     // Arrange
     let mut config = test_config();
-    config.edge.cors_origins = vec!["https://shop.example".into()];
+    config.http.cors_origins = vec!["https://shop.example".into()];
     let app = TestApp::spawn_with(config).await;
 
     for origin in ["https://evil.example", "https://shop.example.evil.example", "http://shop.example", "null"] {
@@ -400,7 +400,7 @@ async fn without_configured_origins_there_are_no_cors_headers_at_all() {
 async fn a_request_past_the_deadline_is_a_503_timeout_problem_and_its_retry_gets_the_one_outcome() {
     // Arrange
     let mut config = test_config();
-    config.edge.request_timeout = Duration::from_secs(1);
+    config.http.request_timeout = Duration::from_secs(1);
     let shop = Shop::open_with(config).await;
     let started = std::time::Instant::now();
 
@@ -514,7 +514,7 @@ async fn server_error_problems_show_no_internals() {
     let mut config = test_config();
     config.engine.max_restarts = 1;
     config.engine.restart_period = Duration::from_secs(30);
-    config.edge.request_timeout = Duration::from_secs(1);
+    config.http.request_timeout = Duration::from_secs(1);
     let shop = Shop::open_with(config).await;
     let crashing = Sku::parse(SKU).unwrap();
     let quarantined = || async {

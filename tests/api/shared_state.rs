@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use flashcore_actors::ports::{AvailabilityFeed, Quota};
+use flashcore_actors::ports::AvailabilityFeed;
 use flashcore_domain::Sku;
+use flashcore_http_ports::Quota;
 use flashcore_persistence::redis::RedisFeed;
 use flashcore_tests::{Buyer, ChaosProxy, RedisPrefix, TestApp, assert_problem, eventually, test_config};
 use reqwest::StatusCode;
@@ -14,8 +15,8 @@ use serde_json::Value;
 
 async fn spawn(redis: bool, client: Option<Quota>, sku: Option<Quota>) -> (TestApp, Option<RedisPrefix>) {
     let mut config = test_config();
-    config.edge.client_quota = client;
-    config.edge.sku_quota = sku;
+    config.http.client_quota = client;
+    config.http.sku_quota = sku;
     TestApp::spawn_shared(config, redis).await
 }
 
@@ -124,7 +125,7 @@ async fn with_redis_cut_checkout_fails_closed_limits_go_local_and_all_recovers()
     let proxy = ChaosProxy::start("127.0.0.1:6379".parse().unwrap()).await;
     let mut config = test_config();
     prefix.configure(&mut config, &format!("redis://127.0.0.1:{}", proxy.port));
-    config.edge.client_quota = Some(Quota { per_second: 1_000, burst: 1_000 });
+    config.http.client_quota = Some(Quota { per_second: 1_000, burst: 1_000 });
     let app = TestApp::spawn_with(config).await;
     let sku = app.add_product("OUT-1", 100, None, 10).await;
     let spare = app.add_product("OUT-2", 100, None, 10).await;

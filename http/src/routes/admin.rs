@@ -6,19 +6,20 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
-use flashcore_actors::ports::Role;
 use flashcore_actors::sku::StockChange;
 use flashcore_domain::{Currency, Money, OrderId, Product};
+use flashcore_http_ports::{ApiKeyRecord, ApiKeyStore, Role};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::api_keys::new_key;
 use crate::dto::{AvailabilityDto, MoneyDto, OrderDto, ProductDto, parse_rfc3339};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
+use crate::principal::{Admin, Operator};
 use crate::routes::paging;
 use crate::routes::products::parse_sku;
-use crate::security::{Admin, Operator, new_key};
 use crate::state::AppState;
 
 /// Largest stock figure an operator may set or add in one step.
@@ -284,12 +285,12 @@ pub struct NewKeyDto {
     pub secret: String,
 }
 
-fn key_store(s: &AppState) -> ApiResult<&std::sync::Arc<dyn flashcore_actors::ports::ApiKeyStore>> {
+fn key_store(s: &AppState) -> ApiResult<&std::sync::Arc<dyn ApiKeyStore>> {
     s.engine()?;
     s.keys.store().ok_or_else(|| ApiError::internal("the key store is not open although the engine is"))
 }
 
-fn key_dto(k: flashcore_actors::ports::ApiKeyRecord) -> KeyDto {
+fn key_dto(k: ApiKeyRecord) -> KeyDto {
     KeyDto {
         id: k.id,
         name: k.name,
@@ -304,7 +305,7 @@ fn key_dto(k: flashcore_actors::ports::ApiKeyRecord) -> KeyDto {
     responses((status = 200, body = [KeyDto]), (status = 401, body = crate::error::Problem),
         (status = 403, body = crate::error::Problem)))]
 pub async fn list_keys(State(s): State<AppState>, _admin: Admin) -> ApiResult<Json<Vec<KeyDto>>> {
-    let keys = key_store(&s)?.list_keys().await.map_err(flashcore_actors::EngineError::store)?;
+    let keys = key_store(&s)?.list_keys().await?;
     Ok(Json(keys.into_iter().map(key_dto).collect()))
 }
 
@@ -321,11 +322,11 @@ pub async fn create_key(State(s): State<AppState>, admin: Admin, Json(body): Jso
     let role = Role::parse(&body.role)
         .ok_or_else(|| ApiError::invalid("invalid-role", "role must be `operator` or `admin`."))?;
     let (secret, record) = new_key(name, role);
-    key_store(&s)?.insert_key(&record).await.map_err(flashcore_actors::EngineError::store)?;
+    key_store(&s)?.insert_key(&record).await?;
     tracing::info!(target: "flashcore::security", event = "key.created", key_id = %record.id, role = role.as_str(), by = %admin.key_id, "API key created");
     let mut res = (StatusCode::CREATED, Json(NewKeyDto { key: key_dto(record), secret })).into_response();
     // The secret must not be kept in the idempotency store.
-    res.extensions_mut().insert(crate::edge::NotReplayable);
+    res.extensions_mut().insert(crate::idempotency::NotReplayable);
     Ok(res)
 }
 
@@ -339,7 +340,7 @@ pub async fn revoke_key(State(s): State<AppState>, admin: Admin, Path(key_id): P
     if uuid::Uuid::parse_str(&key_id).is_err() {
         return Err(not_found());
     }
-    if !key_store(&s)?.revoke_key(&key_id).await.map_err(flashcore_actors::EngineError::store)? {
+    if !key_store(&s)?.revoke_key(&key_id).await? {
         return Err(not_found());
     }
     s.keys.forget();

@@ -11,16 +11,20 @@ use flashcore_domain::{CartId, MAX_LINE_QUANTITY};
 use crate::dto::{CartDto, CheckoutBody, NewCartDto, OrderDto, SetQuantityBody};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{IdempotencyKey, Json, Path};
+use crate::principal::CartBearer;
 use crate::routes::products::parse_sku;
-use crate::security::CartBearer;
 use crate::state::AppState;
+
+/// A cart's line of one SKU: `PUT` sets its quantity (and counts against the
+/// SKU's rate limit, see [`crate::pipeline`]), `DELETE` removes it.
+pub const ITEM: &str = "/v1/carts/{cart_id}/items/{sku}";
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/carts", post(create_cart))
         .route("/v1/carts/{cart_id}", get(get_cart))
-        .route("/v1/carts/{cart_id}/items/{sku}", put(set_item).delete(remove_item))
+        .route(ITEM, put(set_item).delete(remove_item))
         .route("/v1/carts/{cart_id}/checkout", post(checkout))
 }
 

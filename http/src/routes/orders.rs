@@ -8,7 +8,7 @@ use flashcore_domain::OrderId;
 use crate::dto::OrderDto;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path};
-use crate::security::CartOrOperator;
+use crate::principal::CartOrOperator;
 use crate::state::AppState;
 
 /// Routes of this resource.

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flashcore_actors::ownership::{LeaseConfig, Ownership};
-use flashcore_actors::ports::{ApiKeyStore, Catalog, Fence, Journal, LeaseStore, Owner, SnapshotStore};
+use flashcore_actors::ports::{Catalog, Fence, Journal, LeaseStore, Owner, SnapshotStore};
 use flashcore_domain::Shards;
+use flashcore_http_ports::ApiKeyStore;
 use flashcore_persistence::memory::{MemoryApiKeys, MemoryStores};
 use flashcore_persistence::sqlite::SqliteStore;
 

@@ -1,0 +1,55 @@
+//! Response headers: the security headers every response gets, and CORS only
+//! for configured origins.
+
+use std::time::Duration;
+
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::response::Response;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+/// The policy for API responses: nothing may be loaded, framed or executed.
+const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// Adds the security headers a response doesn't set itself (`api`: a `/v1/` route).
+pub fn secure(res: &mut Response, api: bool) {
+    let h = res.headers_mut();
+    let mut set = |name: HeaderName, value: &'static str| {
+        h.entry(name).or_insert(HeaderValue::from_static(value));
+    };
+    set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(header::X_FRAME_OPTIONS, "DENY");
+    set(header::REFERRER_POLICY, "no-referrer");
+    set(header::CONTENT_SECURITY_POLICY, API_CSP);
+    set(HeaderName::from_static("cross-origin-opener-policy"), "same-origin");
+    if api {
+        // Carts, orders and availability are per-moment and often personal.
+        set(header::CACHE_CONTROL, "no-store");
+    }
+}
+
+/// CORS for `origins` (`*` allows any origin, without credentials); `None` when
+/// none is configured, so browsers apply the same-origin policy.
+pub fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        let list = origins
+            .iter()
+            .map(|o| {
+                HeaderValue::from_str(o).map_err(|_| anyhow::anyhow!("FLASHCORE_CORS_ORIGINS: {o:?} is not valid"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        AllowOrigin::list(list)
+    };
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
+            .expose_headers([header::LOCATION, header::RETRY_AFTER, HeaderName::from_static("idempotent-replayed")])
+            .max_age(Duration::from_secs(600)),
+    ))
+}
