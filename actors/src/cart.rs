@@ -18,7 +18,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::catalog::CatalogCache;
 use crate::clock;
-use crate::engine::{CheckoutRequest, EngineError};
+use crate::error::EngineError;
 use crate::flusher::{Flusher, SnapshotRequest};
 use crate::gate::Ticket;
 use crate::journal::JournalWriter;
@@ -56,6 +56,17 @@ impl std::fmt::Debug for CartDeps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CartDeps").field("hold_ttl", &self.hold_ttl).finish_non_exhaustive()
     }
+}
+
+/// A checkout request, already validated by the edge.
+#[derive(Debug, Clone)]
+pub struct CheckoutRequest {
+    /// The payment provider's token.
+    pub payment_token: String,
+    /// Receipt address.
+    pub email: Option<String>,
+    /// The request's `Idempotency-Key`.
+    pub idempotency_key: String,
 }
 
 /// Messages to a cart actor.

@@ -17,6 +17,7 @@ pub mod cart;
 pub mod catalog;
 pub mod clock;
 pub mod engine;
+pub mod error;
 pub mod flusher;
 pub mod gate;
 pub mod journal;
@@ -31,4 +32,6 @@ pub mod sku;
 pub mod supervisor;
 pub(crate) mod sync;
 
-pub use engine::{CheckoutRequest, Engine, EngineConfig, EngineError, Ports, ProductView};
+pub use cart::CheckoutRequest;
+pub use engine::{Engine, EngineConfig, Ports, ProductView};
+pub use error::EngineError;
