@@ -154,7 +154,7 @@ impl CartState {
                 let result = self
                     .deps
                     .skus
-                    .call(&sku, true, |ticket, reply| {
+                    .call(&sku, |ticket, reply| {
                         ReserveReq { ticket, hold: hold_id, cart, qty, expires_at, reply }.into()
                     })
                     .await
@@ -176,7 +176,7 @@ impl CartState {
                 let result = self
                     .deps
                     .skus
-                    .call(&sku, false, |ticket, reply| SkuMsg::Release { ticket, hold: hold_id, reply: Some(reply) })
+                    .force_call(&sku, |ticket, reply| SkuMsg::Release { ticket, hold: hold_id, reply: Some(reply) })
                     .await
                     .map_err(EngineError::from)?;
                 match result {
@@ -210,7 +210,7 @@ impl CartState {
 
     async fn abort(&self, order: OrderId, skus: &[Sku]) {
         for sku in skus {
-            if let Err(e) = self.deps.skus.cast(sku, false, |ticket| SkuMsg::Abort { ticket, order }).await {
+            if let Err(e) = self.deps.skus.force_cast(sku, |ticket| SkuMsg::Abort { ticket, order }).await {
                 // A dead SKU actor aborts every prepared hold when it recovers.
                 tracing::warn!(sku = %sku, order.id = %order, error = %e, "abort not delivered");
             }
@@ -235,7 +235,7 @@ impl CartState {
         let results = join_all(lines.iter().map(|(sku, hold)| {
             let holds = vec![*hold];
             let req = Box::new(PrepareReq { order: order_id, cart: cart_id, holds });
-            self.deps.skus.call(sku, true, move |ticket, reply| SkuMsg::Prepare { ticket, req, reply })
+            self.deps.skus.call(sku, move |ticket, reply| SkuMsg::Prepare { ticket, req, reply })
         }))
         .await;
         let mut prepared = Vec::new();
@@ -345,7 +345,7 @@ impl CartState {
 async fn deliver_commit(skus: Arc<Registry<Sku, SkuMsg>>, fact: StockFact) {
     let sku = fact.sku.clone();
     let facts = vec![fact];
-    let first = skus.cast(&sku, false, |ticket| SkuMsg::Commit { ticket, facts: facts.clone() }).await;
+    let first = skus.force_cast(&sku, |ticket| SkuMsg::Commit { ticket, facts: facts.clone() }).await;
     if first.is_ok() {
         return;
     }
@@ -353,7 +353,7 @@ async fn deliver_commit(skus: Arc<Registry<Sku, SkuMsg>>, fact: StockFact) {
         let mut delay = Duration::from_millis(50);
         loop {
             tokio::time::sleep(delay).await;
-            match skus.cast(&sku, false, |ticket| SkuMsg::Commit { ticket, facts: facts.clone() }).await {
+            match skus.force_cast(&sku, |ticket| SkuMsg::Commit { ticket, facts: facts.clone() }).await {
                 Ok(()) => return,
                 // The engine stopped: whoever recovers the SKU next reads the fact.
                 Err(RegistryError::NotRunning) => return,

@@ -260,7 +260,7 @@ impl Engine {
     /// Journals and applies an operator's stock change.
     pub async fn adjust_stock(&self, sku: &Sku, change: StockChange) -> Result<Availability, EngineError> {
         self.product_def(sku)?;
-        let r = self.0.skus.call(sku, true, |ticket, reply| SkuMsg::Adjust { ticket, change, reply }).await?;
+        let r = self.0.skus.call(sku, |ticket, reply| SkuMsg::Adjust { ticket, change, reply }).await?;
         r.map_err(EngineError::from)
     }
 
@@ -273,7 +273,7 @@ impl Engine {
         if let Some(a) = self.0.feed.latest(sku) {
             return Ok(a);
         }
-        Ok(self.0.skus.call(sku, true, |ticket, reply| SkuMsg::Get { ticket, reply }).await?)
+        Ok(self.0.skus.call(sku, |ticket, reply| SkuMsg::Get { ticket, reply }).await?)
     }
 
     /// One product with its availability.
@@ -311,18 +311,18 @@ impl Engine {
 
     /// A cart as it is.
     pub async fn cart(&self, id: CartId) -> Result<Cart, EngineError> {
-        Ok(self.0.carts.call(&id, true, |ticket, reply| CartMsg::Get { ticket, reply }).await?)
+        Ok(self.0.carts.call(&id, |ticket, reply| CartMsg::Get { ticket, reply }).await?)
     }
 
     /// Sets a line's quantity (0 removes the line).
     pub async fn set_quantity(&self, id: CartId, sku: Sku, qty: u32) -> Result<Cart, EngineError> {
         self.product_def(&sku)?;
-        self.0.carts.call(&id, true, |ticket, reply| CartMsg::SetQuantity { ticket, sku, qty, reply }).await?
+        self.0.carts.call(&id, |ticket, reply| CartMsg::SetQuantity { ticket, sku, qty, reply }).await?
     }
 
     /// Checks a cart out; returns the order and whether it replays an earlier checkout.
     pub async fn checkout(&self, id: CartId, req: CheckoutRequest) -> Result<(Order, bool), EngineError> {
-        self.0.carts.call(&id, true, |ticket, reply| CartMsg::Checkout { ticket, req, reply }).await?
+        self.0.carts.call(&id, |ticket, reply| CartMsg::Checkout { ticket, req, reply }).await?
     }
 
     /// An order by id.
@@ -358,7 +358,8 @@ impl Engine {
     /// Fault injection for supervision drills: makes the SKU's actor panic.
     pub async fn inject_sku_failure(&self, sku: &Sku) -> Result<(), EngineError> {
         self.product_def(sku)?;
-        Ok(self.0.skus.cast(sku, false, |ticket| SkuMsg::Crash { ticket }).await?)
+        // Forced: the drill must reach a busy actor too.
+        Ok(self.0.skus.force_cast(sku, |ticket| SkuMsg::Crash { ticket }).await?)
     }
 
     /// Drops an engine whose leases were lost: admit nothing new, stop every

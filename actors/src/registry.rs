@@ -78,6 +78,15 @@ pub enum RegistryError {
     NotRunning,
 }
 
+/// Whether a message is held to the in-flight bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    /// New work: refused past `max_inflight`.
+    Bounded,
+    /// Work that finishes what was admitted: only a closed gate refuses it.
+    Forced,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Open,
@@ -241,13 +250,15 @@ where
     }
 
     /// Admits one message for `key`: the actor to send it to and the ticket the
-    /// message must carry. `bounded = false` skips the in-flight bound, for
-    /// messages that finish work rather than add it (commit, abort, release).
-    pub async fn enter(&self, key: &K, bounded: bool) -> Result<(ActorRef<M>, Ticket), RegistryError> {
-        let limit = if bounded { self.cfg.max_inflight } else { u64::MAX >> 2 };
+    /// message must carry.
+    async fn enter(&self, key: &K, admission: Admission) -> Result<(ActorRef<M>, Ticket), RegistryError> {
         loop {
             let slot = self.slot(key).await?;
-            match slot.gate.try_enter(limit) {
+            let entered = match admission {
+                Admission::Bounded => slot.gate.try_enter(self.cfg.max_inflight),
+                Admission::Forced => slot.gate.force_enter(),
+            };
+            match entered {
                 Ok(ticket) => {
                     slot.touched.store(self.now_ms(), Ordering::Relaxed);
                     return Ok((slot.actor.clone(), ticket));
@@ -272,13 +283,32 @@ where
         }
     }
 
-    /// Sends a request built from a ticket and a reply port, and waits for the answer.
-    pub async fn call<R, F>(&self, key: &K, bounded: bool, build: F) -> Result<R, RegistryError>
+    /// Sends a request that adds work and waits for the answer; refused with
+    /// [`RegistryError::Busy`] once `max_inflight` messages are in flight.
+    pub async fn call<R, F>(&self, key: &K, build: F) -> Result<R, RegistryError>
     where
         R: Send + 'static,
         F: FnOnce(Ticket, Reply<R>) -> M,
     {
-        let (actor, ticket) = self.enter(key, bounded).await?;
+        self.request(key, Admission::Bounded, build).await
+    }
+
+    /// Sends a request that finishes admitted work (a release) past the
+    /// in-flight bound, and waits for the answer.
+    pub async fn force_call<R, F>(&self, key: &K, build: F) -> Result<R, RegistryError>
+    where
+        R: Send + 'static,
+        F: FnOnce(Ticket, Reply<R>) -> M,
+    {
+        self.request(key, Admission::Forced, build).await
+    }
+
+    async fn request<R, F>(&self, key: &K, admission: Admission, build: F) -> Result<R, RegistryError>
+    where
+        R: Send + 'static,
+        F: FnOnce(Ticket, Reply<R>) -> M,
+    {
+        let (actor, ticket) = self.enter(key, admission).await?;
         match ask(&actor, |reply| build(ticket, reply), Some(self.cfg.call_timeout)).await {
             Ok(r) => Ok(r),
             Err(AskError::Timeout) => Err(RegistryError::Timeout),
@@ -290,12 +320,29 @@ where
         }
     }
 
-    /// Sends a message without waiting for an answer.
-    pub async fn cast<F>(&self, key: &K, bounded: bool, build: F) -> Result<(), RegistryError>
+    /// Sends a message that adds work without waiting for an answer; refused with
+    /// [`RegistryError::Busy`] once `max_inflight` messages are in flight.
+    pub async fn cast<F>(&self, key: &K, build: F) -> Result<(), RegistryError>
     where
         F: FnOnce(Ticket) -> M,
     {
-        let (actor, ticket) = self.enter(key, bounded).await?;
+        self.deliver(key, Admission::Bounded, build).await
+    }
+
+    /// Sends a message that must get through (a commit, an abort) past the
+    /// in-flight bound, without waiting for an answer.
+    pub async fn force_cast<F>(&self, key: &K, build: F) -> Result<(), RegistryError>
+    where
+        F: FnOnce(Ticket) -> M,
+    {
+        self.deliver(key, Admission::Forced, build).await
+    }
+
+    async fn deliver<F>(&self, key: &K, admission: Admission, build: F) -> Result<(), RegistryError>
+    where
+        F: FnOnce(Ticket) -> M,
+    {
+        let (actor, ticket) = self.enter(key, admission).await?;
         actor.cast(build(ticket)).map_err(|_| {
             self.retire_actor(key, actor.get_id());
             RegistryError::ActorFailed
