@@ -27,7 +27,7 @@ use crate::ports::{AvailabilityFeed, Catalog, Journal, Payments, SnapshotStore, 
 use crate::registry::{Activator, Registry, RegistryConfig, RegistryStats};
 use crate::reply::ask;
 use crate::sku::{SkuActor, SkuDeps, SkuMsg, StockChange};
-use crate::supervisor::{EntitySupervisor, SupervisorMsg};
+use crate::supervisor::{EntitySupervisor, RestartPolicy, SupervisorMsg};
 
 /// Tunables. Defaults suit a single node serving a flash sale.
 #[derive(Debug, Clone)]
@@ -122,6 +122,12 @@ impl Activator<CartId, CartMsg> for CartActivator {
     }
 }
 
+/// The parents of every SKU and every cart actor; stopped after their children.
+struct Supervisors {
+    skus: ActorRef<SupervisorMsg>,
+    carts: ActorRef<SupervisorMsg>,
+}
+
 struct Inner {
     cfg: EngineConfig,
     skus: Arc<Registry<Sku, SkuMsg>>,
@@ -130,7 +136,7 @@ struct Inner {
     journal: JournalWriter,
     flusher: Flusher,
     feed: Arc<dyn AvailabilityFeed>,
-    supervisors: (ActorRef<SupervisorMsg>, ActorRef<SupervisorMsg>),
+    supervisors: Supervisors,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     ready: AtomicBool,
     fresh_carts: Arc<dashmap::DashSet<CartId>>,
@@ -158,20 +164,15 @@ impl Engine {
         let (flusher, flush_task) = Flusher::start(Arc::clone(&ports.snapshots), ownership, cfg.flush_interval);
         let alarms = Arc::new(Alarms::default());
 
-        let registry_cfg = |kind, max_inflight| RegistryConfig {
-            kind,
-            max_inflight,
-            call_timeout: cfg.call_timeout,
-            max_restarts: cfg.max_restarts,
-            restart_period: cfg.restart_period,
-        };
+        let registry_cfg = |kind, max_inflight| RegistryConfig { kind, max_inflight, call_timeout: cfg.call_timeout };
+        let policy = RestartPolicy { max_restarts: cfg.max_restarts, period: cfg.restart_period };
         let skus = Registry::new(registry_cfg("sku", cfg.sku_max_inflight));
         let carts = Registry::new(registry_cfg("cart", cfg.cart_max_inflight));
         let spawn_err = |e: ractor::SpawnErr| StoreError::Unavailable(format!("could not start supervisor: {e}"));
         let (sku_sup, _) =
-            Actor::spawn(None, EntitySupervisor::default(), Arc::clone(&skus)).await.map_err(spawn_err)?;
+            Actor::spawn(None, EntitySupervisor::default(), (Arc::clone(&skus), policy)).await.map_err(spawn_err)?;
         let (cart_sup, _) =
-            Actor::spawn(None, EntitySupervisor::default(), Arc::clone(&carts)).await.map_err(spawn_err)?;
+            Actor::spawn(None, EntitySupervisor::default(), (Arc::clone(&carts), policy)).await.map_err(spawn_err)?;
 
         let sku_deps = SkuDeps {
             journal: journal.clone(),
@@ -216,7 +217,7 @@ impl Engine {
             journal,
             flusher,
             feed: ports.feed,
-            supervisors: (sku_sup, cart_sup),
+            supervisors: Supervisors { skus: sku_sup, carts: cart_sup },
             tasks: Mutex::new(vec![journal_task, flush_task, reaper]),
             ready: AtomicBool::new(false),
             fresh_carts,
@@ -379,8 +380,8 @@ impl Engine {
         for (_, a) in self.0.skus.actors() {
             a.stop(Some("shutdown".into()));
         }
-        self.0.supervisors.0.stop(None);
-        self.0.supervisors.1.stop(None);
+        self.0.supervisors.skus.stop(None);
+        self.0.supervisors.carts.stop(None);
         if let Ok(mut tasks) = self.0.tasks.lock() {
             for t in tasks.drain(..) {
                 t.abort();

@@ -1,5 +1,6 @@
 //! The entity registry: id -> actor, with get-or-activate, bounded admission,
-//! passivation without message loss, and supervised restart.
+//! passivation without message loss, and the restarts and quarantines its
+//! [`crate::supervisor`] decides.
 //!
 //! Activation goes through one place: a `OnceCell` per id in a `DashMap`. Every
 //! caller that misses races to the same cell, and exactly one runs the activator
@@ -8,11 +9,10 @@
 //! the same slot (pointer-equal), so a stale retirement can never remove a
 //! successor. See [`crate::gate`] for why passivation cannot drop a message.
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt::Display;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -42,11 +42,6 @@ pub struct RegistryConfig {
     pub max_inflight: u64,
     /// How long a caller waits for a reply.
     pub call_timeout: Duration,
-    /// Restarts allowed per entity within `restart_period` before it is
-    /// quarantined for the rest of the period (one_for_one restart intensity).
-    pub max_restarts: usize,
-    /// The restart-intensity window.
-    pub restart_period: Duration,
 }
 
 /// Why a message could not be delivered or answered.
@@ -156,7 +151,6 @@ pub struct Registry<K, M: Message> {
     slots: DashMap<K, Cell<M>>,
     owners: DashMap<ActorId, K>,
     activator: OnceLock<(Arc<dyn Activator<K, M>>, ActorCell)>,
-    failures: Mutex<HashMap<K, VecDeque<Instant>>>,
     quarantine: DashMap<K, Instant>,
     counters: Counters,
     epoch: Instant,
@@ -181,7 +175,6 @@ where
             slots: DashMap::new(),
             owners: DashMap::new(),
             activator: OnceLock::new(),
-            failures: Mutex::new(HashMap::new()),
             quarantine: DashMap::new(),
             counters: Counters::default(),
             epoch: Instant::now(),
@@ -415,34 +408,21 @@ where
         }
     }
 
-    /// Called by the supervisor when a child failed: retire it, then restart it
-    /// right away unless it exceeded its restart intensity, in which case it is
-    /// quarantined (callers get 503 + Retry-After) until the window passes.
-    pub(crate) fn child_failed(self: &Arc<Self>, actor: ActorId, reason: String) {
-        let Some((_, key)) = self.owners.remove(&actor) else { return };
+    /// Called by the supervisor when a child failed: retires it and returns its
+    /// key, so the supervisor can decide between [`Registry::restart`] and
+    /// [`Registry::quarantine`]. `None` if the actor was not one of ours.
+    pub(crate) fn child_failed(&self, actor: ActorId, reason: String) -> Option<K> {
+        let (_, key) = self.owners.remove(&actor)?;
         self.retire_actor(&key, actor);
         self.counters.failures.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(m::ACTOR_FAILURES, "kind" => self.cfg.kind).increment(1);
         metrics::gauge!(m::ACTORS_ACTIVE, "kind" => self.cfg.kind).decrement(1.0);
         tracing::error!(kind = self.cfg.kind, entity.id = %key, reason = %reason, "actor failed");
+        Some(key)
+    }
 
-        let now = Instant::now();
-        let within = {
-            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-            let log = failures.entry(key.clone()).or_default();
-            log.push_back(now);
-            while log.front().is_some_and(|t| now.duration_since(*t) > self.cfg.restart_period) {
-                log.pop_front();
-            }
-            log.len() <= self.cfg.max_restarts
-        };
-        if !within {
-            tracing::error!(kind = self.cfg.kind, entity.id = %key, "restart intensity exceeded; quarantining");
-            self.quarantine.insert(key, now + self.cfg.restart_period);
-            self.counters.quarantines.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!(m::ACTOR_QUARANTINES, "kind" => self.cfg.kind).increment(1);
-            return;
-        }
+    /// Reactivates a failed entity now, through the one activation path.
+    pub(crate) fn restart(self: &Arc<Self>, key: K) {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             match this.slot(&key).await {
@@ -454,6 +434,14 @@ where
                 Err(e) => tracing::error!(kind = this.cfg.kind, entity.id = %key, error = %e, "restart failed"),
             }
         });
+    }
+
+    /// Refuses `key` (503 + Retry-After) until `until`; the next call after it
+    /// activates the entity again.
+    pub(crate) fn quarantine(&self, key: K, until: Instant) {
+        self.quarantine.insert(key, until);
+        self.counters.quarantines.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::ACTOR_QUARANTINES, "kind" => self.cfg.kind).increment(1);
     }
 
     /// Every live actor, for shutdown and snapshots.
