@@ -26,7 +26,7 @@ use crate::metrics as m;
 use crate::ports::{
     AppendOutcome, EntityKind, PaymentError, PaymentRequest, Payments, SnapshotRecord, SnapshotStore, StateJson,
 };
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{Activation, Registry, RegistryError};
 use crate::reply::Reply;
 use crate::sku::{PrepareReq, ReserveReq, SkuMsg};
 
@@ -47,9 +47,6 @@ pub struct CartDeps {
     pub flusher: Flusher,
     /// How long a hold lasts.
     pub hold_ttl: Duration,
-    /// Carts this node just minted an id for: nothing can be stored under such an
-    /// id, so their activation skips the store reads recovery would make.
-    pub fresh: Arc<dashmap::DashSet<CartId>>,
 }
 
 impl std::fmt::Debug for CartDeps {
@@ -391,18 +388,17 @@ pub async fn recover(id: CartId, deps: &CartDeps) -> Result<(Cart, u64, bool), c
 impl Actor for CartActor {
     type Msg = CartMsg;
     type State = CartState;
-    type Arguments = (CartId, CartDeps);
+    type Arguments = (CartId, CartDeps, Activation);
 
     async fn pre_start(
         &self,
         myself: ActorRef<CartMsg>,
-        (id, deps): Self::Arguments,
+        (id, deps, activation): Self::Arguments,
     ) -> Result<CartState, ActorProcessingErr> {
-        let (cart, version, changed) = if deps.fresh.remove(&id).is_some() {
+        let (cart, version, changed) = match activation {
             // Written behind like any new cart, so it survives a restart.
-            (Cart::new(id), 0, true)
-        } else {
-            recover(id, &deps).await?
+            Activation::New => (Cart::new(id), 0, true),
+            Activation::Recover => recover(id, &deps).await?,
         };
         let version = crate::flusher::next_incarnation(version);
         let mut state = CartState { cart, deps, dirty: false, version };

@@ -10,9 +10,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use flashcore_domain::{Availability, Cart, CartId, Order, OrderId, Product, Sku};
-use ractor::{Actor, ActorCell, ActorRef};
+use ractor::{Actor, ActorRef};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -24,7 +23,7 @@ use crate::flusher::{FlushStatsView, Flusher};
 use crate::journal::{JournalStatsView, JournalWriter};
 use crate::ownership::Ownership;
 use crate::ports::{AvailabilityFeed, Catalog, Journal, Payments, SnapshotStore, StoreError};
-use crate::registry::{Activator, Registry, RegistryConfig, RegistryStats};
+use crate::registry::{Activation, Registry, RegistryConfig, RegistryStats, Spawner};
 use crate::reply::ask;
 use crate::sku::{SkuActor, SkuDeps, SkuMsg, StockChange};
 use crate::supervisor::{EntitySupervisor, RestartPolicy, SupervisorMsg};
@@ -98,30 +97,6 @@ pub struct ProductView {
     pub availability: Availability,
 }
 
-struct SkuActivator(SkuDeps);
-
-#[async_trait]
-impl Activator<Sku, SkuMsg> for SkuActivator {
-    async fn activate(&self, key: &Sku, supervisor: ActorCell) -> Result<ActorRef<SkuMsg>, String> {
-        let (actor, _) = Actor::spawn_linked(None, SkuActor, (key.clone(), self.0.clone()), supervisor)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(actor)
-    }
-}
-
-struct CartActivator(CartDeps);
-
-#[async_trait]
-impl Activator<CartId, CartMsg> for CartActivator {
-    async fn activate(&self, key: &CartId, supervisor: ActorCell) -> Result<ActorRef<CartMsg>, String> {
-        let (actor, _) = Actor::spawn_linked(None, CartActor, (*key, self.0.clone()), supervisor)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(actor)
-    }
-}
-
 /// The parents of every SKU and every cart actor; stopped after their children.
 struct Supervisors {
     skus: ActorRef<SupervisorMsg>,
@@ -139,7 +114,6 @@ struct Inner {
     supervisors: Supervisors,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     ready: AtomicBool,
-    fresh_carts: Arc<dashmap::DashSet<CartId>>,
     alarms: Arc<Alarms>,
 }
 
@@ -181,8 +155,9 @@ impl Engine {
             snapshots: Arc::clone(&ports.snapshots),
             alarms: Arc::clone(&alarms),
         };
-        skus.wire(Arc::new(SkuActivator(sku_deps)), sku_sup.get_cell());
-        let fresh_carts = Arc::new(dashmap::DashSet::new());
+        // SKU ids come from the catalog, never minted: a SKU always recovers.
+        let sku_spawner = Spawner::new(SkuActor, move |sku: &Sku, _activation| (sku.clone(), sku_deps.clone()));
+        skus.wire(Arc::new(sku_spawner), sku_sup.get_cell());
         let cart_deps = CartDeps {
             skus: Arc::clone(&skus),
             catalog: Arc::clone(&catalog),
@@ -191,9 +166,10 @@ impl Engine {
             snapshots: Arc::clone(&ports.snapshots),
             flusher: flusher.clone(),
             hold_ttl: cfg.hold_ttl,
-            fresh: Arc::clone(&fresh_carts),
         };
-        carts.wire(Arc::new(CartActivator(cart_deps)), cart_sup.get_cell());
+        let cart_spawner =
+            Spawner::new(CartActor, move |id: &CartId, activation: Activation| (*id, cart_deps.clone(), activation));
+        carts.wire(Arc::new(cart_spawner), cart_sup.get_cell());
 
         let reaper = {
             let carts = Arc::clone(&carts);
@@ -220,7 +196,6 @@ impl Engine {
             supervisors: Supervisors { skus: sku_sup, carts: cart_sup },
             tasks: Mutex::new(vec![journal_task, flush_task, reaper]),
             ready: AtomicBool::new(false),
-            fresh_carts,
             alarms,
         }));
         // Warm every SKU so reads are served from the feed and recovery runs now,
@@ -304,10 +279,7 @@ impl Engine {
     /// Opens a new, empty cart.
     pub async fn create_cart(&self) -> Result<Cart, EngineError> {
         let id = CartId::new();
-        self.0.fresh_carts.insert(id);
-        let cart = self.cart(id).await;
-        self.0.fresh_carts.remove(&id); // if activation failed before taking it
-        cart
+        Ok(self.0.carts.call_new(&id, |ticket, reply| CartMsg::Get { ticket, reply }).await?)
     }
 
     /// A cart as it is.

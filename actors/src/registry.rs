@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use dashmap::DashMap;
-use ractor::{ActorCell, ActorId, ActorRef, Message};
+use ractor::{Actor, ActorCell, ActorId, ActorRef, Message};
 use serde::Serialize;
 use tokio::sync::{OnceCell, watch};
 
@@ -25,12 +25,62 @@ use crate::gate::{Gate, Refusal, Ticket};
 use crate::metrics as m;
 use crate::reply::{AskError, Reply, ask};
 
-/// Starts the actor for one id, linked to `supervisor`, with its state recovered.
+/// Where an activated entity's state comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Whatever the stores hold for the id: every first use and every restart.
+    Recover,
+    /// Nothing: the caller just minted the id, so nothing can be stored under it
+    /// and the actor starts empty without reading the stores.
+    New,
+}
+
+/// Starts the actor for one id, linked to `supervisor`.
 #[async_trait]
 pub trait Activator<K, M: Message>: Send + Sync + 'static {
-    /// Spawns and recovers the actor for `key`. An `Err` is reported to the caller
-    /// as "unavailable" and the next call tries again.
-    async fn activate(&self, key: &K, supervisor: ActorCell) -> Result<ActorRef<M>, String>;
+    /// Spawns the actor for `key`, its state found as `activation` says. An `Err`
+    /// is reported to the caller as "unavailable" and the next call tries again.
+    async fn activate(&self, key: &K, activation: Activation, supervisor: ActorCell) -> Result<ActorRef<M>, String>;
+}
+
+/// The activator of any actor kind: spawns `actor` linked to the supervisor,
+/// with the arguments `arguments` builds from the key and the [`Activation`].
+pub struct Spawner<A, F> {
+    actor: A,
+    arguments: F,
+}
+
+impl<A, F> Spawner<A, F> {
+    /// An activator of `actor`s started with what `arguments` returns.
+    pub fn new(actor: A, arguments: F) -> Self {
+        Spawner { actor, arguments }
+    }
+}
+
+impl<A: std::fmt::Debug, F> std::fmt::Debug for Spawner<A, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spawner").field("actor", &self.actor).finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl<K, A, F> Activator<K, A::Msg> for Spawner<A, F>
+where
+    K: Sync,
+    A: Actor + Clone,
+    F: Fn(&K, Activation) -> A::Arguments + Send + Sync + 'static,
+{
+    async fn activate(
+        &self,
+        key: &K,
+        activation: Activation,
+        supervisor: ActorCell,
+    ) -> Result<ActorRef<A::Msg>, String> {
+        let arguments = (self.arguments)(key, activation);
+        let (actor, _) =
+            Actor::spawn_linked(None, self.actor.clone(), arguments, supervisor).await.map_err(|e| e.to_string())?;
+        Ok(actor)
+    }
 }
 
 /// Limits of one registry.
@@ -196,8 +246,13 @@ where
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// The live slot for `key`, activating the entity if needed.
+    /// The live slot for `key`, activating (and recovering) the entity if needed.
     pub async fn slot(&self, key: &K) -> Result<Arc<Slot<M>>, RegistryError> {
+        self.slot_or_activate(key, Activation::Recover).await
+    }
+
+    /// The live slot for `key`, or a new one activated as `activation` says.
+    async fn slot_or_activate(&self, key: &K, activation: Activation) -> Result<Arc<Slot<M>>, RegistryError> {
         if let Some(cell) = self.slots.get(key)
             && let Some(slot) = cell.get()
         {
@@ -212,7 +267,7 @@ where
             self.quarantine.remove(key);
         }
         let cell = Arc::clone(&*self.slots.entry(key.clone()).or_default());
-        let result = cell.get_or_try_init(|| self.activate(key)).await.map(Arc::clone);
+        let result = cell.get_or_try_init(|| self.activate(key, activation)).await.map(Arc::clone);
         if result.is_err() {
             // Leave no empty cell behind for a key that may never be used again.
             self.slots.remove_if(key, |_, c| Arc::ptr_eq(c, &cell) && c.get().is_none());
@@ -220,12 +275,12 @@ where
         result
     }
 
-    async fn activate(&self, key: &K) -> Result<Arc<Slot<M>>, RegistryError> {
+    async fn activate(&self, key: &K, activation: Activation) -> Result<Arc<Slot<M>>, RegistryError> {
         if self.stopping.load(Ordering::Acquire) {
             return Err(RegistryError::NotRunning);
         }
         let (activator, supervisor) = self.activator.get().ok_or(RegistryError::NotRunning)?;
-        let actor = activator.activate(key, supervisor.clone()).await.map_err(|e| {
+        let actor = activator.activate(key, activation, supervisor.clone()).await.map_err(|e| {
             tracing::warn!(kind = self.cfg.kind, entity.id = %key, error = %e, "activation failed");
             RegistryError::ActivationFailed(e)
         })?;
@@ -244,9 +299,14 @@ where
 
     /// Admits one message for `key`: the actor to send it to and the ticket the
     /// message must carry.
-    async fn enter(&self, key: &K, admission: Admission) -> Result<(ActorRef<M>, Ticket), RegistryError> {
+    async fn enter(
+        &self,
+        key: &K,
+        admission: Admission,
+        activation: Activation,
+    ) -> Result<(ActorRef<M>, Ticket), RegistryError> {
         loop {
-            let slot = self.slot(key).await?;
+            let slot = self.slot_or_activate(key, activation).await?;
             let entered = match admission {
                 Admission::Bounded => slot.gate.try_enter(self.cfg.max_inflight),
                 Admission::Forced => slot.gate.force_enter(),
@@ -283,7 +343,7 @@ where
         R: Send + 'static,
         F: FnOnce(Ticket, Reply<R>) -> M,
     {
-        self.request(key, Admission::Bounded, build).await
+        self.request(key, Admission::Bounded, Activation::Recover, build).await
     }
 
     /// Sends a request that finishes admitted work (a release) past the
@@ -293,15 +353,31 @@ where
         R: Send + 'static,
         F: FnOnce(Ticket, Reply<R>) -> M,
     {
-        self.request(key, Admission::Forced, build).await
+        self.request(key, Admission::Forced, Activation::Recover, build).await
     }
 
-    async fn request<R, F>(&self, key: &K, admission: Admission, build: F) -> Result<R, RegistryError>
+    /// Like [`Registry::call`], for an id the caller just minted: the entity is
+    /// activated as [`Activation::New`], without reading the stores.
+    pub async fn call_new<R, F>(&self, key: &K, build: F) -> Result<R, RegistryError>
     where
         R: Send + 'static,
         F: FnOnce(Ticket, Reply<R>) -> M,
     {
-        let (actor, ticket) = self.enter(key, admission).await?;
+        self.request(key, Admission::Bounded, Activation::New, build).await
+    }
+
+    async fn request<R, F>(
+        &self,
+        key: &K,
+        admission: Admission,
+        activation: Activation,
+        build: F,
+    ) -> Result<R, RegistryError>
+    where
+        R: Send + 'static,
+        F: FnOnce(Ticket, Reply<R>) -> M,
+    {
+        let (actor, ticket) = self.enter(key, admission, activation).await?;
         match ask(&actor, |reply| build(ticket, reply), Some(self.cfg.call_timeout)).await {
             Ok(r) => Ok(r),
             Err(AskError::Timeout) => Err(RegistryError::Timeout),
@@ -335,7 +411,7 @@ where
     where
         F: FnOnce(Ticket) -> M,
     {
-        let (actor, ticket) = self.enter(key, admission).await?;
+        let (actor, ticket) = self.enter(key, admission, Activation::Recover).await?;
         actor.cast(build(ticket)).map_err(|_| {
             self.retire_actor(key, actor.get_id());
             RegistryError::ActorFailed
