@@ -33,13 +33,13 @@ use crate::sku::{PrepareReq, ReserveReq, SkuMsg};
 /// What every cart actor shares.
 #[derive(Clone)]
 pub struct CartDeps {
-    /// The SKU actors.
+    /// Where holds are reserved, prepared and committed: the cart never counts stock.
     pub skus: Arc<Registry<Sku, SkuMsg>>,
-    /// Products.
+    /// Product rules (price, limits, sale start) a line is checked against.
     pub catalog: Arc<CatalogCache>,
-    /// Payment provider.
+    /// Authorizes a checkout's amount before its order is written.
     pub payments: Arc<dyn Payments>,
-    /// Group-commit journal.
+    /// Where an order becomes durable; checkout waits for its batch to commit.
     pub journal: JournalWriter,
     /// Snapshot reads at activation.
     pub snapshots: Arc<dyn SnapshotStore>,
@@ -58,54 +58,35 @@ impl std::fmt::Debug for CartDeps {
 /// A checkout request, already validated by the edge.
 #[derive(Debug, Clone)]
 pub struct CheckoutRequest {
-    /// The payment provider's token.
+    /// What the payment provider authorizes the amount against.
     pub payment_token: String,
-    /// Receipt address.
+    /// Where the receipt goes, if the buyer gave one; kept on the order.
     pub email: Option<String>,
-    /// The request's `Idempotency-Key`.
+    /// The request's `Idempotency-Key`: the same key on the same cart replays the
+    /// order instead of placing another.
     pub idempotency_key: String,
 }
 
-/// Messages to a cart actor.
+/// Messages to a cart actor. Each one sent through the registry carries the
+/// `ticket` that admitted it; a request carries the `reply` its answer goes to.
 #[derive(Debug)]
 pub enum CartMsg {
     /// The cart as it is.
-    Get {
-        /// Admission ticket.
-        ticket: Ticket,
-        /// Answer.
-        reply: Reply<Cart>,
-    },
+    Get { ticket: Ticket, reply: Reply<Cart> },
     /// Set a line's quantity (0 removes it).
     SetQuantity {
-        /// Admission ticket.
         ticket: Ticket,
-        /// The product.
         sku: Sku,
-        /// Units.
+        /// The line's new quantity, not a difference.
         qty: u32,
-        /// Answer.
         reply: Reply<Result<Cart, EngineError>>,
     },
     /// Check out; answers the order and whether it is a replay of an earlier one.
-    Checkout {
-        /// Admission ticket.
-        ticket: Ticket,
-        /// Payment and key.
-        req: CheckoutRequest,
-        /// Answer.
-        reply: Reply<Result<(Order, bool), EngineError>>,
-    },
+    Checkout { ticket: Ticket, req: CheckoutRequest, reply: Reply<Result<(Order, bool), EngineError>> },
     /// Serialize state for write-behind (marks the actor clean).
-    Snapshot {
-        /// Answer.
-        reply: Reply<SnapshotRecord>,
-    },
+    Snapshot { reply: Reply<SnapshotRecord> },
     /// Save state now and stop (sent by the registry with the gate closed).
-    Passivate {
-        /// Answer.
-        reply: Reply<Result<(), String>>,
-    },
+    Passivate { reply: Reply<Result<(), String>> },
 }
 
 /// The cart actor behaviour.

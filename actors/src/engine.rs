@@ -35,7 +35,8 @@ pub struct EngineConfig {
     pub hold_ttl: Duration,
     /// Idle time after which a cart actor is passivated.
     pub cart_idle: Duration,
-    /// Write-behind flush interval.
+    /// How often dirty snapshots are written behind; recovery replays the
+    /// journal past the last one, so a longer interval loses nothing.
     pub flush_interval: Duration,
     /// Most entries per journal batch.
     pub journal_max_batch: usize,
@@ -47,7 +48,7 @@ pub struct EngineConfig {
     pub call_timeout: Duration,
     /// Restart intensity: restarts allowed per entity within `restart_period`.
     pub max_restarts: usize,
-    /// Restart intensity window.
+    /// The window `max_restarts` is counted in, and how long a quarantine lasts.
     pub restart_period: Duration,
 }
 
@@ -74,11 +75,11 @@ pub struct Ports {
     pub journal: Arc<dyn Journal>,
     /// Write-behind snapshots.
     pub snapshots: Arc<dyn SnapshotStore>,
-    /// Products.
+    /// Product definitions, loaded into the catalog cache at start.
     pub catalog: Arc<dyn Catalog>,
-    /// Payment provider.
+    /// Authorizes checkout payments (and voids those whose order failed).
     pub payments: Arc<dyn Payments>,
-    /// Availability fan-out.
+    /// Carries each SKU's counts from its actor to readers and streams.
     pub feed: Arc<dyn AvailabilityFeed>,
 }
 
@@ -91,9 +92,9 @@ impl std::fmt::Debug for Ports {
 /// A product with its live availability.
 #[derive(Debug, Clone)]
 pub struct ProductView {
-    /// The product.
+    /// The definition, shared with the catalog cache.
     pub product: Arc<Product>,
-    /// Its stock.
+    /// Its counts as its SKU actor last published them.
     pub availability: Availability,
 }
 

@@ -19,7 +19,7 @@ pub enum EngineError {
     /// Not enough stock for the requested quantity.
     #[error("only {available} of {sku} available")]
     OutOfStock {
-        /// The product.
+        /// The product that ran short.
         sku: Sku,
         /// Units that could be had (including the line's own).
         available: u64,
@@ -27,7 +27,7 @@ pub enum EngineError {
     /// A line's hold was lost and its stock is gone.
     #[error("stock for {sku} is no longer held for this cart")]
     StockLost {
-        /// The product.
+        /// The product whose hold is gone (lapsed, or refused when preparing).
         sku: Sku,
     },
     /// A cart rule refused the change.
@@ -57,7 +57,7 @@ pub enum EngineError {
     /// A store or actor is unavailable; try again.
     #[error("temporarily unavailable: {reason}")]
     Unavailable {
-        /// Seconds to wait.
+        /// The client's `Retry-After`, in seconds.
         retry_after_secs: u64,
         /// For the log, never the client.
         reason: String,
@@ -65,7 +65,7 @@ pub enum EngineError {
     /// An actor's mailbox is full; try again.
     #[error("overloaded")]
     Overloaded {
-        /// Seconds to wait.
+        /// The client's `Retry-After`, in seconds.
         retry_after_secs: u64,
     },
     /// A bug or an impossible state; for the log, never the client.

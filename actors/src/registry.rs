@@ -183,7 +183,7 @@ pub struct RegistryStats {
     pub failures: u64,
     /// Supervised restarts.
     pub restarts: u64,
-    /// Passivations.
+    /// Idle actors saved and stopped; each reactivates on its next message.
     pub passivations: u64,
     /// Messages turned away (busy, quarantined).
     pub rejections: u64,
