@@ -132,6 +132,9 @@ where
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::gate::Ticket;
+    use crate::registry::{Activation, RegistryConfig, RegistryError, Spawner};
+    use crate::reply::Reply;
 
     #[test]
     fn failures_past_the_intensity_quarantine_until_the_window_ends() {
@@ -154,5 +157,112 @@ mod tests {
         assert_eq!(intensity.failed(&"a", t0 + Duration::from_secs(11)), None);
         let again = t0 + Duration::from_secs(12);
         assert_eq!(intensity.failed(&"a", again), Some(again + policy.period));
+    }
+
+    /// Answers how it was activated, parks tickets to keep them in flight, and
+    /// panics on demand.
+    #[derive(Debug, Clone, Copy)]
+    struct Probe;
+
+    enum ProbeMsg {
+        Activation(Ticket, Reply<Activation>),
+        Park(Ticket),
+        Crash(Ticket),
+    }
+
+    impl Actor for Probe {
+        type Msg = ProbeMsg;
+        type State = (Activation, Vec<Ticket>);
+        type Arguments = Activation;
+
+        async fn pre_start(&self, _: ActorRef<ProbeMsg>, a: Activation) -> Result<Self::State, ActorProcessingErr> {
+            Ok((a, Vec::new()))
+        }
+
+        async fn handle(
+            &self,
+            _: ActorRef<ProbeMsg>,
+            msg: ProbeMsg,
+            (activation, parked): &mut Self::State,
+        ) -> Result<(), ActorProcessingErr> {
+            match msg {
+                ProbeMsg::Activation(_ticket, reply) => {
+                    let _ = reply.send(*activation);
+                }
+                ProbeMsg::Park(ticket) => parked.push(ticket),
+                ProbeMsg::Crash(_ticket) => panic!("probe told to fail"),
+            }
+            Ok(())
+        }
+    }
+
+    async fn probes(max_inflight: u64, policy: RestartPolicy) -> Arc<Registry<u32, ProbeMsg>> {
+        let registry =
+            Registry::new(RegistryConfig { kind: "probe", max_inflight, call_timeout: Duration::from_secs(5) });
+        let (supervisor, _) = Actor::spawn(None, EntitySupervisor::default(), (Arc::clone(&registry), policy))
+            .await
+            .expect("supervisor starts");
+        let spawner = Spawner::new(Probe, |_: &u32, activation: Activation| activation);
+        registry.wire(Arc::new(spawner), supervisor.get_cell());
+        registry
+    }
+
+    async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    const LENIENT: RestartPolicy = RestartPolicy { max_restarts: 5, period: Duration::from_secs(30) };
+
+    #[tokio::test]
+    async fn the_activation_reaches_the_actor_only_when_it_starts() {
+        let registry = probes(8, LENIENT).await;
+        assert_eq!(registry.call_new(&1, ProbeMsg::Activation).await, Ok(Activation::New));
+        assert_eq!(registry.call(&1, ProbeMsg::Activation).await, Ok(Activation::New), "same actor, not a second one");
+        assert_eq!(registry.call(&2, ProbeMsg::Activation).await, Ok(Activation::Recover));
+        assert_eq!(registry.active(), 2);
+    }
+
+    #[tokio::test]
+    async fn forced_messages_pass_the_in_flight_bound_that_refuses_new_work() {
+        let registry = probes(1, LENIENT).await;
+        registry.cast(&1, ProbeMsg::Park).await.expect("first message admitted");
+        eventually("the parked ticket", || registry.stats(1).mailbox_depth == 1).await;
+
+        assert_eq!(registry.call(&1, ProbeMsg::Activation).await, Err(RegistryError::Busy { depth: 1 }));
+        assert_eq!(registry.cast(&1, ProbeMsg::Park).await, Err(RegistryError::Busy { depth: 1 }));
+        assert_eq!(registry.force_call(&1, ProbeMsg::Activation).await, Ok(Activation::Recover));
+        registry.force_cast(&1, ProbeMsg::Park).await.expect("forced cast admitted");
+        eventually("both parked tickets", || registry.stats(1).mailbox_depth == 2).await;
+        assert_eq!(registry.stats(1).rejections, 2);
+    }
+
+    #[tokio::test]
+    async fn the_supervisor_restarts_within_the_intensity_and_quarantines_past_it() {
+        let registry = probes(8, RestartPolicy { max_restarts: 1, period: Duration::from_secs(30) }).await;
+        assert_eq!(registry.call_new(&7, ProbeMsg::Activation).await, Ok(Activation::New));
+
+        registry.force_cast(&7, ProbeMsg::Crash).await.expect("crash delivered");
+        eventually("the restart", || registry.stats(0).restarts == 1).await;
+        assert_eq!(
+            registry.call(&7, ProbeMsg::Activation).await,
+            Ok(Activation::Recover),
+            "a restarted entity recovers, even one that started new"
+        );
+
+        registry.force_cast(&7, ProbeMsg::Crash).await.expect("crash delivered");
+        eventually("the quarantine", || registry.stats(0).quarantined == 1).await;
+        match registry.call(&7, ProbeMsg::Activation).await {
+            Err(RegistryError::Quarantined { retry_after }) => {
+                assert!(retry_after > Duration::from_secs(25) && retry_after <= Duration::from_secs(30));
+            }
+            other => panic!("expected a quarantine, got {other:?}"),
+        }
+        let stats = registry.stats(0);
+        assert_eq!((stats.failures, stats.restarts, stats.active), (2, 1, 0));
+        assert_eq!(registry.call(&8, ProbeMsg::Activation).await, Ok(Activation::Recover), "only the entity rests");
     }
 }
