@@ -18,7 +18,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::catalog::CatalogCache;
 use crate::clock;
-use crate::engine::{CheckoutRequest, EngineError};
+use crate::error::EngineError;
 use crate::flusher::{Flusher, SnapshotRequest};
 use crate::gate::Ticket;
 use crate::journal::JournalWriter;
@@ -26,20 +26,20 @@ use crate::metrics as m;
 use crate::ports::{
     AppendOutcome, EntityKind, PaymentError, PaymentRequest, Payments, SnapshotRecord, SnapshotStore, StateJson,
 };
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{Activation, Registry, RegistryError};
 use crate::reply::Reply;
 use crate::sku::{PrepareReq, ReserveReq, SkuMsg};
 
 /// What every cart actor shares.
 #[derive(Clone)]
 pub struct CartDeps {
-    /// The SKU actors.
+    /// Where holds are reserved, prepared and committed: the cart never counts stock.
     pub skus: Arc<Registry<Sku, SkuMsg>>,
-    /// Products.
+    /// Product rules (price, limits, sale start) a line is checked against.
     pub catalog: Arc<CatalogCache>,
-    /// Payment provider.
+    /// Authorizes a checkout's amount before its order is written.
     pub payments: Arc<dyn Payments>,
-    /// Group-commit journal.
+    /// Where an order becomes durable; checkout waits for its batch to commit.
     pub journal: JournalWriter,
     /// Snapshot reads at activation.
     pub snapshots: Arc<dyn SnapshotStore>,
@@ -47,9 +47,6 @@ pub struct CartDeps {
     pub flusher: Flusher,
     /// How long a hold lasts.
     pub hold_ttl: Duration,
-    /// Carts this node just minted an id for: nothing can be stored under such an
-    /// id, so their activation skips the store reads recovery would make.
-    pub fresh: Arc<dashmap::DashSet<CartId>>,
 }
 
 impl std::fmt::Debug for CartDeps {
@@ -58,46 +55,38 @@ impl std::fmt::Debug for CartDeps {
     }
 }
 
-/// Messages to a cart actor.
+/// A checkout request, already validated by the edge.
+#[derive(Debug, Clone)]
+pub struct CheckoutRequest {
+    /// What the payment provider authorizes the amount against.
+    pub payment_token: String,
+    /// Where the receipt goes, if the buyer gave one; kept on the order.
+    pub email: Option<String>,
+    /// The request's `Idempotency-Key`: the same key on the same cart replays the
+    /// order instead of placing another.
+    pub idempotency_key: String,
+}
+
+/// Messages to a cart actor. Each one sent through the registry carries the
+/// `ticket` that admitted it; a request carries the `reply` its answer goes to.
 #[derive(Debug)]
 pub enum CartMsg {
     /// The cart as it is.
-    Get {
-        /// Admission ticket.
-        ticket: Ticket,
-        /// Answer.
-        reply: Reply<Cart>,
-    },
+    Get { ticket: Ticket, reply: Reply<Cart> },
     /// Set a line's quantity (0 removes it).
     SetQuantity {
-        /// Admission ticket.
         ticket: Ticket,
-        /// The product.
         sku: Sku,
-        /// Units.
+        /// The line's new quantity, not a difference.
         qty: u32,
-        /// Answer.
         reply: Reply<Result<Cart, EngineError>>,
     },
     /// Check out; answers the order and whether it is a replay of an earlier one.
-    Checkout {
-        /// Admission ticket.
-        ticket: Ticket,
-        /// Payment and key.
-        req: CheckoutRequest,
-        /// Answer.
-        reply: Reply<Result<(Order, bool), EngineError>>,
-    },
+    Checkout { ticket: Ticket, req: CheckoutRequest, reply: Reply<Result<(Order, bool), EngineError>> },
     /// Serialize state for write-behind (marks the actor clean).
-    Snapshot {
-        /// Answer.
-        reply: Reply<SnapshotRecord>,
-    },
+    Snapshot { reply: Reply<SnapshotRecord> },
     /// Save state now and stop (sent by the registry with the gate closed).
-    Passivate {
-        /// Answer.
-        reply: Reply<Result<(), String>>,
-    },
+    Passivate { reply: Reply<Result<(), String>> },
 }
 
 /// The cart actor behaviour.
@@ -143,7 +132,7 @@ impl CartState {
                 let result = self
                     .deps
                     .skus
-                    .call(&sku, true, |ticket, reply| {
+                    .call(&sku, |ticket, reply| {
                         ReserveReq { ticket, hold: hold_id, cart, qty, expires_at, reply }.into()
                     })
                     .await
@@ -165,7 +154,7 @@ impl CartState {
                 let result = self
                     .deps
                     .skus
-                    .call(&sku, false, |ticket, reply| SkuMsg::Release { ticket, hold: hold_id, reply: Some(reply) })
+                    .force_call(&sku, |ticket, reply| SkuMsg::Release { ticket, hold: hold_id, reply: Some(reply) })
                     .await
                     .map_err(EngineError::from)?;
                 match result {
@@ -199,7 +188,7 @@ impl CartState {
 
     async fn abort(&self, order: OrderId, skus: &[Sku]) {
         for sku in skus {
-            if let Err(e) = self.deps.skus.cast(sku, false, |ticket| SkuMsg::Abort { ticket, order }).await {
+            if let Err(e) = self.deps.skus.force_cast(sku, |ticket| SkuMsg::Abort { ticket, order }).await {
                 // A dead SKU actor aborts every prepared hold when it recovers.
                 tracing::warn!(sku = %sku, order.id = %order, error = %e, "abort not delivered");
             }
@@ -224,7 +213,7 @@ impl CartState {
         let results = join_all(lines.iter().map(|(sku, hold)| {
             let holds = vec![*hold];
             let req = Box::new(PrepareReq { order: order_id, cart: cart_id, holds });
-            self.deps.skus.call(sku, true, move |ticket, reply| SkuMsg::Prepare { ticket, req, reply })
+            self.deps.skus.call(sku, move |ticket, reply| SkuMsg::Prepare { ticket, req, reply })
         }))
         .await;
         let mut prepared = Vec::new();
@@ -334,7 +323,7 @@ impl CartState {
 async fn deliver_commit(skus: Arc<Registry<Sku, SkuMsg>>, fact: StockFact) {
     let sku = fact.sku.clone();
     let facts = vec![fact];
-    let first = skus.cast(&sku, false, |ticket| SkuMsg::Commit { ticket, facts: facts.clone() }).await;
+    let first = skus.force_cast(&sku, |ticket| SkuMsg::Commit { ticket, facts: facts.clone() }).await;
     if first.is_ok() {
         return;
     }
@@ -342,7 +331,7 @@ async fn deliver_commit(skus: Arc<Registry<Sku, SkuMsg>>, fact: StockFact) {
         let mut delay = Duration::from_millis(50);
         loop {
             tokio::time::sleep(delay).await;
-            match skus.cast(&sku, false, |ticket| SkuMsg::Commit { ticket, facts: facts.clone() }).await {
+            match skus.force_cast(&sku, |ticket| SkuMsg::Commit { ticket, facts: facts.clone() }).await {
                 Ok(()) => return,
                 // The engine stopped: whoever recovers the SKU next reads the fact.
                 Err(RegistryError::NotRunning) => return,
@@ -380,18 +369,17 @@ pub async fn recover(id: CartId, deps: &CartDeps) -> Result<(Cart, u64, bool), c
 impl Actor for CartActor {
     type Msg = CartMsg;
     type State = CartState;
-    type Arguments = (CartId, CartDeps);
+    type Arguments = (CartId, CartDeps, Activation);
 
     async fn pre_start(
         &self,
         myself: ActorRef<CartMsg>,
-        (id, deps): Self::Arguments,
+        (id, deps, activation): Self::Arguments,
     ) -> Result<CartState, ActorProcessingErr> {
-        let (cart, version, changed) = if deps.fresh.remove(&id).is_some() {
+        let (cart, version, changed) = match activation {
             // Written behind like any new cart, so it survives a restart.
-            (Cart::new(id), 0, true)
-        } else {
-            recover(id, &deps).await?
+            Activation::New => (Cart::new(id), 0, true),
+            Activation::Recover => recover(id, &deps).await?,
         };
         let version = crate::flusher::next_incarnation(version);
         let mut state = CartState { cart, deps, dirty: false, version };

@@ -10,23 +10,23 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use flashcore_domain::{Availability, Cart, CartError, CartId, InventoryError, Order, OrderId, Product, Sku};
-use ractor::{Actor, ActorCell, ActorRef};
+use flashcore_domain::{Availability, Cart, CartId, Order, OrderId, Product, Sku};
+use ractor::{Actor, ActorRef};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::alarms::{Alarms, OversoldSku};
-use crate::cart::{CartActor, CartDeps, CartMsg};
+use crate::cart::{CartActor, CartDeps, CartMsg, CheckoutRequest};
 use crate::catalog::CatalogCache;
+use crate::error::EngineError;
 use crate::flusher::{FlushStatsView, Flusher};
 use crate::journal::{JournalStatsView, JournalWriter};
 use crate::ownership::Ownership;
 use crate::ports::{AvailabilityFeed, Catalog, Journal, Payments, SnapshotStore, StoreError};
-use crate::registry::{Activator, Registry, RegistryConfig, RegistryError, RegistryStats};
+use crate::registry::{Activation, Registry, RegistryConfig, RegistryStats, Spawner};
 use crate::reply::ask;
-use crate::sku::{SkuActor, SkuDeps, SkuMsg, StockChange, StockChangeError};
-use crate::supervisor::{EntitySupervisor, SupervisorMsg};
+use crate::sku::{SkuActor, SkuDeps, SkuMsg, StockChange};
+use crate::supervisor::{EntitySupervisor, RestartPolicy, SupervisorMsg};
 
 /// Tunables. Defaults suit a single node serving a flash sale.
 #[derive(Debug, Clone)]
@@ -35,7 +35,8 @@ pub struct EngineConfig {
     pub hold_ttl: Duration,
     /// Idle time after which a cart actor is passivated.
     pub cart_idle: Duration,
-    /// Write-behind flush interval.
+    /// How often dirty snapshots are written behind; recovery replays the
+    /// journal past the last one, so a longer interval loses nothing.
     pub flush_interval: Duration,
     /// Most entries per journal batch.
     pub journal_max_batch: usize,
@@ -47,7 +48,7 @@ pub struct EngineConfig {
     pub call_timeout: Duration,
     /// Restart intensity: restarts allowed per entity within `restart_period`.
     pub max_restarts: usize,
-    /// Restart intensity window.
+    /// The window `max_restarts` is counted in, and how long a quarantine lasts.
     pub restart_period: Duration,
 }
 
@@ -74,11 +75,11 @@ pub struct Ports {
     pub journal: Arc<dyn Journal>,
     /// Write-behind snapshots.
     pub snapshots: Arc<dyn SnapshotStore>,
-    /// Products.
+    /// Product definitions, loaded into the catalog cache at start.
     pub catalog: Arc<dyn Catalog>,
-    /// Payment provider.
+    /// Authorizes checkout payments (and voids those whose order failed).
     pub payments: Arc<dyn Payments>,
-    /// Availability fan-out.
+    /// Carries each SKU's counts from its actor to readers and streams.
     pub feed: Arc<dyn AvailabilityFeed>,
 }
 
@@ -88,170 +89,19 @@ impl std::fmt::Debug for Ports {
     }
 }
 
-/// A checkout request, already validated by the edge.
-#[derive(Debug, Clone)]
-pub struct CheckoutRequest {
-    /// The payment provider's token.
-    pub payment_token: String,
-    /// Receipt address.
-    pub email: Option<String>,
-    /// The request's `Idempotency-Key`.
-    pub idempotency_key: String,
-}
-
 /// A product with its live availability.
 #[derive(Debug, Clone)]
 pub struct ProductView {
-    /// The product.
+    /// The definition, shared with the catalog cache.
     pub product: Arc<Product>,
-    /// Its stock.
+    /// Its counts as its SKU actor last published them.
     pub availability: Availability,
 }
 
-/// Everything an engine call can fail with. Each has a stable [`EngineError::code`].
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum EngineError {
-    /// No such product.
-    #[error("product not found")]
-    ProductNotFound,
-    /// Not enough stock for the requested quantity.
-    #[error("only {available} of {sku} available")]
-    OutOfStock {
-        /// The product.
-        sku: Sku,
-        /// Units that could be had (including the line's own).
-        available: u64,
-    },
-    /// A line's hold was lost and its stock is gone.
-    #[error("stock for {sku} is no longer held for this cart")]
-    StockLost {
-        /// The product.
-        sku: Sku,
-    },
-    /// A cart rule refused the change.
-    #[error(transparent)]
-    Cart(#[from] CartError),
-    /// The cart became an order already (with another idempotency key).
-    #[error("cart already checked out as order {0}")]
-    CartCheckedOut(OrderId),
-    /// The issuer declined.
-    #[error("payment declined")]
-    PaymentDeclined,
-    /// The payment token is not recognised.
-    #[error("payment token not recognised")]
-    InvalidPaymentToken,
-    /// The payment provider failed.
-    #[error("payment provider failed")]
-    PaymentProvider(String),
-    /// An operator tried to set a total below the units sold or held.
-    #[error("total would be below the {committed} units sold or held")]
-    TotalBelowCommitted {
-        /// `sold + held`.
-        committed: u64,
-    },
-    /// The idempotency key belongs to another cart's order.
-    #[error("idempotency key already used for another order")]
-    IdempotencyKeyReused,
-    /// A store or actor is unavailable; try again.
-    #[error("temporarily unavailable: {reason}")]
-    Unavailable {
-        /// Seconds to wait.
-        retry_after_secs: u64,
-        /// For the log, never the client.
-        reason: String,
-    },
-    /// An actor's mailbox is full; try again.
-    #[error("overloaded")]
-    Overloaded {
-        /// Seconds to wait.
-        retry_after_secs: u64,
-    },
-    /// A bug or an impossible state; for the log, never the client.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl EngineError {
-    /// A store failure, as "unavailable".
-    pub fn store(e: StoreError) -> Self {
-        EngineError::Unavailable { retry_after_secs: 1, reason: e.message().to_owned() }
-    }
-
-    /// The stable machine-readable code (the problem document's `type` suffix).
-    pub fn code(&self) -> &'static str {
-        match self {
-            EngineError::ProductNotFound => "product-not-found",
-            EngineError::OutOfStock { .. } => "out-of-stock",
-            EngineError::StockLost { .. } => "stock-lost",
-            EngineError::Cart(e) => match e {
-                CartError::CheckedOut(_) => "cart-checked-out",
-                CartError::QuantityTooLarge { .. } => "invalid-quantity",
-                CartError::LimitExceeded { .. } => "limit-exceeded",
-                CartError::SaleNotStarted { .. } => "sale-not-started",
-                CartError::CurrencyMismatch => "currency-mismatch",
-                CartError::TooManyLines => "too-many-lines",
-                CartError::Empty => "cart-empty",
-                CartError::Money(_) => "invalid-amount",
-            },
-            EngineError::CartCheckedOut(_) => "cart-checked-out",
-            EngineError::PaymentDeclined => "payment-declined",
-            EngineError::InvalidPaymentToken => "invalid-payment-token",
-            EngineError::PaymentProvider(_) => "payment-provider-error",
-            EngineError::TotalBelowCommitted { .. } => "total-below-committed",
-            EngineError::IdempotencyKeyReused => "idempotency-key-reused",
-            EngineError::Unavailable { .. } => "unavailable",
-            EngineError::Overloaded { .. } => "overloaded",
-            EngineError::Internal(_) => "internal",
-        }
-    }
-}
-
-impl From<RegistryError> for EngineError {
-    fn from(e: RegistryError) -> Self {
-        match e {
-            RegistryError::Busy { .. } => EngineError::Overloaded { retry_after_secs: 1 },
-            RegistryError::Quarantined { retry_after } => {
-                EngineError::Unavailable { retry_after_secs: retry_after.as_secs().max(1), reason: e.to_string() }
-            }
-            other => EngineError::Unavailable { retry_after_secs: 1, reason: other.to_string() },
-        }
-    }
-}
-
-impl From<StockChangeError> for EngineError {
-    fn from(e: StockChangeError) -> Self {
-        match e {
-            StockChangeError::Store(s) => EngineError::store(s),
-            StockChangeError::Inventory(InventoryError::TotalBelowCommitted { committed, .. }) => {
-                EngineError::TotalBelowCommitted { committed }
-            }
-            StockChangeError::Inventory(i) => EngineError::Internal(i.to_string()),
-        }
-    }
-}
-
-struct SkuActivator(SkuDeps);
-
-#[async_trait]
-impl Activator<Sku, SkuMsg> for SkuActivator {
-    async fn activate(&self, key: &Sku, supervisor: ActorCell) -> Result<ActorRef<SkuMsg>, String> {
-        let (actor, _) = Actor::spawn_linked(None, SkuActor, (key.clone(), self.0.clone()), supervisor)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(actor)
-    }
-}
-
-struct CartActivator(CartDeps);
-
-#[async_trait]
-impl Activator<CartId, CartMsg> for CartActivator {
-    async fn activate(&self, key: &CartId, supervisor: ActorCell) -> Result<ActorRef<CartMsg>, String> {
-        let (actor, _) = Actor::spawn_linked(None, CartActor, (*key, self.0.clone()), supervisor)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(actor)
-    }
+/// The parents of every SKU and every cart actor; stopped after their children.
+struct Supervisors {
+    skus: ActorRef<SupervisorMsg>,
+    carts: ActorRef<SupervisorMsg>,
 }
 
 struct Inner {
@@ -262,10 +112,9 @@ struct Inner {
     journal: JournalWriter,
     flusher: Flusher,
     feed: Arc<dyn AvailabilityFeed>,
-    supervisors: (ActorRef<SupervisorMsg>, ActorRef<SupervisorMsg>),
+    supervisors: Supervisors,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     ready: AtomicBool,
-    fresh_carts: Arc<dashmap::DashSet<CartId>>,
     alarms: Arc<Alarms>,
 }
 
@@ -290,20 +139,15 @@ impl Engine {
         let (flusher, flush_task) = Flusher::start(Arc::clone(&ports.snapshots), ownership, cfg.flush_interval);
         let alarms = Arc::new(Alarms::default());
 
-        let registry_cfg = |kind, max_inflight| RegistryConfig {
-            kind,
-            max_inflight,
-            call_timeout: cfg.call_timeout,
-            max_restarts: cfg.max_restarts,
-            restart_period: cfg.restart_period,
-        };
+        let registry_cfg = |kind, max_inflight| RegistryConfig { kind, max_inflight, call_timeout: cfg.call_timeout };
+        let policy = RestartPolicy { max_restarts: cfg.max_restarts, period: cfg.restart_period };
         let skus = Registry::new(registry_cfg("sku", cfg.sku_max_inflight));
         let carts = Registry::new(registry_cfg("cart", cfg.cart_max_inflight));
         let spawn_err = |e: ractor::SpawnErr| StoreError::Unavailable(format!("could not start supervisor: {e}"));
         let (sku_sup, _) =
-            Actor::spawn(None, EntitySupervisor::default(), Arc::clone(&skus)).await.map_err(spawn_err)?;
+            Actor::spawn(None, EntitySupervisor::default(), (Arc::clone(&skus), policy)).await.map_err(spawn_err)?;
         let (cart_sup, _) =
-            Actor::spawn(None, EntitySupervisor::default(), Arc::clone(&carts)).await.map_err(spawn_err)?;
+            Actor::spawn(None, EntitySupervisor::default(), (Arc::clone(&carts), policy)).await.map_err(spawn_err)?;
 
         let sku_deps = SkuDeps {
             journal: journal.clone(),
@@ -312,8 +156,9 @@ impl Engine {
             snapshots: Arc::clone(&ports.snapshots),
             alarms: Arc::clone(&alarms),
         };
-        skus.wire(Arc::new(SkuActivator(sku_deps)), sku_sup.get_cell());
-        let fresh_carts = Arc::new(dashmap::DashSet::new());
+        // SKU ids come from the catalog, never minted: a SKU always recovers.
+        let sku_spawner = Spawner::new(SkuActor, move |sku: &Sku, _activation| (sku.clone(), sku_deps.clone()));
+        skus.wire(Arc::new(sku_spawner), sku_sup.get_cell());
         let cart_deps = CartDeps {
             skus: Arc::clone(&skus),
             catalog: Arc::clone(&catalog),
@@ -322,9 +167,10 @@ impl Engine {
             snapshots: Arc::clone(&ports.snapshots),
             flusher: flusher.clone(),
             hold_ttl: cfg.hold_ttl,
-            fresh: Arc::clone(&fresh_carts),
         };
-        carts.wire(Arc::new(CartActivator(cart_deps)), cart_sup.get_cell());
+        let cart_spawner =
+            Spawner::new(CartActor, move |id: &CartId, activation: Activation| (*id, cart_deps.clone(), activation));
+        carts.wire(Arc::new(cart_spawner), cart_sup.get_cell());
 
         let reaper = {
             let carts = Arc::clone(&carts);
@@ -348,10 +194,9 @@ impl Engine {
             journal,
             flusher,
             feed: ports.feed,
-            supervisors: (sku_sup, cart_sup),
+            supervisors: Supervisors { skus: sku_sup, carts: cart_sup },
             tasks: Mutex::new(vec![journal_task, flush_task, reaper]),
             ready: AtomicBool::new(false),
-            fresh_carts,
             alarms,
         }));
         // Warm every SKU so reads are served from the feed and recovery runs now,
@@ -392,7 +237,7 @@ impl Engine {
     /// Journals and applies an operator's stock change.
     pub async fn adjust_stock(&self, sku: &Sku, change: StockChange) -> Result<Availability, EngineError> {
         self.product_def(sku)?;
-        let r = self.0.skus.call(sku, true, |ticket, reply| SkuMsg::Adjust { ticket, change, reply }).await?;
+        let r = self.0.skus.call(sku, |ticket, reply| SkuMsg::Adjust { ticket, change, reply }).await?;
         r.map_err(EngineError::from)
     }
 
@@ -405,7 +250,7 @@ impl Engine {
         if let Some(a) = self.0.feed.latest(sku) {
             return Ok(a);
         }
-        Ok(self.0.skus.call(sku, true, |ticket, reply| SkuMsg::Get { ticket, reply }).await?)
+        Ok(self.0.skus.call(sku, |ticket, reply| SkuMsg::Get { ticket, reply }).await?)
     }
 
     /// One product with its availability.
@@ -435,26 +280,23 @@ impl Engine {
     /// Opens a new, empty cart.
     pub async fn create_cart(&self) -> Result<Cart, EngineError> {
         let id = CartId::new();
-        self.0.fresh_carts.insert(id);
-        let cart = self.cart(id).await;
-        self.0.fresh_carts.remove(&id); // if activation failed before taking it
-        cart
+        Ok(self.0.carts.call_new(&id, |ticket, reply| CartMsg::Get { ticket, reply }).await?)
     }
 
     /// A cart as it is.
     pub async fn cart(&self, id: CartId) -> Result<Cart, EngineError> {
-        Ok(self.0.carts.call(&id, true, |ticket, reply| CartMsg::Get { ticket, reply }).await?)
+        Ok(self.0.carts.call(&id, |ticket, reply| CartMsg::Get { ticket, reply }).await?)
     }
 
     /// Sets a line's quantity (0 removes the line).
     pub async fn set_quantity(&self, id: CartId, sku: Sku, qty: u32) -> Result<Cart, EngineError> {
         self.product_def(&sku)?;
-        self.0.carts.call(&id, true, |ticket, reply| CartMsg::SetQuantity { ticket, sku, qty, reply }).await?
+        self.0.carts.call(&id, |ticket, reply| CartMsg::SetQuantity { ticket, sku, qty, reply }).await?
     }
 
     /// Checks a cart out; returns the order and whether it replays an earlier checkout.
     pub async fn checkout(&self, id: CartId, req: CheckoutRequest) -> Result<(Order, bool), EngineError> {
-        self.0.carts.call(&id, true, |ticket, reply| CartMsg::Checkout { ticket, req, reply }).await?
+        self.0.carts.call(&id, |ticket, reply| CartMsg::Checkout { ticket, req, reply }).await?
     }
 
     /// An order by id.
@@ -490,7 +332,8 @@ impl Engine {
     /// Fault injection for supervision drills: makes the SKU's actor panic.
     pub async fn inject_sku_failure(&self, sku: &Sku) -> Result<(), EngineError> {
         self.product_def(sku)?;
-        Ok(self.0.skus.cast(sku, false, |ticket| SkuMsg::Crash { ticket }).await?)
+        // Forced: the drill must reach a busy actor too.
+        Ok(self.0.skus.force_cast(sku, |ticket| SkuMsg::Crash { ticket }).await?)
     }
 
     /// Drops an engine whose leases were lost: admit nothing new, stop every
@@ -510,8 +353,8 @@ impl Engine {
         for (_, a) in self.0.skus.actors() {
             a.stop(Some("shutdown".into()));
         }
-        self.0.supervisors.0.stop(None);
-        self.0.supervisors.1.stop(None);
+        self.0.supervisors.skus.stop(None);
+        self.0.supervisors.carts.stop(None);
         if let Ok(mut tasks) = self.0.tasks.lock() {
             for t in tasks.drain(..) {
                 t.abort();

@@ -63,6 +63,14 @@ impl Gate {
         Ok(Ticket(Some(Arc::clone(self))))
     }
 
+    /// Admits one message unless the gate is closed, however many are in flight:
+    /// for messages that finish admitted work rather than add to it. The message
+    /// still counts in, so passivation still waits for it.
+    pub fn force_enter(self: &Arc<Self>) -> Result<Ticket, Refusal> {
+        // In flight stays below CLOSED while open, so no count reaches this limit.
+        self.try_enter(u64::MAX)
+    }
+
     /// Closes the gate if and only if nothing is in flight.
     pub fn try_close(&self) -> bool {
         self.state.compare_exchange(0, CLOSED, Ordering::AcqRel, Ordering::Acquire).is_ok()
@@ -117,6 +125,21 @@ mod tests {
         assert_eq!(g.depth(), 2);
         drop(a);
         assert_eq!(g.depth(), 1);
+    }
+
+    #[test]
+    fn forced_entries_pass_the_bound_but_not_a_closed_gate() {
+        let g = Gate::new();
+        let a = g.try_enter(1).unwrap();
+        assert_eq!(g.try_enter(1).unwrap_err(), Refusal::Busy { depth: 1 });
+        let b = g.force_enter().unwrap();
+        assert_eq!(g.depth(), 2);
+        assert!(!g.try_close(), "a forced entry counts in like any other");
+        drop(b);
+        drop(a);
+        assert!(g.try_close());
+        assert_eq!(g.force_enter().unwrap_err(), Refusal::Closed);
+        assert_eq!(g.depth(), 0);
     }
 
     #[test]

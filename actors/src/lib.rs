@@ -3,8 +3,8 @@
 //! Per-SKU [`sku::SkuActor`]s and per-cart [`cart::CartActor`]s serialize the
 //! contended work in memory. The [`registry::Registry`] activates each entity on
 //! first use (never twice), bounds every actor's in-flight messages, passivates
-//! idle carts without dropping a message, and restarts failed actors under their
-//! [`supervisor::EntitySupervisor`]. The [`journal::JournalWriter`] group-commits
+//! idle carts without dropping a message; each kind's
+//! [`supervisor::EntitySupervisor`] decides whether a failed actor restarts. The [`journal::JournalWriter`] group-commits
 //! orders and stock facts; the [`flusher::Flusher`] writes dirty state behind.
 //! [`engine::Engine`] is the facade the HTTP edge talks to.
 //!
@@ -17,6 +17,7 @@ pub mod cart;
 pub mod catalog;
 pub mod clock;
 pub mod engine;
+pub mod error;
 pub mod flusher;
 pub mod gate;
 pub mod journal;
@@ -31,4 +32,6 @@ pub mod sku;
 pub mod supervisor;
 pub(crate) mod sync;
 
-pub use engine::{CheckoutRequest, Engine, EngineConfig, EngineError, Ports, ProductView};
+pub use cart::CheckoutRequest;
+pub use engine::{Engine, EngineConfig, Ports, ProductView};
+pub use error::EngineError;

@@ -1,5 +1,6 @@
 //! The entity registry: id -> actor, with get-or-activate, bounded admission,
-//! passivation without message loss, and supervised restart.
+//! passivation without message loss, and the restarts and quarantines its
+//! [`crate::supervisor`] decides.
 //!
 //! Activation goes through one place: a `OnceCell` per id in a `DashMap`. Every
 //! caller that misses races to the same cell, and exactly one runs the activator
@@ -8,16 +9,15 @@
 //! the same slot (pointer-equal), so a stale retirement can never remove a
 //! successor. See [`crate::gate`] for why passivation cannot drop a message.
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt::Display;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use dashmap::DashMap;
-use ractor::{ActorCell, ActorId, ActorRef, Message};
+use ractor::{Actor, ActorCell, ActorId, ActorRef, Message};
 use serde::Serialize;
 use tokio::sync::{OnceCell, watch};
 
@@ -25,12 +25,62 @@ use crate::gate::{Gate, Refusal, Ticket};
 use crate::metrics as m;
 use crate::reply::{AskError, Reply, ask};
 
-/// Starts the actor for one id, linked to `supervisor`, with its state recovered.
+/// Where an activated entity's state comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Whatever the stores hold for the id: every first use and every restart.
+    Recover,
+    /// Nothing: the caller just minted the id, so nothing can be stored under it
+    /// and the actor starts empty without reading the stores.
+    New,
+}
+
+/// Starts the actor for one id, linked to `supervisor`.
 #[async_trait]
 pub trait Activator<K, M: Message>: Send + Sync + 'static {
-    /// Spawns and recovers the actor for `key`. An `Err` is reported to the caller
-    /// as "unavailable" and the next call tries again.
-    async fn activate(&self, key: &K, supervisor: ActorCell) -> Result<ActorRef<M>, String>;
+    /// Spawns the actor for `key`, its state found as `activation` says. An `Err`
+    /// is reported to the caller as "unavailable" and the next call tries again.
+    async fn activate(&self, key: &K, activation: Activation, supervisor: ActorCell) -> Result<ActorRef<M>, String>;
+}
+
+/// The activator of any actor kind: spawns `actor` linked to the supervisor,
+/// with the arguments `arguments` builds from the key and the [`Activation`].
+pub struct Spawner<A, F> {
+    actor: A,
+    arguments: F,
+}
+
+impl<A, F> Spawner<A, F> {
+    /// An activator of `actor`s started with what `arguments` returns.
+    pub fn new(actor: A, arguments: F) -> Self {
+        Spawner { actor, arguments }
+    }
+}
+
+impl<A: std::fmt::Debug, F> std::fmt::Debug for Spawner<A, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spawner").field("actor", &self.actor).finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl<K, A, F> Activator<K, A::Msg> for Spawner<A, F>
+where
+    K: Sync,
+    A: Actor + Clone,
+    F: Fn(&K, Activation) -> A::Arguments + Send + Sync + 'static,
+{
+    async fn activate(
+        &self,
+        key: &K,
+        activation: Activation,
+        supervisor: ActorCell,
+    ) -> Result<ActorRef<A::Msg>, String> {
+        let arguments = (self.arguments)(key, activation);
+        let (actor, _) =
+            Actor::spawn_linked(None, self.actor.clone(), arguments, supervisor).await.map_err(|e| e.to_string())?;
+        Ok(actor)
+    }
 }
 
 /// Limits of one registry.
@@ -42,11 +92,6 @@ pub struct RegistryConfig {
     pub max_inflight: u64,
     /// How long a caller waits for a reply.
     pub call_timeout: Duration,
-    /// Restarts allowed per entity within `restart_period` before it is
-    /// quarantined for the rest of the period (one_for_one restart intensity).
-    pub max_restarts: usize,
-    /// The restart-intensity window.
-    pub restart_period: Duration,
 }
 
 /// Why a message could not be delivered or answered.
@@ -76,6 +121,15 @@ pub enum RegistryError {
     /// The registry is not wired up yet (start-up) or shutting down.
     #[error("registry is not running")]
     NotRunning,
+}
+
+/// Whether a message is held to the in-flight bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    /// New work: refused past `max_inflight`.
+    Bounded,
+    /// Work that finishes what was admitted: only a closed gate refuses it.
+    Forced,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +183,7 @@ pub struct RegistryStats {
     pub failures: u64,
     /// Supervised restarts.
     pub restarts: u64,
-    /// Passivations.
+    /// Idle actors saved and stopped; each reactivates on its next message.
     pub passivations: u64,
     /// Messages turned away (busy, quarantined).
     pub rejections: u64,
@@ -147,7 +201,6 @@ pub struct Registry<K, M: Message> {
     slots: DashMap<K, Cell<M>>,
     owners: DashMap<ActorId, K>,
     activator: OnceLock<(Arc<dyn Activator<K, M>>, ActorCell)>,
-    failures: Mutex<HashMap<K, VecDeque<Instant>>>,
     quarantine: DashMap<K, Instant>,
     counters: Counters,
     epoch: Instant,
@@ -172,7 +225,6 @@ where
             slots: DashMap::new(),
             owners: DashMap::new(),
             activator: OnceLock::new(),
-            failures: Mutex::new(HashMap::new()),
             quarantine: DashMap::new(),
             counters: Counters::default(),
             epoch: Instant::now(),
@@ -194,8 +246,13 @@ where
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// The live slot for `key`, activating the entity if needed.
+    /// The live slot for `key`, activating (and recovering) the entity if needed.
     pub async fn slot(&self, key: &K) -> Result<Arc<Slot<M>>, RegistryError> {
+        self.slot_or_activate(key, Activation::Recover).await
+    }
+
+    /// The live slot for `key`, or a new one activated as `activation` says.
+    async fn slot_or_activate(&self, key: &K, activation: Activation) -> Result<Arc<Slot<M>>, RegistryError> {
         if let Some(cell) = self.slots.get(key)
             && let Some(slot) = cell.get()
         {
@@ -210,7 +267,7 @@ where
             self.quarantine.remove(key);
         }
         let cell = Arc::clone(&*self.slots.entry(key.clone()).or_default());
-        let result = cell.get_or_try_init(|| self.activate(key)).await.map(Arc::clone);
+        let result = cell.get_or_try_init(|| self.activate(key, activation)).await.map(Arc::clone);
         if result.is_err() {
             // Leave no empty cell behind for a key that may never be used again.
             self.slots.remove_if(key, |_, c| Arc::ptr_eq(c, &cell) && c.get().is_none());
@@ -218,12 +275,12 @@ where
         result
     }
 
-    async fn activate(&self, key: &K) -> Result<Arc<Slot<M>>, RegistryError> {
+    async fn activate(&self, key: &K, activation: Activation) -> Result<Arc<Slot<M>>, RegistryError> {
         if self.stopping.load(Ordering::Acquire) {
             return Err(RegistryError::NotRunning);
         }
         let (activator, supervisor) = self.activator.get().ok_or(RegistryError::NotRunning)?;
-        let actor = activator.activate(key, supervisor.clone()).await.map_err(|e| {
+        let actor = activator.activate(key, activation, supervisor.clone()).await.map_err(|e| {
             tracing::warn!(kind = self.cfg.kind, entity.id = %key, error = %e, "activation failed");
             RegistryError::ActivationFailed(e)
         })?;
@@ -241,13 +298,20 @@ where
     }
 
     /// Admits one message for `key`: the actor to send it to and the ticket the
-    /// message must carry. `bounded = false` skips the in-flight bound, for
-    /// messages that finish work rather than add it (commit, abort, release).
-    pub async fn enter(&self, key: &K, bounded: bool) -> Result<(ActorRef<M>, Ticket), RegistryError> {
-        let limit = if bounded { self.cfg.max_inflight } else { u64::MAX >> 2 };
+    /// message must carry.
+    async fn enter(
+        &self,
+        key: &K,
+        admission: Admission,
+        activation: Activation,
+    ) -> Result<(ActorRef<M>, Ticket), RegistryError> {
         loop {
-            let slot = self.slot(key).await?;
-            match slot.gate.try_enter(limit) {
+            let slot = self.slot_or_activate(key, activation).await?;
+            let entered = match admission {
+                Admission::Bounded => slot.gate.try_enter(self.cfg.max_inflight),
+                Admission::Forced => slot.gate.force_enter(),
+            };
+            match entered {
                 Ok(ticket) => {
                     slot.touched.store(self.now_ms(), Ordering::Relaxed);
                     return Ok((slot.actor.clone(), ticket));
@@ -272,13 +336,48 @@ where
         }
     }
 
-    /// Sends a request built from a ticket and a reply port, and waits for the answer.
-    pub async fn call<R, F>(&self, key: &K, bounded: bool, build: F) -> Result<R, RegistryError>
+    /// Sends a request that adds work and waits for the answer; refused with
+    /// [`RegistryError::Busy`] once `max_inflight` messages are in flight.
+    pub async fn call<R, F>(&self, key: &K, build: F) -> Result<R, RegistryError>
     where
         R: Send + 'static,
         F: FnOnce(Ticket, Reply<R>) -> M,
     {
-        let (actor, ticket) = self.enter(key, bounded).await?;
+        self.request(key, Admission::Bounded, Activation::Recover, build).await
+    }
+
+    /// Sends a request that finishes admitted work (a release) past the
+    /// in-flight bound, and waits for the answer.
+    pub async fn force_call<R, F>(&self, key: &K, build: F) -> Result<R, RegistryError>
+    where
+        R: Send + 'static,
+        F: FnOnce(Ticket, Reply<R>) -> M,
+    {
+        self.request(key, Admission::Forced, Activation::Recover, build).await
+    }
+
+    /// Like [`Registry::call`], for an id the caller just minted: the entity is
+    /// activated as [`Activation::New`], without reading the stores.
+    pub async fn call_new<R, F>(&self, key: &K, build: F) -> Result<R, RegistryError>
+    where
+        R: Send + 'static,
+        F: FnOnce(Ticket, Reply<R>) -> M,
+    {
+        self.request(key, Admission::Bounded, Activation::New, build).await
+    }
+
+    async fn request<R, F>(
+        &self,
+        key: &K,
+        admission: Admission,
+        activation: Activation,
+        build: F,
+    ) -> Result<R, RegistryError>
+    where
+        R: Send + 'static,
+        F: FnOnce(Ticket, Reply<R>) -> M,
+    {
+        let (actor, ticket) = self.enter(key, admission, activation).await?;
         match ask(&actor, |reply| build(ticket, reply), Some(self.cfg.call_timeout)).await {
             Ok(r) => Ok(r),
             Err(AskError::Timeout) => Err(RegistryError::Timeout),
@@ -290,12 +389,29 @@ where
         }
     }
 
-    /// Sends a message without waiting for an answer.
-    pub async fn cast<F>(&self, key: &K, bounded: bool, build: F) -> Result<(), RegistryError>
+    /// Sends a message that adds work without waiting for an answer; refused with
+    /// [`RegistryError::Busy`] once `max_inflight` messages are in flight.
+    pub async fn cast<F>(&self, key: &K, build: F) -> Result<(), RegistryError>
     where
         F: FnOnce(Ticket) -> M,
     {
-        let (actor, ticket) = self.enter(key, bounded).await?;
+        self.deliver(key, Admission::Bounded, build).await
+    }
+
+    /// Sends a message that must get through (a commit, an abort) past the
+    /// in-flight bound, without waiting for an answer.
+    pub async fn force_cast<F>(&self, key: &K, build: F) -> Result<(), RegistryError>
+    where
+        F: FnOnce(Ticket) -> M,
+    {
+        self.deliver(key, Admission::Forced, build).await
+    }
+
+    async fn deliver<F>(&self, key: &K, admission: Admission, build: F) -> Result<(), RegistryError>
+    where
+        F: FnOnce(Ticket) -> M,
+    {
+        let (actor, ticket) = self.enter(key, admission, Activation::Recover).await?;
         actor.cast(build(ticket)).map_err(|_| {
             self.retire_actor(key, actor.get_id());
             RegistryError::ActorFailed
@@ -368,34 +484,21 @@ where
         }
     }
 
-    /// Called by the supervisor when a child failed: retire it, then restart it
-    /// right away unless it exceeded its restart intensity, in which case it is
-    /// quarantined (callers get 503 + Retry-After) until the window passes.
-    pub(crate) fn child_failed(self: &Arc<Self>, actor: ActorId, reason: String) {
-        let Some((_, key)) = self.owners.remove(&actor) else { return };
+    /// Called by the supervisor when a child failed: retires it and returns its
+    /// key, so the supervisor can decide between [`Registry::restart`] and
+    /// [`Registry::quarantine`]. `None` if the actor was not one of ours.
+    pub(crate) fn child_failed(&self, actor: ActorId, reason: String) -> Option<K> {
+        let (_, key) = self.owners.remove(&actor)?;
         self.retire_actor(&key, actor);
         self.counters.failures.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(m::ACTOR_FAILURES, "kind" => self.cfg.kind).increment(1);
         metrics::gauge!(m::ACTORS_ACTIVE, "kind" => self.cfg.kind).decrement(1.0);
         tracing::error!(kind = self.cfg.kind, entity.id = %key, reason = %reason, "actor failed");
+        Some(key)
+    }
 
-        let now = Instant::now();
-        let within = {
-            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-            let log = failures.entry(key.clone()).or_default();
-            log.push_back(now);
-            while log.front().is_some_and(|t| now.duration_since(*t) > self.cfg.restart_period) {
-                log.pop_front();
-            }
-            log.len() <= self.cfg.max_restarts
-        };
-        if !within {
-            tracing::error!(kind = self.cfg.kind, entity.id = %key, "restart intensity exceeded; quarantining");
-            self.quarantine.insert(key, now + self.cfg.restart_period);
-            self.counters.quarantines.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!(m::ACTOR_QUARANTINES, "kind" => self.cfg.kind).increment(1);
-            return;
-        }
+    /// Reactivates a failed entity now, through the one activation path.
+    pub(crate) fn restart(self: &Arc<Self>, key: K) {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             match this.slot(&key).await {
@@ -407,6 +510,14 @@ where
                 Err(e) => tracing::error!(kind = this.cfg.kind, entity.id = %key, error = %e, "restart failed"),
             }
         });
+    }
+
+    /// Refuses `key` (503 + Retry-After) until `until`; the next call after it
+    /// activates the entity again.
+    pub(crate) fn quarantine(&self, key: K, until: Instant) {
+        self.quarantine.insert(key, until);
+        self.counters.quarantines.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::ACTOR_QUARANTINES, "kind" => self.cfg.kind).increment(1);
     }
 
     /// Every live actor, for shutdown and snapshots.

@@ -1,14 +1,12 @@
 //! Request/reply on top of ractor's mailbox, with a leaner reply handle than
 //! `ractor::RpcReplyPort`.
 //!
-//! A request carries a [`Reply`]: a bare oneshot sender (8 bytes, where
-//! `RpcReplyPort` is 24 with its timeout). Every message of an actor moves at
-//! the size of its largest variant, several times between the caller and the
-//! handler, so the reply handle's size is paid on the hot path: with it (and the
-//! reserve request boxed) the SKU actor's messages went from 80 to 40 bytes and a
-//! reserve/release pair got about 100 ns cheaper (`persistence/benches/sku_actor.rs`).
-//! The request itself goes through the actor's ordinary mailbox ([`ActorRef::cast`]),
-//! so ordering, supervision and the registry's gate are unchanged.
+//! A request carries a [`Reply`]: a bare oneshot sender, without the timeout
+//! `RpcReplyPort` carries. Every message of an actor moves at the size of its
+//! largest variant, several times between the caller and the handler, so the
+//! reply handle's size is paid on the hot path. The request itself goes through
+//! the actor's ordinary mailbox ([`ActorRef::cast`]), so ordering, supervision
+//! and the registry's gate are unchanged.
 
 use std::time::Duration;
 

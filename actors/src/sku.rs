@@ -32,9 +32,9 @@ use crate::reply::Reply;
 pub struct SkuDeps {
     /// Group-commit journal (operator stock changes, recovery reads).
     pub journal: JournalWriter,
-    /// Availability fan-out.
+    /// Where every change of the counts is published, for reads and streams.
     pub feed: Arc<dyn AvailabilityFeed>,
-    /// Write-behind.
+    /// Writes changed snapshots behind, off the hot path.
     pub flusher: Flusher,
     /// Snapshot reads at recovery.
     pub snapshots: Arc<dyn SnapshotStore>,
@@ -51,9 +51,9 @@ impl std::fmt::Debug for SkuDeps {
 /// An operator's change to a SKU's stock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StockChange {
-    /// Add units.
+    /// Adds this many units to the total.
     Restock(u64),
-    /// Set the total.
+    /// Sets the total; refused below the units sold or held.
     SetTotal(u64),
 }
 
@@ -68,66 +68,37 @@ pub enum StockChangeError {
     Store(#[from] StoreError),
 }
 
-/// Messages to a SKU actor. Requests from the registry carry a [`Ticket`].
+/// Messages to a SKU actor. Each one sent through the registry carries the
+/// `ticket` that admitted it (counted out when the handler drops it); a request
+/// carries the `reply` its answer goes to.
 #[derive(Debug)]
 pub enum SkuMsg {
     /// Create or resize a hold. Boxed: it is the hottest request, and every
     /// message of the actor moves at the size of its largest variant.
     Reserve(Box<ReserveReq>),
     /// Drop a hold; answers the units freed (if asked: a cast needs no answer).
-    Release {
-        /// Admission ticket.
-        ticket: Ticket,
-        /// The hold.
-        hold: HoldId,
-        /// Answer.
-        reply: Option<Reply<Result<u32, InventoryError>>>,
-    },
+    Release { ticket: Ticket, hold: HoldId, reply: Option<Reply<Result<u32, InventoryError>>> },
     /// Mark holds as committing for an order (all or nothing). Boxed: it is rare
     /// and the largest request, and every message moves at the enum's size.
-    Prepare {
-        /// Admission ticket.
-        ticket: Ticket,
-        /// The order, cart and holds.
-        req: Box<PrepareReq>,
-        /// Answer.
-        reply: Reply<Result<(), InventoryError>>,
-    },
+    Prepare { ticket: Ticket, req: Box<PrepareReq>, reply: Reply<Result<(), InventoryError>> },
     /// Apply journal facts that have committed (turns holds into sold units).
     Commit {
-        /// Admission ticket.
         ticket: Ticket,
         /// The committed facts for this SKU.
         facts: Vec<StockFact>,
     },
     /// Return an order's prepared holds to held.
     Abort {
-        /// Admission ticket.
         ticket: Ticket,
-        /// The order.
+        /// Whose prepared holds return.
         order: OrderId,
     },
     /// Journal and apply an operator's stock change; answers the new counts.
-    Adjust {
-        /// Admission ticket.
-        ticket: Ticket,
-        /// The change.
-        change: StockChange,
-        /// Answer.
-        reply: Reply<Result<Availability, StockChangeError>>,
-    },
-    /// Current counts.
-    Get {
-        /// Admission ticket.
-        ticket: Ticket,
-        /// Answer.
-        reply: Reply<Availability>,
-    },
+    Adjust { ticket: Ticket, change: StockChange, reply: Reply<Result<Availability, StockChangeError>> },
+    /// The current counts, from the actor itself (the feed may not have them yet).
+    Get { ticket: Ticket, reply: Reply<Availability> },
     /// Serialize state for write-behind (marks the actor clean).
-    Snapshot {
-        /// Answer.
-        reply: Reply<SnapshotRecord>,
-    },
+    Snapshot { reply: Reply<SnapshotRecord> },
     /// Timer: expire lapsed holds.
     Tick,
     /// Register with the write-behind flusher now if a paced registration is
@@ -138,27 +109,21 @@ pub enum SkuMsg {
         reply: Option<Reply<()>>,
     },
     /// Fault injection for supervision drills: the actor panics.
-    Crash {
-        /// Admission ticket.
-        ticket: Ticket,
-    },
+    Crash { ticket: Ticket },
 }
 
 /// What a [`SkuMsg::Reserve`] asks for: hold `hold` for `cart` until `expires_at`.
 /// The caller reads the clock, so the actor's serialized section does not.
 #[derive(Debug)]
 pub struct ReserveReq {
-    /// Admission ticket.
     pub ticket: Ticket,
-    /// The hold.
     pub hold: HoldId,
-    /// Its cart.
+    /// The cart the hold belongs to, checked again when an order prepares it.
     pub cart: CartId,
-    /// Units.
+    /// Units held: the line's whole quantity, not a difference.
     pub qty: u32,
-    /// When it lapses.
+    /// When the units return to stock unless an order committed them.
     pub expires_at: Timestamp,
-    /// Answer.
     pub reply: Reply<Result<(), InventoryError>>,
 }
 
@@ -172,11 +137,11 @@ impl From<ReserveReq> for SkuMsg {
 /// What a [`SkuMsg::Prepare`] asks for.
 #[derive(Debug)]
 pub struct PrepareReq {
-    /// The order.
+    /// The order the holds will be sold to once it is journaled.
     pub order: OrderId,
-    /// The cart owning the holds.
+    /// The cart owning the holds; a hold of another cart is refused.
     pub cart: CartId,
-    /// The holds.
+    /// Every hold the order takes from this SKU, prepared all or nothing.
     pub holds: Vec<HoldId>,
 }
 
@@ -194,9 +159,9 @@ pub struct SkuState {
     dirty: bool,
     /// Dirty, but its registration with the flusher waits for `pace_until`.
     deferred: bool,
-    /// Snapshots of a SKU with very many holds are expensive (tens of ms at 40k
-    /// holds): the next one is not asked for before this instant, so snapshotting
-    /// takes at most 1/[`SNAPSHOT_PACING`] of the actor's time.
+    /// A snapshot's cost grows with the holds: the next one is not asked for
+    /// before this instant, so snapshotting takes at most 1/[`SNAPSHOT_PACING`]
+    /// of the actor's time.
     pace_until: Option<std::time::Instant>,
     /// Journal facts applied since the last snapshot (see [`SkuState::journaled`]).
     facts_since_snapshot: usize,
@@ -267,8 +232,8 @@ impl SkuState {
     /// committing (positions follow commit order, and an order is prepared before
     /// it is journaled), so it is replayed either way, and prepared or aborted
     /// marks are undone by recovery anyway. Checkouts therefore never rewrite a
-    /// hot SKU's snapshot (megabytes with tens of thousands of holds); a
-    /// checkpoint (see [`CHECKPOINT_FACTS`]) bounds the replay.
+    /// hot SKU's snapshot (its size grows with the holds); a checkpoint (see
+    /// [`CHECKPOINT_FACTS`]) bounds the replay.
     fn journaled(&mut self, myself: &ActorRef<SkuMsg>, facts: usize) {
         if facts > 0 {
             self.publisher.0.publish(self.inv.availability());
