@@ -93,7 +93,7 @@ impl EntityKind {
 }
 
 /// An entity's state as JSON text, serialized straight from the entity (never
-/// through a `serde_json::Value` tree: a SKU with 40k holds is megabytes of JSON,
+/// through a `serde_json::Value` tree: a hot SKU's holds make a large document,
 /// and a tree of maps for it costs several times the text).
 #[derive(Debug, Clone)]
 pub struct StateJson(Box<str>);

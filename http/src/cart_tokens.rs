@@ -2,7 +2,7 @@
 //!
 //! A token is `<cart_id>.<base64url(HMAC-SHA256(key, "cart:" + cart_id))>`. Whoever
 //! holds it may act on that cart and read the orders it placed; nothing is stored
-//! server-side, so any edge node with the key can check it.
+//! server-side, so any node with the key can check it.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -7,11 +7,10 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use flashcore_http_ports::{ApiKeyStore, Role};
-use flashcore_persistence::memory::LocalFeed;
 
 use crate::api_keys::new_key;
 use crate::config::Config;
-use crate::startup::open_stores;
+use crate::startup::open_key_store;
 
 /// flashcore: an actor-based commerce core for flash sales.
 #[derive(Debug, Parser)]
@@ -62,7 +61,7 @@ async fn key_store(config: &Config) -> anyhow::Result<Arc<dyn ApiKeyStore>> {
             "API keys need a durable store: unset FLASHCORE_STORE=memory (SQLite is the default) or set DATABASE_URL"
         );
     }
-    let keys = open_stores(&config.store, Arc::new(LocalFeed::default())).await?.api_keys;
+    let keys = open_key_store(&config.store).await?;
     Ok(keys)
 }
 

@@ -107,6 +107,12 @@ pub async fn open_stores(store: &StoreKind, feed: Arc<dyn AvailabilityFeed>) -> 
     })
 }
 
+/// The operators' key store of `store` alone (the `keys` command: no engine,
+/// so availability goes nowhere).
+pub async fn open_key_store(store: &StoreKind) -> anyhow::Result<Arc<dyn ApiKeyStore>> {
+    Ok(open_stores(store, Arc::new(LocalFeed::default())).await?.api_keys)
+}
+
 /// This process as the membership table knows it: the host and process id, and
 /// a generation new for every start.
 fn this_process() -> Owner {

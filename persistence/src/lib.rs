@@ -1,9 +1,10 @@
-//! Adapters for the ports defined in `flashcore-actors`: in-process ([`memory`],
+//! Adapters for the engine's ports (defined in `flashcore-actors`) and the HTTP
+//! layer's (defined in `flashcore-http-ports`): in-process ([`memory`],
 //! `FLASHCORE_STORE=memory`), SQLite ([`sqlite`], the embedded default) and
-//! Postgres ([`postgres`], production) for the engine's ports; Redis ([`redis`])
-//! for the state edge nodes share (idempotency keys, rate limits, the availability
-//! fan-out), with in-process fallbacks ([`local`], [`memory::LocalFeed`]) when no
-//! Redis is configured. Every adapter of a port passes the same conformance suite
+//! Postgres ([`postgres`], production) for the journal, snapshots, catalog,
+//! leases and API keys; Redis ([`redis`]) for the state the nodes share
+//! (idempotency keys, rate limits, the availability fan-out), with in-process
+//! fallbacks ([`local`], [`memory::LocalFeed`]) when no Redis is configured. Every adapter of a port passes the same conformance suite
 //! (`persistence/tests/conformance.rs`, `persistence/tests/edge_conformance.rs`).
 
 mod leases;

@@ -1,5 +1,5 @@
-//! In-process fallbacks for the edge ports (idempotency keys, rate limits) when no
-//! Redis is configured. Single node only: every edge node keeps its own state and
+//! In-process fallbacks for the HTTP layer's shared-state ports (idempotency keys,
+//! rate limits) when no Redis is configured. Single node only: every node keeps its own state and
 //! nothing survives a restart. They behave exactly like the Redis adapters
 //! ([`crate::redis`]) and pass the same suite (`persistence/tests/edge_conformance.rs`).
 //!
@@ -74,7 +74,7 @@ impl<V> ExpiringMap<V> {
     }
 }
 
-/// Idempotency keys in memory, for a single edge node.
+/// Idempotency keys in memory, for a single node.
 #[derive(Debug, Default)]
 pub struct LocalIdempotency(Mutex<ExpiringMap<Entry>>);
 
@@ -131,7 +131,7 @@ fn expiry(now: Instant, ttl: Duration) -> Instant {
     now.checked_add(ttl).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
-/// GCRA rate limits in memory, for a single edge node. Each key holds its
+/// GCRA rate limits in memory, for a single node. Each key holds its
 /// theoretical arrival time and expires when that passes (an idle key is the same
 /// as no key).
 #[derive(Debug, Default)]
