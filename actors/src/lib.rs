@@ -1,14 +1,26 @@
-//! flashcore's actors.
+//! flashcore's actors: the engine behind the HTTP layer.
 //!
-//! Per-SKU [`sku::SkuActor`]s and per-cart [`cart::CartActor`]s serialize the
-//! contended work in memory. The [`registry::Registry`] activates each entity on
-//! first use (never twice), bounds every actor's in-flight messages, passivates
-//! idle carts without dropping a message; each kind's
-//! [`supervisor::EntitySupervisor`] decides whether a failed actor restarts. The [`journal::JournalWriter`] group-commits
-//! orders and stock facts; the [`flusher::Flusher`] writes dirty state behind.
-//! [`engine::Engine`] is the facade the HTTP edge talks to.
+//! Reading order, top down (each module imports only those below it):
 //!
-//! This crate defines the ports it needs in [`ports`]; adapters live in
+//! - [`engine::Engine`] — the facade: one method per use case, each a message
+//!   to one actor through its registry; [`error::EngineError`] is what they fail with.
+//! - [`cart::CartActor`] — one per cart: lines, holds, and checkout (Prepare on
+//!   every SKU, authorize the payment, append to the journal, Commit).
+//! - [`sku::SkuActor`] — one per SKU: the [`flashcore_domain::Inventory`] that
+//!   never oversells, with one expiry timer for its holds.
+//! - [`registry::Registry`] — get-or-activate (one actor per id, ever), the
+//!   in-flight bound ([`registry::Registry::call`] refuses past it,
+//!   [`registry::Registry::force_call`] must get through), passivation that
+//!   cannot drop a message ([`gate`]); its [`supervisor::EntitySupervisor`]
+//!   decides restarts and quarantine.
+//! - [`journal::JournalWriter`] group-commits orders and stock facts;
+//!   [`flusher::Flusher`] writes dirty state behind as snapshots.
+//! - [`node::Node`] and [`ownership::Ownership`] — this process's lease on the
+//!   store: standby, take-over, fencing, hand-off ([`admission`] counts the
+//!   requests in flight under a lease term).
+//!
+//! This crate defines the ports it needs in [`ports`] (journal, snapshots,
+//! catalog, leases, payments, availability feed); adapters live in
 //! `flashcore-persistence`, and only the binary picks them.
 
 pub mod admission;

@@ -1,9 +1,17 @@
-//! flashcore's HTTP edge.
+//! flashcore's HTTP layer (the edge) and the `flashcore` binary.
 //!
-//! Handlers turn a request into one [`flashcore_actors::Engine`] call and its
-//! result into a response; parsing and wire formats stay here, state stays in the
-//! actors. [`startup::Application`] is the composition root shared by the binary
-//! and the tests.
+//! - [`startup::Application`] — the composition root shared by the binary and
+//!   the tests: picks the adapters, builds the router, binds, runs the node.
+//! - [`pipeline`] — the one middleware every request passes through; it alone
+//!   owns the order of the steps: credentials ([`principal`], [`api_keys`],
+//!   [`cart_tokens`]), rate limits ([`rate_limit`]), idempotency keys
+//!   ([`idempotency`]), the deadline ([`deadline`]), response headers
+//!   ([`headers`]) and request metrics ([`http_metrics`]). Each step is a leaf.
+//! - [`routes`] — one module per resource, each with its `router()`. Handlers
+//!   turn a request into one [`flashcore_actors::Engine`] call and its result
+//!   into a response ([`dto`] for wire formats, [`extract`] for parsing,
+//!   [`error::ApiError`] for RFC 9457 problems); state stays in the actors.
+//! - [`openapi`] — the OpenAPI document and `/docs`.
 
 pub mod api_keys;
 pub mod cart_tokens;
