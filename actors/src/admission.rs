@@ -26,7 +26,7 @@ impl Admissions {
         Admissions { phase: AtomicU8::new(phase), inflight: AtomicU64::new(0) }
     }
 
-    /// The current phase.
+    /// The current phase, as the `u8` of the ownership phase it mirrors.
     pub fn phase(&self) -> u8 {
         self.phase.load(Ordering::Acquire)
     }

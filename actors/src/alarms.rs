@@ -15,7 +15,7 @@ use crate::metrics as m;
 /// A SKU the journal says was sold beyond its stock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OversoldSku {
-    /// The product.
+    /// The oversold SKU's code.
     pub sku: String,
     /// Its total, as the journal has it.
     pub total: u64,

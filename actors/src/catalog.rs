@@ -44,7 +44,7 @@ impl CatalogCache {
         self.products.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// One product.
+    /// The cached product for `sku`, if the catalog has one.
     pub fn get(&self, sku: &Sku) -> Option<Arc<Product>> {
         self.read().get(sku).cloned()
     }
@@ -56,7 +56,7 @@ impl CatalogCache {
         map.range::<Sku, _>((lower, Bound::Unbounded)).take(limit).map(|(_, p)| Arc::clone(p)).collect()
     }
 
-    /// Number of products.
+    /// How many products the cache holds.
     pub fn len(&self) -> usize {
         self.read().len()
     }

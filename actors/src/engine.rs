@@ -73,7 +73,7 @@ impl Default for EngineConfig {
 pub struct Ports {
     /// Orders and stock facts.
     pub journal: Arc<dyn Journal>,
-    /// Write-behind snapshots.
+    /// Latest entity state, written behind so recovery replays only the journal's tail.
     pub snapshots: Arc<dyn SnapshotStore>,
     /// Product definitions, loaded into the catalog cache at start.
     pub catalog: Arc<dyn Catalog>,
@@ -314,12 +314,12 @@ impl Engine {
         vec![self.0.skus.stats(top), self.0.carts.stats(top)]
     }
 
-    /// Group-commit figures.
+    /// Journal writer counters: batches, entries, commit time, failures, queue depth.
     pub fn journal_stats(&self) -> JournalStatsView {
         self.0.journal.stats()
     }
 
-    /// Write-behind figures.
+    /// Flusher counters: snapshots written, last flush time, pending retries, failures.
     pub fn flush_stats(&self) -> FlushStatsView {
         self.0.flusher.stats()
     }

@@ -13,7 +13,7 @@ use crate::sku::StockChangeError;
 /// Everything an engine call can fail with. Each has a stable [`EngineError::code`].
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EngineError {
-    /// No such product.
+    /// The catalog has no product with that SKU.
     #[error("product not found")]
     ProductNotFound,
     /// Not enough stock for the requested quantity.
@@ -36,7 +36,7 @@ pub enum EngineError {
     /// The cart became an order already (with another idempotency key).
     #[error("cart already checked out as order {0}")]
     CartCheckedOut(OrderId),
-    /// The issuer declined.
+    /// The payment issuer declined the charge (HTTP 402).
     #[error("payment declined")]
     PaymentDeclined,
     /// The payment token is not recognised.

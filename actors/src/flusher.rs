@@ -73,7 +73,7 @@ struct FlushStats {
 pub struct FlushStatsView {
     /// Flushes that wrote something.
     pub flushes: u64,
-    /// Snapshots written.
+    /// Snapshots saved since start.
     pub written: u64,
     /// Snapshots in the last flush.
     pub last_batch_size: u64,
@@ -81,7 +81,7 @@ pub struct FlushStatsView {
     pub last_flush_micros: u64,
     /// Snapshots waiting for a retry after a failed save.
     pub retry_pending: u64,
-    /// Failed saves.
+    /// Save chunks that failed since start; their records wait in `retry_pending`.
     pub errors: u64,
     /// The last failure, if any.
     pub last_error: Option<String>,
@@ -153,7 +153,7 @@ impl Flusher {
         rx.await.map_err(|_| StoreError::Unavailable("flusher stopped".into()))?
     }
 
-    /// Operator figures.
+    /// A copy of the counters now, for `GET /v1/admin/journal`.
     pub fn stats(&self) -> FlushStatsView {
         let s = &self.writer.stats;
         FlushStatsView {

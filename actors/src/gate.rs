@@ -86,12 +86,12 @@ impl Gate {
         self.state.fetch_and(!CLOSED, Ordering::AcqRel);
     }
 
-    /// True once closed.
+    /// True once closed (for passivation or shutdown) and not reopened.
     pub fn is_closed(&self) -> bool {
         self.state.load(Ordering::Acquire) & CLOSED != 0
     }
 
-    /// Messages in flight.
+    /// Messages admitted and not yet finished; what `try_enter`'s limit bounds.
     pub fn depth(&self) -> u64 {
         self.state.load(Ordering::Acquire) & !CLOSED
     }

@@ -41,9 +41,9 @@ pub struct JournalStats {
 /// A point-in-time copy of [`JournalStats`].
 #[derive(Debug, Clone, Serialize)]
 pub struct JournalStatsView {
-    /// Batches committed.
+    /// Batches committed since this process started, one transaction each.
     pub batches: u64,
-    /// Entries committed.
+    /// Entries committed since start, summed over all batches.
     pub entries: u64,
     /// Entries in the last batch.
     pub last_batch_size: u64,
@@ -51,7 +51,7 @@ pub struct JournalStatsView {
     pub max_batch_size: u64,
     /// How long the last commit took, in microseconds.
     pub last_commit_micros: u64,
-    /// Failed batches.
+    /// Batches that failed since start; every entry in one got the error.
     pub errors: u64,
     /// The last failure, if any.
     pub last_error: Option<String>,
@@ -101,7 +101,7 @@ impl JournalWriter {
         &self.journal
     }
 
-    /// Operator figures.
+    /// A copy of the counters now, for `GET /v1/admin/journal`.
     pub fn stats(&self) -> JournalStatsView {
         let s = &self.stats;
         JournalStatsView {

@@ -16,7 +16,7 @@ pub const ACTORS_ACTIVE: &str = "flashcore_actors_active";
 pub const ACTOR_PASSIVATIONS: &str = "flashcore_actor_passivations_total";
 /// Messages refused by a gate, by `kind` and `reason` (`busy`, `quarantined`).
 pub const ACTOR_REJECTIONS: &str = "flashcore_actor_rejections_total";
-/// Journal batches committed.
+/// Journal batches committed, one transaction each (entries per batch: `JOURNAL_BATCH_SIZE`).
 pub const JOURNAL_BATCHES: &str = "flashcore_journal_batches_total";
 /// Entries per journal batch.
 pub const JOURNAL_BATCH_SIZE: &str = "flashcore_journal_batch_entries";
@@ -26,15 +26,15 @@ pub const JOURNAL_COMMIT_SECONDS: &str = "flashcore_journal_commit_duration_seco
 pub const JOURNAL_ERRORS: &str = "flashcore_journal_errors_total";
 /// Snapshots written by the write-behind flusher.
 pub const SNAPSHOTS_WRITTEN: &str = "flashcore_snapshots_written_total";
-/// Write-behind flush failures.
+/// Snapshot save chunks that failed; their records are retried on the next flush.
 pub const SNAPSHOT_ERRORS: &str = "flashcore_snapshot_errors_total";
 /// Time one write-behind flush took.
 pub const FLUSH_SECONDS: &str = "flashcore_flush_duration_seconds";
-/// Orders placed.
+/// Orders placed: counted once the order is journalled and its cart frozen.
 pub const ORDERS: &str = "flashcore_orders_total";
 /// Checkouts refused, by `reason`.
 pub const CHECKOUT_FAILURES: &str = "flashcore_checkout_failures_total";
-/// Holds that lapsed.
+/// Holds that lapsed at their expiry, on a SKU's timer or at its recovery.
 pub const HOLDS_EXPIRED: &str = "flashcore_holds_expired_total";
 /// Writes refused because this node no longer held the lease, by `by`: `node`
 /// (it knew and did not send) or `store` (the store's epoch check refused it).
@@ -43,7 +43,7 @@ pub const FENCED_WRITES: &str = "flashcore_fenced_writes_total";
 pub const LEASE_OWNED: &str = "flashcore_lease_owned";
 /// Times this node took the leases.
 pub const LEASE_ACQUISITIONS: &str = "flashcore_lease_acquisitions_total";
-/// Successful lease renewals.
+/// Renewals that extended the deadline while this node held the leases.
 pub const LEASE_RENEWALS: &str = "flashcore_lease_renewals_total";
 /// Lease renewals that failed (store unreachable or slow).
 pub const LEASE_RENEW_FAILURES: &str = "flashcore_lease_renew_failures_total";

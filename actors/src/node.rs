@@ -46,7 +46,7 @@ impl Node {
         Arc::new(Node { ownership, engine: ArcSwapOption::empty(), drain_limit, leases: OnceLock::new() })
     }
 
-    /// The ownership state.
+    /// This process's leases and phase, which decide whether it may serve.
     pub fn ownership(&self) -> &Arc<Ownership> {
         &self.ownership
     }

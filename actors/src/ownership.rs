@@ -36,7 +36,7 @@ use crate::admission::Admissions;
 use crate::metrics as m;
 use crate::ports::{Fence, Lease, LeaseStore, MemberStatus, Owner, StoreError};
 
-/// Lease timing.
+/// How many shards there are and how leases are timed.
 #[derive(Debug, Clone, Copy)]
 pub struct LeaseConfig {
     /// Shards of the store (`FLASHCORE_SHARDS`); one node holds all of them.
@@ -107,16 +107,16 @@ impl Phase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotServing(pub Phase);
 
-/// Figures for operators.
+/// This process's lease state, as served by `GET /v1/admin/cluster`.
 #[derive(Debug, Clone, Serialize)]
 pub struct OwnershipView {
-    /// This process.
+    /// This process's node id.
     pub node: String,
-    /// Its generation.
+    /// This start of the process (ms since the epoch at start-up).
     pub generation: u64,
     /// What it is doing.
     pub phase: Phase,
-    /// The shard count.
+    /// Shards in the store; this process holds all or none of them.
     pub shards: u32,
     /// Lowest and highest epoch held (when holding).
     pub epochs: Option<(u64, u64)>,
@@ -208,12 +208,12 @@ impl Ownership {
         own
     }
 
-    /// This process.
+    /// This process: the identity its leases and writes carry.
     pub fn owner(&self) -> &Owner {
         &self.owner
     }
 
-    /// The lease timing.
+    /// The shard count and lease timing this process runs with.
     pub fn config(&self) -> &LeaseConfig {
         &self.cfg
     }
@@ -223,7 +223,7 @@ impl Ownership {
         Phase::from_u8(self.admissions.phase())
     }
 
-    /// Follows phase changes.
+    /// A receiver of the current phase, updated on every change.
     pub fn watch(&self) -> watch::Receiver<Phase> {
         self.changes.subscribe()
     }
@@ -395,7 +395,7 @@ impl Ownership {
         }
     }
 
-    /// Operator figures.
+    /// This process's lease state now, for the operators' cluster view.
     pub fn view(&self) -> OwnershipView {
         let fence = self.fence.load_full();
         let epochs = fence.as_ref().map(|f| {

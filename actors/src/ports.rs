@@ -114,7 +114,7 @@ impl StateJson {
         StateJson(text.into_boxed_str())
     }
 
-    /// The JSON text.
+    /// The JSON text, to store as is.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -137,7 +137,7 @@ impl Eq for StateJson {}
 /// One entity's state at one journal position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotRecord {
-    /// SKU or cart.
+    /// Whether `id` names a SKU or a cart; with `id`, the key the store upserts by.
     pub kind: EntityKind,
     /// The entity id as text.
     pub id: String,
@@ -184,7 +184,7 @@ impl SnapshotRecord {
 /// restarted process is never mistaken for its predecessor.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Owner {
-    /// The node's name.
+    /// The node id (host or cluster node name); the same across restarts.
     pub node: String,
     /// This start of it (milliseconds since the epoch at start-up).
     pub generation: u64,
@@ -199,7 +199,7 @@ impl std::fmt::Display for Owner {
 /// The lease of one shard as held by a node: the epoch is the fencing token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
-    /// Which shard.
+    /// The shard this lease covers.
     pub shard: ShardId,
     /// Bumped by every take-over; a write under an older epoch is refused.
     pub epoch: u64,
@@ -227,7 +227,7 @@ impl Fence {
         Fence { owner, shards, epochs }
     }
 
-    /// Who writes.
+    /// The process whose writes this fence vouches for.
     pub fn owner(&self) -> &Owner {
         &self.owner
     }
@@ -293,7 +293,7 @@ pub enum MemberStatus {
 }
 
 impl MemberStatus {
-    /// The stored name.
+    /// The status as stored in the membership row (`standby`, `owner`, `left`).
     pub fn as_str(self) -> &'static str {
         match self {
             MemberStatus::Standby => "standby",
@@ -316,7 +316,7 @@ impl MemberStatus {
 /// A membership row (the Orleans SQL-membership pattern: one row per process).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
-    /// Which process.
+    /// The process the row belongs to; a restart writes a new row (new generation).
     pub owner: Owner,
     /// Where it serves (its public address).
     pub address: String,
@@ -329,11 +329,11 @@ pub struct Member {
 /// A lease row as stored: held (by `owner`, until `expires_at`) or free.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseRow {
-    /// Which shard.
+    /// The shard the row is the lease of.
     pub shard: ShardId,
     /// The holder; `None` once released.
     pub owner: Option<Owner>,
-    /// The current epoch.
+    /// The epoch of the latest acquisition; the next acquisition gets this plus one.
     pub epoch: u64,
     /// When it lapses unless renewed, by the store's clock.
     pub expires_at: Timestamp,
@@ -374,7 +374,7 @@ pub trait LeaseStore: Send + Sync + 'static {
     async fn leases(&self) -> Result<Vec<LeaseRow>, StoreError>;
 }
 
-/// Product definitions.
+/// Where product definitions are stored; the engine caches all of them at start.
 #[async_trait]
 pub trait Catalog: Send + Sync + 'static {
     /// All products in SKU order after `after`, at most `limit`.
@@ -388,7 +388,7 @@ pub trait Catalog: Send + Sync + 'static {
 pub struct PaymentRequest {
     /// The order being paid.
     pub order_id: OrderId,
-    /// How much.
+    /// The order's total, to authorize in full.
     pub amount: Money,
     /// The client's payment token.
     pub token: String,
@@ -408,7 +408,7 @@ pub enum PaymentError {
     Provider(String),
 }
 
-/// A payment provider.
+/// A payment provider: authorizes a checkout's charge and voids it if the order is not written.
 #[async_trait]
 pub trait Payments: Send + Sync + 'static {
     /// Authorizes a charge; returns the provider's reference.

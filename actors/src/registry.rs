@@ -100,7 +100,7 @@ pub enum RegistryError {
     /// The actor's mailbox is over its bound.
     #[error("entity is overloaded ({depth} messages in flight)")]
     Busy {
-        /// Messages in flight.
+        /// Messages already in flight to the actor when this one was refused.
         depth: u64,
     },
     /// The entity failed too often and is resting.
@@ -149,7 +149,7 @@ pub struct Slot<M: Message> {
 }
 
 impl<M: Message> Slot<M> {
-    /// The actor.
+    /// The running actor this entity's messages go to.
     pub fn actor(&self) -> &ActorRef<M> {
         &self.actor
     }
@@ -173,21 +173,21 @@ struct Counters {
 pub struct RegistryStats {
     /// `sku` or `cart`.
     pub kind: &'static str,
-    /// Actors alive now.
+    /// Entities with a running actor right now.
     pub active: usize,
-    /// Activations and restarts.
+    /// Actors spawned since start: first activations, reactivations and restarts.
     pub starts: u64,
-    /// Clean stops.
+    /// Actors that stopped without failing (passivation, shutdown).
     pub stops: u64,
     /// Failures (panics, handler errors).
     pub failures: u64,
-    /// Supervised restarts.
+    /// Failed entities the supervisor reactivated instead of quarantining.
     pub restarts: u64,
     /// Idle actors saved and stopped; each reactivates on its next message.
     pub passivations: u64,
     /// Messages turned away (busy, quarantined).
     pub rejections: u64,
-    /// Entities quarantined now.
+    /// Entities refused right now until their quarantine ends.
     pub quarantined: usize,
     /// Messages in flight, summed over all actors.
     pub mailbox_depth: u64,
@@ -237,7 +237,7 @@ where
         let _ = self.activator.set((activator, supervisor));
     }
 
-    /// The registry's limits.
+    /// Its kind label, in-flight bound and call timeout.
     pub fn config(&self) -> &RegistryConfig {
         &self.cfg
     }
@@ -535,7 +535,7 @@ where
         }
     }
 
-    /// Actors alive now.
+    /// How many entities have a running actor right now.
     pub fn active(&self) -> usize {
         self.slots.iter().filter(|e| e.value().get().is_some()).count()
     }

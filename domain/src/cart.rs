@@ -18,19 +18,19 @@ pub enum CartError {
     /// More than [`crate::MAX_LINE_QUANTITY`] units.
     #[error("quantity must be at most {max}")]
     QuantityTooLarge {
-        /// The bound.
+        /// The cap, [`crate::MAX_LINE_QUANTITY`].
         max: u32,
     },
     /// More than the product's `max_per_order`.
     #[error("at most {max_per_order} per order")]
     LimitExceeded {
-        /// The product's limit.
+        /// Most units of the product one order may contain.
         max_per_order: u32,
     },
     /// The product's sale has not begun.
     #[error("the sale has not started yet")]
     SaleNotStarted {
-        /// When it starts.
+        /// The instant from which the product can be added.
         starts_at: Timestamp,
     },
     /// Every line of a cart is priced in one currency.
@@ -50,11 +50,11 @@ pub enum CartError {
 /// One line of a cart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CartLine {
-    /// The product.
+    /// The product; a cart has at most one line per SKU.
     pub sku: Sku,
     /// Its title when added.
     pub title: String,
-    /// Units.
+    /// Units wanted, at least 1; the line's hold is sized to match.
     pub qty: u32,
     /// Unit price when added (price snapshot): later catalog changes don't move it.
     pub unit_price: Money,
@@ -68,11 +68,11 @@ pub struct CartLine {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum CartStatus {
-    /// Lines can change.
+    /// Lines can still be added, resized or removed.
     Open,
     /// Became an order; frozen.
     CheckedOut {
-        /// The order.
+        /// The order the cart became.
         order_id: OrderId,
         /// The key of the checkout request that made it.
         idempotency_key: String,
@@ -86,7 +86,7 @@ pub enum LineChange {
     Reserve {
         /// The line's hold (new for a new line).
         hold_id: HoldId,
-        /// Units.
+        /// Units the hold must cover after the change, at least 1.
         qty: u32,
     },
     /// Drop the line and its hold.
@@ -98,12 +98,12 @@ pub enum LineChange {
     Unchanged,
 }
 
-/// A cart.
+/// A shopper's cart: lines backed by SKU holds, open until checked out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cart {
-    /// Its id.
+    /// Random (v4) id, so knowing one cart's id reveals no other.
     pub id: CartId,
-    /// Lines by SKU.
+    /// At most [`MAX_LINES`] lines, one per SKU, kept in SKU order.
     pub lines: BTreeMap<Sku, CartLine>,
     /// Open or checked out.
     pub status: CartStatus,

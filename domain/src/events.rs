@@ -17,7 +17,7 @@ pub struct StockFact {
     pub pos: JournalPos,
     /// The SKU it is about.
     pub sku: Sku,
-    /// What happened.
+    /// The change to the SKU's counts: sold, restocked or total set.
     pub kind: StockFactKind,
 }
 
@@ -31,17 +31,17 @@ pub enum StockFactKind {
         order: OrderId,
         /// The hold they came from.
         hold: HoldId,
-        /// How many units.
+        /// Units moved from held to sold.
         qty: u32,
     },
     /// An operator added units.
     Restocked {
-        /// Units added.
+        /// Units added to the total.
         qty: u64,
     },
     /// An operator set the total number of units ever sellable.
     TotalSet {
-        /// The new total.
+        /// The new total; holds that no longer fit are evicted.
         total: u64,
     },
 }
@@ -53,7 +53,7 @@ pub enum JournalEntry {
     Order(Order),
     /// An operator's stock change on one SKU.
     Stock {
-        /// The SKU.
+        /// The SKU whose stock changes.
         sku: Sku,
         /// `Restocked` or `TotalSet`.
         kind: StockFactKind,

@@ -23,7 +23,7 @@ pub enum IdError {
 pub struct Sku(String);
 
 impl Sku {
-    /// Longest SKU accepted.
+    /// Longest SKU accepted, in characters (a SKU is ASCII, so bytes too).
     pub const MAX_LEN: usize = 64;
 
     /// Parses a SKU code.
@@ -78,7 +78,7 @@ macro_rules! uuid_id {
                 Uuid::try_parse(s).map($name).map_err(|_| IdError::InvalidUuid($label))
             }
 
-            /// The underlying UUID.
+            /// The wrapped UUID, for callers that need its bytes or version.
             pub const fn as_uuid(&self) -> &Uuid {
                 &self.0
             }

@@ -57,12 +57,12 @@ pub enum InventoryError {
     Overflow,
 }
 
-/// One reservation.
+/// Units one cart line set aside on a SKU; counted as `held` until released, lapsed or sold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
     /// The cart that owns it.
     pub cart: CartId,
-    /// Units held.
+    /// Units set aside; at least 1, and part of the SKU's `held` sum.
     pub qty: u32,
     /// When it lapses unless committed first.
     pub expires_at: Timestamp,
@@ -73,9 +73,9 @@ pub struct Hold {
 /// A hold that lapsed, as reported by [`Inventory::expire`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpiredHold {
-    /// Which hold.
+    /// The hold that lapsed or was evicted; it no longer exists on the SKU.
     pub hold: HoldId,
-    /// Its cart.
+    /// The cart whose line the hold backed; that cart's next checkout is refused.
     pub cart: CartId,
     /// Units returned to stock.
     pub qty: u32,
@@ -84,11 +84,11 @@ pub struct ExpiredHold {
 /// The public view of one SKU's stock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Availability {
-    /// Units ever sellable.
+    /// Units ever sellable, sold and held ones included; set or raised by operators.
     pub total: u64,
-    /// Units sold.
+    /// Units turned into orders by journalled `Sold` facts.
     pub sold: u64,
-    /// Units in holds.
+    /// Units reserved by carts and not yet sold: the sum of all holds.
     pub held: u64,
     /// Units free to reserve.
     pub available: u64,
@@ -164,13 +164,13 @@ fn push_expiry(expiry: &mut VecDeque<(Timestamp, HoldId)>, entry: (Timestamp, Ho
 /// The serialisable form of an [`Inventory`], written by snapshots.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InventorySnapshot {
-    /// Units ever sellable.
+    /// Units ever sellable, sold and held ones included.
     pub total: u64,
-    /// Units sold.
+    /// Units sold as of `watermark`.
     pub sold: u64,
     /// Highest journal position reflected.
     pub watermark: JournalPos,
-    /// All holds.
+    /// Every hold, committing ones included; `held` and the expiry index are rebuilt from them.
     pub holds: Vec<(HoldId, Hold)>,
 }
 
@@ -180,17 +180,17 @@ impl Inventory {
         Inventory { total, ..Default::default() }
     }
 
-    /// Units ever sellable.
+    /// Units ever sellable, sold and held ones included.
     pub fn total(&self) -> u64 {
         self.total
     }
 
-    /// Units sold.
+    /// Units sold through journalled orders.
     pub fn sold(&self) -> u64 {
         self.sold
     }
 
-    /// Units held.
+    /// Units in holds (committing ones included): reserved but not yet sold.
     pub fn held(&self) -> u64 {
         self.held
     }

@@ -28,7 +28,7 @@ pub struct Currency([u8; 3]);
 impl Currency {
     /// Euro; the demo catalog's currency.
     pub const EUR: Currency = Currency(*b"EUR");
-    /// US dollar.
+    /// US dollar; a cart holds one currency, so it never mixes with `EUR` lines.
     pub const USD: Currency = Currency(*b"USD");
 
     /// Parses a three-letter upper-case code.
@@ -94,12 +94,12 @@ impl Money {
         Money { amount: 0, currency }
     }
 
-    /// Minor units.
+    /// The amount in minor units (cents), never negative.
     pub const fn amount(&self) -> i64 {
         self.amount
     }
 
-    /// The currency.
+    /// The currency `amount` is counted in; sums only combine equal ones.
     pub const fn currency(&self) -> Currency {
         self.currency
     }

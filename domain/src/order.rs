@@ -7,11 +7,11 @@ use crate::{Cart, CartError, CartId, HoldId, Money, OrderId, Sku, StockFactKind,
 /// One line of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderLine {
-    /// The product.
+    /// The SKU bought; the line's `Sold` fact goes to this SKU.
     pub sku: Sku,
-    /// Its title at checkout.
+    /// The product's title as its cart line had it (taken when the line was added).
     pub title: String,
-    /// Units bought.
+    /// Units bought: the cart line's quantity at checkout.
     pub qty: u32,
     /// Unit price (the cart's price snapshot).
     pub unit_price: Money,
@@ -24,7 +24,7 @@ pub struct OrderLine {
 /// A placed, paid order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
-    /// Its id.
+    /// Time-ordered (v7) id, also the cursor orders are paged by.
     pub id: OrderId,
     /// The cart it came from.
     pub cart_id: CartId,

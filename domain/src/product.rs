@@ -24,13 +24,13 @@ pub enum ProductError {
 /// A product as sold: what it is, what it costs and the rules of its sale.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Product {
-    /// Its SKU.
+    /// The SKU code: the product's key, shared with its stock.
     pub sku: Sku,
-    /// Display name.
+    /// Display name, 1 to 200 characters; copied onto cart and order lines.
     pub title: String,
-    /// Longer text.
+    /// Free-form text, at most 2,000 characters; may be empty.
     pub description: String,
-    /// Unit price.
+    /// Price of one unit; carts snapshot it when a line is added.
     pub price: Money,
     /// Most units one order may contain, if limited.
     pub max_per_order: Option<u32>,

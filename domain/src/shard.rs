@@ -54,7 +54,7 @@ impl Shards {
         }
     }
 
-    /// The count.
+    /// How many shards, 1 to [`Shards::MAX`]; shard numbers run from 0 to one less.
     pub fn count(self) -> u32 {
         self.0
     }

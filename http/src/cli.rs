@@ -21,20 +21,20 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-/// Subcommands.
+/// What the binary does: serve the API (the default) or manage keys.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the API (the default). Configured by environment variables; see README.
     Serve,
     /// Manage operator API keys.
     Keys {
-        /// The key operation.
+        /// Create, list or revoke.
         #[command(subcommand)]
         action: KeyAction,
     },
 }
 
-/// API key operations.
+/// Operations on operator API keys; they need a durable store.
 #[derive(Debug, Subcommand)]
 pub enum KeyAction {
     /// Create a key and print its secret (shown this once, stored only as SHA-256).
@@ -50,7 +50,7 @@ pub enum KeyAction {
     List,
     /// Revoke a key by id.
     Revoke {
-        /// The key's id.
+        /// The key's id, as `keys list` prints it.
         id: String,
     },
 }

@@ -47,14 +47,14 @@ impl From<Money> for MoneyDto {
 /// A product with its live availability.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProductDto {
-    /// SKU code.
+    /// The product's SKU code, as used in `/v1/products/{sku}`.
     #[schema(example = "FLASH-SNEAKER-01")]
     pub sku: String,
-    /// Display name.
+    /// Display name, 1 to 200 characters.
     pub title: String,
-    /// Longer text.
+    /// Free-form description, at most 2,000 characters; may be empty.
     pub description: String,
-    /// Unit price.
+    /// Price of one unit now; a cart keeps the price each line was added at.
     pub price: MoneyDto,
     /// Most units one order may contain, if limited.
     pub max_per_order: Option<u32>,
@@ -64,7 +64,7 @@ pub struct ProductDto {
     pub on_sale: bool,
     /// Units free to reserve now.
     pub available: u64,
-    /// Units ever sellable.
+    /// Units offered in all, sold and held ones included.
     pub total: u64,
 }
 
@@ -94,14 +94,14 @@ pub struct ProductPage {
     pub next_cursor: Option<String>,
 }
 
-/// A cart line.
+/// One product in a cart, with the stock held for it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CartLineDto {
-    /// SKU code.
+    /// SKU code of the product.
     pub sku: String,
-    /// Title when added.
+    /// The product's title when the line was added.
     pub title: String,
-    /// Units.
+    /// Units in the line, held for this cart until `hold_expires_at`.
     pub quantity: u32,
     /// Price per unit when added.
     pub unit_price: MoneyDto,
@@ -111,10 +111,10 @@ pub struct CartLineDto {
     pub hold_expires_at: String,
 }
 
-/// A cart.
+/// A cart: its lines with their held stock, its state and its total.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CartDto {
-    /// Its id.
+    /// The cart's id (a UUID), as used in `/v1/carts/{cart_id}`.
     pub cart_id: String,
     /// `open` or `checked_out`.
     #[schema(example = "open")]
@@ -123,7 +123,7 @@ pub struct CartDto {
     pub order_id: Option<String>,
     /// Lines in SKU order.
     pub lines: Vec<CartLineDto>,
-    /// Number of units.
+    /// Units across all lines (not the number of lines).
     pub item_count: u64,
     /// Sum of the lines; absent when empty.
     pub total: Option<MoneyDto>,
@@ -160,7 +160,7 @@ impl From<&Cart> for CartDto {
 /// A new cart and the token that grants access to it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NewCartDto {
-    /// Its id.
+    /// The new cart's id (a UUID), as used in `/v1/carts/{cart_id}`.
     pub cart_id: String,
     /// Send as `Authorization: Bearer <token>` on every call about this cart.
     pub token: String,
@@ -191,43 +191,43 @@ pub struct PaymentDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutBody {
-    /// How to pay.
+    /// The payment to authorize for the cart's total.
     pub payment: PaymentDto,
     /// Where to send the receipt.
     #[schema(example = "buyer@example.com")]
     pub email: Option<String>,
 }
 
-/// An order line.
+/// One product of a placed order, at the price it was bought at.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrderLineDto {
-    /// SKU code.
+    /// SKU code of the product bought.
     pub sku: String,
-    /// Title at checkout.
+    /// The product's title when it was added to the cart.
     pub title: String,
-    /// Units.
+    /// Units bought.
     pub quantity: u32,
-    /// Price per unit.
+    /// Price of one unit when it was added to the cart.
     pub unit_price: MoneyDto,
     /// `unit_price * quantity`.
     pub line_total: MoneyDto,
 }
 
-/// A placed order.
+/// An order placed by a checkout: paid, with its lines and total.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrderDto {
-    /// Its id.
+    /// The order's id (a UUID), as used in `/v1/orders/{order_id}`.
     pub order_id: String,
     /// The cart it came from.
     pub cart_id: String,
     /// Always `paid`: an order exists only once payment was authorized and it was journaled.
     #[schema(example = "paid")]
     pub status: String,
-    /// Lines.
+    /// One line per product bought, in SKU order.
     pub lines: Vec<OrderLineDto>,
     /// Sum of the lines.
     pub total: MoneyDto,
-    /// Receipt address.
+    /// Where the receipt goes, if the checkout gave an email address.
     pub email: Option<String>,
     /// The payment provider's reference.
     pub payment_ref: String,
@@ -263,11 +263,11 @@ impl From<&Order> for OrderDto {
 /// One availability update on the SSE stream.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AvailabilityDto {
-    /// SKU code.
+    /// SKU code of the product the update is about.
     pub sku: String,
     /// Units free to reserve.
     pub available: u64,
-    /// Units ever sellable.
+    /// Units offered in all, sold and held ones included.
     pub total: u64,
 }
 

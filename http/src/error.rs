@@ -27,7 +27,7 @@ pub struct Problem {
     pub type_: String,
     /// Short summary of the problem type.
     pub title: String,
-    /// The HTTP status.
+    /// The response's HTTP status code, repeated in the body.
     pub status: u16,
     /// What went wrong with this request.
     pub detail: String,
@@ -57,7 +57,7 @@ struct Inner {
 #[derive(Debug, Clone, Copy)]
 pub struct Denied(pub &'static str);
 
-/// Handler result.
+/// What handlers return; an `Err` is sent as `application/problem+json`.
 pub type ApiResult<T, E = ApiError> = Result<T, E>;
 
 impl ApiError {
@@ -94,7 +94,7 @@ impl ApiError {
         self
     }
 
-    /// The stable code.
+    /// The stable machine-readable code (e.g. `cart-not-found`), the `type` URN's suffix.
     pub fn code(&self) -> &'static str {
         self.0.code
     }

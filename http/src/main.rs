@@ -5,8 +5,8 @@ use clap::Parser;
 use flashcore_http::cli::{Cli, Command};
 use flashcore_http::{Application, Config, telemetry};
 
-/// mimalloc: every request allocates (messages, reply channels, JSON); glibc's
-/// allocator was a tenth of the hot path's profile.
+/// mimalloc, because every request allocates (messages, reply channels, JSON),
+/// so the allocator sits on the hot path.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

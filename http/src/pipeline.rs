@@ -18,8 +18,7 @@
 //! ([`headers::secure`]) and is counted ([`http_metrics::record`]); a denial is
 //! reported once as a security event. Each step is a leaf that gets only what
 //! it needs and never calls the next: the order lives here alone. One layer
-//! rather than five: axum boxes and clones per layer, and at flash-sale rates
-//! that was a fifth of a request's cost.
+//! rather than five: axum boxes and clones per layer, on every request.
 
 use std::time::Instant;
 

@@ -19,7 +19,7 @@ use crate::error::ApiError;
 /// The caller of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
-    /// No credential.
+    /// No `Authorization` header; rate limits and idempotency keys are scoped by the peer's IP.
     Anonymous,
     /// The holder of a valid cart token.
     Cart(CartId),
@@ -139,9 +139,9 @@ impl<S: Send + Sync> FromRequestParts<S> for CartOrOperator {
 /// An operator or admin key (read access to `/v1/admin/*`).
 #[derive(Debug, Clone)]
 pub struct Operator {
-    /// The key's id.
+    /// Id of the API key that authenticated the request (never the secret).
     pub key_id: String,
-    /// Its role.
+    /// What the key may do: `operator` reads, `admin` also writes.
     pub role: Role,
 }
 
@@ -162,7 +162,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Operator {
 /// An admin key (write access to `/v1/admin/*`).
 #[derive(Debug, Clone)]
 pub struct Admin {
-    /// The key's id.
+    /// Id of the admin key that authenticated the request (never the secret).
     pub key_id: String,
 }
 

@@ -61,9 +61,9 @@ impl std::fmt::Debug for Application {
 /// What a store gives the process: the engine's ports, the operators' keys and
 /// the leases that say who may write.
 pub struct Stores {
-    /// The engine's ports.
+    /// Journal, snapshots, catalog, payments and availability feed the engine runs on.
     pub ports: Ports,
-    /// Operator API keys.
+    /// Where operator API keys are stored (as hashes) and looked up.
     pub api_keys: Arc<dyn ApiKeyStore>,
     /// Membership and shard leases.
     pub leases: Arc<dyn LeaseStore>,

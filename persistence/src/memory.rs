@@ -288,13 +288,13 @@ impl SnapshotStore for MemorySnapshots {
 /// runs on (and tests).
 #[derive(Debug)]
 pub struct MemoryStores {
-    /// Membership and leases.
+    /// The one lease table the other stores check writers' fences against.
     pub leases: Arc<MemoryLeases>,
-    /// The journal.
+    /// Orders and stock facts, fenced against `leases`.
     pub journal: Arc<MemoryJournal>,
-    /// Snapshots.
+    /// Latest entity states, fenced against `leases`.
     pub snapshots: Arc<MemorySnapshots>,
-    /// Products.
+    /// Product definitions; catalog writes carry no fence.
     pub catalog: Arc<MemoryCatalog>,
 }
 

@@ -67,8 +67,7 @@ impl PgStore {
             .application_name("flashcore")
             // Every statement here is a short parametrized lookup or one batch
             // write; planning each execution anew (the custom plans Postgres
-            // tries first) cost more than it saved (5 % of the machine for the
-            // journal append under checkout load).
+            // tries first) costs more than it saves.
             .options([("statement_timeout", STATEMENT_TIMEOUT), ("plan_cache_mode", "force_generic_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
@@ -744,7 +743,7 @@ impl TestDatabase {
         Ok(TestDatabase { url, name, admin })
     }
 
-    /// The database's name.
+    /// The generated `flashcore_test_<uuid>` name, dropped with this value.
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -31,7 +31,7 @@ pub fn sku(s: &str) -> Result<Sku, StoreError> {
     Sku::parse(s).map_err(|e| corrupt("sku", e))
 }
 
-/// Parses stored money.
+/// Parses stored money: minor units plus ISO code; a bad code or negative amount is corruption.
 pub fn money(amount: i64, currency: &str) -> Result<Money, StoreError> {
     let c = Currency::parse(currency).map_err(|e| corrupt("currency", e))?;
     Money::new(amount, c).map_err(|e| corrupt("amount", e))
@@ -59,17 +59,17 @@ pub fn to_i64(n: u64) -> Result<i64, StoreError> {
 /// A `products` row.
 #[derive(Debug, sqlx::FromRow)]
 pub struct ProductRow {
-    /// SKU.
+    /// The product's SKU code, the primary key.
     pub sku: String,
-    /// Title.
+    /// Display name, 1 to 200 characters (checked when read back).
     pub title: String,
-    /// Description.
+    /// Free-form text, at most 2,000 characters; empty by default.
     pub description: String,
     /// Price in minor units.
     pub price_amount: i64,
-    /// ISO currency.
+    /// ISO 4217 code of `price_amount`, three upper-case letters.
     pub currency: String,
-    /// Limit per order.
+    /// Most units one order may contain; `NULL` for no limit.
     pub max_per_order: Option<i32>,
     /// Sale start, epoch ms.
     pub sale_starts_at_ms: Option<i64>,
@@ -95,19 +95,19 @@ impl ProductRow {
 /// An `orders` row (ids as text).
 #[derive(Debug, sqlx::FromRow)]
 pub struct OrderRow {
-    /// Order id.
+    /// The order's UUID, the primary key.
     pub order_id: String,
-    /// Cart id.
+    /// The cart it came from; unique, since a cart becomes at most one order.
     pub cart_id: String,
-    /// Idempotency key.
+    /// The checkout's `Idempotency-Key`; unique, so a retried checkout is not written twice.
     pub idempotency_key: String,
     /// Total in minor units.
     pub total_amount: i64,
-    /// ISO currency.
+    /// ISO 4217 code of every amount in the order, its lines' included.
     pub currency: String,
-    /// Receipt address.
+    /// Where to send the receipt, if the client gave one.
     pub email: Option<String>,
-    /// Payment reference.
+    /// The payment provider's authorization reference.
     pub payment_ref: String,
     /// Creation, epoch ms.
     pub created_at_ms: i64,
@@ -116,17 +116,17 @@ pub struct OrderRow {
 /// An `order_lines` row (ids as text).
 #[derive(Debug, sqlx::FromRow)]
 pub struct LineRow {
-    /// SKU.
+    /// The SKU bought; one line per SKU per order.
     pub sku: String,
-    /// Title.
+    /// The product's title when it was added to the cart.
     pub title: String,
-    /// Units.
+    /// Units bought, at least 1.
     pub qty: i32,
     /// Unit price in minor units.
     pub unit_amount: i64,
     /// Line total in minor units.
     pub line_amount: i64,
-    /// Hold id.
+    /// The hold the units came from; its `sold` fact carries the same id.
     pub hold_id: String,
 }
 
@@ -163,13 +163,13 @@ impl OrderRow {
 /// A `stock_facts` row (ids as text).
 #[derive(Debug, sqlx::FromRow)]
 pub struct FactRow {
-    /// Journal position.
+    /// Journal position, assigned in commit order; unique per SKU.
     pub pos: i64,
-    /// SKU.
+    /// The SKU whose stock the fact changes.
     pub sku: String,
     /// `sold`, `restocked` or `total_set`.
     pub kind: String,
-    /// Units.
+    /// Units sold or restocked; for `total_set`, the new total.
     pub qty: i64,
     /// Order (sold facts).
     pub order_id: Option<String>,
@@ -231,7 +231,7 @@ pub fn snapshot(kind: EntityKind, id: &str, (pos, version, state): SnapshotRow) 
 pub struct ApiKeyRow {
     /// Key id (text).
     pub id: String,
-    /// Label.
+    /// The label given at creation, to tell keys apart.
     pub name: String,
     /// SHA-256 of the secret.
     pub key_sha256: Vec<u8>,

@@ -50,7 +50,7 @@ pub struct ApiKeyRecord {
     pub revoked: bool,
 }
 
-/// Operator API keys.
+/// Where operator API keys are kept: by hash, never the secret.
 #[async_trait]
 pub trait ApiKeyStore: Send + Sync + 'static {
     /// Stores a new key (its id and hash must be unique).

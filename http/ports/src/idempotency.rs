@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// A response kept under an idempotency key, replayed to retries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredResponse {
-    /// HTTP status.
+    /// The status code sent, and replayed.
     pub status: u16,
     /// Headers worth replaying (content type, location, …), in order.
     pub headers: Vec<(String, String)>,
@@ -73,9 +73,9 @@ pub enum Entry {
     },
     /// The request finished; its outcome is kept for replays.
     Done {
-        /// The request's fingerprint.
+        /// The finished request's fingerprint; only a retry that matches it is replayed.
         fingerprint: String,
-        /// Its outcome.
+        /// The response it got, replayed to every matching retry.
         response: StoredResponse,
     },
 }

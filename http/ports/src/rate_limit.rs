@@ -17,7 +17,7 @@ pub struct Quota {
 /// A rate limiter's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateDecision {
-    /// Go ahead.
+    /// Within the quota: the request proceeds and was counted.
     Allowed,
     /// Over the limit: retry after this long.
     Limited {

@@ -47,7 +47,7 @@ pub struct ProductBody {
     /// Longer text, at most 2,000 characters.
     #[serde(default)]
     pub description: String,
-    /// Unit price.
+    /// Price of one unit; carts keep the price each line was added at.
     pub price: MoneyDto,
     /// Most units one order may contain.
     pub max_per_order: Option<u32>,
@@ -105,7 +105,7 @@ pub async fn put_product(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StockBody {
-    /// Units to add.
+    /// Units to add to the total stock.
     pub restock: Option<u64>,
     /// The new total (never below what is sold or held).
     pub set_total: Option<u64>,
@@ -153,7 +153,7 @@ pub struct OrderParams {
 /// A page of orders, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrderPage {
-    /// The orders.
+    /// Orders on this page, newest first.
     pub items: Vec<OrderDto>,
     /// Pass as `cursor` for the next page; absent on the last.
     pub next_cursor: Option<String>,
@@ -253,9 +253,9 @@ pub async fn journal(State(s): State<AppState>, _op: Operator) -> ApiResult<Json
 /// An API key as listed (never the secret, never its hash).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyDto {
-    /// Key id.
+    /// The key's id (a UUID), as used in `/v1/admin/keys/{key_id}`.
     pub id: String,
-    /// Label.
+    /// The label given when the key was created.
     pub name: String,
     /// `operator` or `admin`.
     pub role: String,

@@ -48,7 +48,7 @@ pub async fn create_cart(State(s): State<AppState>) -> ApiResult<Response> {
     Ok(res)
 }
 
-/// The cart.
+/// Reads a cart: its lines, when their held stock is released, and its total.
 #[utoipa::path(get, path = "/v1/carts/{cart_id}", tag = "storefront", security(("cart_token" = [])),
     params(("cart_id" = String, Path, description = "Cart id")),
     responses((status = 200, body = CartDto), (status = 401, body = crate::error::Problem),

@@ -46,7 +46,7 @@ pub async fn ready(State(s): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus metrics.
+/// The process's metrics (`flashcore_*`) in the Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn metrics_text(State(s): State<AppState>) -> Response {

@@ -34,7 +34,7 @@ pub fn parse_sku(raw: &str) -> ApiResult<Sku> {
     Sku::parse(raw).map_err(|_| ApiError::not_found("product-not-found", "No product with that SKU."))
 }
 
-/// Paging parameters.
+/// Query parameters of `GET /v1/products`: page size and cursor.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct PageParams {
