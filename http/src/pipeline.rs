@@ -5,7 +5,7 @@
 //! 1. **credentials**: the `Authorization` header becomes a [`Principal`]
 //!    ([`principal::resolve`], given only the API keys and the cart tokens);
 //! 2. **limits**: the caller's scope, and the SKU of a cart edit, are counted
-//!    ([`RateLimits::check`]); an over-quota caller is refused before an invalid
+//!    ([`crate::rate_limit::RateLimits::check`]); an over-quota caller is refused before an invalid
 //!    credential is;
 //! 3. **idempotency**: a state-changing request with a key is claimed, replayed
 //!    or refused ([`Idempotency::begin`]);

@@ -1,7 +1,7 @@
 //! The composition root: picks adapters, starts the engine, builds the router,
 //! binds the listener. The binary and the tests both go through [`Application`].
 //! Concrete adapters are named here and nowhere else in this crate
-//! ([`open_stores`] for the store, [`shared_state`] for what nodes share).
+//! ([`open_stores`] for the store, `shared_state` for what nodes share).
 
 use std::future::Future;
 use std::sync::Arc;

@@ -12,7 +12,7 @@
 //! get strictly increasing positions in batch order.
 //!
 //! UUID columns are read as text (`::text`) and bound as text cast to `uuid`, so
-//! the row types of [`crate::rows`] serve both SQL adapters. SKUs compare and sort
+//! the row types of `rows` serve both SQL adapters. SKUs compare and sort
 //! with `COLLATE "C"` (byte order), as SQLite and the in-process store do,
 //! whatever the database's default collation.
 

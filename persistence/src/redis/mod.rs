@@ -1,6 +1,6 @@
 //! Redis adapters for the state every HTTP node shares, over one connection
-//! ([`Redis`]) under one key prefix: idempotency keys ([`idempotency`]: `SET … NX
-//! GET` for a claim, a Lua script for the rest), GCRA rate limits ([`rate_limit`],
+//! ([`Redis`]) under one key prefix: idempotency keys (`idempotency.rs`: `SET … NX
+//! GET` for a claim, a Lua script for the rest), GCRA rate limits (`rate_limit.rs`,
 //! a Lua script on Redis `TIME`) and the availability fan-out between nodes
 //! ([`feed::RedisFeed`]). Needs Redis 7 or later (`SET` with both `NX` and `GET`).
 //!
