@@ -1,7 +1,7 @@
 //! Helpers for the black-box tests: spawn a real flashcore on port 0 and talk
 //! to it over HTTP like any client would.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flashcore_actors::Engine;
 use flashcore_http::{Application, Config};
@@ -9,6 +9,8 @@ use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+pub use flashcore_test_support::{TestDatabase, eventually, test_redis_url, test_server_url};
 
 /// A running flashcore and a client for it.
 #[derive(Debug)]
@@ -180,23 +182,6 @@ impl TestApp {
             .await
             .expect("stock");
         sku.to_owned()
-    }
-}
-
-/// Polls `check` until it returns `Some`, or panics after `deadline`. Never sleeps
-/// to pass: it only waits between attempts.
-pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -473,11 +458,6 @@ impl Buyer {
         let p: Value = res.json().await.expect("json");
         p["available"].as_u64().unwrap_or(u64::MAX)
     }
-}
-
-/// The Redis tests use (`FLASHCORE_TEST_REDIS`, default the machine's `redis://127.0.0.1:6379`).
-pub fn test_redis_url() -> String {
-    std::env::var("FLASHCORE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 /// A fresh key prefix on the test Redis; every key under it is deleted on drop.

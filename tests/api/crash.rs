@@ -113,7 +113,8 @@ async fn a_killed_sqlite_node_loses_no_acknowledged_order_and_never_oversells() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_postgres_node_loses_no_acknowledged_order_and_never_oversells() {
-    use flashcore_persistence::postgres::{PgStore, TestDatabase, test_server_url};
+    use flashcore_persistence::postgres::PgStore;
+    use flashcore_tests::{TestDatabase, test_server_url};
     let db = TestDatabase::create(&test_server_url()).await.expect("a database of its own");
     let dir = flashcore_tests::data_dir();
     let env = vec![

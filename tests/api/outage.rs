@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use flashcore_actors::ports::Journal;
-use flashcore_persistence::postgres::{PgStore, TestDatabase, test_server_url};
-use flashcore_tests::{Buyer, ChaosProxy, Process, data_dir, eventually};
+use flashcore_persistence::postgres::PgStore;
+use flashcore_tests::{Buyer, ChaosProxy, Process, TestDatabase, data_dir, eventually, test_server_url};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 

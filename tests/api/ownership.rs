@@ -41,7 +41,7 @@ impl Store {
     }
 
     async fn postgres() -> Store {
-        use flashcore_persistence::postgres::{TestDatabase, test_server_url};
+        use flashcore_tests::{TestDatabase, test_server_url};
         let db = TestDatabase::create(&test_server_url()).await.expect("a database of its own");
         let dir = flashcore_tests::data_dir();
         let env =
