@@ -22,7 +22,8 @@ async fn a_buyer_browses_fills_a_cart_checks_out_and_reads_the_order() {
         .json()
         .await
         .unwrap();
-    assert!(next["items"].as_array().unwrap().len() >= 42, "the demo catalog has at least 52 products");
+    let catalog = flashcore_http::demo::catalog().unwrap().len();
+    assert_eq!(10 + next["items"].as_array().unwrap().len(), catalog, "two pages hold the whole demo catalog");
     assert!(next["next_cursor"].is_null());
     let before = app.available("MUG-RED").await;
 
