@@ -654,3 +654,28 @@ impl Drop for RedisPrefix {
         .join();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::metric_sum;
+
+    #[test]
+    fn metric_sum_adds_the_series_whose_labels_match_even_with_braces_in_a_route() {
+        let text = "\
+# TYPE flashcore_auth_denied_total counter
+flashcore_auth_denied_total{reason=\"malformed\",route=\"/v1/carts/{cart_id}\"} 3
+flashcore_auth_denied_total{reason=\"wrong-cart\",route=\"/v1/carts/{cart_id}\"} 2
+flashcore_auth_denied_total{reason=\"malformed\",route=\"/v1/admin/keys/{key_id}\"} 7
+flashcore_auth_denied_total{reason=\"malformed\",route=\"/v1/admin/keys\"} 1
+flashcore_auth_denied_total_other 100
+flashcore_orders_total 5
+";
+        let denied = |labels: &[(&str, &str)]| metric_sum(text, "flashcore_auth_denied_total", labels);
+        assert_eq!(denied(&[("route", "/v1/carts/{cart_id}")]), 5.0);
+        assert_eq!(denied(&[("route", "/v1/carts/{cart_id}"), ("reason", "malformed")]), 3.0);
+        assert_eq!(denied(&[("route", "/v1/admin/keys")]), 1.0, "a longer route is another series");
+        assert_eq!(denied(&[]), 13.0, "a metric whose name only starts the same is another metric");
+        assert_eq!(metric_sum(text, "flashcore_orders_total", &[]), 5.0);
+        assert_eq!(denied(&[("route", "/nope")]), 0.0);
+    }
+}

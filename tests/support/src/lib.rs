@@ -116,7 +116,27 @@ fn with_database(url: &str, name: &str) -> Result<String, sqlx::Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::with_database;
+    use std::time::Duration;
+
+    use super::{eventually, with_database};
+
+    #[tokio::test]
+    async fn eventually_returns_the_first_value_the_check_yields() {
+        let mut attempts = 0;
+        let got = eventually(Duration::from_secs(5), "the third attempt", || {
+            attempts += 1;
+            let n = attempts;
+            async move { (n == 3).then_some(n * 10) }
+        })
+        .await;
+        assert_eq!((got, attempts), (30, 3));
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "waiting for the impossible")]
+    async fn eventually_panics_naming_what_it_waited_for_once_the_deadline_passes() {
+        eventually(Duration::from_millis(30), "the impossible", || async { None::<()> }).await;
+    }
 
     #[test]
     fn with_database_replaces_only_the_path() {
