@@ -36,8 +36,9 @@ use flashcore_actors::ports::{
     AppendOutcome, Catalog, EntityKind, Journal, LeaseStore, Owner, SnapshotRecord, SnapshotStore, StateJson,
 };
 use flashcore_domain::{Cart, CartId, Currency, HoldId, JournalEntry, JournalPos, Money, Order, OrderId, Product, Sku};
-use flashcore_persistence::postgres::{PgStore, TestDatabase, test_server_url};
+use flashcore_persistence::postgres::PgStore;
 use flashcore_persistence::sqlite::SqliteStore;
+use flashcore_test_support::{TestDatabase, test_server_url};
 use tokio::runtime::Runtime;
 
 /// The production binary's allocator, so the figures match what it runs.

@@ -29,8 +29,8 @@ use flashcore_domain::{
     CartId, JournalEntry, JournalPos, Order, OrderId, Product, ShardId, Shards, Sku, StockFact, StockFactKind,
 };
 use flashcore_http_ports::{ApiKeyRecord, ApiKeyStore};
+use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, Executor, PgPool};
 
 use crate::leases::{
     LeaseColumns, MEMBER_RETENTION_MS, MEMBERS_QUERY, MemberColumns, check_shard_count, lease_row, leases_of, may_take,
@@ -707,101 +707,5 @@ impl LeaseStore for PgStore {
                 .await
                 .map_err(db)?;
         rows.into_iter().map(lease_row).collect()
-    }
-}
-
-/// The server the tests use: `FLASHCORE_TEST_PG`, or a local Postgres
-/// (`postgres://postgres@127.0.0.1:5432/postgres`).
-pub fn test_server_url() -> String {
-    std::env::var("FLASHCORE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// A throwaway database, for tests and tools only: [`TestDatabase::create`] makes
-/// a uniquely named, empty database on a server and dropping the value drops the
-/// database (`WITH (FORCE)`, so connections still open are cut).
-///
-/// Close or drop every pool on [`TestDatabase::url`] before dropping this; the
-/// drop blocks the calling thread while it runs.
-#[derive(Debug)]
-pub struct TestDatabase {
-    /// The URL of the new database.
-    pub url: String,
-    name: String,
-    admin: PgConnectOptions,
-}
-
-impl TestDatabase {
-    /// Creates `flashcore_test_<uuid>` on the server at `server_url`, connecting
-    /// to its `postgres` database to do so.
-    pub async fn create(server_url: &str) -> Result<Self, StoreError> {
-        let admin = PgConnectOptions::from_str(server_url).map_err(db)?.database("postgres");
-        let name = format!("flashcore_test_{}", uuid::Uuid::new_v4().simple());
-        let url = with_database(server_url, &name)?;
-        let mut conn = admin.connect().await.map_err(db)?;
-        conn.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.map_err(db)?;
-        conn.close().await.map_err(db)?;
-        Ok(TestDatabase { url, name, admin })
-    }
-
-    /// The generated `flashcore_test_<uuid>` name, dropped with this value.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        // Drop may run inside a runtime (which cannot block on another future), so
-        // the work gets a thread and a runtime of its own.
-        let dropped = std::thread::spawn(move || -> Result<(), String> {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-            rt.block_on(async {
-                let mut conn = admin.connect().await.map_err(|e| e.to_string())?;
-                conn.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                conn.close().await.map_err(|e| e.to_string())
-            })
-        })
-        .join();
-        match dropped {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("cannot drop test database {}: {e}", self.name),
-            Err(_) => eprintln!("cannot drop test database {}: the dropping thread panicked", self.name),
-        }
-    }
-}
-
-/// `url` with its database (path) replaced by `name`, query parameters kept.
-fn with_database(url: &str, name: &str) -> Result<String, StoreError> {
-    let bad = || StoreError::Unavailable(format!("not a postgres:// URL: {url}"));
-    let authority_start = url.find("://").ok_or_else(bad)? + 3;
-    let (scheme, rest) = url.split_at(authority_start);
-    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    let query = tail.find('?').map_or("", |i| &tail[i..]);
-    let out = format!("{scheme}{authority}/{name}{query}");
-    match PgConnectOptions::from_str(&out) {
-        Ok(o) if o.get_database() == Some(name) => Ok(out),
-        _ => Err(bad()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn with_database_replaces_only_the_path() {
-        let cases = [
-            ("postgres://u@h:5432/postgres", "postgres://u@h:5432/x"),
-            ("postgres://u:p@h/db?sslmode=disable", "postgres://u:p@h/x?sslmode=disable"),
-            ("postgresql://h", "postgresql://h/x"),
-            ("postgres://h?application_name=t", "postgres://h/x?application_name=t"),
-        ];
-        for (url, want) in cases {
-            assert_eq!(with_database(url, "x").ok().as_deref(), Some(want), "{url}");
-        }
-        assert!(with_database("nonsense", "x").is_err());
     }
 }

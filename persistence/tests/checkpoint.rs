@@ -16,7 +16,7 @@ use flashcore_actors::sku::StockChange;
 use flashcore_actors::{CheckoutRequest, Engine, EngineConfig, Ports};
 use flashcore_domain::{Availability, CartId, Currency, InventorySnapshot, Money, Product, Sku};
 use flashcore_persistence::memory::LocalFeed;
-use support::{Stores, eventually};
+use support::{Stores, WITHIN, eventually};
 
 async fn stored(snapshots: &Arc<dyn SnapshotStore>, kind: EntityKind, id: &str) -> Option<SnapshotRecord> {
     snapshots.load(kind, id).await.unwrap()
@@ -53,7 +53,7 @@ async fn checkouts_leave_the_sku_snapshot_to_the_journal(stores: Stores) {
         engine.set_quantity(cart.id, sku.clone(), 1).await.unwrap();
         carts.push(cart.id);
     }
-    let before = eventually("the three holds written behind", || async {
+    let before = eventually(WITHIN, "the three holds written behind", || async {
         stored(&snapshots, EntityKind::Sku, sku.as_str()).await.filter(|r| inventory(r).holds.len() == 3)
     })
     .await;
@@ -68,7 +68,7 @@ async fn checkouts_leave_the_sku_snapshot_to_the_journal(stores: Stores) {
     engine.adjust_stock(&other, StockChange::SetTotal(1)).await.unwrap();
     let later = engine.create_cart().await.unwrap();
     engine.set_quantity(later.id, other, 1).await.unwrap();
-    eventually("a later change written behind", || async {
+    eventually(WITHIN, "a later change written behind", || async {
         stored(&snapshots, EntityKind::Cart, &later.id.to_string()).await
     })
     .await;
@@ -83,10 +83,11 @@ async fn checkouts_leave_the_sku_snapshot_to_the_journal(stores: Stores) {
     let restarts = |e: &Engine| e.actor_stats(1).into_iter().find(|s| s.kind == "sku").unwrap().restarts;
     let restarts_before = restarts(&engine);
     engine.inject_sku_failure(&sku).await.unwrap();
-    eventually("the restart", || async { (restarts(&engine) > restarts_before).then_some(()) }).await;
+    eventually(WITHIN, "the restart", || async { (restarts(&engine) > restarts_before).then_some(()) }).await;
     engine.checkout(carts[2], checkout("k2")).await.expect("the recovered hold checks out");
     let expect = Availability { total: 10, sold: 3, held: 0, available: 7 };
-    eventually("the third sale", || async { engine.availability(&sku).await.ok().filter(|a| *a == expect) }).await;
+    eventually(WITHIN, "the third sale", || async { engine.availability(&sku).await.ok().filter(|a| *a == expect) })
+        .await;
 
     // Shutdown writes a snapshot that reflects every sale.
     engine.shutdown().await;

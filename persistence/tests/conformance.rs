@@ -276,7 +276,7 @@ pub async fn a_take_over_after_expiry_fences_every_write_of_the_old_owner(s: Sto
     s.journal.append(&[one_order()], &old).await.expect("A writes while it holds the lease");
 
     // B takes over once A's leases expire.
-    let new = support::eventually("A's leases to expire", || async {
+    let new = support::eventually(support::WITHIN, "A's leases to expire", || async {
         let got = s.leases.acquire(&b, &all_shards(), support::shards(), Duration::from_secs(60)).await.unwrap();
         got.map(|leases| Fence::new(b.clone(), support::shards(), &leases))
     })

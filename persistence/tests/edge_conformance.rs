@@ -21,7 +21,8 @@ use flashcore_http_ports::{IdempotencyClaim, IdempotencyStore, Quota, RateDecisi
 use flashcore_persistence::local::{LocalIdempotency, LocalRateLimiter};
 use flashcore_persistence::memory::LocalFeed;
 use flashcore_persistence::redis::{Redis, RedisFeed};
-use support::eventually;
+use flashcore_test_support::test_redis_url;
+use support::{WITHIN, eventually};
 use tokio::time::Instant;
 
 // ---------------------------------------------------------------------------
@@ -30,10 +31,6 @@ use tokio::time::Instant;
 
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 const DEADLINE: Duration = Duration::from_secs(10);
-
-fn redis_url() -> String {
-    std::env::var("FLASHCORE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
 
 /// A fresh Redis namespace, deleted at the end of the test (and, best effort,
 /// when the test panics first).
@@ -46,7 +43,7 @@ struct RedisNamespace {
 impl RedisNamespace {
     /// Fails the test with a clear message when Redis is unreachable.
     async fn new() -> Self {
-        let url = redis_url();
+        let url = test_redis_url();
         let prefix = format!("fc-test-{}:", uuid::Uuid::new_v4());
         let edge = Redis::new(&url, &prefix, OP_TIMEOUT).expect("FLASHCORE_TEST_REDIS is not a valid Redis URL");
         if let Err(e) = edge.ping().await {
@@ -270,7 +267,7 @@ async fn an_abandoned_claim_lapses_after_its_lock_ttl(edge: &Edge) {
     assert_eq!(idem.claim(&k, "fp-a", "retry-0", LONG).await.unwrap(), IdempotencyClaim::InProgress);
 
     let mut attempt = 0;
-    eventually("the abandoned claim to lapse", || {
+    eventually(WITHIN, "the abandoned claim to lapse", || {
         attempt += 1;
         let (idem, k, owner) = (Arc::clone(&idem), k.clone(), format!("retry-{attempt}"));
         async move {
@@ -293,7 +290,7 @@ async fn a_completed_response_lapses_after_its_ttl(edge: &Edge) {
     idem.complete(&k, "owner-1", &response("{}"), Duration::from_millis(300)).await.unwrap();
     assert_eq!(idem.claim(&k, "fp-a", "owner-2", LONG).await.unwrap(), IdempotencyClaim::Completed(response("{}")));
 
-    eventually("the stored response to lapse", || {
+    eventually(WITHIN, "the stored response to lapse", || {
         let (idem, k) = (Arc::clone(&idem), k.clone());
         async move {
             match idem.claim(&k, "fp-b", "owner-3", LONG).await.unwrap() {
@@ -392,7 +389,8 @@ async fn a_value_published_on_one_node_reaches_the_others() {
     publisher.publish(avail(1));
     publisher.publish(avail(7)); // coalesced: the latest value wins
 
-    eventually("node B to see node A's value", || async { (b.latest(&s) == Some(avail(7))).then_some(()) }).await;
+    eventually(WITHIN, "node B to see node A's value", || async { (b.latest(&s) == Some(avail(7))).then_some(()) })
+        .await;
     let seen = tokio::time::timeout(DEADLINE, rx.wait_for(|v| *v == Some(avail(7)))).await;
     assert!(matches!(seen, Ok(Ok(_))), "B's subscriber never saw the value");
 
@@ -411,7 +409,10 @@ async fn a_feed_started_later_loads_the_values_published_before() {
     a.shutdown().await;
 
     let late = RedisFeed::start(&ns.other_node());
-    eventually("the late node to load the value", || async { (late.latest(&s) == Some(avail(4))).then_some(()) }).await;
+    eventually(WITHIN, "the late node to load the value", || async {
+        (late.latest(&s) == Some(avail(4))).then_some(())
+    })
+    .await;
 
     late.shutdown().await;
     ns.cleanup().await;
@@ -427,7 +428,8 @@ async fn remote_values_never_override_a_sku_this_node_publishes() {
     // also processed the contested message (same pipeline, in order).
     a.publisher(&mine).publish(avail(1));
     a.publisher(&marker).publish(avail(2));
-    eventually("node B to see the marker", || async { (b.latest(&marker) == Some(avail(2))).then_some(()) }).await;
+    eventually(WITHIN, "node B to see the marker", || async { (b.latest(&marker) == Some(avail(2))).then_some(()) })
+        .await;
     assert_eq!(b.latest(&mine), Some(avail(5)), "B's own value is the truth for B");
 
     a.shutdown().await;
@@ -472,18 +474,22 @@ async fn while_redis_is_down_operations_fail_fast_and_publishing_stays_local_unt
     assert_eq!(feed.latest(&s), Some(avail(3)), "publishing keeps working locally");
 
     let mut server = start_redis(port);
-    eventually("the edge to reconnect", || async { edge.ping().await.ok() }).await;
+    eventually(WITHIN, "the edge to reconnect", || async { edge.ping().await.ok() }).await;
     assert_eq!(edge.claim("k", "fp", "o", LONG).await.unwrap(), IdempotencyClaim::Acquired);
 
     // The value queued during the outage goes out once Redis is back.
     let observer = RedisFeed::start(&Redis::new(&url, "fc-outage:", timeout).unwrap());
-    eventually("the queued value to reach redis", || async { (observer.latest(&s) == Some(avail(3))).then_some(()) })
-        .await;
+    eventually(WITHIN, "the queued value to reach redis", || async {
+        (observer.latest(&s) == Some(avail(3))).then_some(())
+    })
+    .await;
     // And the feed that started during the outage has subscribed since.
     let theirs = sku("OUTAGE-2");
     observer.publisher(&theirs).publish(avail(8));
-    eventually("the early feed to resubscribe", || async { (feed.latest(&theirs) == Some(avail(8))).then_some(()) })
-        .await;
+    eventually(WITHIN, "the early feed to resubscribe", || async {
+        (feed.latest(&theirs) == Some(avail(8))).then_some(())
+    })
+    .await;
 
     feed.shutdown().await;
     observer.shutdown().await;

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use flashcore_actors::ownership::{LeaseConfig, Ownership};
@@ -15,6 +16,7 @@ use flashcore_actors::sku::StockChange;
 use flashcore_actors::{CheckoutRequest, Engine, EngineConfig, Ports};
 use flashcore_domain::{CartId, Currency, JournalEntry, JournalPos, Money, Order, OrderId, Product, Sku, StockFact};
 use flashcore_persistence::memory::{LocalFeed, MemoryCatalog, MemoryJournal, MemoryStores};
+use flashcore_test_support::eventually;
 
 /// The real in-memory journal, except that the next append commits and then
 /// reports a failure.
@@ -83,15 +85,11 @@ async fn a_checkout_whose_commit_acknowledgment_was_lost_is_reconciled_not_relea
     assert!(!replayed);
     assert_eq!(journal.inner.order_for_cart(cart.id).await.unwrap().unwrap().id, order.id);
     // The commit reaches the SKU actor as a message: poll, with a deadline.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
+    eventually(Duration::from_secs(5), "the units to become sold", || async {
         let stock = engine.availability(&sku).await.unwrap();
-        if (stock.sold, stock.held, stock.available) == (3, 0, 7) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "units never became sold: {stock:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+        ((stock.sold, stock.held, stock.available) == (3, 0, 7)).then_some(())
+    })
+    .await;
     // A retry replays the same order.
     let (again, replayed) = engine.checkout(cart.id, req).await.unwrap();
     assert!(replayed);

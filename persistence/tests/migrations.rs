@@ -2,8 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use flashcore_persistence::postgres::{PgStore, TestDatabase, test_server_url};
+use flashcore_persistence::postgres::PgStore;
 use flashcore_persistence::sqlite::SqliteStore;
+use flashcore_test_support::{TestDatabase, test_server_url};
 
 #[tokio::test]
 async fn sqlite_migrations_go_down_to_nothing_and_up_again() {

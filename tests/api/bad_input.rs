@@ -1,252 +1,353 @@
 //! Bad input on every route: each gets a 4xx `application/problem+json` with a
 //! stable `code`, never a 5xx, and changes nothing — stock stays where it was,
 //! carts keep their lines, and no order is placed.
+//!
+//! The cases are tables, one app per group of routes: every row is a request and
+//! the problem it must get, and every row also checks that the app's
+//! [`flashcore_tests::Snapshot`] did not move.
 
-use flashcore_tests::{TestApp, assert_problem};
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use flashcore_tests::{TestApp, TestCart, assert_problem, problem};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 const FLASH: &str = "FLASH-SNEAKER-01";
 const UPCOMING: &str = "UPCOMING-CONSOLE-01";
 const TSHIRT: &str = "TSHIRT-BLACK";
 const MUG: &str = "MUG-WHITE";
-/// The SKUs whose availability every "changes nothing" check compares.
-const WATCHED: [&str; 4] = [FLASH, UPCOMING, TSHIRT, MUG];
 
 /// A well-formed cart id no cart token was ever issued for.
 const STRANGER_CART: &str = "0190a6f4-1b2c-7d3e-8f40-123456789abc";
 /// A well-formed order id no order has.
 const STRANGER_ORDER: &str = "0190a6f4-1b2c-7d3e-8f40-cba987654321";
 
-/// What a bad request must leave exactly as it was.
-#[derive(Debug, PartialEq)]
-struct State {
-    /// The cart as `GET /v1/carts/{id}` shows it (status, lines, holds, totals).
-    cart: Value,
-    /// `available` of each [`WATCHED`] SKU.
-    available: Vec<(String, u64)>,
-}
-
 /// A running app with a cart holding 2 × TSHIRT-BLACK and 1 × FLASH-SNEAKER-01,
 /// plus a second, empty cart (the "someone else").
 struct Shop {
     app: TestApp,
-    cart: String,
-    token: String,
-    other_cart: String,
-    other_token: String,
+    cart: TestCart,
+    other: TestCart,
 }
 
-impl Shop {
-    async fn open() -> Shop {
-        let app = TestApp::spawn().await;
-        let (cart, token) = app.new_cart().await;
-        for (sku, qty) in [(TSHIRT, 2), (FLASH, 1)] {
-            let res = app.set_item(&cart, &token, sku, qty).await;
-            assert_eq!(res.status(), StatusCode::OK, "arranging {sku}: {}", res.text().await.unwrap_or_default());
-        }
-        let (other_cart, other_token) = app.new_cart().await;
-        Shop { app, cart, token, other_cart, other_token }
+/// Who a request says it is.
+#[derive(Debug, Clone)]
+enum Auth {
+    /// No `Authorization` header.
+    Anonymous,
+    /// The token of [`Shop::cart`] (which also placed any order).
+    Own,
+    /// The token of [`Shop::other`].
+    Other,
+    /// This `Authorization` header, verbatim.
+    Header(HeaderValue),
+}
+
+/// The `Idempotency-Key` a request sends.
+#[derive(Debug, Clone)]
+enum Key {
+    None,
+    /// One no other row of the table uses.
+    Fresh,
+    Value(HeaderValue),
+}
+
+/// What a request carries.
+#[derive(Debug, Clone)]
+enum Body {
+    Empty,
+    /// JSON, with `content-type: application/json`.
+    Json(Value),
+    /// These bytes, with this content type if any.
+    Raw(Option<&'static str>, String),
+}
+
+/// What a member of the problem must be.
+#[derive(Debug, Clone)]
+enum Member {
+    Is(Value),
+    Absent,
+    Satisfies(fn(&Value) -> bool),
+}
+
+/// One row: a request and the problem it must get.
+#[derive(Debug, Clone)]
+struct Case {
+    method: Method,
+    path: String,
+    auth: Auth,
+    key: Key,
+    body: Body,
+    status: u16,
+    code: &'static str,
+    /// Members of the problem beyond the standard ones.
+    members: Vec<(&'static str, Member)>,
+    /// Response headers the row expects.
+    headers: Vec<(&'static str, &'static str)>,
+}
+
+/// A row for `method path`, anonymous, no key, no body; [`Case::is`] says what it must get.
+fn case(method: Method, path: impl Into<String>) -> Case {
+    Case {
+        method,
+        path: path.into(),
+        auth: Auth::Anonymous,
+        key: Key::None,
+        body: Body::Empty,
+        status: 0,
+        code: "",
+        members: Vec::new(),
+        headers: Vec::new(),
+    }
+}
+
+impl Case {
+    fn auth(mut self, auth: Auth) -> Case {
+        self.auth = auth;
+        self
+    }
+    fn own(self) -> Case {
+        self.auth(Auth::Own)
+    }
+    fn fresh_key(mut self) -> Case {
+        self.key = Key::Fresh;
+        self
+    }
+    fn key(mut self, key: HeaderValue) -> Case {
+        self.key = Key::Value(key);
+        self
+    }
+    fn json(mut self, body: Value) -> Case {
+        self.body = Body::Json(body);
+        self
+    }
+    fn raw(mut self, content_type: Option<&'static str>, body: impl Into<String>) -> Case {
+        self.body = Body::Raw(content_type, body.into());
+        self
+    }
+    fn is(mut self, status: u16, code: &'static str) -> Case {
+        (self.status, self.code) = (status, code);
+        self
+    }
+    fn member(mut self, name: &'static str, expect: Member) -> Case {
+        self.members.push((name, expect));
+        self
+    }
+    fn header(mut self, name: &'static str, value: &'static str) -> Case {
+        self.headers.push((name, value));
+        self
     }
 
-    fn url(&self, path: &str) -> String {
-        self.app.url(path)
+    /// The row in one line, long parts cut.
+    fn describe(&self) -> String {
+        let cut = |s: &str| if s.len() > 80 { format!("{}…({} bytes)", &s[..80], s.len()) } else { s.to_owned() };
+        let body = match &self.body {
+            Body::Empty => String::new(),
+            Body::Json(v) => format!(" json {}", cut(&v.to_string())),
+            Body::Raw(t, b) => format!(" {t:?} {:?}", cut(b)),
+        };
+        format!("{} {} as {:?}, key {:?}{body}", self.method, cut(&self.path), self.auth, self.key)
     }
+}
 
-    fn items(&self, sku: &str) -> String {
-        self.url(&format!("/v1/carts/{}/items/{sku}", self.cart))
-    }
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap()
+}
 
-    fn checkout_url(&self) -> String {
-        self.url(&format!("/v1/carts/{}/checkout", self.cart))
-    }
-
-    async fn cart_json(&self, cart: &str, token: &str) -> Value {
-        let res = self.app.client.get(self.url(&format!("/v1/carts/{cart}"))).bearer_auth(token).send().await.unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-        res.json().await.unwrap()
-    }
-
-    async fn state(&self) -> State {
-        let mut available = Vec::new();
-        for sku in WATCHED {
-            available.push((sku.to_owned(), self.app.available(sku).await));
-        }
-        State { cart: self.cart_json(&self.cart, &self.token).await, available }
-    }
-
-    async fn other_state(&self) -> Value {
-        self.cart_json(&self.other_cart, &self.other_token).await
-    }
-
-    /// A checkout request with the cart's token, a key and `body` as JSON.
-    fn checkout(&self, key: &str, body: &Value) -> RequestBuilder {
-        self.app.client.post(self.checkout_url()).bearer_auth(&self.token).header("Idempotency-Key", key).json(body)
-    }
+/// `Authorization` headers that must all be refused with 401.
+fn bad_authorizations(cart: &TestCart) -> Vec<HeaderValue> {
+    let sig = cart.token.split_once('.').map(|(_, s)| s.to_owned()).unwrap_or_default();
+    [
+        "Bearer garbage".to_owned(),
+        "Bearer ".to_owned(),
+        "Basic dXNlcjpwYXNz".to_owned(),
+        cart.token.clone(),
+        format!("Bearer {}", cart.id),
+        format!("Bearer {}.AAAA{sig}", cart.id),
+        format!("Bearer {STRANGER_CART}.{sig}"),
+    ]
+    .iter()
+    .map(|s| header_value(s))
+    .collect()
 }
 
 fn pay(token: &str) -> Value {
     json!({ "payment": { "token": token }, "email": "buyer@example.com" })
 }
 
-/// Like [`assert_problem`], with `case` named in every failure message.
-async fn expect_problem(case: &str, res: Response, status: u16, code: &str) -> Value {
-    let got = res.status().as_u16();
-    let ctype = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let body: Value = res.json().await.unwrap_or(Value::Null);
-    assert_eq!(got, status, "{case}: status; body: {body}");
-    assert_eq!(ctype, "application/problem+json", "{case}: content type; body: {body}");
-    assert_eq!(body["code"], code, "{case}: code; body: {body}");
-    assert_eq!(body["type"], format!("urn:flashcore:problem:{code}"), "{case}: type");
-    assert_eq!(body["status"], status, "{case}: status member");
-    assert!(body["title"].is_string() && body["detail"].is_string(), "{case}: title/detail; body: {body}");
-    body
-}
+impl Shop {
+    async fn open() -> Shop {
+        let app = TestApp::spawn().await;
+        let cart = app.new_cart().await;
+        for (sku, qty) in [(TSHIRT, 2), (FLASH, 1)] {
+            let res = cart.set(sku, qty).await;
+            assert_eq!(res.status(), StatusCode::OK, "arranging {sku}: {}", res.text().await.unwrap_or_default());
+        }
+        let other = app.new_cart().await;
+        Shop { app, cart, other }
+    }
 
-fn www_authenticate(res: &Response) -> String {
-    res.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
-}
+    /// `/v1/carts/{cart}/items/{sku}`.
+    fn items(&self, sku: &str) -> String {
+        self.cart.path(&format!("/items/{sku}"))
+    }
 
-/// Authorization headers that must all be refused with 401.
-fn bad_authorizations(cart: &str, token: &str) -> Vec<(&'static str, String)> {
-    let sig = token.split_once('.').map(|(_, s)| s.to_owned()).unwrap_or_default();
-    vec![
-        ("garbage bearer token", "Bearer garbage".to_owned()),
-        ("empty bearer token", "Bearer ".to_owned()),
-        ("basic scheme", "Basic dXNlcjpwYXNz".to_owned()),
-        ("token without the scheme", token.to_owned()),
-        ("token without a signature", format!("Bearer {cart}")),
-        ("tampered signature", format!("Bearer {cart}.AAAA{sig}")),
-        ("signature moved to another cart id", format!("Bearer {STRANGER_CART}.{sig}")),
-    ]
+    /// Checks out the cart; returns the order id.
+    async fn place_order(&self) -> String {
+        let res = self.cart.checkout("place-order").await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let order: Value = res.json().await.unwrap();
+        order["order_id"].as_str().unwrap().to_owned()
+    }
+
+    async fn send(&self, row: usize, c: &Case) -> Response {
+        let mut req = self.app.client.request(c.method.clone(), self.app.url(&c.path));
+        req = match &c.auth {
+            Auth::Anonymous => req,
+            Auth::Own => req.bearer_auth(&self.cart.token),
+            Auth::Other => req.bearer_auth(&self.other.token),
+            Auth::Header(v) => req.header(AUTHORIZATION, v.clone()),
+        };
+        req = match &c.key {
+            Key::None => req,
+            Key::Fresh => req.header("Idempotency-Key", format!("row-{row}")),
+            Key::Value(v) => req.header("Idempotency-Key", v.clone()),
+        };
+        req = match &c.body {
+            Body::Empty => req,
+            Body::Json(v) => req.json(v),
+            Body::Raw(Some(t), b) => req.header(CONTENT_TYPE, *t).body(b.clone()),
+            Body::Raw(None, b) => req.body(b.clone()),
+        };
+        req.send().await.unwrap()
+    }
+
+    /// Sends every row; each must get its problem and leave the snapshot as it was.
+    async fn run(&self, cases: &[Case]) {
+        assert!(!cases.is_empty());
+        let mut failures = Vec::new();
+        for (row, c) in cases.iter().enumerate() {
+            assert!(c.status >= 400, "row {row} says what it must get");
+            let before = self.app.snapshot().await;
+            let res = self.send(row, c).await;
+            for (name, want) in &c.headers {
+                let got = res.headers().get(*name).and_then(|v| v.to_str().ok());
+                if got != Some(*want) {
+                    failures.push(format!("{}: header {name} is {got:?}, expected {want:?}", c.describe()));
+                }
+            }
+            match problem(res, c.status, c.code).await {
+                Ok(body) => {
+                    for (name, want) in &c.members {
+                        let got = body.get(*name);
+                        let ok = match want {
+                            Member::Is(v) => got == Some(v),
+                            Member::Absent => got.is_none(),
+                            Member::Satisfies(f) => got.is_some_and(f),
+                        };
+                        if !ok {
+                            failures.push(format!("{}: member {name} is {got:?}, expected {want:?}", c.describe()));
+                        }
+                    }
+                }
+                Err(e) => failures.push(format!("{}: {e}", c.describe())),
+            }
+            let after = self.app.snapshot().await;
+            if after != before {
+                failures.push(format!("{}: changed state\nbefore: {before:?}\nafter:  {after:?}", c.describe()));
+            }
+        }
+        assert!(failures.is_empty(), "{} of {} row(s) failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    }
 }
 
 // ---------------------------------------------------------------- products
 
 #[tokio::test]
-async fn listing_products_with_a_bad_query_is_a_400_invalid_query_problem_and_changes_nothing() {
+async fn listing_products_with_a_bad_query_is_a_400_invalid_query_problem() {
     // Arrange
     let shop = Shop::open().await;
-    let before = shop.state().await;
-    let long_cursor = "A".repeat(65);
-    let queries = [
-        "limit=0".to_owned(),
-        "limit=101".to_owned(),
-        "limit=abc".to_owned(),
-        "limit=-1".to_owned(),
-        "limit=1.5".to_owned(),
-        "limit=99999999999999999999999".to_owned(),
-        "cursor=a%20b".to_owned(),
-        "cursor=%3Cscript%3E".to_owned(),
-        "cursor=TSHIRT%2FBLACK".to_owned(),
-        "cursor=".to_owned(),
-        format!("cursor={long_cursor}"),
-        "foo=1".to_owned(),
-        "limit=5&offset=10".to_owned(),
-        "limit=1&limit=2".to_owned(),
-    ];
-
-    for q in &queries {
-        // Act
-        let res = shop.app.client.get(shop.url(&format!("/v1/products?{q}"))).send().await.unwrap();
-
-        // Assert
-        expect_problem(&format!("GET /v1/products?{q}"), res, 400, "invalid-query").await;
-    }
-    assert_eq!(shop.state().await, before);
-}
-
-#[tokio::test]
-async fn getting_an_unknown_or_malformed_sku_is_a_404_product_not_found_problem() {
-    // Arrange
-    let app = TestApp::spawn().await;
     let long = "A".repeat(65);
-    let skus =
-        ["NO-SUCH-SKU", "tshirt-black", "a%20b", "%3Cscript%3E", "TSHIRT-BLACK%00", "a%2Fb", "%20", long.as_str()];
-
-    for sku in skus {
-        // Act
-        let res = app.client.get(app.url(&format!("/v1/products/{sku}"))).send().await.unwrap();
-
-        // Assert
-        expect_problem(&format!("GET /v1/products/{sku}"), res, 404, "product-not-found").await;
+    let mut cases = Vec::new();
+    for q in [
+        "limit=0",
+        "limit=101",
+        "limit=abc",
+        "limit=-1",
+        "limit=1.5",
+        "limit=99999999999999999999999",
+        "cursor=a%20b",
+        "cursor=%3Cscript%3E",
+        "cursor=TSHIRT%2FBLACK",
+        "cursor=",
+        &format!("cursor={long}"),
+        "foo=1",
+        "limit=5&offset=10",
+        "limit=1&limit=2",
+    ] {
+        cases.push(case(Method::GET, format!("/v1/products?{q}")).is(400, "invalid-query"));
     }
+
+    // Act / Assert
+    shop.run(&cases).await;
 }
 
 #[tokio::test]
-async fn getting_a_sku_that_is_not_utf8_is_a_4xx_problem() {
+async fn reading_an_unknown_or_malformed_sku_or_its_availability_stream_is_a_404_or_400_problem() {
     // Arrange
-    let app = TestApp::spawn().await;
-
-    // Act
-    let res = app.client.get(app.url("/v1/products/%FF%FE")).send().await.unwrap();
-
-    // Assert: the path cannot even be decoded, so it is refused before any lookup.
-    expect_problem("GET /v1/products/%FF%FE", res, 400, "invalid-path").await;
-}
-
-#[tokio::test]
-async fn the_availability_stream_of_an_unknown_or_malformed_sku_is_a_404_problem_not_a_stream() {
-    // Arrange
-    let app = TestApp::spawn().await;
+    let shop = Shop::open().await;
     let long = "A".repeat(65);
-
-    for sku in ["NO-SUCH-SKU", "a%20b", long.as_str()] {
-        // Act
-        let res = app.client.get(app.url(&format!("/v1/products/{sku}/availability"))).send().await.unwrap();
-
-        // Assert
-        expect_problem(&format!("GET /v1/products/{sku}/availability"), res, 404, "product-not-found").await;
+    let mut cases = Vec::new();
+    for sku in ["NO-SUCH-SKU", "tshirt-black", "a%20b", "%3Cscript%3E", "TSHIRT-BLACK%00", "a%2Fb", "%20", &long] {
+        cases.push(case(Method::GET, format!("/v1/products/{sku}")).is(404, "product-not-found"));
     }
+    // A path that cannot even be decoded is refused before any lookup.
+    cases.push(case(Method::GET, "/v1/products/%FF%FE").is(400, "invalid-path"));
+    // The availability stream answers a problem, not a stream.
+    for sku in ["NO-SUCH-SKU", "a%20b", &long] {
+        cases.push(case(Method::GET, format!("/v1/products/{sku}/availability")).is(404, "product-not-found"));
+    }
+
+    // Act / Assert
+    shop.run(&cases).await;
 }
 
 // ------------------------------------------------------- routing and methods
 
 #[tokio::test]
-async fn a_wrong_method_is_a_405_method_not_allowed_problem_and_changes_nothing() {
+async fn a_wrong_method_is_a_405_method_not_allowed_problem_naming_the_allowed_ones() {
     // Arrange
     let shop = Shop::open().await;
-    let before = shop.state().await;
-    let cart = &shop.cart;
-    let cases = [
-        (Method::GET, "/v1/carts".to_owned()),
-        (Method::PUT, "/v1/carts".to_owned()),
-        (Method::DELETE, "/v1/products".to_owned()),
-        (Method::POST, format!("/v1/products/{TSHIRT}")),
-        (Method::DELETE, format!("/v1/carts/{cart}")),
-        (Method::PATCH, format!("/v1/carts/{cart}/items/{TSHIRT}")),
-        (Method::POST, format!("/v1/carts/{cart}/items/{TSHIRT}")),
-        (Method::GET, format!("/v1/carts/{cart}/checkout")),
-        (Method::PUT, format!("/v1/carts/{cart}/checkout")),
-        (Method::DELETE, format!("/v1/orders/{STRANGER_ORDER}")),
+    let wrong_method = |method: Method, path: String| {
+        case(method, path)
+            .own()
+            .key(header_value("wrong-method"))
+            .json(json!({ "quantity": 1, "payment": { "token": "tok_visa" } }))
+            .is(405, "method-not-allowed")
+    };
+    let cases = vec![
+        wrong_method(Method::GET, "/v1/carts".into()).header("allow", "POST"),
+        wrong_method(Method::PUT, "/v1/carts".into()).header("allow", "POST"),
+        case(Method::GET, "/v1/carts").is(405, "method-not-allowed").header("allow", "POST"),
+        wrong_method(Method::DELETE, "/v1/products".into()),
+        wrong_method(Method::POST, format!("/v1/products/{TSHIRT}")),
+        wrong_method(Method::DELETE, shop.cart.path("")),
+        wrong_method(Method::PATCH, shop.items(TSHIRT)),
+        wrong_method(Method::POST, shop.items(TSHIRT)),
+        wrong_method(Method::GET, shop.cart.path("/checkout")),
+        wrong_method(Method::PUT, shop.cart.path("/checkout")),
+        wrong_method(Method::DELETE, format!("/v1/orders/{STRANGER_ORDER}")),
     ];
 
-    for (method, path) in &cases {
-        // Act
-        let res = shop
-            .app
-            .client
-            .request(method.clone(), shop.url(path))
-            .bearer_auth(&shop.token)
-            .header("Idempotency-Key", "wrong-method")
-            .json(&json!({ "quantity": 1, "payment": { "token": "tok_visa" } }))
-            .send()
-            .await
-            .unwrap();
-
-        // Assert
-        expect_problem(&format!("{method} {path}"), res, 405, "method-not-allowed").await;
-    }
-    let res = shop.app.client.get(shop.url("/v1/carts")).send().await.unwrap();
-    assert_eq!(res.headers().get("allow").and_then(|v| v.to_str().ok()), Some("POST"), "405 names what is allowed");
-    assert_eq!(shop.state().await, before);
+    // Act / Assert
+    shop.run(&cases).await;
 }
 
 #[tokio::test]
 async fn an_unknown_path_is_a_404_not_found_problem() {
     // Arrange
-    let app = TestApp::spawn().await;
-    let paths = [
+    let shop = Shop::open().await;
+    let mut cases = Vec::new();
+    for path in [
         "/nope",
         "/v1",
         "/v2/products",
@@ -255,151 +356,65 @@ async fn an_unknown_path_is_a_404_not_found_problem() {
         "/v1/carts/x/items",
         "/v1/orders",
         "/V1/PRODUCTS",
-    ];
-
-    for path in paths {
-        // Act
-        let res = app.client.get(app.url(path)).send().await.unwrap();
-
-        // Assert
-        expect_problem(&format!("GET {path}"), res, 404, "not-found").await;
+    ] {
+        cases.push(case(Method::GET, path).is(404, "not-found"));
     }
+
+    // Act / Assert
+    shop.run(&cases).await;
 }
 
 // ------------------------------------------------------------- cart access
 
 #[tokio::test]
-async fn reading_a_cart_without_a_token_is_a_401_unauthorized_problem_with_a_bearer_challenge() {
+async fn reading_a_cart_without_a_valid_token_is_401_with_another_carts_403_and_with_a_malformed_id_404() {
     // Arrange
     let shop = Shop::open().await;
-    let before = shop.state().await;
-
-    // Act
-    let res = shop.app.client.get(shop.url(&format!("/v1/carts/{}", shop.cart))).send().await.unwrap();
-
-    // Assert
-    assert_eq!(www_authenticate(&res), "Bearer realm=\"flashcore\"");
-    assert_problem(res, 401, "unauthorized").await;
-    assert_eq!(shop.state().await, before);
-}
-
-#[tokio::test]
-async fn reading_a_cart_with_a_bad_token_is_a_401_unauthorized_problem() {
-    // Arrange
-    let shop = Shop::open().await;
-
-    for (case, auth) in bad_authorizations(&shop.cart, &shop.token) {
-        // Act
-        let res = shop
-            .app
-            .client
-            .get(shop.url(&format!("/v1/carts/{}", shop.cart)))
-            .header("Authorization", auth)
-            .send()
-            .await
-            .unwrap();
-
-        // Assert
-        assert_eq!(www_authenticate(&res), "Bearer realm=\"flashcore\"", "{case}");
-        expect_problem(case, res, 401, "unauthorized").await;
+    let cart = shop.cart.path("");
+    let mut cases = vec![case(Method::GET, &cart).is(401, "unauthorized")];
+    for auth in bad_authorizations(&shop.cart) {
+        cases.push(case(Method::GET, &cart).auth(Auth::Header(auth)).is(401, "unauthorized"));
     }
-}
-
-#[tokio::test]
-async fn reading_a_cart_with_another_carts_token_is_a_403_forbidden_problem() {
-    // Arrange
-    let shop = Shop::open().await;
-
-    // Act
-    let res = shop
-        .app
-        .client
-        .get(shop.url(&format!("/v1/carts/{}", shop.cart)))
-        .bearer_auth(&shop.other_token)
-        .send()
-        .await
-        .unwrap();
-
-    // Assert: no challenge — the token is fine, it is just for another cart.
-    assert!(www_authenticate(&res).is_empty());
-    let body = assert_problem(res, 403, "forbidden").await;
-    assert!(body.get("lines").is_none(), "a refusal leaks no cart: {body}");
-}
-
-#[tokio::test]
-async fn a_malformed_cart_id_is_401_without_a_token_and_404_cart_not_found_with_one() {
-    // Arrange
-    let shop = Shop::open().await;
-    let ids = ["not-a-uuid", "123", "0190a6f4-1b2c-7d3e-8f40-123456789abcd", "%20"];
-
-    for id in ids {
-        // Act: the token is checked before the path is parsed.
-        let anonymous = shop.app.client.get(shop.url(&format!("/v1/carts/{id}"))).send().await.unwrap();
-        let with_token =
-            shop.app.client.get(shop.url(&format!("/v1/carts/{id}"))).bearer_auth(&shop.token).send().await.unwrap();
-
-        // Assert
-        expect_problem(&format!("GET /v1/carts/{id} anonymous"), anonymous, 401, "unauthorized").await;
-        expect_problem(&format!("GET /v1/carts/{id} with token"), with_token, 404, "cart-not-found").await;
+    // The token is fine, just for another cart: no challenge, and no cart leaks.
+    cases.push(case(Method::GET, &cart).auth(Auth::Other).is(403, "forbidden").member("lines", Member::Absent));
+    // The token is checked before the path is parsed.
+    for id in ["not-a-uuid", "123", "0190a6f4-1b2c-7d3e-8f40-123456789abcd", "%20"] {
+        cases.push(case(Method::GET, format!("/v1/carts/{id}")).is(401, "unauthorized"));
+        cases.push(case(Method::GET, format!("/v1/carts/{id}")).own().is(404, "cart-not-found"));
     }
+
+    // Act / Assert
+    shop.run(&cases).await;
 }
 
 // ---------------------------------------------------------------- cart lines
 
 #[tokio::test]
-async fn setting_an_item_without_a_json_content_type_is_a_415_problem_and_changes_nothing() {
+async fn setting_an_item_with_a_body_that_is_not_json_is_a_415_or_400_problem() {
     // Arrange
     let shop = Shop::open().await;
-    let before = shop.state().await;
-    let content_types = [None, Some("text/plain"), Some("application/x-www-form-urlencoded"), Some("application/xml")];
-
-    for ctype in content_types {
-        let mut req = shop.app.client.put(shop.items(MUG)).bearer_auth(&shop.token).body(r#"{"quantity": 1}"#);
-        if let Some(c) = ctype {
-            req = req.header("content-type", c);
-        }
-
-        // Act
-        let res = req.send().await.unwrap();
-
-        // Assert
-        expect_problem(&format!("content type {ctype:?}"), res, 415, "unsupported-media-type").await;
+    let mut cases = Vec::new();
+    for ctype in [None, Some("text/plain"), Some("application/x-www-form-urlencoded"), Some("application/xml")] {
+        cases.push(
+            case(Method::PUT, shop.items(MUG)).own().raw(ctype, r#"{"quantity": 1}"#).is(415, "unsupported-media-type"),
+        );
     }
-    assert_eq!(shop.state().await, before);
+    for body in [r#"{"quantity":"#, "not json", r#"{"quantity": 1,}"#, "", r#"{quantity: 1}"#, r#"{"quantity": 1}}"#] {
+        cases.push(
+            case(Method::PUT, shop.items(TSHIRT)).own().raw(Some("application/json"), body).is(400, "malformed-json"),
+        );
+    }
+
+    // Act / Assert
+    shop.run(&cases).await;
 }
 
 #[tokio::test]
-async fn setting_an_item_with_malformed_json_is_a_400_malformed_json_problem_and_changes_nothing() {
+async fn setting_an_item_with_json_off_the_schema_or_over_64_kib_is_a_422_or_413_problem() {
     // Arrange
     let shop = Shop::open().await;
-    let before = shop.state().await;
-    let bodies = [r#"{"quantity":"#, "not json", r#"{"quantity": 1,}"#, "", r#"{quantity: 1}"#, r#"{"quantity": 1}}"#];
-
-    for body in bodies {
-        // Act
-        let res = shop
-            .app
-            .client
-            .put(shop.items(TSHIRT))
-            .bearer_auth(&shop.token)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-
-        // Assert
-        expect_problem(&format!("body {body:?}"), res, 400, "malformed-json").await;
-    }
-    assert_eq!(shop.state().await, before);
-}
-
-#[tokio::test]
-async fn setting_an_item_with_a_body_off_the_schema_is_a_422_invalid_body_problem_and_changes_nothing() {
-    // Arrange
-    let shop = Shop::open().await;
-    let before = shop.state().await;
-    let bodies = [
+    let mut cases = Vec::new();
+    for body in [
         json!({ "quantity": -1 }),
         json!({ "quantity": 1.5 }),
         json!({ "quantity": "2" }),
@@ -413,226 +428,80 @@ async fn setting_an_item_with_a_body_off_the_schema_is_a_422_invalid_body_proble
         json!(["1"]),
         json!(1),
         json!(null),
-    ];
-
-    for body in &bodies {
-        // Act
-        let res = shop.app.client.put(shop.items(TSHIRT)).bearer_auth(&shop.token).json(body).send().await.unwrap();
-
-        // Assert
-        expect_problem(&format!("body {body}"), res, 422, "invalid-body").await;
+    ] {
+        cases.push(case(Method::PUT, shop.items(TSHIRT)).own().json(body).is(422, "invalid-body"));
     }
-    assert_eq!(shop.state().await, before);
+    cases.push(case(Method::PUT, shop.items(MUG)).own().json(json!([1])).is(422, "invalid-body"));
+    // Valid JSON, right content type, just over 64 KiB.
+    let padded = json!({ "quantity": 1, "padding": "x".repeat(70 * 1024) });
+    cases.push(case(Method::PUT, shop.items(MUG)).own().json(padded).is(413, "payload-too-large"));
+
+    // Act / Assert
+    shop.run(&cases).await;
 }
 
 #[tokio::test]
-async fn a_json_array_in_place_of_the_body_object_is_a_422_invalid_body_problem_and_changes_nothing() {
-    // Arrange
+async fn setting_or_removing_an_item_the_shop_cannot_sell_is_a_problem_saying_why_and_holds_nothing_more() {
+    // Arrange: the cart holds 2 × TSHIRT-BLACK, which has far fewer than 1000 units,
+    // and 1 of the flash product (limit 2).
     let shop = Shop::open().await;
-    let before = shop.state().await;
-
-    // Act
-    let set = shop.app.client.put(shop.items(MUG)).bearer_auth(&shop.token).json(&json!([1])).send().await.unwrap();
-    let checkout =
-        shop.checkout("array-body", &json!([{ "token": "tok_visa" }, "buyer@example.com"])).send().await.unwrap();
-
-    // Assert
-    expect_problem("checkout [payment, email]", checkout, 422, "invalid-body").await;
-    expect_problem("PUT [1]", set, 422, "invalid-body").await;
-    assert_eq!(shop.state().await, before);
-}
-
-#[tokio::test]
-async fn setting_more_than_the_line_bound_is_a_422_invalid_quantity_problem_naming_the_max() {
-    // Arrange
-    let shop = Shop::open().await;
-    let before = shop.state().await;
-
-    for qty in [1_001, u64::from(u32::MAX)] {
-        // Act
-        let res = shop.app.set_item(&shop.cart, &shop.token, TSHIRT, qty).await;
-
-        // Assert
-        let body = expect_problem(&format!("quantity {qty}"), res, 422, "invalid-quantity").await;
-        assert_eq!(body["max"], 1_000);
-    }
-    assert_eq!(shop.state().await, before);
-}
-
-#[tokio::test]
-async fn setting_more_than_max_per_order_is_a_409_limit_exceeded_problem_and_holds_nothing_more() {
-    // Arrange: the cart already holds 1 of the flash product (limit 2).
-    let shop = Shop::open().await;
-    let before = shop.state().await;
-
-    // Act
-    let res = shop.app.set_item(&shop.cart, &shop.token, FLASH, 3).await;
-
-    // Assert
-    let body = assert_problem(res, 409, "limit-exceeded").await;
-    assert_eq!(body["max_per_order"], 2);
-    assert_eq!(shop.state().await, before);
-}
-
-#[tokio::test]
-async fn setting_an_unknown_or_malformed_sku_is_a_404_product_not_found_problem_and_changes_nothing() {
-    // Arrange
-    let shop = Shop::open().await;
-    let before = shop.state().await;
-    let long = "A".repeat(65);
-
-    for sku in ["NO-SUCH-SKU", "a%20b", "%3Cscript%3E", long.as_str()] {
-        // Act
-        let res = shop.app.set_item(&shop.cart, &shop.token, sku, 1).await;
-
-        // Assert
-        expect_problem(&format!("PUT items/{sku}"), res, 404, "product-not-found").await;
-    }
-    assert_eq!(shop.state().await, before);
-}
-
-#[tokio::test]
-async fn setting_a_product_whose_sale_has_not_started_is_a_409_sale_not_started_problem() {
-    // Arrange
-    let shop = Shop::open().await;
-    let before = shop.state().await;
-
-    // Act
-    let res = shop.app.set_item(&shop.cart, &shop.token, UPCOMING, 1).await;
-
-    // Assert
-    let body = assert_problem(res, 409, "sale-not-started").await;
-    assert!(body["sale_starts_at"].as_str().is_some_and(|s| s.ends_with('Z')), "sale_starts_at: {body}");
-    assert_eq!(shop.state().await, before);
-}
-
-#[tokio::test]
-async fn setting_more_than_the_stock_is_a_409_out_of_stock_problem_saying_what_can_be_had() {
-    // Arrange: the cart holds 2 of a product with far fewer than 1000 units.
-    let shop = Shop::open().await;
-    let before = shop.state().await;
     let free = shop.app.available(TSHIRT).await;
     assert!(free + 2 < 1_000, "the demo product must have fewer than 1000 units");
-
-    // Act
-    let res = shop.app.set_item(&shop.cart, &shop.token, TSHIRT, 1_000).await;
-
-    // Assert: what can be had counts the free units plus the line's own 2.
-    let body = assert_problem(res, 409, "out-of-stock").await;
-    assert_eq!(body["available"], free + 2);
-    assert_eq!(body["sku"], TSHIRT);
-    assert_eq!(shop.state().await, before);
-}
-
-#[tokio::test]
-async fn a_body_over_64_kib_is_a_413_payload_too_large_problem_and_changes_nothing() {
-    // Arrange: valid JSON, right content type, just too big.
-    let shop = Shop::open().await;
-    let before = shop.state().await;
-    let body = json!({ "quantity": 1, "padding": "x".repeat(70 * 1024) });
-
-    // Act
-    let res = shop.app.client.put(shop.items(MUG)).bearer_auth(&shop.token).json(&body).send().await.unwrap();
-
-    // Assert
-    assert_problem(res, 413, "payload-too-large").await;
-    assert_eq!(shop.state().await, before);
-}
-
-#[tokio::test]
-async fn setting_an_item_without_a_valid_token_is_401_and_with_another_carts_token_is_403() {
-    // Arrange
-    let shop = Shop::open().await;
-    let before = shop.state().await;
-    let other_before = shop.other_state().await;
-    let body = json!({ "quantity": 1 });
-
-    // Act / Assert: no token at all.
-    let res = shop.app.client.put(shop.items(MUG)).json(&body).send().await.unwrap();
-    assert_eq!(www_authenticate(&res), "Bearer realm=\"flashcore\"");
-    assert_problem(res, 401, "unauthorized").await;
-
-    // Act / Assert: a bad token.
-    for (case, auth) in bad_authorizations(&shop.cart, &shop.token) {
-        let res = shop.app.client.put(shop.items(MUG)).header("Authorization", auth).json(&body).send().await.unwrap();
-        expect_problem(case, res, 401, "unauthorized").await;
-    }
-
-    // Act / Assert: the other cart's token on this cart, also with a bad body.
-    let res = shop.app.client.put(shop.items(MUG)).bearer_auth(&shop.other_token).json(&body).send().await.unwrap();
-    assert_problem(res, 403, "forbidden").await;
-    let res = shop.app.set_item(&shop.cart, &shop.other_token, TSHIRT, 0).await;
-    assert_problem(res, 403, "forbidden").await;
-
-    assert_eq!(shop.state().await, before);
-    assert_eq!(shop.other_state().await, other_before);
-}
-
-#[tokio::test]
-async fn setting_an_item_on_a_malformed_cart_id_is_a_404_cart_not_found_problem() {
-    // Arrange
-    let shop = Shop::open().await;
-    let before = shop.state().await;
-
-    // Act
-    let res = shop.app.set_item("not-a-uuid", &shop.token, MUG, 1).await;
-
-    // Assert
-    assert_problem(res, 404, "cart-not-found").await;
-    assert_eq!(shop.state().await, before);
-}
-
-#[tokio::test]
-async fn removing_an_item_without_a_valid_token_is_401_and_with_another_carts_token_is_403_and_releases_nothing() {
-    // Arrange
-    let shop = Shop::open().await;
-    let before = shop.state().await;
-
-    // Act / Assert: no token.
-    let res = shop.app.client.delete(shop.items(TSHIRT)).send().await.unwrap();
-    assert_eq!(www_authenticate(&res), "Bearer realm=\"flashcore\"");
-    assert_problem(res, 401, "unauthorized").await;
-
-    // Act / Assert: bad tokens.
-    for (case, auth) in bad_authorizations(&shop.cart, &shop.token) {
-        let res = shop.app.client.delete(shop.items(TSHIRT)).header("Authorization", auth).send().await.unwrap();
-        expect_problem(case, res, 401, "unauthorized").await;
-    }
-
-    // Act / Assert: someone else's token.
-    let res = shop.app.client.delete(shop.items(TSHIRT)).bearer_auth(&shop.other_token).send().await.unwrap();
-    assert_problem(res, 403, "forbidden").await;
-
-    assert_eq!(shop.state().await, before);
-}
-
-#[tokio::test]
-async fn removing_an_item_with_a_malformed_cart_id_or_sku_is_a_404_problem_and_releases_nothing() {
-    // Arrange
-    let shop = Shop::open().await;
-    let before = shop.state().await;
+    let set = |sku: &str, qty: u64| case(Method::PUT, shop.items(sku)).own().json(json!({ "quantity": qty }));
     let long = "A".repeat(65);
-
-    // Act
-    let bad_cart = shop
-        .app
-        .client
-        .delete(shop.url(&format!("/v1/carts/not-a-uuid/items/{TSHIRT}")))
-        .bearer_auth(&shop.token)
-        .send()
-        .await
-        .unwrap();
-    let bad_skus = [
-        shop.app.client.delete(shop.items("a%20b")).bearer_auth(&shop.token).send().await.unwrap(),
-        shop.app.client.delete(shop.items(&long)).bearer_auth(&shop.token).send().await.unwrap(),
+    let mut cases = vec![
+        set(TSHIRT, 1_001).is(422, "invalid-quantity").member("max", Member::Is(json!(1_000))),
+        set(TSHIRT, u64::from(u32::MAX)).is(422, "invalid-quantity").member("max", Member::Is(json!(1_000))),
+        set(FLASH, 3).is(409, "limit-exceeded").member("max_per_order", Member::Is(json!(2))),
+        set(UPCOMING, 1)
+            .is(409, "sale-not-started")
+            .member("sale_starts_at", Member::Satisfies(|v| v.as_str().is_some_and(|s| s.ends_with('Z')))),
+        // What can be had counts the free units plus the line's own 2.
+        set(TSHIRT, 1_000)
+            .is(409, "out-of-stock")
+            .member("available", Member::Is(json!(free + 2)))
+            .member("sku", Member::Is(json!(TSHIRT))),
+        case(Method::PUT, format!("/v1/carts/not-a-uuid/items/{MUG}"))
+            .own()
+            .json(json!({ "quantity": 1 }))
+            .is(404, "cart-not-found"),
+        case(Method::DELETE, format!("/v1/carts/not-a-uuid/items/{TSHIRT}")).own().is(404, "cart-not-found"),
     ];
-
-    // Assert
-    assert_problem(bad_cart, 404, "cart-not-found").await;
-    for res in bad_skus {
-        assert_problem(res, 404, "product-not-found").await;
+    for sku in ["NO-SUCH-SKU", "a%20b", "%3Cscript%3E", &long] {
+        cases.push(set(sku, 1).is(404, "product-not-found"));
     }
-    assert_eq!(shop.state().await, before);
+    for sku in ["a%20b", &long] {
+        cases.push(case(Method::DELETE, shop.items(sku)).own().is(404, "product-not-found"));
+    }
+
+    // Act / Assert
+    shop.run(&cases).await;
+}
+
+#[tokio::test]
+async fn changing_a_line_without_a_valid_token_is_401_and_with_another_carts_token_403() {
+    // Arrange
+    let shop = Shop::open().await;
+    let qty = json!({ "quantity": 1 });
+    let mut cases = vec![
+        case(Method::PUT, shop.items(MUG)).json(qty.clone()).is(401, "unauthorized"),
+        case(Method::PUT, shop.items(MUG)).auth(Auth::Other).json(qty.clone()).is(403, "forbidden"),
+        case(Method::PUT, shop.items(TSHIRT)).auth(Auth::Other).json(json!({ "quantity": 0 })).is(403, "forbidden"),
+        case(Method::DELETE, shop.items(TSHIRT)).is(401, "unauthorized"),
+        case(Method::DELETE, shop.items(TSHIRT)).auth(Auth::Other).is(403, "forbidden"),
+    ];
+    for auth in bad_authorizations(&shop.cart) {
+        cases.push(
+            case(Method::PUT, shop.items(MUG))
+                .auth(Auth::Header(auth.clone()))
+                .json(qty.clone())
+                .is(401, "unauthorized"),
+        );
+        cases.push(case(Method::DELETE, shop.items(TSHIRT)).auth(Auth::Header(auth)).is(401, "unauthorized"));
+    }
+
+    // Act / Assert
+    shop.run(&cases).await;
 }
 
 // ------------------------------------------------------------------ checkout
@@ -641,111 +510,49 @@ async fn removing_an_item_with_a_malformed_cart_id_or_sku_is_a_404_problem_and_r
 async fn checking_out_without_a_usable_idempotency_key_is_a_400_problem_and_places_no_order() {
     // Arrange
     let shop = Shop::open().await;
-    let before = shop.state().await;
-
-    // Act / Assert: no key.
-    let res =
-        shop.app.client.post(shop.checkout_url()).bearer_auth(&shop.token).json(&pay("tok_visa")).send().await.unwrap();
-    assert_problem(res, 400, "idempotency-key-missing").await;
-
-    // Act / Assert: keys that are there but unusable.
+    let checkout = shop.cart.path("/checkout");
+    let post = || case(Method::POST, &checkout).own();
+    let mut cases = vec![post().json(pay("tok_visa")).is(400, "idempotency-key-missing")];
     for key in ["k".repeat(256), String::new(), "   ".to_owned(), "two words".to_owned()] {
-        let res = shop.checkout(&key, &pay("tok_visa")).send().await.unwrap();
-        expect_problem(&format!("key {key:?} ({} chars)", key.len()), res, 400, "idempotency-key-invalid").await;
+        cases.push(post().key(header_value(&key)).json(pay("tok_visa")).is(400, "idempotency-key-invalid"));
     }
-    let non_ascii = reqwest::header::HeaderValue::from_bytes(b"cl\xe9").unwrap();
-    let res = shop
-        .app
-        .client
-        .post(shop.checkout_url())
-        .bearer_auth(&shop.token)
-        .header("Idempotency-Key", non_ascii)
-        .json(&pay("tok_visa"))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(res, 400, "idempotency-key-invalid").await;
+    let non_ascii = HeaderValue::from_bytes(b"cl\xe9").unwrap();
+    cases.push(post().key(non_ascii).json(pay("tok_visa")).is(400, "idempotency-key-invalid"));
 
-    assert_eq!(shop.state().await, before);
-    assert_eq!(before.cart["status"], "open");
+    // Act / Assert
+    shop.run(&cases).await;
+    assert_eq!(shop.cart.get().await["status"], "open");
 }
 
 #[tokio::test]
-async fn a_255_character_idempotency_key_is_accepted() {
-    // Arrange: the boundary of the key rule, so the 256 case above is not vacuous.
-    let shop = Shop::open().await;
-
-    // Act
-    let res = shop.checkout(&"k".repeat(255), &pay("tok_visa")).send().await.unwrap();
-
-    // Assert
-    assert_eq!(res.status(), StatusCode::CREATED);
-}
-
-#[tokio::test]
-async fn checking_out_an_empty_cart_is_a_409_cart_empty_problem() {
+async fn checking_out_with_a_bad_payment_token_or_email_is_a_422_problem_and_places_no_order() {
     // Arrange
     let shop = Shop::open().await;
-    let before = shop.state().await;
-    let other_before = shop.other_state().await;
-
-    // Act
-    let res = shop.app.checkout(&shop.other_cart, &shop.other_token, "empty-cart", "tok_visa").await;
-
-    // Assert
-    assert_problem(res, 409, "cart-empty").await;
-    assert_eq!(shop.other_state().await, other_before);
-    assert_eq!(shop.state().await, before);
-}
-
-#[tokio::test]
-async fn checking_out_with_a_blank_or_unknown_payment_token_is_a_422_invalid_payment_token_problem() {
-    // Arrange
-    let shop = Shop::open().await;
-    let before = shop.state().await;
-    let too_long = format!("tok_{}", "x".repeat(125));
-    let tokens = ["", "   ", "card_4242", "TOK_visa", too_long.as_str()];
-
-    for (i, token) in tokens.into_iter().enumerate() {
-        // Act
-        let res = shop.checkout(&format!("bad-payment-{i}"), &pay(token)).send().await.unwrap();
-
-        // Assert
-        expect_problem(&format!("payment token {token:?}"), res, 422, "invalid-payment-token").await;
+    let checkout = shop.cart.path("/checkout");
+    let post = || case(Method::POST, &checkout).own();
+    let mut cases = Vec::new();
+    for token in ["", "   ", "card_4242", "TOK_visa", &format!("tok_{}", "x".repeat(125))] {
+        cases.push(post().fresh_key().json(pay(token)).is(422, "invalid-payment-token"));
     }
-    let after = shop.state().await;
-    assert_eq!(after, before);
-    assert_eq!(after.cart["status"], "open");
-    assert!(after.cart["order_id"].is_null());
-}
-
-#[tokio::test]
-async fn checking_out_with_an_invalid_email_is_a_422_invalid_email_problem_and_places_no_order() {
-    // Arrange
-    let shop = Shop::open().await;
-    let before = shop.state().await;
     let long = format!("{}@example.com", "a".repeat(250));
-    let emails = ["", "buyer", "buyer@example", "@example.com", "a b@example.com", "a@b@example.com", long.as_str()];
-
-    for (i, email) in emails.into_iter().enumerate() {
-        // Act
+    for email in ["", "buyer", "buyer@example", "@example.com", "a b@example.com", "a@b@example.com", &long] {
         let body = json!({ "payment": { "token": "tok_visa" }, "email": email });
-        let res = shop.checkout(&format!("bad-email-{i}"), &body).send().await.unwrap();
-
-        // Assert
-        expect_problem(&format!("email {email:?}"), res, 422, "invalid-email").await;
+        cases.push(post().fresh_key().json(body).is(422, "invalid-email"));
     }
-    let after = shop.state().await;
-    assert_eq!(after, before);
-    assert_eq!(after.cart["status"], "open");
+
+    // Act / Assert
+    shop.run(&cases).await;
+    assert_eq!(shop.cart.get().await["status"], "open");
 }
 
 #[tokio::test]
-async fn checking_out_with_a_body_off_the_schema_is_a_4xx_problem_and_places_no_order() {
+async fn checking_out_with_a_body_off_the_schema_or_an_empty_cart_is_a_problem_and_places_no_order() {
     // Arrange
     let shop = Shop::open().await;
-    let before = shop.state().await;
-    let invalid = [
+    let checkout = shop.cart.path("/checkout");
+    let post = || case(Method::POST, &checkout).own();
+    let mut cases = Vec::new();
+    for body in [
         json!({}),
         json!({ "email": "buyer@example.com" }),
         json!({ "payment": "tok_visa" }),
@@ -754,233 +561,158 @@ async fn checking_out_with_a_body_off_the_schema_is_a_4xx_problem_and_places_no_
         json!({ "payment": { "token": "tok_visa", "cvc": "123" } }),
         json!({ "payment": { "token": "tok_visa" }, "coupon": "FREE" }),
         json!({ "payment": { "token": "tok_visa" }, "email": 7 }),
-    ];
-
-    for (i, body) in invalid.iter().enumerate() {
-        // Act
-        let res = shop.checkout(&format!("off-schema-{i}"), body).send().await.unwrap();
-
-        // Assert
-        expect_problem(&format!("body {body}"), res, 422, "invalid-body").await;
+        json!([{ "token": "tok_visa" }, "buyer@example.com"]),
+    ] {
+        cases.push(post().fresh_key().json(body).is(422, "invalid-body"));
     }
-    let res = shop
-        .app
-        .client
-        .post(shop.checkout_url())
-        .bearer_auth(&shop.token)
-        .header("Idempotency-Key", "malformed")
-        .header("content-type", "application/json")
-        .body(r#"{"payment": {"token": "tok_visa"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_problem(res, 400, "malformed-json").await;
-    let res = shop
-        .app
-        .client
-        .post(shop.checkout_url())
-        .bearer_auth(&shop.token)
-        .header("Idempotency-Key", "no-content-type")
-        .body(pay("tok_visa").to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_problem(res, 415, "unsupported-media-type").await;
+    cases.push(
+        post()
+            .fresh_key()
+            .raw(Some("application/json"), r#"{"payment": {"token": "tok_visa"}"#)
+            .is(400, "malformed-json"),
+    );
+    cases.push(post().fresh_key().raw(None, pay("tok_visa").to_string()).is(415, "unsupported-media-type"));
+    // The other cart is empty: nothing to check out.
+    cases.push(
+        case(Method::POST, shop.other.path("/checkout"))
+            .auth(Auth::Other)
+            .fresh_key()
+            .json(pay("tok_visa"))
+            .is(409, "cart-empty"),
+    );
 
-    assert_eq!(shop.state().await, before);
-}
-
-#[tokio::test]
-async fn a_declined_payment_is_a_402_problem_that_keeps_the_cart_and_its_stock_for_a_retry() {
-    // Arrange
-    let shop = Shop::open().await;
-    let before = shop.state().await;
-
-    // Act
-    let declined = shop.app.checkout(&shop.cart, &shop.token, "attempt-1", "tok_decline").await;
-
-    // Assert: refused, and the cart still holds its stock.
-    assert_problem(declined, 402, "payment-declined").await;
-    let after = shop.state().await;
-    assert_eq!(after, before);
-    assert_eq!(after.cart["status"], "open");
-    assert!(after.cart["order_id"].is_null());
-
-    // Act: retry with a good card and a new key.
-    let paid = shop.app.checkout(&shop.cart, &shop.token, "attempt-2", "tok_visa").await;
-
-    // Assert: the held stock is sold, nothing more is taken.
-    assert_eq!(paid.status(), StatusCode::CREATED);
-    let order: Value = paid.json().await.unwrap();
-    assert_eq!(order["status"], "paid");
-    let cart = shop.cart_json(&shop.cart, &shop.token).await;
-    assert_eq!(cart["status"], "checked_out");
-    assert_eq!(cart["order_id"], order["order_id"]);
-    assert_eq!(shop.state().await.available, before.available);
-}
-
-#[tokio::test]
-async fn a_payment_provider_failure_is_a_502_problem_that_changes_nothing() {
-    // Arrange
-    let shop = Shop::open().await;
-    let before = shop.state().await;
-
-    // Act
-    let res = shop.app.checkout(&shop.cart, &shop.token, "provider-down", "tok_error").await;
-
-    // Assert: an upstream failure, said plainly without internals, and nothing moved.
-    let body = assert_problem(res, 502, "payment-provider-error").await;
-    assert!(!body["detail"].as_str().unwrap_or_default().contains("tok_error"), "no internals: {body}");
-    let after = shop.state().await;
-    assert_eq!(after, before);
-    assert_eq!(after.cart["status"], "open");
-
-    // Act / Assert: the same key can be retried once the provider is back.
-    let retry = shop.app.checkout(&shop.cart, &shop.token, "provider-down", "tok_visa").await;
-    assert_eq!(retry.status(), StatusCode::CREATED);
+    // Act / Assert
+    shop.run(&cases).await;
+    assert_eq!(shop.cart.get().await["status"], "open");
 }
 
 #[tokio::test]
 async fn checking_out_without_a_valid_token_is_401_and_with_another_carts_token_is_403() {
     // Arrange
     let shop = Shop::open().await;
-    let before = shop.state().await;
-
-    // Act / Assert: no token.
-    let res = shop
-        .app
-        .client
-        .post(shop.checkout_url())
-        .header("Idempotency-Key", "anonymous")
-        .json(&pay("tok_visa"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(www_authenticate(&res), "Bearer realm=\"flashcore\"");
-    assert_problem(res, 401, "unauthorized").await;
-
-    // Act / Assert: bad tokens.
-    for (i, (case, auth)) in bad_authorizations(&shop.cart, &shop.token).into_iter().enumerate() {
-        let res = shop
-            .app
-            .client
-            .post(shop.checkout_url())
-            .header("Authorization", auth)
-            .header("Idempotency-Key", format!("bad-token-{i}"))
-            .json(&pay("tok_visa"))
-            .send()
-            .await
-            .unwrap();
-        expect_problem(case, res, 401, "unauthorized").await;
+    let checkout = shop.cart.path("/checkout");
+    let post = |auth: Auth| case(Method::POST, &checkout).auth(auth).fresh_key().json(pay("tok_visa"));
+    let mut cases = vec![post(Auth::Anonymous).is(401, "unauthorized"), post(Auth::Other).is(403, "forbidden")];
+    for auth in bad_authorizations(&shop.cart) {
+        cases.push(post(Auth::Header(auth)).is(401, "unauthorized"));
     }
 
-    // Act / Assert: someone else's token.
-    let res = shop.app.checkout(&shop.cart, &shop.other_token, "foreign", "tok_visa").await;
-    assert_problem(res, 403, "forbidden").await;
-
-    let after = shop.state().await;
-    assert_eq!(after, before);
-    assert_eq!(after.cart["status"], "open");
+    // Act / Assert
+    shop.run(&cases).await;
+    assert_eq!(shop.cart.get().await["status"], "open");
 }
 
 #[tokio::test]
-async fn a_checked_out_cart_refuses_changes_and_new_checkouts_with_a_409_cart_checked_out_problem() {
+async fn a_checked_out_cart_refuses_changes_and_new_checkouts_with_a_409_naming_its_order() {
     // Arrange
     let shop = Shop::open().await;
-    let paid = shop.app.checkout(&shop.cart, &shop.token, "first", "tok_visa").await;
-    assert_eq!(paid.status(), StatusCode::CREATED);
-    let order: Value = paid.json().await.unwrap();
-    let before = shop.state().await;
+    let order = Member::Is(json!(shop.place_order().await));
+    let cases = [
+        case(Method::PUT, shop.items(MUG)).own().json(json!({ "quantity": 1 })),
+        case(Method::DELETE, shop.items(TSHIRT)).own(),
+        case(Method::POST, shop.cart.path("/checkout")).own().fresh_key().json(pay("tok_visa")),
+    ]
+    .map(|c| c.is(409, "cart-checked-out").member("order_id", order.clone()));
+
+    // Act / Assert
+    shop.run(&cases).await;
+}
+
+#[tokio::test]
+async fn a_255_character_idempotency_key_is_accepted() {
+    // Arrange: the boundary of the key rule, so the 256 case above is not vacuous.
+    let shop = Shop::open().await;
 
     // Act
-    let set = shop.app.set_item(&shop.cart, &shop.token, MUG, 1).await;
-    let removed = shop.app.client.delete(shop.items(TSHIRT)).bearer_auth(&shop.token).send().await.unwrap();
-    let again = shop.app.checkout(&shop.cart, &shop.token, "second", "tok_visa").await;
+    let res = shop.cart.checkout(&"k".repeat(255)).await;
 
     // Assert
-    for (case, res) in [("set item", set), ("remove item", removed), ("checkout again", again)] {
-        let body = expect_problem(case, res, 409, "cart-checked-out").await;
-        assert_eq!(body["order_id"], order["order_id"], "{case}");
-    }
-    assert_eq!(shop.state().await, before);
+    assert_eq!(res.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn a_declined_payment_is_a_402_problem_that_keeps_the_cart_and_its_stock_for_a_retry() {
+    // Arrange
+    let shop = Shop::open().await;
+    let before = shop.app.snapshot().await;
+
+    // Act
+    let declined = shop.cart.checkout_with("attempt-1", "tok_decline").await;
+
+    // Assert: refused, and the cart still holds its stock.
+    assert_problem(declined, 402, "payment-declined").await;
+    assert_eq!(shop.app.snapshot().await, before);
+    let cart = shop.cart.get().await;
+    assert_eq!(cart["status"], "open");
+    assert!(cart["order_id"].is_null());
+
+    // Act: retry with a good card and a new key.
+    let paid = shop.cart.checkout("attempt-2").await;
+
+    // Assert: the held stock is sold, nothing more is taken.
+    assert_eq!(paid.status(), StatusCode::CREATED);
+    let order: Value = paid.json().await.unwrap();
+    assert_eq!(order["status"], "paid");
+    let cart = shop.cart.get().await;
+    assert_eq!(cart["status"], "checked_out");
+    assert_eq!(cart["order_id"], order["order_id"]);
+    let after = shop.app.snapshot().await;
+    assert_eq!(after.products, before.products, "held units became sold ones: available is unchanged");
+    assert_eq!(after.orders["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_payment_provider_failure_is_a_502_problem_that_changes_nothing() {
+    // Arrange
+    let shop = Shop::open().await;
+    let before = shop.app.snapshot().await;
+
+    // Act
+    let res = shop.cart.checkout_with("provider-down", "tok_error").await;
+
+    // Assert: an upstream failure, said plainly without internals, and nothing moved.
+    let body = assert_problem(res, 502, "payment-provider-error").await;
+    assert!(!body["detail"].as_str().unwrap_or_default().contains("tok_error"), "no internals: {body}");
+    assert_eq!(shop.app.snapshot().await, before);
+    assert_eq!(shop.cart.get().await["status"], "open");
+
+    // Act / Assert: the same key can be retried once the provider is back.
+    let retry = shop.cart.checkout_with("provider-down", "tok_visa").await;
+    assert_eq!(retry.status(), StatusCode::CREATED);
 }
 
 // -------------------------------------------------------------------- orders
 
-/// A shop whose first cart has been checked out; returns the order id.
-async fn placed_order(shop: &Shop) -> String {
-    let res = shop.app.checkout(&shop.cart, &shop.token, "place-order", "tok_visa").await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let order: Value = res.json().await.unwrap();
-    order["order_id"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
-async fn reading_an_order_without_a_valid_token_is_a_401_unauthorized_problem() {
+async fn reading_an_order_without_a_valid_token_is_401_and_a_malformed_or_foreign_one_404() {
     // Arrange
     let shop = Shop::open().await;
-    let order = placed_order(&shop).await;
-    let url = shop.url(&format!("/v1/orders/{order}"));
-
-    // Act / Assert: no token.
-    let res = shop.app.client.get(&url).send().await.unwrap();
-    assert_eq!(www_authenticate(&res), "Bearer realm=\"flashcore\"");
-    assert_problem(res, 401, "unauthorized").await;
-
-    // Act / Assert: bad tokens.
-    for (case, auth) in bad_authorizations(&shop.cart, &shop.token) {
-        let res = shop.app.client.get(&url).header("Authorization", auth).send().await.unwrap();
-        expect_problem(case, res, 401, "unauthorized").await;
+    let order = shop.place_order().await;
+    let path = format!("/v1/orders/{order}");
+    let mut cases = vec![
+        case(Method::GET, &path).is(401, "unauthorized"),
+        // Another cart's order answers like a missing one, so ids can't be probed.
+        case(Method::GET, &path).auth(Auth::Other).is(404, "order-not-found"),
+        case(Method::GET, format!("/v1/orders/{STRANGER_ORDER}")).auth(Auth::Other).is(404, "order-not-found"),
+    ];
+    for auth in bad_authorizations(&shop.cart) {
+        cases.push(case(Method::GET, &path).auth(Auth::Header(auth)).is(401, "unauthorized"));
     }
-}
-
-#[tokio::test]
-async fn reading_a_malformed_order_id_is_a_404_order_not_found_problem() {
-    // Arrange
-    let shop = Shop::open().await;
-
     for id in ["not-a-uuid", "123", "%20", &"0".repeat(200)] {
-        // Act
-        let res =
-            shop.app.client.get(shop.url(&format!("/v1/orders/{id}"))).bearer_auth(&shop.token).send().await.unwrap();
-
-        // Assert
-        expect_problem(&format!("GET /v1/orders/{id}"), res, 404, "order-not-found").await;
+        cases.push(case(Method::GET, format!("/v1/orders/{id}")).own().is(404, "order-not-found"));
     }
-}
 
-#[tokio::test]
-async fn reading_another_carts_order_is_a_404_indistinguishable_from_a_missing_one() {
-    // Arrange
-    let shop = Shop::open().await;
-    let order = placed_order(&shop).await;
+    // Act / Assert
+    shop.run(&cases).await;
 
-    // Act
-    let foreign = shop
-        .app
-        .client
-        .get(shop.url(&format!("/v1/orders/{order}")))
-        .bearer_auth(&shop.other_token)
-        .send()
-        .await
-        .unwrap();
-    let missing = shop
-        .app
-        .client
-        .get(shop.url(&format!("/v1/orders/{STRANGER_ORDER}")))
-        .bearer_auth(&shop.other_token)
-        .send()
-        .await
-        .unwrap();
-
-    // Assert: same status, same body — order ids cannot be probed.
-    let foreign = assert_problem(foreign, 404, "order-not-found").await;
-    let missing = assert_problem(missing, 404, "order-not-found").await;
+    // Assert: the foreign order and the missing one get the very same body, and
+    // the owner still sees it.
+    let get = |path: String| shop.app.client.get(shop.app.url(&path)).bearer_auth(&shop.other.token).send();
+    let foreign = assert_problem(get(path.clone()).await.unwrap(), 404, "order-not-found").await;
+    let missing =
+        assert_problem(get(format!("/v1/orders/{STRANGER_ORDER}")).await.unwrap(), 404, "order-not-found").await;
     assert_eq!(foreign, missing);
-
-    // And the owner still sees it.
-    let own =
-        shop.app.client.get(shop.url(&format!("/v1/orders/{order}"))).bearer_auth(&shop.token).send().await.unwrap();
+    let own = shop.app.client.get(shop.app.url(&path)).bearer_auth(&shop.cart.token).send().await.unwrap();
     assert_eq!(own.status(), StatusCode::OK);
 }
 
@@ -990,13 +722,13 @@ async fn reading_another_carts_order_is_a_404_indistinguishable_from_a_missing_o
 async fn no_bad_request_on_any_route_is_answered_with_a_5xx() {
     // Arrange: one of every kind of bad request above, on every route.
     let shop = Shop::open().await;
-    let before = shop.state().await;
-    let (cart, token, other) = (shop.cart.clone(), shop.token.clone(), shop.other_token.clone());
+    let before = shop.app.snapshot().await;
+    let (cart, token, other) = (shop.cart.id.clone(), shop.cart.token.clone(), shop.other.token.clone());
     let big = "x".repeat(70 * 1024);
     let long = "A".repeat(300);
-    type Case = (Method, String, Option<String>, Option<String>, Option<(&'static str, String)>);
+    type Sweep = (Method, String, Option<String>, Option<String>, Option<(&'static str, String)>);
     let json_body = |v: Value| Some(("application/json", v.to_string()));
-    let mut cases: Vec<Case> = Vec::new();
+    let mut cases: Vec<Sweep> = Vec::new();
     for q in ["limit=0", "limit=101", "limit=abc", "cursor=%25%25", "nope=1", "limit=", "cursor=a%20b"] {
         cases.push((Method::GET, format!("/v1/products?{q}"), None, None, None));
     }
@@ -1091,7 +823,7 @@ async fn no_bad_request_on_any_route_is_answered_with_a_5xx() {
     // Act
     let mut failures = Vec::new();
     for (method, path, auth, key, body) in cases {
-        let mut req = shop.app.client.request(method.clone(), shop.url(&path));
+        let mut req = shop.app.client.request(method.clone(), shop.app.url(&path));
         if let Some(t) = auth {
             req = req.bearer_auth(t);
         }
@@ -1112,7 +844,6 @@ async fn no_bad_request_on_any_route_is_answered_with_a_5xx() {
 
     // Assert
     assert!(failures.is_empty(), "not a 4xx problem:\n{}", failures.join("\n"));
-    let after = shop.state().await;
-    assert_eq!(after, before);
-    assert_eq!(after.cart["status"], "open");
+    assert_eq!(shop.app.snapshot().await, before);
+    assert_eq!(shop.cart.get().await["status"], "open");
 }

@@ -22,32 +22,27 @@ async fn a_buyer_browses_fills_a_cart_checks_out_and_reads_the_order() {
         .json()
         .await
         .unwrap();
-    assert!(next["items"].as_array().unwrap().len() >= 42, "the demo catalog has at least 52 products");
+    let catalog = flashcore_http::demo::catalog().unwrap().len();
+    assert_eq!(10 + next["items"].as_array().unwrap().len(), catalog, "two pages hold the whole demo catalog");
     assert!(next["next_cursor"].is_null());
     let before = app.available("MUG-RED").await;
 
     // Act: fill the cart, change a line, remove one.
-    let (cart, token) = app.new_cart().await;
-    assert_eq!(app.set_item(&cart, &token, "MUG-RED", 3).await.status(), StatusCode::OK);
-    assert_eq!(app.set_item(&cart, &token, "CAP-BLUE", 1).await.status(), StatusCode::OK);
-    let res = app.set_item(&cart, &token, "MUG-RED", 2).await;
+    let cart = app.new_cart().await;
+    assert_eq!(cart.set("MUG-RED", 3).await.status(), StatusCode::OK);
+    assert_eq!(cart.set("CAP-BLUE", 1).await.status(), StatusCode::OK);
+    let res = cart.set("MUG-RED", 2).await;
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["item_count"], 3);
     assert_eq!(body["total"]["amount"], 2 * 999 + 1_499);
     assert!(body["lines"][1]["hold_expires_at"].as_str().unwrap().ends_with('Z'));
     assert_eq!(app.available("MUG-RED").await, before - 2);
-    let res = app
-        .client
-        .delete(app.url(&format!("/v1/carts/{cart}/items/CAP-BLUE")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let res = cart.remove("CAP-BLUE").await;
     assert_eq!(res.status(), StatusCode::OK);
     let cap_before = app.product("CAP-BLUE").await;
     assert_eq!(cap_before["available"], cap_before["total"], "released stock is back");
 
-    let res = app.checkout(&cart, &token, "key-1", "tok_visa").await;
+    let res = cart.checkout("key-1").await;
 
     // Assert
     assert_eq!(res.status(), StatusCode::CREATED);
@@ -60,9 +55,9 @@ async fn a_buyer_browses_fills_a_cart_checks_out_and_reads_the_order() {
     assert_eq!(app.available("MUG-RED").await, before - 2, "sold units stay gone");
 
     let fetched: Value =
-        app.client.get(app.url(&location)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+        app.client.get(app.url(&location)).bearer_auth(&cart.token).send().await.unwrap().json().await.unwrap();
     assert_eq!(fetched, order);
-    let cart_now: Value = app.cart(&cart, &token).await;
+    let cart_now: Value = cart.get().await;
     assert_eq!(cart_now["status"], "checked_out");
     assert_eq!(cart_now["order_id"], order["order_id"]);
     app.stop().await;
@@ -72,13 +67,13 @@ async fn a_buyer_browses_fills_a_cart_checks_out_and_reads_the_order() {
 async fn a_retried_checkout_replays_the_same_order_and_never_sells_twice() {
     let app = TestApp::spawn().await;
     let sku = app.add_product("RETRY-1", 500, None, 10).await;
-    let (cart, token) = app.new_cart().await;
-    app.set_item(&cart, &token, &sku, 4).await;
+    let cart = app.new_cart().await;
+    cart.set(&sku, 4).await;
 
-    let first = app.checkout(&cart, &token, "same-key", "tok_visa").await;
+    let first = cart.checkout("same-key").await;
     assert_eq!(first.status(), StatusCode::CREATED);
     let first: Value = first.json().await.unwrap();
-    let again = app.checkout(&cart, &token, "same-key", "tok_visa").await;
+    let again = cart.checkout("same-key").await;
 
     assert_eq!(again.status(), StatusCode::CREATED, "a replay repeats the stored status");
     assert_eq!(again.headers()["idempotent-replayed"], "true");
@@ -88,8 +83,8 @@ async fn a_retried_checkout_replays_the_same_order_and_never_sells_twice() {
     assert_eq!(app.engine.orders(100, None).await.unwrap().len(), 1);
 
     // Another key on a checked-out cart is a conflict, and the cart is frozen.
-    assert_problem(app.checkout(&cart, &token, "other-key", "tok_visa").await, 409, "cart-checked-out").await;
-    assert_problem(app.set_item(&cart, &token, &sku, 1).await, 409, "cart-checked-out").await;
+    assert_problem(cart.checkout("other-key").await, 409, "cart-checked-out").await;
+    assert_problem(cart.set(&sku, 1).await, 409, "cart-checked-out").await;
     assert_eq!(app.available(&sku).await, 6);
     app.stop().await;
 }
@@ -100,8 +95,8 @@ async fn holds_expire_and_return_their_stock() {
     config.engine.hold_ttl = Duration::from_millis(300);
     let app = TestApp::spawn_with(config).await;
     let sku = app.add_product("EXPIRE-1", 100, None, 5).await;
-    let (cart, token) = app.new_cart().await;
-    assert_eq!(app.set_item(&cart, &token, &sku, 5).await.status(), StatusCode::OK);
+    let cart = app.new_cart().await;
+    assert_eq!(cart.set(&sku, 5).await.status(), StatusCode::OK);
     assert_eq!(app.available(&sku).await, 0);
 
     eventually(Duration::from_secs(5), "the hold to expire", || async {
@@ -110,9 +105,9 @@ async fn holds_expire_and_return_their_stock() {
     .await;
 
     // The stock went to someone else, so the lapsed cart cannot check out.
-    let (other, other_token) = app.new_cart().await;
-    assert_eq!(app.set_item(&other, &other_token, &sku, 5).await.status(), StatusCode::OK);
-    let body = assert_problem(app.checkout(&cart, &token, "k", "tok_visa").await, 409, "stock-lost").await;
+    let other = app.new_cart().await;
+    assert_eq!(other.set(&sku, 5).await.status(), StatusCode::OK);
+    let body = assert_problem(cart.checkout("k").await, 409, "stock-lost").await;
     assert_eq!(body["sku"], sku);
     assert_eq!(app.engine.orders(10, None).await.unwrap().len(), 0);
     app.stop().await;
@@ -124,14 +119,14 @@ async fn a_lapsed_hold_is_renewed_at_checkout_when_stock_remains() {
     config.engine.hold_ttl = Duration::from_millis(200);
     let app = TestApp::spawn_with(config).await;
     let sku = app.add_product("RENEW-1", 100, None, 5).await;
-    let (cart, token) = app.new_cart().await;
-    app.set_item(&cart, &token, &sku, 2).await;
+    let cart = app.new_cart().await;
+    cart.set(&sku, 2).await;
     eventually(Duration::from_secs(5), "the hold to expire", || async {
         (app.available(&sku).await == 5).then_some(())
     })
     .await;
 
-    let res = app.checkout(&cart, &token, "k", "tok_visa").await;
+    let res = cart.checkout("k").await;
 
     assert_eq!(res.status(), StatusCode::CREATED);
     assert_eq!(app.available(&sku).await, 3);
@@ -155,8 +150,8 @@ async fn the_availability_stream_reports_the_current_value_then_every_change() {
     read_until("\"available\":7", &mut seen).await;
     assert!(seen.contains("event: availability"));
 
-    let (cart, token) = app.new_cart().await;
-    app.set_item(&cart, &token, &sku, 3).await;
+    let cart = app.new_cart().await;
+    cart.set(&sku, 3).await;
 
     read_until("\"available\":4", &mut seen).await;
     app.stop().await;
@@ -167,8 +162,8 @@ async fn an_idle_cart_is_passivated_and_comes_back_intact() {
     let mut config = test_config();
     config.engine.cart_idle = Duration::from_millis(200);
     let app = TestApp::spawn_with(config).await;
-    let (cart, token) = app.new_cart().await;
-    app.set_item(&cart, &token, "SOCKS-RED", 2).await;
+    let cart = app.new_cart().await;
+    cart.set("SOCKS-RED", 2).await;
 
     eventually(Duration::from_secs(10), "the cart to be passivated", || async {
         let carts = app.engine.actor_stats(0).into_iter().find(|s| s.kind == "cart").unwrap();
@@ -176,10 +171,10 @@ async fn an_idle_cart_is_passivated_and_comes_back_intact() {
     })
     .await;
 
-    let body: Value = app.cart(&cart, &token).await;
+    let body: Value = cart.get().await;
     assert_eq!(body["lines"][0]["sku"], "SOCKS-RED");
     assert_eq!(body["lines"][0]["quantity"], 2);
-    assert_eq!(app.checkout(&cart, &token, "k", "tok_visa").await.status(), StatusCode::CREATED);
+    assert_eq!(cart.checkout("k").await.status(), StatusCode::CREATED);
     app.stop().await;
 }
 

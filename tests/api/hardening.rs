@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use flashcore_domain::Sku;
-use flashcore_tests::{TEST_ADMIN_KEY, TestApp, assert_problem, eventually, test_config};
+use flashcore_tests::{TEST_ADMIN_KEY, TestApp, TestCart, assert_problem, eventually, test_config};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -17,17 +17,7 @@ const HELD: &str = "TSHIRT-BLACK";
 /// A running app with a cart holding 2 × [`HELD`].
 struct Shop {
     app: TestApp,
-    cart: String,
-    token: String,
-}
-
-/// What a refused request must leave as it was.
-#[derive(Debug, PartialEq)]
-struct State {
-    cart: Value,
-    products: Vec<Value>,
-    orders: Value,
-    keys: Value,
+    cart: TestCart,
 }
 
 impl Shop {
@@ -37,33 +27,14 @@ impl Shop {
 
     async fn open_with(config: flashcore_http::Config) -> Shop {
         let app = TestApp::spawn_with(config).await;
-        let (cart, token) = app.new_cart().await;
-        let res = app.set_item(&cart, &token, HELD, 2).await;
+        let cart = app.new_cart().await;
+        let res = cart.set(HELD, 2).await;
         assert_eq!(res.status(), StatusCode::OK, "arranging: {}", res.text().await.unwrap_or_default());
-        Shop { app, cart, token }
+        Shop { app, cart }
     }
 
     fn url(&self, path: &str) -> String {
         self.app.url(path)
-    }
-
-    async fn admin_json(&self, path: &str) -> Value {
-        let res = self.app.client.get(self.url(path)).bearer_auth(TEST_ADMIN_KEY).send().await.unwrap();
-        assert_eq!(res.status(), StatusCode::OK, "GET {path}");
-        res.json().await.unwrap()
-    }
-
-    async fn state(&self) -> State {
-        let mut products = Vec::new();
-        for sku in [SKU, HELD] {
-            products.push(self.app.product(sku).await);
-        }
-        State {
-            cart: self.app.cart(&self.cart, &self.token).await,
-            products,
-            orders: self.admin_json("/v1/admin/orders").await,
-            keys: self.admin_json("/v1/admin/keys").await,
-        }
     }
 
     /// The body-carrying writes, each with its credential, `body` as raw JSON.
@@ -73,13 +44,13 @@ impl Shop {
         vec![
             (
                 "PUT item",
-                json(c.put(self.url(&format!("/v1/carts/{}/items/{SKU}", self.cart))).bearer_auth(&self.token)),
+                json(c.put(self.url(&self.cart.path(&format!("/items/{SKU}")))).bearer_auth(&self.cart.token)),
             ),
             (
                 "checkout",
                 json(
-                    c.post(self.url(&format!("/v1/carts/{}/checkout", self.cart)))
-                        .bearer_auth(&self.token)
+                    c.post(self.url(&self.cart.path("/checkout")))
+                        .bearer_auth(&self.cart.token)
                         .header("Idempotency-Key", uuid::Uuid::new_v4().to_string()),
                 ),
             ),
@@ -105,8 +76,8 @@ async fn api_responses_error_responses_and_the_docs_page_carry_the_security_head
     let shop = Shop::open().await;
     let cases = [
         ("an API response", shop.url("/v1/products?limit=2"), 200, true),
-        ("a cart (personal)", shop.url(&format!("/v1/carts/{}", shop.cart)), 200, true),
-        ("a 401", shop.url(&format!("/v1/carts/{}", shop.cart)), 401, true),
+        ("a cart (personal)", shop.url(&shop.cart.path("")), 200, true),
+        ("a 401", shop.url(&shop.cart.path("")), 401, true),
         ("a 404 problem", shop.url("/v1/products/NO-SUCH-SKU"), 404, true),
         ("an unknown path", shop.url("/v1/nope"), 404, true),
         ("the docs page", shop.url("/docs"), 200, false),
@@ -116,7 +87,7 @@ async fn api_responses_error_responses_and_the_docs_page_carry_the_security_head
     for (case, url, status, api) in cases {
         let mut req = shop.app.client.get(&url);
         if case == "a cart (personal)" {
-            req = req.bearer_auth(&shop.token);
+            req = req.bearer_auth(&shop.cart.token);
         }
 
         // Act
@@ -151,20 +122,20 @@ async fn a_body_over_the_configured_limit_is_a_413_problem_on_every_write_and_ch
     let mut config = test_config();
     config.http.max_body_bytes = 2048;
     let shop = Shop::open_with(config).await;
-    let before = shop.state().await;
+    let before = shop.app.snapshot().await;
     let padding = " ".repeat(4096);
     let body = |v: Value| format!("{v}{padding}");
     let c = &shop.app.client;
     let cases: Vec<(&str, RequestBuilder, String)> = vec![
         (
             "PUT item",
-            c.put(shop.url(&format!("/v1/carts/{}/items/{SKU}", shop.cart))).bearer_auth(&shop.token),
+            c.put(shop.url(&shop.cart.path(&format!("/items/{SKU}")))).bearer_auth(&shop.cart.token),
             body(json!({ "quantity": 1 })),
         ),
         (
             "checkout",
-            c.post(shop.url(&format!("/v1/carts/{}/checkout", shop.cart)))
-                .bearer_auth(&shop.token)
+            c.post(shop.url(&shop.cart.path("/checkout")))
+                .bearer_auth(&shop.cart.token)
                 .header("Idempotency-Key", "too-large"),
             body(json!({ "payment": { "token": "tok_visa" } })),
         ),
@@ -190,15 +161,13 @@ async fn a_body_over_the_configured_limit_is_a_413_problem_on_every_write_and_ch
         let res = req.header("content-type", "application/json").body(body).send().await.unwrap();
 
         // Assert
-        let status = res.status();
-        let problem = res.json::<Value>().await.unwrap_or(Value::Null);
-        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{case}: {problem}");
-        assert_eq!(problem["type"], "urn:flashcore:problem:payload-too-large", "{case}: {problem}");
+        let problem = flashcore_tests::problem(res, 413, "payload-too-large").await;
+        assert!(problem.is_ok(), "{case}: {problem:?}");
     }
-    assert_eq!(shop.state().await, before);
+    assert_eq!(shop.app.snapshot().await, before);
 
     // And a body just under the limit still works.
-    let res = shop.app.set_item(&shop.cart, &shop.token, SKU, 1).await;
+    let res = shop.cart.set(SKU, 1).await;
     assert_eq!(res.status(), StatusCode::OK);
     shop.app.stop().await;
 }
@@ -209,7 +178,7 @@ async fn a_body_over_the_configured_limit_is_a_413_problem_on_every_write_and_ch
 async fn unknown_json_fields_are_a_422_invalid_body_problem_on_every_write_and_change_nothing() {
     // Arrange
     let shop = Shop::open().await;
-    let before = shop.state().await;
+    let before = shop.app.snapshot().await;
     let product = |extra: Value| {
         let mut p = json!({ "title": "Renamed", "price": { "amount": 999, "currency": "EUR" } });
         if let (Some(p), Some(e)) = (p.as_object_mut(), extra.as_object()) {
@@ -235,7 +204,7 @@ async fn unknown_json_fields_are_a_422_invalid_body_problem_on_every_write_and_c
         let problem = assert_problem(res, 422, "invalid-body").await;
         assert!(problem["detail"].as_str().unwrap_or_default().contains("unknown field"), "{route}: {problem}");
     }
-    assert_eq!(shop.state().await, before);
+    assert_eq!(shop.app.snapshot().await, before);
     shop.app.stop().await;
 }
 
@@ -245,7 +214,7 @@ async fn unknown_json_fields_are_a_422_invalid_body_problem_on_every_write_and_c
 async fn an_unknown_field_inside_the_price_of_an_admin_product_is_a_422_and_changes_nothing() {
     // Arrange
     let shop = Shop::open().await;
-    let before = shop.state().await;
+    let before = shop.app.snapshot().await;
     let body = json!({ "title": "Renamed", "price": { "amount": 999, "currency": "EUR", "tax": 20 } });
 
     // Act
@@ -254,7 +223,7 @@ async fn an_unknown_field_inside_the_price_of_an_admin_product_is_a_422_and_chan
 
     // Assert
     assert_problem(res, 422, "invalid-body").await;
-    assert_eq!(shop.state().await, before);
+    assert_eq!(shop.app.snapshot().await, before);
     shop.app.stop().await;
 }
 
@@ -262,7 +231,7 @@ async fn an_unknown_field_inside_the_price_of_an_admin_product_is_a_422_and_chan
 async fn lengths_and_quantities_out_of_bounds_are_422_problems_and_change_nothing() {
     // Arrange
     let shop = Shop::open().await;
-    let before = shop.state().await;
+    let before = shop.app.snapshot().await;
     let price = json!({ "amount": 999, "currency": "EUR" });
     let cases: Vec<(&str, Value, &str)> = vec![
         ("PUT item", json!({ "quantity": 1001 }), "invalid-quantity"),
@@ -292,7 +261,7 @@ async fn lengths_and_quantities_out_of_bounds_are_422_problems_and_change_nothin
             assert_eq!(problem["max"], 1000, "{problem}");
         }
     }
-    assert_eq!(shop.state().await, before);
+    assert_eq!(shop.app.snapshot().await, before);
 
     // The bounds themselves are accepted.
     let title = "x".repeat(200);
@@ -405,7 +374,7 @@ async fn a_request_past_the_deadline_is_a_503_timeout_problem_and_its_retry_gets
     let started = std::time::Instant::now();
 
     // Act
-    let res = shop.app.checkout(&shop.cart, &shop.token, "slow-checkout", "tok_slow").await;
+    let res = shop.cart.checkout_with("slow-checkout", "tok_slow").await;
 
     // Assert: cut at the deadline, not when the payment finished.
     assert!(started.elapsed() < flashcore_actors::payments::SLOW_AUTHORIZATION, "{:?}", started.elapsed());
@@ -415,17 +384,17 @@ async fn a_request_past_the_deadline_is_a_503_timeout_problem_and_its_retry_gets
 
     // Act: retry with the same key, as the problem suggests.
     let order = eventually(Duration::from_secs(15), "the retried checkout to answer", || async {
-        let res = shop.app.checkout(&shop.cart, &shop.token, "slow-checkout", "tok_slow").await;
+        let res = shop.cart.checkout_with("slow-checkout", "tok_slow").await;
         (res.status() == StatusCode::CREATED).then_some(res)
     })
     .await;
 
     // Assert: the one order, placed once.
     let order: Value = order.json().await.unwrap();
-    let orders = shop.admin_json("/v1/admin/orders").await;
+    let orders = shop.app.admin_get("/v1/admin/orders").await;
     let ids: Vec<&Value> = orders["items"].as_array().unwrap().iter().map(|o| &o["order_id"]).collect();
     assert_eq!(ids, vec![&order["order_id"]], "{orders}");
-    assert_eq!(shop.app.cart(&shop.cart, &shop.token).await["status"], "checked_out");
+    assert_eq!(shop.cart.get().await["status"], "checked_out");
     shop.app.stop().await;
 }
 
@@ -453,16 +422,10 @@ fn assert_no_internals(case: &str, body: &str) {
     }
 }
 
-/// Asserts `res` is a problem with `status` and no internals; returns its body.
-async fn plain_problem(case: &str, res: Response, status: u16) -> Value {
-    let got = res.status().as_u16();
-    let ctype = header(&res, "content-type").unwrap_or_default();
-    let text = res.text().await.unwrap();
-    assert_eq!(got, status, "{case}: {text}");
-    assert_eq!(ctype, "application/problem+json", "{case}");
-    assert_no_internals(case, &text);
-    let body: Value = serde_json::from_str(&text).unwrap();
-    assert!(body["type"].as_str().unwrap_or_default().starts_with("urn:flashcore:problem:"), "{case}: {body}");
+/// Asserts `res` is the problem `code` with `status` and no internals; returns its body.
+async fn plain_problem(case: &str, res: Response, status: u16, code: &str) -> Value {
+    let body = assert_problem(res, status, code).await;
+    assert_no_internals(case, &body.to_string());
     body
 }
 
@@ -471,38 +434,51 @@ async fn client_error_problems_show_no_internals() {
     // Arrange
     let shop = Shop::open().await;
     let c = &shop.app.client;
-    let cases: Vec<(&str, RequestBuilder, u16)> = vec![
-        ("unknown path", c.get(shop.url("/src/main.rs")), 404),
-        ("unknown product", c.get(shop.url("/v1/products/NO-SUCH-SKU")), 404),
-        ("malformed cart id", c.get(shop.url("/v1/carts/../../etc/passwd")).bearer_auth(&shop.token), 404),
-        ("wrong method", c.delete(shop.url("/v1/products")), 405),
-        ("wrong method on admin", c.patch(shop.url("/v1/admin/keys")).bearer_auth(TEST_ADMIN_KEY), 405),
-        ("not UTF-8 in the path", c.get(shop.url("/v1/products/%FF%FE")), 400),
-        ("bad query", c.get(shop.url("/v1/products?limit=abc")), 400),
+    let cases: Vec<(&str, RequestBuilder, u16, &str)> = vec![
+        ("unknown path", c.get(shop.url("/src/main.rs")), 404, "not-found"),
+        ("unknown product", c.get(shop.url("/v1/products/NO-SUCH-SKU")), 404, "product-not-found"),
+        // The client resolves the dots: this asks for /etc/passwd.
+        (
+            "path traversal",
+            c.get(shop.url("/v1/carts/../../etc/passwd")).bearer_auth(&shop.cart.token),
+            404,
+            "not-found",
+        ),
+        ("wrong method", c.delete(shop.url("/v1/products")), 405, "method-not-allowed"),
+        (
+            "wrong method on admin",
+            c.patch(shop.url("/v1/admin/keys")).bearer_auth(TEST_ADMIN_KEY),
+            405,
+            "method-not-allowed",
+        ),
+        ("not UTF-8 in the path", c.get(shop.url("/v1/products/%FF%FE")), 400, "invalid-path"),
+        ("bad query", c.get(shop.url("/v1/products?limit=abc")), 400, "invalid-query"),
         (
             "malformed JSON",
-            c.put(shop.url(&format!("/v1/carts/{}/items/{SKU}", shop.cart)))
-                .bearer_auth(&shop.token)
+            c.put(shop.url(&shop.cart.path(&format!("/items/{SKU}"))))
+                .bearer_auth(&shop.cart.token)
                 .header("content-type", "application/json")
                 .body("{\"quantity\":"),
             400,
+            "malformed-json",
         ),
         (
             "wrong JSON type",
-            c.put(shop.url(&format!("/v1/carts/{}/items/{SKU}", shop.cart)))
-                .bearer_auth(&shop.token)
+            c.put(shop.url(&shop.cart.path(&format!("/items/{SKU}"))))
+                .bearer_auth(&shop.cart.token)
                 .json(&json!({ "quantity": "many" })),
             422,
+            "invalid-body",
         ),
-        ("bad credential", c.get(shop.url("/v1/admin/actors")).bearer_auth("fck_nope"), 401),
+        ("bad credential", c.get(shop.url("/v1/admin/actors")).bearer_auth("fck_nope"), 401, "unauthorized"),
     ];
 
-    for (case, req, status) in cases {
+    for (case, req, status, code) in cases {
         // Act
         let res = req.send().await.unwrap();
 
         // Assert
-        plain_problem(case, res, status).await;
+        plain_problem(case, res, status, code).await;
     }
     shop.app.stop().await;
 }
@@ -531,20 +507,17 @@ async fn server_error_problems_show_no_internals() {
     eventually(Duration::from_secs(5), "the quarantine", || async { quarantined().await.filter(|q| *q >= 1) }).await;
 
     // Act / Assert: the panicked actor's SKU.
-    let res = shop.app.set_item(&shop.cart, &shop.token, SKU, 1).await;
+    let res = shop.cart.set(SKU, 1).await;
     assert!(res.headers().contains_key("retry-after"));
-    let body = plain_problem("quarantined SKU", res, 503).await;
-    assert_eq!(body["code"], "unavailable");
+    plain_problem("quarantined SKU", res, 503, "unavailable").await;
 
     // Act / Assert: the payment provider fails.
-    let res = shop.app.checkout(&shop.cart, &shop.token, "provider-error", "tok_error").await;
-    let body = plain_problem("payment provider error", res, 502).await;
-    assert_eq!(body["code"], "payment-provider-error");
+    let res = shop.cart.checkout_with("provider-error", "tok_error").await;
+    plain_problem("payment provider error", res, 502, "payment-provider-error").await;
 
     // Act / Assert: the deadline.
-    let res = shop.app.checkout(&shop.cart, &shop.token, "too-slow", "tok_slow").await;
-    let body = plain_problem("deadline", res, 503).await;
-    assert_eq!(body["code"], "timeout");
+    let res = shop.cart.checkout_with("too-slow", "tok_slow").await;
+    plain_problem("deadline", res, 503, "timeout").await;
     shop.app.stop().await;
 }
 

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use flashcore_tests::{
-    Buyer, Process, RedisPrefix, TEST_ADMIN_KEY, TestApp, assert_problem, data_dir, test_config, test_redis_url,
+    Process, RedisPrefix, TEST_ADMIN_KEY, TestApp, assert_problem, data_dir, test_config, test_redis_url,
 };
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
@@ -29,25 +29,20 @@ async fn replays_outcomes_and_refuses_a_changed_request(redis: bool) {
     assert_eq!(again.status(), StatusCode::CREATED);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<Value>().await.unwrap(), first);
-    let buyer = Buyer {
-        client: app.client.clone(),
-        base: app.base.clone(),
-        cart: first["cart_id"].as_str().unwrap().to_owned(),
-        token: first["token"].as_str().unwrap().to_owned(),
-    };
+    let buyer = app.cart(first["cart_id"].as_str().unwrap(), first["token"].as_str().unwrap());
 
     // A cart edit replays; stock is reserved once.
-    let set = buyer.set_with_key(&sku, 2, Some("set-1")).await;
+    let set = buyer.set_with_key(&sku, 2, "set-1").await;
     assert_eq!(set.status(), StatusCode::OK);
     let set: Value = set.json().await.unwrap();
-    let replay = buyer.set_with_key(&sku, 2, Some("set-1")).await;
+    let replay = buyer.set_with_key(&sku, 2, "set-1").await;
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
     assert_eq!(replay.json::<Value>().await.unwrap(), set);
     assert_eq!(app.available(&sku).await, 8);
 
     // The same key with another body is refused and changes nothing.
-    assert_problem(buyer.set_with_key(&sku, 3, Some("set-1")).await, 422, "idempotency-key-reused").await;
-    assert_eq!(buyer.cart().await["lines"][0]["quantity"], 2);
+    assert_problem(buyer.set_with_key(&sku, 3, "set-1").await, 422, "idempotency-key-reused").await;
+    assert_eq!(buyer.get().await["lines"][0]["quantity"], 2);
     assert_eq!(app.available(&sku).await, 8);
 
     // Checkout: one order, replayed byte for byte; a changed body is refused.
@@ -64,7 +59,7 @@ async fn replays_outcomes_and_refuses_a_changed_request(redis: bool) {
     app.stop().await;
     if let Some(p) = backend {
         // Three keys and the availability hash were really kept in Redis.
-        assert!(p.edge().delete_prefix().await.unwrap() >= 4, "the keys live in Redis");
+        assert!(p.redis().delete_prefix().await.unwrap() >= 4, "the keys live in Redis");
     }
 }
 
@@ -81,8 +76,8 @@ async fn replays_outcomes_and_refuses_a_changed_request_in_process() {
 async fn a_retry_while_the_first_runs_gets_409(redis: bool) {
     let (app, _backend) = spawn(redis).await;
     let sku = app.add_product("IDEM-2", 700, None, 10).await;
-    let buyer = Buyer::new(&app.base).await;
-    assert_eq!(buyer.set(&sku, 1).await, StatusCode::OK);
+    let buyer = app.new_cart().await;
+    assert_eq!(buyer.set(&sku, 1).await.status(), StatusCode::OK);
 
     // `tok_slow` keeps the first attempt running for 2 s.
     let (a, b) = tokio::join!(buyer.checkout_with("slow-1", "tok_slow"), buyer.checkout_with("slow-1", "tok_slow"));
@@ -116,15 +111,15 @@ async fn a_retry_while_the_first_runs_gets_409_in_process() {
 async fn failures_are_not_kept_and_keys_are_per_client(redis: bool) {
     let (app, _backend) = spawn(redis).await;
     let sku = app.add_product("IDEM-3", 700, None, 10).await;
-    let buyer = Buyer::new(&app.base).await;
-    assert_eq!(buyer.set(&sku, 1).await, StatusCode::OK);
+    let buyer = app.new_cart().await;
+    assert_eq!(buyer.set(&sku, 1).await.status(), StatusCode::OK);
 
     // A provider failure (5xx) is not an outcome: the same key may try again.
     assert_problem(buyer.checkout_with("k", "tok_error").await, 502, "payment-provider-error").await;
     let retry = buyer.checkout_with("k", "tok_error").await;
     assert!(retry.headers().get("idempotent-replayed").is_none(), "ran again rather than replayed");
     assert_problem(retry, 502, "payment-provider-error").await;
-    assert_eq!(buyer.cart().await["status"], "open");
+    assert_eq!(buyer.get().await["status"], "open");
 
     // A declined payment is an outcome: replayed, not charged again.
     assert_problem(buyer.checkout_with("d", "tok_decline").await, 402, "payment-declined").await;
@@ -133,9 +128,9 @@ async fn failures_are_not_kept_and_keys_are_per_client(redis: bool) {
     assert_problem(replay, 402, "payment-declined").await;
 
     // Another client's identical key is its own: both edits run.
-    let other = Buyer::new(&app.base).await;
-    assert!(buyer.set_with_key(&sku, 2, Some("shared")).await.headers().get("idempotent-replayed").is_none());
-    assert!(other.set_with_key(&sku, 2, Some("shared")).await.headers().get("idempotent-replayed").is_none());
+    let other = app.new_cart().await;
+    assert!(buyer.set_with_key(&sku, 2, "shared").await.headers().get("idempotent-replayed").is_none());
+    assert!(other.set_with_key(&sku, 2, "shared").await.headers().get("idempotent-replayed").is_none());
     assert_eq!(app.available(&sku).await, 6);
     app.stop().await;
 }
@@ -169,8 +164,8 @@ async fn a_retried_checkout_survives_a_restart(redis: bool) {
         env.extend([("REDIS_URL", url.as_str()), ("FLASHCORE_REDIS_PREFIX", p.prefix.as_str())]);
     }
     let p = Process::start(&env).await;
-    let buyer = Buyer::new(&p.base).await;
-    assert_eq!(buyer.set("FLASH-SNEAKER-01", 1).await, StatusCode::OK);
+    let buyer = p.new_cart().await;
+    assert_eq!(buyer.set("FLASH-SNEAKER-01", 1).await.status(), StatusCode::OK);
     let first = buyer.checkout("restart-1").await;
     assert_eq!(first.status(), StatusCode::CREATED);
     let first: Value = first.json().await.unwrap();
@@ -180,10 +175,10 @@ async fn a_retried_checkout_survives_a_restart(redis: bool) {
     assert!(status.success());
 
     let p = Process::start(&env).await;
-    let retry = Buyer { base: p.base.clone(), ..buyer };
+    let retry = buyer.on(&p);
     // The cart comes back checked out: placed orders are not written behind, the
     // journal is their record and recovery reads the cart's state from it.
-    let cart = retry.cart().await;
+    let cart = retry.get().await;
     assert_eq!(cart["status"], "checked_out");
     assert_eq!(cart["order_id"], first["order_id"]);
     let again = retry.checkout("restart-1").await;
@@ -192,7 +187,7 @@ async fn a_retried_checkout_survives_a_restart(redis: bool) {
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["order_id"], first["order_id"]);
     assert_eq!(order_count(&p.base).await, 1);
-    assert_eq!(retry.available("FLASH-SNEAKER-01").await, 99);
+    assert_eq!(p.available("FLASH-SNEAKER-01").await, 99);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

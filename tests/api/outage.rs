@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use flashcore_actors::ports::Journal;
-use flashcore_persistence::postgres::{PgStore, TestDatabase, test_server_url};
-use flashcore_tests::{Buyer, ChaosProxy, Process, data_dir, eventually};
+use flashcore_persistence::postgres::PgStore;
+use flashcore_tests::{ChaosProxy, Process, TestDatabase, data_dir, eventually, test_server_url};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 
@@ -20,8 +20,8 @@ async fn with_postgres_cut_checkout_fails_fast_carts_keep_working_and_all_catche
     assert_ne!(via_proxy, db.url, "the database URL names 127.0.0.1:5432");
     let dir = data_dir();
     let p = Process::start(&[("DATABASE_URL", &via_proxy), ("FLASHCORE_DATA_DIR", dir.path().to_str().unwrap())]).await;
-    let buyer = Buyer::new(&p.base).await;
-    assert_eq!(buyer.set(SKU, 1).await, StatusCode::OK);
+    let buyer = p.new_cart().await;
+    assert_eq!(buyer.set(SKU, 1).await.status(), StatusCode::OK);
 
     // Act: Postgres goes away.
     proxy.cut();
@@ -34,11 +34,11 @@ async fn with_postgres_cut_checkout_fails_fast_carts_keep_working_and_all_catche
     assert!(started.elapsed() < Duration::from_secs(8), "failed fast: {:?}", started.elapsed());
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["code"], "unavailable");
-    assert_eq!(buyer.cart().await["status"], "open", "the hold is kept for a retry");
-    assert_eq!(buyer.available(SKU).await, 99);
+    assert_eq!(buyer.get().await["status"], "open", "the hold is kept for a retry");
+    assert_eq!(p.available(SKU).await, 99);
     // Carts keep working from memory meanwhile.
-    assert_eq!(buyer.set("MUG-RED", 2).await, StatusCode::OK);
-    assert_eq!(buyer.cart().await["item_count"], 3);
+    assert_eq!(buyer.set("MUG-RED", 2).await.status(), StatusCode::OK);
+    assert_eq!(buyer.get().await["item_count"], 3);
 
     // Postgres returns: the same retry succeeds and everything is written.
     proxy.restore();
@@ -50,7 +50,7 @@ async fn with_postgres_cut_checkout_fails_fast_carts_keep_working_and_all_catche
     assert_eq!(order["lines"].as_array().unwrap().len(), 2);
     let stored = PgStore::connect(&db.url).await.unwrap().orders(10, None).await.unwrap();
     assert_eq!(stored.len(), 1, "exactly one order, none half-written");
-    assert_eq!(buyer.available(SKU).await, 99);
+    assert_eq!(p.available(SKU).await, 99);
     drop(p);
 }
 
@@ -64,8 +64,8 @@ async fn graceful_shutdown_writes_all_dirty_state_before_exiting() {
         ("FLASHCORE_TOKEN_SECRET", "shutdown-test-secret-shutdown-test"),
     ];
     let mut p = Process::start(&env).await;
-    let buyer = Buyer::new(&p.base).await;
-    assert_eq!(buyer.set(SKU, 2).await, StatusCode::OK);
+    let buyer = p.new_cart().await;
+    assert_eq!(buyer.set(SKU, 2).await.status(), StatusCode::OK);
 
     // Act
     p.signal("TERM");
@@ -74,11 +74,11 @@ async fn graceful_shutdown_writes_all_dirty_state_before_exiting() {
     let p = Process::start(&env).await;
 
     // Assert: the cart and its hold came back.
-    let buyer = Buyer { base: p.base.clone(), ..buyer };
-    let cart = buyer.cart().await;
+    let buyer = buyer.on(&p);
+    let cart = buyer.get().await;
     assert_eq!(cart["lines"][0]["sku"], SKU);
     assert_eq!(cart["lines"][0]["quantity"], 2);
-    assert_eq!(buyer.available(SKU).await, 98);
+    assert_eq!(p.available(SKU).await, 98);
     assert_eq!(buyer.checkout("after-restart").await.status(), StatusCode::CREATED);
 }
 

@@ -41,7 +41,7 @@ impl Store {
     }
 
     async fn postgres() -> Store {
-        use flashcore_persistence::postgres::{TestDatabase, test_server_url};
+        use flashcore_tests::{TestDatabase, test_server_url};
         let db = TestDatabase::create(&test_server_url()).await.expect("a database of its own");
         let dir = flashcore_tests::data_dir();
         let env =
@@ -247,15 +247,6 @@ async fn assert_owner_agrees_with_journal(base: &str, sold: u64) {
     .await;
 }
 
-/// The metric `name` (summed over its label sets) as `base` reports it.
-async fn metric(base: &str, name: &str) -> f64 {
-    let text = client().get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 async fn two_processes_sell_exactly_the_stock(store: Store) {
     // Arrange: the owner, then a second process on the same store.
     let a = Process::start(&store.env()).await;
@@ -278,7 +269,7 @@ async fn two_processes_sell_exactly_the_stock(store: Store) {
     assert_eq!(assert_nothing_lost_or_oversold(&store, &acked).await, STOCK);
     assert_eq!(acked.len() as u64, STOCK, "every unit sold is an order a buyer saw acknowledged");
     assert_owner_agrees_with_journal(&a.base, STOCK).await;
-    assert_eq!(metric(&b.base, "flashcore_orders_total").await, 0.0, "the standby placed no order");
+    assert_eq!(b.metric("flashcore_orders_total", &[]).await, 0.0, "the standby placed no order");
     assert_standby(&b).await;
 }
 
@@ -407,8 +398,8 @@ async fn a_frozen_owner_is_fenced_when_it_wakes(store: Store) {
         (status == StatusCode::SERVICE_UNAVAILABLE && body["code"] == "standby").then_some(())
     })
     .await;
-    assert!(metric(&a.base, "flashcore_fenced_writes_total").await >= 1.0, "its late writes were fenced");
-    assert!(metric(&a.base, "flashcore_lease_losses_total").await >= 1.0);
+    assert!(a.metric("flashcore_fenced_writes_total", &[]).await >= 1.0, "its late writes were fenced");
+    assert!(a.metric("flashcore_lease_losses_total", &[]).await >= 1.0);
     assert!(!a.logged("message", "lease lost: this node stops serving").is_empty());
     for w in workers {
         w.await.unwrap();
@@ -515,7 +506,7 @@ async fn an_oversold_store_raises_the_alarm(store: Store) {
     assert_eq!(events.len(), 1, "one ERROR event at recovery: {events:?}");
     assert_eq!(events[0]["level"], "ERROR");
     assert_eq!((events[0]["sku"].as_str(), events[0]["oversold"].as_u64()), (Some("OVERSOLD-1"), Some(3)));
-    assert_eq!(metric(&p.base, "flashcore_sku_oversold_units").await, 3.0);
+    assert_eq!(p.metric("flashcore_sku_oversold_units", &[]).await, 3.0);
     let (status, actors) = get_json(&format!("{}/v1/admin/actors", p.base)).await;
     assert_eq!(status, StatusCode::OK);
     let oversold = &actors["invariants"]["oversold"];

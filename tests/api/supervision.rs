@@ -15,8 +15,8 @@ async fn a_panicking_sku_actor_is_restarted_and_the_next_request_succeeds() {
     // Arrange: one hold placed and flushed to the snapshot store.
     let app = TestApp::spawn().await;
     let sku = app.add_product("CRASH-1", 100, None, 10).await;
-    let (cart, token) = app.new_cart().await;
-    assert_eq!(app.set_item(&cart, &token, &sku, 3).await.status(), StatusCode::OK);
+    let cart = app.new_cart().await;
+    assert_eq!(cart.set(&sku, 3).await.status(), StatusCode::OK);
     let written = app.engine.flush_stats().written;
     eventually(Duration::from_secs(5), "the hold to be flushed", || async {
         (app.engine.flush_stats().written > written).then_some(())
@@ -33,11 +33,11 @@ async fn a_panicking_sku_actor_is_restarted_and_the_next_request_succeeds() {
         (s.failures == before.failures + 1 && s.restarts == before.restarts + 1).then_some(())
     })
     .await;
-    let (other, other_token) = app.new_cart().await;
-    assert_eq!(app.set_item(&other, &other_token, &sku, 2).await.status(), StatusCode::OK);
+    let other = app.new_cart().await;
+    assert_eq!(other.set(&sku, 2).await.status(), StatusCode::OK);
     assert_eq!(app.available(&sku).await, 5, "the recovered actor still knows the first cart's hold");
-    assert_eq!(app.checkout(&cart, &token, "k1", "tok_visa").await.status(), StatusCode::CREATED);
-    assert_eq!(app.checkout(&other, &other_token, "k2", "tok_visa").await.status(), StatusCode::CREATED);
+    assert_eq!(cart.checkout("k1").await.status(), StatusCode::CREATED);
+    assert_eq!(other.checkout("k2").await.status(), StatusCode::CREATED);
     assert_eq!(app.available(&sku).await, 5);
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("flashcore_actor_restarts_total{kind=\"sku\"}"));
@@ -61,12 +61,12 @@ async fn an_actor_failing_past_its_restart_intensity_is_quarantined_with_retry_a
     eventually(Duration::from_secs(5), "the quarantine", || async { (sku_stats(&app).quarantined == 1).then_some(()) })
         .await;
 
-    let (cart, token) = app.new_cart().await;
-    let res = app.set_item(&cart, &token, &sku, 1).await;
+    let cart = app.new_cart().await;
+    let res = cart.set(&sku, 1).await;
     let retry_after: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=30).contains(&retry_after));
     assert_problem(res, 503, "unavailable").await;
     // Other SKUs are unaffected (one_for_one).
-    assert_eq!(app.set_item(&cart, &token, "MUG-RED", 1).await.status(), StatusCode::OK);
+    assert_eq!(cart.set("MUG-RED", 1).await.status(), StatusCode::OK);
     app.stop().await;
 }

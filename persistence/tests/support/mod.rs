@@ -1,11 +1,11 @@
 //! Shared by the test crates here: store factories for the tests that run
-//! against every store (each returns fresh, empty stores) and a deadline poll.
+//! against every store (each returns fresh, empty stores), and the workspace's
+//! deadline poll and test database from `flashcore-test-support`.
 //! Each crate uses a part, so the rest is dead code there.
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flashcore_actors::ownership::{LeaseConfig, Ownership};
 use flashcore_actors::ports::{Catalog, Fence, Journal, LeaseStore, Owner, SnapshotStore};
@@ -13,6 +13,8 @@ use flashcore_domain::Shards;
 use flashcore_http_ports::ApiKeyStore;
 use flashcore_persistence::memory::{MemoryApiKeys, MemoryStores};
 use flashcore_persistence::sqlite::SqliteStore;
+pub use flashcore_test_support::eventually;
+use flashcore_test_support::{TestDatabase, test_server_url};
 
 /// The ports of one adapter, plus whatever keeps its store alive.
 #[allow(missing_debug_implementations)]
@@ -82,13 +84,12 @@ pub async fn sqlite() -> Stores {
 /// still open).
 struct PgGuard {
     _store: flashcore_persistence::postgres::PgStore,
-    _db: flashcore_persistence::postgres::TestDatabase,
+    _db: TestDatabase,
 }
 
-/// A fresh database on the test Postgres server (`FLASHCORE_TEST_PG`, default
-/// `postgres://postgres@127.0.0.1:5432/postgres`), dropped afterwards.
+/// A fresh database on the test Postgres server ([`test_server_url`]), dropped afterwards.
 pub async fn postgres() -> Stores {
-    use flashcore_persistence::postgres::{PgStore, TestDatabase, test_server_url};
+    use flashcore_persistence::postgres::PgStore;
 
     let server = test_server_url();
     let db = TestDatabase::create(&server)
@@ -99,18 +100,5 @@ pub async fn postgres() -> Stores {
     assemble(store.clone(), store.clone(), store.clone(), store.clone(), store, Box::new(guard)).await
 }
 
-/// Waits until `check` yields a value, polling every 10 ms; panics after 10 s.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+/// How long the suites wait for something that happens in the background.
+pub const WITHIN: Duration = Duration::from_secs(10);
