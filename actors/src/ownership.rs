@@ -490,6 +490,12 @@ impl Ownership {
             let holder =
                 rows.iter().filter(|r| r.expires_at > now).find_map(|r| r.owner.as_ref().map(|o| o.to_string()));
             if let Ok(mut h) = self.holder.lock() {
+                // Logged once per change of holder, not on every poll or answer.
+                if *h != holder
+                    && let Some(other) = holder.as_ref().filter(|o| **o != self.owner.to_string())
+                {
+                    tracing::info!(node = %self.owner, owner = %other, "standing by: another node owns the store");
+                }
                 *h = holder;
             }
         }

@@ -50,6 +50,9 @@ struct Inner {
     www_authenticate: bool,
     denied: Option<&'static str>,
     cause: Option<String>,
+    /// An answer the node's state dictates (standing by, recovering): logged
+    /// once when the state changes, by the node, not on every request.
+    expected: bool,
 }
 
 /// Marks the response of an authentication or authorization denial (see
@@ -73,6 +76,7 @@ impl ApiError {
             www_authenticate: false,
             denied: None,
             cause: None,
+            expected: false,
         }))
     }
 
@@ -91,6 +95,14 @@ impl ApiError {
     /// Marks an authentication or authorization denial, reported as a security event.
     pub fn denied(mut self, reason: &'static str) -> Self {
         self.0.denied = Some(reason);
+        self
+    }
+
+    /// Marks a 503 that is the node's state rather than a failure (a standby,
+    /// a recovery in progress), so answering it logs nothing: probes ask many
+    /// times a second, and the state change itself is logged once.
+    pub fn expected(mut self) -> Self {
+        self.0.expected = true;
         self
     }
 
@@ -255,7 +267,9 @@ impl From<EngineError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let this = *self.0;
-        if this.status.is_server_error() {
+        if this.expected {
+            tracing::debug!(status = this.status.as_u16(), code = this.code, "request answered by the node's state");
+        } else if this.status.is_server_error() {
             tracing::error!(status = this.status.as_u16(), code = this.code, cause = ?this.cause, "request failed");
         } else if let Some(cause) = &this.cause {
             tracing::warn!(status = this.status.as_u16(), code = this.code, cause = %cause, "request refused");

@@ -68,6 +68,10 @@ impl Shared {
     /// The answer of a node in `phase` to a request it cannot serve: `not-ready`
     /// while it recovers, else `standby` (another node owns the store, or will).
     pub fn not_serving(&self, phase: Phase) -> ApiError {
+        self.not_serving_problem(phase).expected()
+    }
+
+    fn not_serving_problem(&self, phase: Phase) -> ApiError {
         let retry = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", "Recovery is running.");
         match phase {
             // Recovering, or still opening the store (no lease looked for yet).

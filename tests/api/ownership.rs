@@ -271,6 +271,14 @@ async fn two_processes_sell_exactly_the_stock(store: Store) {
     assert_owner_agrees_with_journal(&a.base, STOCK).await;
     assert_eq!(b.metric("flashcore_orders_total", &[]).await, 0.0, "the standby placed no order");
     assert_standby(&b).await;
+    // Standing by and recovering are states, logged once when they change, not
+    // an ERROR for every probe or buyer they answer.
+    assert_eq!(b.logged("level", "ERROR"), Vec::<Value>::new(), "the standby logged errors");
+    assert_eq!(b.logged("message", "standing by: another node owns the store").len(), 1);
+    let state_errors: Vec<_> =
+        a.logged("level", "ERROR").into_iter().filter(|l| l["code"] == "not-ready" || l["code"] == "standby").collect();
+    assert!(state_errors.is_empty(), "the owner logged its start-up state as errors: {state_errors:?}");
+    assert_eq!(a.logged("message", "serving").len(), 1, "one line when it began to serve");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
