@@ -207,6 +207,8 @@ mod tests {
         registry
     }
 
+    /// A deadline poll of its own: `flashcore-test-support` pulls in sqlx, which
+    /// does not build under `cfg(loom)` (this crate's loom models).
     async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(5);
         while !done() {
