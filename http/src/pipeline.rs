@@ -20,6 +20,7 @@
 //! it needs and never calls the next: the order lives here alone. One layer
 //! rather than five: axum boxes and clones per layer, on every request.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
@@ -65,7 +66,7 @@ async fn api_request(s: &AppState, route: &str, req: Request, next: Next) -> Res
     };
     let method = req.method().clone();
     let peer = principal::peer(&req);
-    let res = steps(s, route, req, next).await;
+    let res = steps(s, route, peer, req, next).await;
     let res = if admission.still_valid() { res } else { s.not_serving(Phase::Lost).into_response() };
     if let Some(&Denied(reason)) = res.extensions().get::<Denied>() {
         report_denial(reason, res.status().as_u16(), &method, route, peer);
@@ -73,8 +74,7 @@ async fn api_request(s: &AppState, route: &str, req: Request, next: Next) -> Res
     res
 }
 
-async fn steps(s: &AppState, route: &str, mut req: Request, next: Next) -> Response {
-    let peer = principal::peer(&req);
+async fn steps(s: &AppState, route: &str, peer: Option<SocketAddr>, mut req: Request, next: Next) -> Response {
     let resolved = principal::resolve(req.headers(), &s.keys, &s.tokens).await;
     // An invalid credential is limited as the anonymous caller it then is.
     let scope = resolved.as_ref().unwrap_or(&Principal::Anonymous).scope(peer);
@@ -126,7 +126,7 @@ async fn edited_sku(route: &str, req: &mut Request) -> Option<Sku> {
 }
 
 /// Logs a 401/403 once, as a structured security event, and counts it.
-fn report_denial(reason: &'static str, status: u16, method: &Method, route: &str, peer: Option<std::net::SocketAddr>) {
+fn report_denial(reason: &'static str, status: u16, method: &Method, route: &str, peer: Option<SocketAddr>) {
     tracing::warn!(
         target: "flashcore::security",
         event = "auth.denied",
