@@ -38,6 +38,29 @@ impl StoreError {
     }
 }
 
+/// Where a page of [`Journal::stock_facts_page`] starts: after a position, or
+/// (when the last page ended inside one, as an order's lines on several SKUs
+/// share its position) after one SKU's fact at that position.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FactCursor {
+    /// Facts at positions after this one (or at it, past `sku`).
+    pub pos: JournalPos,
+    /// Within `pos`, the facts of SKUs after this one; `None`: none of `pos`.
+    pub sku: Option<Sku>,
+}
+
+impl FactCursor {
+    /// Every fact at a position after `pos`.
+    pub fn after(pos: JournalPos) -> Self {
+        FactCursor { pos, sku: None }
+    }
+
+    /// Every fact after `fact`.
+    pub fn after_fact(fact: &StockFact) -> Self {
+        FactCursor { pos: fact.pos, sku: Some(fact.sku.clone()) }
+    }
+}
+
 /// Outcome of one entry of an appended batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppendOutcome {
@@ -61,6 +84,15 @@ pub trait Journal: Send + Sync + 'static {
     /// their position, in position order.
     async fn stock_facts(&self, sku: &Sku, after: JournalPos, orders: &[OrderId])
     -> Result<Vec<StockFact>, StoreError>;
+
+    /// Every SKU's stock facts after `after`, in (position, SKU) order, at most
+    /// `limit`: bulk recovery pages through the journal's tail with it, one set
+    /// read per page instead of one per SKU. The SKU order within a position is
+    /// the store's own; [`FactCursor::after_fact`] continues where a page ended.
+    async fn stock_facts_page(&self, after: &FactCursor, limit: usize) -> Result<Vec<StockFact>, StoreError>;
+
+    /// The stock facts of `orders` (on every SKU), in position order.
+    async fn stock_facts_of_orders(&self, orders: &[OrderId]) -> Result<Vec<StockFact>, StoreError>;
 
     /// An order by id.
     async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError>;
@@ -160,6 +192,14 @@ pub trait SnapshotStore: Send + Sync + 'static {
     async fn save(&self, batch: &[SnapshotRecord], fence: &Fence) -> Result<(), StoreError>;
     /// The latest snapshot of one entity.
     async fn load(&self, kind: EntityKind, id: &str) -> Result<Option<SnapshotRecord>, StoreError>;
+    /// Snapshots of `kind` with ids after `after`, in the store's id order, at
+    /// most `limit`: bulk recovery pages through every SKU's with it.
+    async fn load_page(
+        &self,
+        kind: EntityKind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SnapshotRecord>, StoreError>;
 }
 
 impl SnapshotRecord {

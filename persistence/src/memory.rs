@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use dashmap::DashMap;
 use flashcore_actors::ports::{
-    AppendOutcome, AvailabilityFeed, AvailabilityPublisher, Catalog, EntityKind, Fence, Journal, Lease, LeaseRow,
-    LeaseStore, Member, MemberStatus, Owner, SnapshotRecord, SnapshotStore, StoreError,
+    AppendOutcome, AvailabilityFeed, AvailabilityPublisher, Catalog, EntityKind, FactCursor, Fence, Journal, Lease,
+    LeaseRow, LeaseStore, Member, MemberStatus, Owner, SnapshotRecord, SnapshotStore, StoreError,
 };
 use flashcore_domain::{
     Availability, CartId, JournalEntry, JournalPos, Order, OrderId, Product, ShardId, Shards, Sku, StockFact,
@@ -231,6 +231,29 @@ impl Journal for MemoryJournal {
             .unwrap_or_default())
     }
 
+    async fn stock_facts_page(&self, after: &FactCursor, limit: usize) -> Result<Vec<StockFact>, StoreError> {
+        let d = lock(&self.data);
+        let is_after =
+            |f: &StockFact| f.pos > after.pos || (f.pos == after.pos && after.sku.as_ref().is_some_and(|s| &f.sku > s));
+        let mut page: Vec<StockFact> = d.facts.values().flatten().filter(|f| is_after(f)).cloned().collect();
+        page.sort_by(|a, b| (a.pos, &a.sku).cmp(&(b.pos, &b.sku)));
+        page.truncate(limit);
+        Ok(page)
+    }
+
+    async fn stock_facts_of_orders(&self, orders: &[OrderId]) -> Result<Vec<StockFact>, StoreError> {
+        let d = lock(&self.data);
+        let mut out: Vec<StockFact> = d
+            .facts
+            .values()
+            .flatten()
+            .filter(|f| matches!(&f.kind, StockFactKind::Sold { order, .. } if orders.contains(order)))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| (a.pos, &a.sku).cmp(&(b.pos, &b.sku)));
+        Ok(out)
+    }
+
     async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
         Ok(lock(&self.data).orders.get(&id).cloned())
     }
@@ -281,6 +304,23 @@ impl SnapshotStore for MemorySnapshots {
 
     async fn load(&self, kind: EntityKind, id: &str) -> Result<Option<SnapshotRecord>, StoreError> {
         Ok(self.data.get(&(kind, id.to_owned())).map(|r| r.clone()))
+    }
+
+    async fn load_page(
+        &self,
+        kind: EntityKind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SnapshotRecord>, StoreError> {
+        let mut page: Vec<SnapshotRecord> = self
+            .data
+            .iter()
+            .filter(|e| e.key().0 == kind && after.is_none_or(|a| e.key().1.as_str() > a))
+            .map(|e| e.value().clone())
+            .collect();
+        page.sort_by(|a, b| a.id.cmp(&b.id));
+        page.truncate(limit);
+        Ok(page)
     }
 }
 

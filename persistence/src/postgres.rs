@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use flashcore_actors::ports::{
-    AppendOutcome, Catalog, EntityKind, Fence, Journal, Lease, LeaseRow, LeaseStore, Member, MemberStatus, Owner,
-    SnapshotRecord, SnapshotStore, StoreError,
+    AppendOutcome, Catalog, EntityKind, FactCursor, Fence, Journal, Lease, LeaseRow, LeaseStore, Member, MemberStatus,
+    Owner, SnapshotRecord, SnapshotStore, StoreError,
 };
 use flashcore_domain::{
     CartId, JournalEntry, JournalPos, Order, OrderId, Product, ShardId, Shards, Sku, StockFact, StockFactKind,
@@ -360,6 +360,38 @@ impl Journal for PgStore {
         rows.into_iter().map(FactRow::into_fact).collect()
     }
 
+    async fn stock_facts_page(&self, after: &FactCursor, limit: usize) -> Result<Vec<StockFact>, StoreError> {
+        // Walks `stock_facts_pos_idx`: a range scan per page, no sort.
+        let rows: Vec<FactRow> = sqlx::query_as(
+            "SELECT pos, sku, kind, qty, order_id::text AS order_id, hold_id::text AS hold_id FROM stock_facts \
+             WHERE (pos, sku) > ($1, $2) ORDER BY pos, sku LIMIT $3",
+        )
+        // No SKU: every fact after `pos` is after (pos + 1, ""), as no SKU is empty.
+        .bind(to_i64(if after.sku.is_some() { after.pos.0 } else { after.pos.0.saturating_add(1) })?)
+        .bind(after.sku.as_ref().map_or("", Sku::as_str))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter().map(FactRow::into_fact).collect()
+    }
+
+    async fn stock_facts_of_orders(&self, orders: &[OrderId]) -> Result<Vec<StockFact>, StoreError> {
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        let orders: Vec<String> = orders.iter().map(ToString::to_string).collect();
+        let rows: Vec<FactRow> = sqlx::query_as(
+            "SELECT pos, sku, kind, qty, order_id::text AS order_id, hold_id::text AS hold_id FROM stock_facts \
+             WHERE order_id = ANY($1::uuid[]) ORDER BY pos, sku",
+        )
+        .bind(&orders)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter().map(FactRow::into_fact).collect()
+    }
+
     async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
         let row = sqlx::query_as(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1::uuid"))
             .bind(id.to_string())
@@ -457,6 +489,24 @@ impl SnapshotStore for PgStore {
                 .await
                 .map_err(db)?;
         row.map(|r| snapshot(kind, id, r)).transpose()
+    }
+
+    async fn load_page(
+        &self,
+        kind: EntityKind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SnapshotRecord>, StoreError> {
+        let rows: Vec<(String, i64, i64, String)> = sqlx::query_as(
+            "SELECT id, pos, version, state::text FROM snapshots WHERE kind = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(kind.as_str())
+        .bind(after.unwrap_or(""))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter().map(|(id, pos, version, state)| snapshot(kind, &id, (pos, version, state))).collect()
     }
 }
 

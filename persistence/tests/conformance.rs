@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use flashcore_actors::ports::{
-    AppendOutcome, EntityKind, Fence, Lease, MemberStatus, Owner, SnapshotRecord, StateJson,
+    AppendOutcome, EntityKind, FactCursor, Fence, Lease, MemberStatus, Owner, SnapshotRecord, StateJson,
 };
 use flashcore_domain::{
     Cart, CartId, Currency, HoldId, JournalEntry, JournalPos, Money, Order, OrderId, Product, ShardId, Sku,
@@ -129,6 +129,45 @@ pub async fn stock_facts_are_per_sku_in_position_order_after_a_watermark_or_for_
     assert!(s.journal.stock_facts(&sku("NONE"), JournalPos(0), &[]).await.unwrap().is_empty());
 }
 
+pub async fn every_skus_facts_page_in_position_order_without_splitting_or_repeating_a_position(s: Stores) {
+    // Orders with lines on several SKUs share one position per order.
+    let mut entries = vec![JournalEntry::Stock { sku: sku("B"), kind: StockFactKind::TotalSet { total: 99 } }];
+    for i in 0..7 {
+        entries.push(JournalEntry::Order(order(&format!("k{i}"), &[("A", 1, 1), ("B", 2, 1), ("C", 1, 1)])));
+    }
+    let out = s.journal.append(&entries, &s.fence).await.unwrap();
+    let first_order = written(&out[1]);
+
+    for page_size in [1, 2, 3, 5, 100] {
+        let mut got = Vec::new();
+        let mut cursor = FactCursor::after(JournalPos(first_order));
+        loop {
+            let page = s.journal.stock_facts_page(&cursor, page_size).await.unwrap();
+            assert!(page.len() <= page_size);
+            let Some(last) = page.last() else { break };
+            cursor = FactCursor::after_fact(last);
+            got.extend(page);
+        }
+        // Everything after the first order: 6 orders × 3 SKUs, each once, in position order.
+        assert_eq!(got.len(), 18, "page size {page_size}");
+        assert!(got.windows(2).all(|w| w[0].pos <= w[1].pos), "page size {page_size}");
+        let mut keys: Vec<_> = got.iter().map(|f| (f.pos, f.sku.clone())).collect();
+        keys.dedup();
+        assert_eq!(keys.len(), 18, "no fact twice at page size {page_size}");
+        assert!(got.iter().all(|f| f.pos.0 > first_order));
+    }
+    let everything = s.journal.stock_facts_page(&FactCursor::default(), 1_000).await.unwrap();
+    assert_eq!(everything.len(), 22);
+    assert_eq!(everything[0].kind, StockFactKind::TotalSet { total: 99 });
+
+    let JournalEntry::Order(o) = &entries[3] else { unreachable!() };
+    let of_order = s.journal.stock_facts_of_orders(&[o.id]).await.unwrap();
+    assert_eq!(of_order.iter().map(|f| f.sku.as_str()).collect::<Vec<_>>(), ["A", "B", "C"]);
+    assert!(of_order.iter().all(|f| matches!(f.kind, StockFactKind::Sold { order, .. } if order == o.id)));
+    assert!(s.journal.stock_facts_of_orders(&[]).await.unwrap().is_empty());
+    assert!(s.journal.stock_facts_of_orders(&[OrderId::new()]).await.unwrap().is_empty());
+}
+
 pub async fn orders_list_newest_first_with_a_cursor(s: Stores) {
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -169,6 +208,23 @@ pub async fn snapshots_round_trip_and_only_move_forward(s: Stores) {
     let many: Vec<_> = (0..1_500).map(|i| record(EntityKind::Cart, &format!("c{i}"), 1, json!({"i": i}))).collect();
     s.snapshots.save(&many, &s.fence).await.unwrap();
     assert_eq!(state_of(s.snapshots.load(EntityKind::Cart, "c1499").await.unwrap()), json!({"i": 1499}));
+}
+
+pub async fn snapshots_of_one_kind_page_in_id_order(s: Stores) {
+    let skus: Vec<_> = (0..25).map(|i| record(EntityKind::Sku, &format!("S{i:03}"), 1, json!({"i": i}))).collect();
+    let carts: Vec<_> = (0..5).map(|i| record(EntityKind::Cart, &format!("S{i:03}"), 1, json!({"cart": i}))).collect();
+    s.snapshots.save(&skus, &s.fence).await.unwrap();
+    s.snapshots.save(&carts, &s.fence).await.unwrap();
+    let mut got = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = s.snapshots.load_page(EntityKind::Sku, after.as_deref(), 7).await.unwrap();
+        assert!(page.len() <= 7);
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        got.extend(page);
+    }
+    assert_eq!(got, skus, "every SKU snapshot once, in id order, none of another kind");
 }
 
 pub async fn the_catalog_lists_in_sku_order_and_upserts_replace(s: Stores) {
@@ -371,6 +427,17 @@ macro_rules! conformance {
             async fn stock_facts_are_per_sku_in_position_order_after_a_watermark_or_for_named_orders() {
                 super::stock_facts_are_per_sku_in_position_order_after_a_watermark_or_for_named_orders($make().await)
                     .await;
+            }
+
+            #[tokio::test]
+            async fn every_skus_facts_page_in_position_order_without_splitting_or_repeating_a_position() {
+                super::every_skus_facts_page_in_position_order_without_splitting_or_repeating_a_position($make().await)
+                    .await;
+            }
+
+            #[tokio::test]
+            async fn snapshots_of_one_kind_page_in_id_order() {
+                super::snapshots_of_one_kind_page_in_id_order($make().await).await;
             }
 
             #[tokio::test]

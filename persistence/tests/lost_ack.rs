@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use flashcore_actors::ownership::{LeaseConfig, Ownership};
 use flashcore_actors::payments::TestPayments;
-use flashcore_actors::ports::{AppendOutcome, Fence, Journal, Owner, StoreError};
+use flashcore_actors::ports::{AppendOutcome, FactCursor, Fence, Journal, Owner, StoreError};
 use flashcore_actors::sku::StockChange;
 use flashcore_actors::{CheckoutRequest, Engine, EngineConfig, Ports};
 use flashcore_domain::{CartId, Currency, JournalEntry, JournalPos, Money, Order, OrderId, Product, Sku, StockFact};
@@ -41,6 +41,12 @@ impl Journal for LostAck {
         orders: &[OrderId],
     ) -> Result<Vec<StockFact>, StoreError> {
         self.inner.stock_facts(sku, after, orders).await
+    }
+    async fn stock_facts_page(&self, after: &FactCursor, limit: usize) -> Result<Vec<StockFact>, StoreError> {
+        self.inner.stock_facts_page(after, limit).await
+    }
+    async fn stock_facts_of_orders(&self, orders: &[OrderId]) -> Result<Vec<StockFact>, StoreError> {
+        self.inner.stock_facts_of_orders(orders).await
     }
     async fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
         self.inner.order(id).await

@@ -1,0 +1,5 @@
+-- Bulk recovery (start-up at catalog scale) reads the journal's stock facts of
+-- every SKU in position order, a page at a time, and the catalog in byte order
+-- of SKU: both walk an index instead of sorting the table once per page.
+CREATE INDEX stock_facts_pos_idx ON stock_facts (pos, sku);
+CREATE INDEX products_sku_bytes_idx ON products (sku COLLATE "C");

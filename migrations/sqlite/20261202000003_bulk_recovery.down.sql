@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS stock_facts_pos_idx;
