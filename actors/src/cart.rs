@@ -86,7 +86,7 @@ pub enum CartMsg {
     /// Serialize state for write-behind (marks the actor clean).
     Snapshot { reply: Reply<SnapshotRecord> },
     /// Save state now and stop (sent by the registry with the gate closed).
-    Passivate { reply: Reply<Result<(), String>> },
+    Passivate { reply: Reply<Result<bool, String>> },
 }
 
 /// The cart actor behaviour.
@@ -430,7 +430,7 @@ impl Actor for CartActor {
                 // next activation must see this state.
                 let saved = state.deps.flusher.save_now(&[state.record()]).await.map_err(|e| e.to_string());
                 let ok = saved.is_ok();
-                let _ = reply.send(saved);
+                let _ = reply.send(saved.map(|()| true));
                 if ok {
                     myself.stop(Some("passivated".into()));
                 }

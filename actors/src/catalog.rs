@@ -30,7 +30,7 @@ impl CatalogCache {
         let mut products = BTreeMap::new();
         let mut after: Option<Sku> = None;
         loop {
-            let page = store.list(1_000, after.as_ref()).await?;
+            let page = store.list(10_000, after.as_ref()).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.sku.clone());
             for p in page {

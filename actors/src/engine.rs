@@ -22,9 +22,11 @@ use crate::error::EngineError;
 use crate::flusher::{FlushStatsView, Flusher};
 use crate::journal::{JournalStatsView, JournalWriter};
 use crate::ownership::Ownership;
+use crate::parked::{ParkedSku, ParkedSkus, ParkedSource};
 use crate::ports::{AvailabilityFeed, Catalog, Journal, Payments, SnapshotStore, StoreError};
+use crate::recovery::recover_all;
 use crate::registry::{Activation, Registry, RegistryConfig, RegistryStats, Spawner};
-use crate::reply::ask;
+use crate::reply::{Reply, ask};
 use crate::sku::{SkuActor, SkuDeps, SkuMsg, StockChange};
 use crate::supervisor::{EntitySupervisor, RestartPolicy, SupervisorMsg};
 
@@ -35,6 +37,9 @@ pub struct EngineConfig {
     pub hold_ttl: Duration,
     /// Idle time after which a cart actor is passivated.
     pub cart_idle: Duration,
+    /// Idle time after which a SKU actor with nothing held is passivated (its
+    /// state parked; its availability keeps being served from the feed).
+    pub sku_idle: Duration,
     /// How often dirty snapshots are written behind; recovery replays the
     /// journal past the last one, so a longer interval loses nothing.
     pub flush_interval: Duration,
@@ -57,6 +62,7 @@ impl Default for EngineConfig {
         EngineConfig {
             hold_ttl: Duration::from_secs(600),
             cart_idle: Duration::from_secs(300),
+            sku_idle: Duration::from_secs(120),
             flush_interval: Duration::from_millis(50),
             journal_max_batch: 1_000,
             sku_max_inflight: 8_192,
@@ -98,6 +104,27 @@ pub struct ProductView {
     pub availability: Availability,
 }
 
+/// Passivates `registry`'s actors idle for `idle`, checking a few times per `idle`.
+fn reaper<K, M>(
+    registry: Arc<Registry<K, M>>,
+    idle: Duration,
+    make: impl Fn(Reply<Result<bool, String>>) -> M + Send + Sync + 'static,
+) -> JoinHandle<()>
+where
+    K: Clone + Eq + std::hash::Hash + std::fmt::Display + Send + Sync + 'static,
+    M: ractor::Message,
+{
+    let every = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            registry.passivate_idle(idle, &make).await;
+        }
+    })
+}
+
 /// The parents of every SKU and every cart actor; stopped after their children.
 struct Supervisors {
     skus: ActorRef<SupervisorMsg>,
@@ -116,6 +143,7 @@ struct Inner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     ready: AtomicBool,
     alarms: Arc<Alarms>,
+    parked: Arc<ParkedSkus>,
 }
 
 /// The running engine. Cheap to clone.
@@ -138,6 +166,7 @@ impl Engine {
             JournalWriter::start(Arc::clone(&ports.journal), Arc::clone(&ownership), cfg.journal_max_batch, 65_536);
         let (flusher, flush_task) = Flusher::start(Arc::clone(&ports.snapshots), ownership, cfg.flush_interval);
         let alarms = Arc::new(Alarms::default());
+        let parked = Arc::new(ParkedSkus::default());
 
         let registry_cfg = |kind, max_inflight| RegistryConfig { kind, max_inflight, call_timeout: cfg.call_timeout };
         let policy = RestartPolicy { max_restarts: cfg.max_restarts, period: cfg.restart_period };
@@ -155,6 +184,7 @@ impl Engine {
             flusher: flusher.clone(),
             snapshots: Arc::clone(&ports.snapshots),
             alarms: Arc::clone(&alarms),
+            parked: Arc::clone(&parked),
         };
         // SKU ids come from the catalog, never minted: a SKU always recovers.
         let sku_spawner = Spawner::new(SkuActor, move |sku: &Sku, _activation| (sku.clone(), sku_deps.clone()));
@@ -172,19 +202,8 @@ impl Engine {
             Spawner::new(CartActor, move |id: &CartId, activation: Activation| (*id, cart_deps.clone(), activation));
         carts.wire(Arc::new(cart_spawner), cart_sup.get_cell());
 
-        let reaper = {
-            let carts = Arc::clone(&carts);
-            let idle = cfg.cart_idle;
-            let every = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    carts.passivate_idle(idle, |reply| CartMsg::Passivate { reply }).await;
-                }
-            })
-        };
+        let cart_reaper = reaper(Arc::clone(&carts), cfg.cart_idle, |reply| CartMsg::Passivate { reply });
+        let sku_reaper = reaper(Arc::clone(&skus), cfg.sku_idle, |reply| SkuMsg::Passivate { reply });
 
         let engine = Engine(Arc::new(Inner {
             cfg,
@@ -193,23 +212,67 @@ impl Engine {
             catalog,
             journal,
             flusher,
-            feed: ports.feed,
+            feed: Arc::clone(&ports.feed),
             supervisors: Supervisors { skus: sku_sup, carts: cart_sup },
-            tasks: Mutex::new(vec![journal_task, flush_task, reaper]),
+            tasks: Mutex::new(vec![journal_task, flush_task, cart_reaper, sku_reaper]),
             ready: AtomicBool::new(false),
             alarms,
+            parked,
         }));
-        // Warm every SKU so reads are served from the feed and recovery runs now,
-        // not on the first buyer's request.
-        let skus: Vec<Sku> = engine.0.catalog.list(usize::MAX, None).iter().map(|p| p.sku.clone()).collect();
-        for sku in skus {
-            if let Err(e) = engine.availability(&sku).await {
-                engine.abandon();
-                return Err(StoreError::Unavailable(format!("recovery of SKU {sku} failed: {e}")));
-            }
+        if let Err(e) = engine.recover_skus(&ports).await {
+            engine.abandon();
+            return Err(e);
         }
         engine.0.ready.store(true, Ordering::Release);
         Ok(engine)
+    }
+
+    /// Recovers every SKU of the catalog in bulk ([`crate::recovery`]) so reads
+    /// are served from the feed and recovery runs now, not on a buyer's request:
+    /// each SKU's counts are published and its state parked; only SKUs holding
+    /// stock for carts get an actor (their holds' expiry timer must run).
+    async fn recover_skus(&self, ports: &Ports) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let skus = self.0.catalog.list(usize::MAX, None).into_iter().map(|p| p.sku.clone());
+        let (recovered, stats) =
+            recover_all(skus, ports.snapshots.as_ref(), ports.journal.as_ref(), crate::clock::now()).await?;
+        let read = started.elapsed();
+        let mut holding = Vec::new();
+        let mut unsaved = 0;
+        for (sku, r) in recovered {
+            self.0.alarms.check(&sku, &r.inv, "recovery");
+            ports.feed.publisher(&sku).publish(r.inv.availability());
+            if r.inv.hold_count() > 0 {
+                holding.push(sku.clone());
+            }
+            if r.changed {
+                unsaved += 1;
+                let source = ParkedSource { sku: sku.clone(), parked: Arc::clone(&self.0.parked) };
+                self.0.flusher.mark_dirty(Box::new(source));
+            }
+            let version = crate::flusher::next_incarnation(r.stored_version);
+            self.0.parked.park(sku, ParkedSku { inv: r.inv, version, unsaved: r.changed });
+        }
+        for sku in &holding {
+            self.0
+                .skus
+                .slot(sku)
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("recovery of SKU {sku} failed: {e}")))?;
+        }
+        tracing::info!(
+            skus = self.0.catalog.len(),
+            snapshots = stats.snapshots,
+            facts_read = stats.facts_read,
+            facts_applied = stats.facts_applied,
+            holds_expired = stats.holds_expired,
+            with_holds = holding.len(),
+            checkpoints = unsaved,
+            read_ms = read.as_millis() as u64,
+            took_ms = started.elapsed().as_millis() as u64,
+            "SKUs recovered"
+        );
+        Ok(())
     }
 
     /// The configuration it runs with.

@@ -437,11 +437,12 @@ where
     ///
     /// For each: close its gate (only succeeds with nothing in flight), ask it to
     /// save its state and stop (`make` builds that request), then retire the slot.
-    /// If the actor cannot save, its gate reopens and it stays. Returns how many
+    /// If the actor declines (`Ok(false)`: it still has work, such as holds to
+    /// expire) or cannot save, its gate reopens and it stays. Returns how many
     /// were passivated.
     pub async fn passivate_idle<F>(&self, idle: Duration, make: F) -> usize
     where
-        F: Fn(Reply<Result<(), String>>) -> M,
+        F: Fn(Reply<Result<bool, String>>) -> M,
     {
         let cutoff = self.now_ms().saturating_sub(idle.as_millis() as u64);
         let candidates: Vec<(K, Arc<Slot<M>>)> = self
@@ -457,11 +458,15 @@ where
             }
             slot.phase.send_replace(Phase::Closing);
             match ask(&slot.actor, &make, Some(self.cfg.call_timeout)).await {
-                Ok(Ok(())) => {
+                Ok(Ok(true)) => {
                     self.retire(&key, &slot);
                     n += 1;
                     self.counters.passivations.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!(m::ACTOR_PASSIVATIONS, "kind" => self.cfg.kind).increment(1);
+                }
+                Ok(Ok(false)) => {
+                    slot.gate.reopen();
+                    slot.phase.send_replace(Phase::Open);
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(kind = self.cfg.kind, entity.id = %key, error = %e, "passivation failed; staying active");

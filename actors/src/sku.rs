@@ -21,6 +21,7 @@ use crate::flusher::{Flusher, SnapshotRequest};
 use crate::gate::Ticket;
 use crate::journal::JournalWriter;
 use crate::metrics as m;
+use crate::parked::{ParkedSku, ParkedSkus};
 use crate::ports::{
     AppendOutcome, AvailabilityFeed, AvailabilityPublisher, EntityKind, SnapshotRecord, SnapshotStore, StateJson,
     StoreError,
@@ -40,6 +41,8 @@ pub struct SkuDeps {
     pub snapshots: Arc<dyn SnapshotStore>,
     /// Where a SKU whose journal says it sold more than its total is reported.
     pub alarms: Arc<Alarms>,
+    /// SKUs without an actor: an activation starts from the parked state.
+    pub parked: Arc<ParkedSkus>,
 }
 
 impl std::fmt::Debug for SkuDeps {
@@ -110,6 +113,9 @@ pub enum SkuMsg {
     },
     /// Fault injection for supervision drills: the actor panics.
     Crash { ticket: Ticket },
+    /// Save and park the state and stop, if nothing is held (sent by the
+    /// registry with the gate closed); `Ok(false)`: it stays.
+    Passivate { reply: Reply<Result<bool, String>> },
 }
 
 /// What a [`SkuMsg::Reserve`] asks for: hold `hold` for `cart` until `expires_at`.
@@ -205,12 +211,45 @@ pub async fn recover(sku: &Sku, deps: &SkuDeps) -> Result<(Inventory, u64, bool)
     for fact in &facts {
         inv.apply_fact(fact);
     }
-    // No checkout can still be waiting on holds recovered from storage.
+    let settled = settle(&mut inv, clock::now());
+    Ok((inv, version, !facts.is_empty() || settled.changed()))
+}
+
+/// What [`settle`] changed.
+#[derive(Debug, Clone, Copy)]
+pub struct Settled {
+    /// Committing holds returned to held.
+    pub aborted: bool,
+    /// Lapsed holds dropped.
+    pub expired: usize,
+}
+
+impl Settled {
+    /// True if the inventory differs from what was read.
+    pub fn changed(&self) -> bool {
+        self.aborted || self.expired > 0
+    }
+}
+
+/// The last step of every recovery: no checkout can still be waiting on holds
+/// read from storage (committing ones return to held), and lapsed holds go.
+pub fn settle(inv: &mut Inventory, now: Timestamp) -> Settled {
     let aborted = !inv.committing_orders().is_empty();
     inv.abort_all();
-    let expired = inv.expire(clock::now());
-    metrics::counter!(m::HOLDS_EXPIRED).increment(expired.len() as u64);
-    Ok((inv, version, !facts.is_empty() || aborted || !expired.is_empty()))
+    let expired = inv.expire(now).len();
+    metrics::counter!(m::HOLDS_EXPIRED).increment(expired as u64);
+    Settled { aborted, expired }
+}
+
+/// The snapshot record of `sku`'s inventory at `version`.
+pub fn record(sku: &Sku, inv: &Inventory, version: u64) -> SnapshotRecord {
+    SnapshotRecord {
+        kind: EntityKind::Sku,
+        id: sku.to_string(),
+        pos: inv.watermark(),
+        version,
+        state: StateJson::encode(&inv.snapshot()).expect("an inventory always serializes"),
+    }
 }
 
 impl SkuState {
@@ -270,13 +309,22 @@ impl SkuState {
     }
 
     fn record(&self) -> SnapshotRecord {
-        SnapshotRecord {
-            kind: EntityKind::Sku,
-            id: self.sku.to_string(),
-            pos: self.inv.watermark(),
-            version: self.version,
-            state: StateJson::encode(&self.inv.snapshot()).expect("an inventory always serializes"),
+        record(&self.sku, &self.inv, self.version)
+    }
+
+    /// Passivation: nothing held or committing, so the state is small; saved,
+    /// then parked for the next activation. `Ok(false)`: it still holds stock
+    /// for carts (its expiry timer must run) and stays.
+    async fn passivate(&mut self) -> Result<bool, StoreError> {
+        if self.inv.hold_count() > 0 || !self.inv.committing_orders().is_empty() {
+            return Ok(false);
         }
+        // Always save: a flush in progress may not have landed, and a restart
+        // recovers from the store, not from the parked state.
+        self.deps.flusher.save_now(&[self.record()]).await?;
+        let inv = std::mem::replace(&mut self.inv, Inventory::new(0));
+        self.deps.parked.park(self.sku.clone(), ParkedSku { inv, version: self.version, unsaved: false });
+        Ok(true)
     }
 
     async fn adjust(&mut self, change: StockChange) -> Result<Availability, StockChangeError> {
@@ -307,9 +355,14 @@ impl Actor for SkuActor {
         myself: ActorRef<SkuMsg>,
         (sku, deps): Self::Arguments,
     ) -> Result<SkuState, ActorProcessingErr> {
-        let (inv, version, changed) = recover(&sku, &deps).await?;
+        let (inv, version, changed) = match deps.parked.take(&sku) {
+            Some(p) => (p.inv, p.version, p.unsaved),
+            None => {
+                let (inv, version, changed) = recover(&sku, &deps).await?;
+                (inv, crate::flusher::next_incarnation(version), changed)
+            }
+        };
         deps.alarms.check(&sku, &inv, "recovery");
-        let version = crate::flusher::next_incarnation(version);
         let publisher = PublisherHandle(deps.feed.publisher(&sku));
         let mut state = SkuState {
             sku,
@@ -430,6 +483,14 @@ impl Actor for SkuActor {
             }
             SkuMsg::Crash { ticket: _ticket } => {
                 panic!("injected fault in SKU actor {}", state.sku);
+            }
+            SkuMsg::Passivate { reply } => {
+                let result = Box::pin(state.passivate()).await.map_err(|e| e.to_string());
+                let stopping = matches!(result, Ok(true));
+                let _ = reply.send(result);
+                if stopping {
+                    myself.stop(Some("passivated".into()));
+                }
             }
         }
         Ok(())

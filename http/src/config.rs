@@ -217,6 +217,9 @@ impl Config {
         if let Some(d) = secs("FLASHCORE_CART_IDLE_SECS")? {
             c.engine.cart_idle = d;
         }
+        if let Some(d) = secs("FLASHCORE_SKU_IDLE_SECS")? {
+            c.engine.sku_idle = d;
+        }
         if let Some(n) = parse("FLASHCORE_SKU_MAX_INFLIGHT")? {
             c.engine.sku_max_inflight = n;
         }

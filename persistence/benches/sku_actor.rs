@@ -111,7 +111,14 @@ async fn start_sku() -> ActorRef<SkuMsg> {
     // The engine's default write-behind interval.
     let (flusher, _) = Flusher::start(Arc::clone(&snapshots), ownership, Duration::from_millis(50));
     let alarms = Arc::new(Alarms::default());
-    let deps = SkuDeps { journal, feed: Arc::new(LocalFeed::default()), flusher, snapshots, alarms };
+    let deps = SkuDeps {
+        journal,
+        feed: Arc::new(LocalFeed::default()),
+        flusher,
+        snapshots,
+        alarms,
+        parked: Default::default(),
+    };
     let sku = Sku::parse("BENCH-SKU-1").expect("valid sku");
     let (actor, _) = Actor::spawn(None, SkuActor, (sku, deps)).await.expect("SKU actor starts");
     let stocked = ask(

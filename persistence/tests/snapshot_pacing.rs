@@ -47,6 +47,7 @@ async fn an_expensive_snapshot_paces_the_next_and_shutdown_still_gets_the_last_s
         flusher: flusher.clone(),
         snapshots: Arc::clone(&store),
         alarms: Arc::new(Alarms::default()),
+        parked: Default::default(),
     };
     let sku = Sku::parse("PACED-1").unwrap();
     let (actor, _) = Actor::spawn(None, SkuActor, (sku.clone(), deps)).await.unwrap();
