@@ -1,5 +1,5 @@
 # The two commands a newcomer needs (see README): `make run` and `make test`.
-.PHONY: run test bench bench-criterion bench-sidebyside loadtest loadtest-smoke fmt lint
+.PHONY: run test bench bench-criterion bench-sidebyside bench-scale loadtest loadtest-smoke fmt lint
 
 ## Run flashcore with the embedded defaults and the demo catalog on :8080.
 run:
@@ -21,6 +21,13 @@ bench-criterion:
 ## flashcore reserve and durable checkout (DURATION=10 seconds each).
 bench-sidebyside:
 	./scripts/sidebyside.sh
+
+## Issue 13's scale benchmark: seeds SKUS=100000 products, ORDERS=1000000 orders and
+## CARTS=1000000 carts into Postgres and SQLite, times start-up to /ready (first,
+## after SIGTERM, after kill -9) and reads RSS per cold SKU and per active cart
+## (CARTS_RSS=100000); report in loadtests/results/bench-scale.md.
+bench-scale:
+	./scripts/bench-scale.sh
 
 ## A k6 suite against a fresh release flashcore on Postgres + Redis:
 ## SUITE=flash-sale (default) | black-friday | soak | smoke; report in loadtests/results/.
