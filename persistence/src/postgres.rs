@@ -37,7 +37,8 @@ use crate::leases::{
     member, shard_numbers,
 };
 use crate::rows::{
-    ApiKeyRow, FactRow, LineRow, OrderRow, ProductRow, SnapshotRow, db, fact_columns, instant, snapshot, to_i64,
+    ApiKeyRow, FactRow, LineRow, OrderRow, ProductRow, SnapshotRow, db, fact_columns, fact_cursor_pos, fact_cursor_sku,
+    instant, snapshot, to_i64,
 };
 
 /// Key of the transaction-scoped advisory lock that serializes journal appends.
@@ -366,9 +367,8 @@ impl Journal for PgStore {
             "SELECT pos, sku, kind, qty, order_id::text AS order_id, hold_id::text AS hold_id FROM stock_facts \
              WHERE (pos, sku) > ($1, $2) ORDER BY pos, sku LIMIT $3",
         )
-        // No SKU: every fact after `pos` is after (pos + 1, ""), as no SKU is empty.
-        .bind(to_i64(if after.sku.is_some() { after.pos.0 } else { after.pos.0.saturating_add(1) })?)
-        .bind(after.sku.as_ref().map_or("", Sku::as_str))
+        .bind(fact_cursor_pos(after)?)
+        .bind(fact_cursor_sku(after))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await

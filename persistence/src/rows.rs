@@ -5,7 +5,7 @@
 //! conversions serves both. A row that does not decode is a corrupt store: it is
 //! reported as a [`StoreError`], never papered over.
 
-use flashcore_actors::ports::{EntityKind, SnapshotRecord, StateJson, StoreError};
+use flashcore_actors::ports::{EntityKind, FactCursor, SnapshotRecord, StateJson, StoreError};
 use flashcore_domain::{
     CartId, Currency, HoldId, JournalPos, Money, Order, OrderId, OrderLine, Product, Sku, StockFact, StockFactKind,
     Timestamp,
@@ -208,6 +208,18 @@ pub fn fact_columns(kind: &StockFactKind) -> (&'static str, u64, Option<String>,
         StockFactKind::Restocked { qty } => ("restocked", *qty, None, None),
         StockFactKind::TotalSet { total } => ("total_set", *total, None, None),
     }
+}
+
+/// The `(pos, sku)` a page of facts starts after, as the SQL stores compare it
+/// (`WHERE (pos, sku) > (?, ?)`): with no SKU, every fact after `pos` is after
+/// `(pos + 1, "")`, as no SKU is empty.
+pub fn fact_cursor_pos(after: &FactCursor) -> Result<i64, StoreError> {
+    to_i64(if after.sku.is_some() { after.pos.0 } else { after.pos.0.saturating_add(1) })
+}
+
+/// The SKU half of [`fact_cursor_pos`]'s bound.
+pub fn fact_cursor_sku(after: &FactCursor) -> &str {
+    after.sku.as_ref().map_or("", Sku::as_str)
 }
 
 /// A `snapshots` row: (pos, version, state as JSON text).

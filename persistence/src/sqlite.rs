@@ -24,7 +24,10 @@ use crate::leases::{
     LeaseColumns, MEMBER_RETENTION_MS, MEMBERS_QUERY, MemberColumns, check_shard_count, lease_row, leases_of, may_take,
     member,
 };
-use crate::rows::{ApiKeyRow, FactRow, LineRow, OrderRow, ProductRow, SnapshotRow, db, fact_columns, snapshot, to_i64};
+use crate::rows::{
+    ApiKeyRow, FactRow, LineRow, OrderRow, ProductRow, SnapshotRow, db, fact_columns, fact_cursor_pos, fact_cursor_sku,
+    snapshot, to_i64,
+};
 
 /// The SQLite store: journal, snapshots and catalog in one database file.
 ///
@@ -274,9 +277,8 @@ impl Journal for SqliteStore {
             "SELECT pos, sku, kind, qty, order_id, hold_id FROM stock_facts \
              WHERE (pos, sku) > (?1, ?2) ORDER BY pos, sku LIMIT ?3",
         )
-        // No SKU: every fact after `pos` is after (pos + 1, ""), as no SKU is empty.
-        .bind(to_i64(if after.sku.is_some() { after.pos.0 } else { after.pos.0.saturating_add(1) })?)
-        .bind(after.sku.as_ref().map_or("", Sku::as_str))
+        .bind(fact_cursor_pos(after)?)
+        .bind(fact_cursor_sku(after))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await
