@@ -45,11 +45,22 @@ pub struct LeaseConfig {
     pub ttl: Duration,
     /// How often a standby looks for free leases.
     pub poll: Duration,
+    /// True for a holder known to be gone for good (a process of this host that
+    /// no longer runs): its leases are released on its behalf and taken at once
+    /// instead of waiting for them to lapse. Default: nobody is known gone, so a
+    /// standby always waits for the TTL. Only ever a shortcut for liveness; a
+    /// wrong `true` costs the live holder its lease (it is fenced), never a sale.
+    pub owner_gone: fn(&Owner) -> bool,
 }
 
 impl Default for LeaseConfig {
     fn default() -> Self {
-        LeaseConfig { shards: Shards::default(), ttl: Duration::from_secs(5), poll: Duration::from_millis(200) }
+        LeaseConfig {
+            shards: Shards::default(),
+            ttl: Duration::from_secs(5),
+            poll: Duration::from_millis(200),
+            owner_gone: |_| false,
+        }
     }
 }
 
@@ -430,6 +441,7 @@ impl Ownership {
         let mut changes = self.watch();
         let mut last_heartbeat: Option<Instant> = None;
         let mut last_error: Option<String> = None;
+        let mut released: Vec<Owner> = Vec::new();
         let all: Vec<_> = self.cfg.shards.all().collect();
         loop {
             let phase = self.phase();
@@ -461,7 +473,12 @@ impl Ownership {
                             self.take(&leases, sent);
                             continue;
                         }
-                        Ok(None) => last_error = None,
+                        Ok(None) => {
+                            last_error = None;
+                            if self.release_gone_holders(&*store, &mut released).await {
+                                continue;
+                            }
+                        }
                         Err(e) => {
                             if last_error.as_deref() != Some(e.message()) {
                                 tracing::warn!(node = %self.owner, error = %e, "cannot look for the leases");
@@ -481,6 +498,43 @@ impl Ownership {
                 Phase::Stopped => return,
             }
         }
+    }
+
+    /// Releases, on their holder's behalf, the unexpired leases of holders
+    /// [`LeaseConfig::owner_gone`] knows are gone (a killed process of this host
+    /// that a restart replaces), so the standby takes them now rather than after
+    /// the TTL. The release is conditional on holder and epoch, like the
+    /// holder's own: a lease taken meanwhile by anyone else is left alone. Each
+    /// holder is released at most once (`done`); true if one was.
+    async fn release_gone_holders(&self, store: &dyn LeaseStore, done: &mut Vec<Owner>) -> bool {
+        let Ok(rows) = store.leases().await else { return false };
+        let now = crate::clock::now();
+        let mut gone: Vec<(Owner, Vec<Lease>)> = Vec::new();
+        for row in rows.iter().filter(|r| r.expires_at > now) {
+            let Some(holder) = row.owner.as_ref().filter(|o| **o != self.owner && !done.contains(o)) else { continue };
+            if !(self.cfg.owner_gone)(holder) {
+                continue;
+            }
+            let lease = Lease { shard: row.shard, epoch: row.epoch };
+            match gone.iter_mut().find(|(o, _)| o == holder) {
+                Some((_, leases)) => leases.push(lease),
+                None => gone.push((holder.clone(), vec![lease])),
+            }
+        }
+        let mut any = false;
+        for (holder, leases) in gone {
+            match store.release(&holder, &leases).await {
+                Ok(()) => {
+                    tracing::info!(node = %self.owner, owner = %holder, "the owner's process is gone: released its leases to take them over without waiting for them to lapse");
+                    any = true;
+                }
+                Err(e) => {
+                    tracing::warn!(node = %self.owner, owner = %holder, error = %e, "cannot release a gone owner's leases")
+                }
+            }
+            done.push(holder);
+        }
+        any
     }
 
     /// Records who holds the leases (for the standby's answers and the console).

@@ -150,7 +150,7 @@ impl Default for Config {
             seed_demo: true,
             log_format: "json".into(),
             engine: EngineConfig::default(),
-            lease: LeaseConfig::default(),
+            lease: LeaseConfig { owner_gone: crate::startup::local_owner_gone, ..LeaseConfig::default() },
             http: HttpConfig::default(),
         }
     }

@@ -113,17 +113,43 @@ pub async fn open_key_store(store: &StoreKind) -> anyhow::Result<Arc<dyn ApiKeyS
     Ok(open_stores(store, Arc::new(LocalFeed::default())).await?.api_keys)
 }
 
-/// This process as the membership table knows it: the host and process id, and
-/// a generation new for every start.
-fn this_process() -> Owner {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+/// This host's name, as the membership table knows it.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "flashcore".to_owned());
+        .unwrap_or_else(|| "flashcore".to_owned())
+}
+
+/// This process as the membership table knows it: `{host}-{pid}`, and a
+/// generation new for every start.
+fn this_process() -> Owner {
     let generation = flashcore_actors::clock::now().as_millis();
-    Owner { node: format!("{host}-{}", std::process::id()), generation }
+    Owner { node: format!("{}-{}", host_name(), std::process::id()), generation }
+}
+
+/// [`LeaseConfig::owner_gone`] for this host: a holder named `{host}-{pid}` of
+/// this host whose process no longer runs (no such pid, or a zombie), such as
+/// the flashcore a `kill -9` just ended and this one replaces. A frozen
+/// (SIGSTOP) holder still runs and is waited for; so is a pid reused by another
+/// process, and any holder of another host.
+///
+/// [`LeaseConfig::owner_gone`]: flashcore_actors::ownership::LeaseConfig::owner_gone
+pub fn local_owner_gone(owner: &Owner) -> bool {
+    let Some((host, pid)) = owner.node.rsplit_once('-') else { return false };
+    let Ok(pid) = pid.parse::<u32>() else { return false };
+    if host != host_name() || pid == std::process::id() || pid == 0 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the field after the parenthesized command name.
+        Ok(stat) => {
+            stat.rsplit_once(')').is_some_and(|(_, rest)| matches!(rest.trim_start().chars().next(), Some('Z' | 'X')))
+        }
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound && std::path::Path::new("/proc/self/stat").exists(),
+    }
 }
 
 /// What the nodes share: idempotency keys, rate limits and the availability
@@ -327,5 +353,37 @@ impl Application {
         }
         tracing::info!("flashcore stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(node: String) -> Owner {
+        Owner { node, generation: 1 }
+    }
+
+    #[test]
+    fn only_a_process_of_this_host_that_no_longer_runs_is_gone() {
+        let host = host_name();
+        // A child that ran and was reaped: its pid names no process now.
+        let mut done = std::process::Command::new("true").spawn().expect("spawn true");
+        let dead = done.id();
+        done.wait().expect("wait true");
+        assert!(local_owner_gone(&named(format!("{host}-{dead}"))), "a reaped process is gone");
+
+        // A child still running (and one frozen would be too) is not.
+        let mut alive = std::process::Command::new("sleep").arg("30").spawn().expect("spawn sleep");
+        assert!(!local_owner_gone(&named(format!("{host}-{}", alive.id()))), "a running process is not gone");
+        alive.kill().expect("kill sleep");
+        alive.wait().expect("wait sleep");
+
+        // Never this process, never another host, never a name of another shape.
+        assert!(!local_owner_gone(&this_process()));
+        assert!(!local_owner_gone(&named(format!("{host}x-{dead}"))));
+        for node in ["seeder", "host-", "-12", &format!("{host}-abc"), &format!("{host}-0")] {
+            assert!(!local_owner_gone(&named(node.to_owned())), "{node}");
+        }
     }
 }
