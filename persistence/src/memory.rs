@@ -388,7 +388,8 @@ pub struct FeedEntry {
     available: AtomicU64,
     /// The `seq` of the value in the watch channel (only touched under its lock).
     watched_seq: AtomicU64,
-    tx: watch::Sender<Option<Availability>>,
+    /// Made on the first subscription.
+    tx: std::sync::OnceLock<watch::Sender<Option<Availability>>>,
 }
 
 impl FeedEntry {
@@ -400,7 +401,7 @@ impl FeedEntry {
             held: AtomicU64::new(0),
             available: AtomicU64::new(0),
             watched_seq: AtomicU64::new(0),
-            tx: watch::channel(None).0,
+            tx: std::sync::OnceLock::new(),
         }
     }
 
@@ -439,8 +440,8 @@ impl FeedEntry {
     }
 
     /// Hands `a` (version `seq`) to subscribers unless they already have something newer.
-    fn notify(&self, seq: u64, a: Availability) {
-        self.tx.send_if_modified(|cur| {
+    fn notify(&self, tx: &watch::Sender<Option<Availability>>, seq: u64, a: Availability) {
+        tx.send_if_modified(|cur| {
             if seq <= self.watched_seq.load(Ordering::Relaxed) {
                 return false;
             }
@@ -458,8 +459,8 @@ pub struct LocalPublisher(Arc<FeedEntry>);
 impl AvailabilityPublisher for LocalPublisher {
     fn publish(&self, availability: Availability) {
         let seq = self.0.write(availability);
-        if self.0.tx.receiver_count() > 0 {
-            self.0.notify(seq, availability);
+        if let Some(tx) = self.0.tx.get().filter(|tx| tx.receiver_count() > 0) {
+            self.0.notify(tx, seq, availability);
         }
     }
 }
@@ -484,10 +485,11 @@ impl AvailabilityFeed for LocalFeed {
 
     fn subscribe(&self, sku: &Sku) -> watch::Receiver<Option<Availability>> {
         let e = self.entry(sku);
-        let rx = e.tx.subscribe();
+        let tx = e.tx.get_or_init(|| watch::channel(None).0);
+        let rx = tx.subscribe();
         // Start the subscriber from the latest value (never from an older one).
         if let (seq, Some(a)) = e.read() {
-            e.notify(seq, a);
+            e.notify(tx, seq, a);
         }
         rx
     }
