@@ -17,6 +17,8 @@ use tokio::task::JoinHandle;
 
 pub use flashcore_test_support::{TestDatabase, eventually, test_redis_url, test_server_url};
 
+pub mod scale;
+
 /// The bootstrap admin key of [`test_config`].
 pub const TEST_ADMIN_KEY: &str = "fck_test-admin-key-test-admin-key-test-admin";
 

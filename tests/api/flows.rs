@@ -179,6 +179,60 @@ async fn an_idle_cart_is_passivated_and_comes_back_intact() {
 }
 
 #[tokio::test]
+async fn a_cold_sku_is_passivated_keeps_serving_its_availability_and_comes_back_on_use() {
+    let mut config = test_config();
+    config.engine.sku_idle = Duration::from_millis(200);
+    let app = TestApp::spawn_with(config).await;
+    let cold = app.add_product("COLD-1", 100, None, 5).await;
+    let held = app.add_product("HELD-1", 100, None, 4).await;
+    // HELD-1 keeps a hold all along: a SKU with holds is never passivated.
+    let holder = app.new_cart().await;
+    assert_eq!(holder.set(&held, 1).await.status(), StatusCode::OK);
+    // COLD-1 is used, then holds nothing.
+    let cart = app.new_cart().await;
+    assert_eq!(cart.set(&cold, 2).await.status(), StatusCode::OK);
+    assert_eq!(cart.remove(&cold).await.status(), StatusCode::OK);
+    let skus = || app.engine.actor_stats(0).into_iter().find(|s| s.kind == "sku").unwrap();
+    let passivated_before = skus().passivations;
+
+    // Only HELD-1 stays active.
+    eventually(Duration::from_secs(10), "COLD-1 to be passivated", || async {
+        let s = skus();
+        (s.passivations > passivated_before && s.active == 1).then_some(())
+    })
+    .await;
+
+    // Reads keep serving the parked SKU: the product, the list, the stream.
+    assert_eq!(app.available(&cold).await, 5);
+    assert_eq!(app.available(&held).await, 3, "the hold survived next to the passivation");
+    let page: Value = app.client.get(app.url("/v1/products?limit=100")).send().await.unwrap().json().await.unwrap();
+    let listed = page["items"].as_array().unwrap().iter().find(|p| p["sku"] == cold.as_str()).unwrap().clone();
+    assert_eq!(listed["available"], 5);
+    let res = app.client.get(app.url(&format!("/v1/products/{cold}/availability"))).send().await.unwrap();
+    let mut stream = res.bytes_stream();
+    let mut seen = String::new();
+    let mut read_until = async |needle: &str, seen: &mut String| {
+        while !seen.contains(needle) {
+            let chunk = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.expect("event in time");
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+        }
+    };
+    read_until("\"available\":5", &mut seen).await;
+    assert_eq!(skus().active, 1, "reads did not reactivate it");
+
+    // First use reactivates it from the parked state: reserve, then check out.
+    let starts = skus().starts;
+    let buyer = app.new_cart().await;
+    assert_eq!(buyer.set(&cold, 3).await.status(), StatusCode::OK);
+    assert!(skus().starts > starts, "the SKU actor was started again");
+    read_until("\"available\":2", &mut seen).await;
+    assert_eq!(buyer.checkout("cold-k").await.status(), StatusCode::CREATED);
+    assert_eq!(app.available(&cold).await, 2);
+    assert_eq!(app.product(&cold).await["total"], 5);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn health_ready_openapi_docs_and_metrics_are_served() {
     let app = TestApp::spawn().await;
     for path in ["/health", "/ready"] {

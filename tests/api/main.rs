@@ -12,5 +12,6 @@ mod outage;
 mod oversell;
 mod ownership;
 mod process;
+mod recovery;
 mod shared_state;
 mod supervision;

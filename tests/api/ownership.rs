@@ -18,17 +18,20 @@ const SKU: &str = "FLASH-SNEAKER-01";
 const STOCK: u64 = 100;
 const TTL_MS: u64 = 2_000;
 const ADMIN: &str = "fck_ownership-test-admin-key-ownership-test";
+/// What a standby logs when it releases the leases of an owner process that is gone.
+const GONE: &str =
+    "the owner's process is gone: released its leases to take them over without waiting for them to lapse";
 
 /// A store two processes share, and a way to read its journal directly.
-struct Store {
+pub(crate) struct Store {
     env: Vec<(&'static str, String)>,
-    kind: &'static str,
-    url: String,
+    pub(crate) kind: &'static str,
+    pub(crate) url: String,
     _keep: Box<dyn std::any::Any + Send>,
 }
 
 impl Store {
-    async fn sqlite() -> Store {
+    pub(crate) async fn sqlite() -> Store {
         let dir = flashcore_tests::data_dir();
         let data = dir.path().to_str().unwrap().to_owned();
         let url = format!("sqlite://{data}/flashcore.db");
@@ -40,7 +43,7 @@ impl Store {
         }
     }
 
-    async fn postgres() -> Store {
+    pub(crate) async fn postgres() -> Store {
         use flashcore_tests::{TestDatabase, test_server_url};
         let db = TestDatabase::create(&test_server_url()).await.expect("a database of its own");
         let dir = flashcore_tests::data_dir();
@@ -60,17 +63,17 @@ impl Store {
         env
     }
 
-    fn env(&self) -> Vec<(&str, &str)> {
+    pub(crate) fn env(&self) -> Vec<(&str, &str)> {
         self.env.iter().map(|(k, v)| (*k, v.as_str())).collect()
     }
 
-    fn with<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    pub(crate) fn with<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
         let mut env = self.env();
         env.extend_from_slice(extra);
         env
     }
 
-    async fn journal(&self) -> Box<dyn Journal> {
+    pub(crate) async fn journal(&self) -> Box<dyn Journal> {
         match self.kind {
             "sqlite" => Box::new(flashcore_persistence::sqlite::SqliteStore::open(&self.url).await.unwrap()),
             _ => Box::new(flashcore_persistence::postgres::PgStore::connect(&self.url).await.unwrap()),
@@ -318,6 +321,9 @@ async fn a_killed_owner_is_replaced_by_the_standby(store: Store) {
         recovery_ms(&b)
     );
     assert!(killed.elapsed() <= Duration::from_millis(TTL_MS + 2_000), "take-over took {took:?}");
+    // The owner was a process of this host that no longer runs: the standby did
+    // not wait for its lease to lapse.
+    assert_eq!(b.logged("message", GONE).len(), 1, "the standby released the dead owner's leases");
     for w in workers {
         w.await.unwrap();
     }
@@ -386,6 +392,7 @@ async fn a_frozen_owner_is_fenced_when_it_wakes(store: Store) {
         recovery_ms(&b)
     );
     assert!(frozen.elapsed() <= Duration::from_millis(TTL_MS + 2_000), "take-over took {took:?}");
+    assert!(b.logged("message", GONE).is_empty(), "a frozen owner still runs: its lease had to lapse");
     let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let workers = buyers(vec![b.base.clone()], 4, Arc::clone(&acked));
     eventually(Duration::from_secs(20), "the new owner to sell", || async {
