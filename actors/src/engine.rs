@@ -234,25 +234,24 @@ impl Engine {
     async fn recover_skus(&self, ports: &Ports) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
         let skus = self.0.catalog.list(usize::MAX, None).into_iter().map(|p| p.sku.clone());
-        let (recovered, stats) =
-            recover_all(skus, ports.snapshots.as_ref(), ports.journal.as_ref(), crate::clock::now()).await?;
-        let read = started.elapsed();
         let mut holding = Vec::new();
         let mut unsaved = 0;
-        for (sku, r) in recovered {
-            self.0.alarms.check(&sku, &r.inv, "recovery");
-            ports.feed.publisher(&sku).publish(r.inv.availability());
-            if r.inv.hold_count() > 0 {
-                holding.push(sku.clone());
-            }
-            if r.changed {
-                unsaved += 1;
-                let source = ParkedSource { sku: sku.clone(), parked: Arc::clone(&self.0.parked) };
-                self.0.flusher.mark_dirty(Box::new(source));
-            }
-            let version = crate::flusher::next_incarnation(r.stored_version);
-            self.0.parked.park(sku, ParkedSku { inv: r.inv, version, unsaved: r.changed });
-        }
+        let (parked, flusher, alarms, feed) = (&self.0.parked, &self.0.flusher, &self.0.alarms, &ports.feed);
+        let stats =
+            recover_all(skus, ports.snapshots.as_ref(), ports.journal.as_ref(), crate::clock::now(), |sku, r| {
+                alarms.check(&sku, &r.inv, "recovery");
+                feed.publisher(&sku).publish(r.inv.availability());
+                if r.inv.hold_count() > 0 {
+                    holding.push(sku.clone());
+                }
+                if r.changed {
+                    unsaved += 1;
+                    flusher.mark_dirty(Box::new(ParkedSource { sku: sku.clone(), parked: Arc::clone(parked) }));
+                }
+                let version = crate::flusher::next_incarnation(r.stored_version);
+                parked.park(sku, ParkedSku { inv: r.inv, version, unsaved: r.changed });
+            })
+            .await?;
         for sku in &holding {
             self.0
                 .skus
@@ -268,7 +267,6 @@ impl Engine {
             holds_expired = stats.holds_expired,
             with_holds = holding.len(),
             checkpoints = unsaved,
-            read_ms = read.as_millis() as u64,
             took_ms = started.elapsed().as_millis() as u64,
             "SKUs recovered"
         );

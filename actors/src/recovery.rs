@@ -61,13 +61,16 @@ impl Building {
     }
 }
 
-/// Rebuilds every SKU of `skus` from `snapshots` and `journal` as of `now`.
+/// Rebuilds every SKU of `skus` from `snapshots` and `journal` as of `now`,
+/// handing each to `each` as it is finished (so the caller keeps its own compact
+/// form, and no second map of 100,000 inventories is built next to this one).
 pub async fn recover_all(
     skus: impl IntoIterator<Item = Sku>,
     snapshots: &dyn SnapshotStore,
     journal: &dyn Journal,
     now: Timestamp,
-) -> Result<(HashMap<Sku, RecoveredSku>, RecoveryStats), StoreError> {
+    mut each: impl FnMut(Sku, RecoveredSku),
+) -> Result<RecoveryStats, StoreError> {
     let mut stats = RecoveryStats::default();
     let mut building: HashMap<Sku, Building> = skus
         .into_iter()
@@ -122,16 +125,13 @@ pub async fn recover_all(
         apply(&mut building, &page, &mut stats);
     }
 
-    let recovered = building
-        .into_iter()
-        .map(|(sku, mut b)| {
-            let settled = crate::sku::settle(&mut b.inv, now);
-            stats.holds_expired += settled.expired;
-            let changed = b.applied > 0 || settled.changed();
-            (sku, RecoveredSku { inv: b.inv, stored_version: b.stored_version, changed })
-        })
-        .collect();
-    Ok((recovered, stats))
+    for (sku, mut b) in building {
+        let settled = crate::sku::settle(&mut b.inv, now);
+        stats.holds_expired += settled.expired;
+        let changed = b.applied > 0 || settled.changed();
+        each(sku, RecoveredSku { inv: b.inv, stored_version: b.stored_version, changed });
+    }
+    Ok(stats)
 }
 
 fn apply(building: &mut HashMap<Sku, Building>, facts: &[StockFact], stats: &mut RecoveryStats) {
