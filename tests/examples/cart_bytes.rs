@@ -54,8 +54,8 @@ async fn main() {
     let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
     println!("BYTES part=size_of_cart_deps per_cart={}", std::mem::size_of::<flashcore_actors::cart::CartDeps>());
     let sku = Sku::parse("CART-BYTES-1").unwrap();
-    let product = Product::new(sku.clone(), "Cart bytes 1", "", Money::new(100, Currency::EUR).unwrap(), None, None)
-        .unwrap();
+    let product =
+        Product::new(sku.clone(), "Cart bytes 1", "", Money::new(100, Currency::EUR).unwrap(), None, None).unwrap();
     let before = live();
     let carts: Vec<Cart> = (0..n).map(|_| Cart::new(CartId::new())).collect();
     let empty = live();
@@ -159,11 +159,7 @@ impl ractor::Actor for Idle {
     type State = [u64; 8];
     type Arguments = ();
 
-    async fn pre_start(
-        &self,
-        _: ractor::ActorRef<()>,
-        (): (),
-    ) -> Result<Self::State, ractor::ActorProcessingErr> {
+    async fn pre_start(&self, _: ractor::ActorRef<()>, (): ()) -> Result<Self::State, ractor::ActorProcessingErr> {
         Ok([0; 8])
     }
 }
