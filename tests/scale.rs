@@ -239,15 +239,16 @@ fn cart_record(shape: Shape, orders: &Orders, now: Timestamp, i: usize) -> Snaps
     // behind by the actor, but a checked-out cart's snapshot is what is asked for.
     let changes = if i < shape.orders {
         let s = shape.sku_of(i);
-        cart.lines.insert(sku(s), line(s, order_hold(i), orders.created_at.plus_millis(600_000)));
+        cart.lines.insert(line(s, order_hold(i), orders.created_at.plus_millis(600_000)));
         cart.status = CartStatus::CheckedOut { order_id: orders.ids[i], idempotency_key: key(i) };
         2
     } else if i % 2 == 1 {
         let s = shape.sku_of(i);
-        cart.lines.insert(
-            sku(s),
-            line(s, abandoned_hold(i), Timestamp::from_millis(now.as_millis().saturating_sub(3_600_000))),
-        );
+        cart.lines.insert(line(
+            s,
+            abandoned_hold(i),
+            Timestamp::from_millis(now.as_millis().saturating_sub(3_600_000)),
+        ));
         2
     } else {
         1

@@ -1,5 +1,7 @@
-//! The cart actor: one per cart, owner of its lines and of the checkout protocol.
+//! The cart: one per cart, owner of its lines and of the checkout protocol.
 //!
+//! A cart is a scheduled entity ([`crate::entity`]), not an actor: it is many,
+//! mostly idle, and must be small; it runs one message at a time all the same.
 //! Setting a line's quantity reserves or releases through the SKU actor before
 //! the cart answers, so a cart line always stands for a hold. Checkout runs here:
 //! prepare on every SKU (all or nothing), authorize payment, write the order to the
@@ -9,15 +11,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use flashcore_domain::{
     Cart, CartError, CartId, CartStatus, InventoryError, JournalEntry, JournalPos, LineChange, Order, OrderId, Sku,
     StockFact,
 };
 use futures::future::join_all;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::catalog::CatalogCache;
 use crate::clock;
+use crate::entity::{Activate, Entity, EntityRef};
 use crate::error::EngineError;
 use crate::flusher::{Flusher, SnapshotRequest};
 use crate::gate::Ticket;
@@ -30,8 +33,7 @@ use crate::registry::{Activation, Registry, RegistryError};
 use crate::reply::Reply;
 use crate::sku::{PrepareReq, ReserveReq, SkuMsg};
 
-/// What every cart actor shares.
-#[derive(Clone)]
+/// What every cart shares, behind one `Arc` (a cart holds the pointer, not a copy).
 pub struct CartDeps {
     /// Where holds are reserved, prepared and committed: the cart never counts stock.
     pub skus: Arc<Registry<Sku, SkuMsg>>,
@@ -67,7 +69,7 @@ pub struct CheckoutRequest {
     pub idempotency_key: String,
 }
 
-/// Messages to a cart actor. Each one sent through the registry carries the
+/// Messages to a cart. Each one sent through the registry carries the
 /// `ticket` that admitted it; a request carries the `reply` its answer goes to.
 #[derive(Debug)]
 pub enum CartMsg {
@@ -83,31 +85,28 @@ pub enum CartMsg {
     },
     /// Check out; answers the order and whether it is a replay of an earlier one.
     Checkout { ticket: Ticket, req: CheckoutRequest, reply: Reply<Result<(Order, bool), EngineError>> },
-    /// Serialize state for write-behind (marks the actor clean).
+    /// Serialize state for write-behind (marks the cart clean).
     Snapshot { reply: Reply<SnapshotRecord> },
-    /// Save state now and stop (sent by the registry with the gate closed).
-    Passivate { reply: Reply<Result<bool, String>> },
 }
 
-/// The cart actor behaviour.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct CartActor;
-
-/// A cart actor's state.
+/// A cart's state: what the registry keeps per active cart.
 #[derive(Debug)]
 pub struct CartState {
     cart: Cart,
-    deps: CartDeps,
+    deps: Arc<CartDeps>,
     dirty: bool,
     version: u64,
 }
 
+/// The registry of carts.
+pub type CartRegistry = crate::entity::EntityRegistry<CartState>;
+
 impl CartState {
-    fn changed(&mut self, myself: &ActorRef<CartMsg>) {
+    fn changed(&mut self, me: &EntityRef<CartState>) {
         self.version += 1;
         if !self.dirty {
             self.dirty = true;
-            self.deps.flusher.mark_dirty(Box::new(myself.clone()));
+            self.deps.flusher.mark_dirty(Box::new(me.clone()));
         }
     }
 
@@ -366,55 +365,58 @@ pub async fn recover(id: CartId, deps: &CartDeps) -> Result<(Cart, u64, bool), c
     Ok((cart, version, changed))
 }
 
-impl Actor for CartActor {
-    type Msg = CartMsg;
-    type State = CartState;
-    type Arguments = (CartId, CartDeps, Activation);
+/// Activates carts: recovers them, or starts new ones empty.
+#[derive(Debug)]
+pub struct CartActivator(pub Arc<CartDeps>);
 
-    async fn pre_start(
+#[async_trait]
+impl Activate<CartState> for CartActivator {
+    async fn activate(
         &self,
-        myself: ActorRef<CartMsg>,
-        (id, deps, activation): Self::Arguments,
-    ) -> Result<CartState, ActorProcessingErr> {
+        id: &CartId,
+        activation: Activation,
+        me: &EntityRef<CartState>,
+    ) -> Result<CartState, String> {
+        let deps = Arc::clone(&self.0);
         let (cart, version, changed) = match activation {
             // Written behind like any new cart, so it survives a restart.
-            Activation::New => (Cart::new(id), 0, true),
-            Activation::Recover => recover(id, &deps).await?,
+            Activation::New => (Cart::new(*id), 0, true),
+            Activation::Recover => recover(*id, &deps).await.map_err(|e| e.to_string())?,
         };
         let version = crate::flusher::next_incarnation(version);
         let mut state = CartState { cart, deps, dirty: false, version };
         if changed {
-            state.changed(&myself);
+            state.changed(me);
         }
         Ok(state)
     }
+}
 
-    async fn handle(
-        &self,
-        myself: ActorRef<CartMsg>,
-        msg: CartMsg,
-        state: &mut CartState,
-    ) -> Result<(), ActorProcessingErr> {
+impl Entity for CartState {
+    type Key = CartId;
+    type Msg = CartMsg;
+
+    async fn handle(&mut self, msg: CartMsg, me: &EntityRef<CartState>) -> Result<(), String> {
         match msg {
             CartMsg::Get { ticket: _ticket, reply } => {
-                let _ = reply.send(state.cart.clone());
+                let _ = reply.send(self.cart.clone());
             }
             CartMsg::SetQuantity { ticket: _ticket, sku, qty, reply } => {
-                let before = state.cart.clone();
-                let result = state.set_quantity(sku, qty).await;
-                if state.cart != before {
-                    state.changed(&myself);
+                let before = self.cart.clone();
+                let result = self.set_quantity(sku, qty).await;
+                if self.cart != before {
+                    self.changed(me);
                 }
-                let _ = reply.send(result.map(|()| state.cart.clone()));
+                let _ = reply.send(result.map(|()| self.cart.clone()));
             }
             CartMsg::Checkout { ticket: _ticket, req, reply } => {
-                let before = state.cart.clone();
-                let result = state.checkout(req).await;
+                let before = self.cart.clone();
+                let result = self.checkout(req).await;
                 // A placed order needs no snapshot: the journal holds it, and
                 // recovery marks the cart checked out from there (`recover`).
                 // At flash-sale rates that is one write-behind row per order saved.
-                if result.is_err() && state.cart != before {
-                    state.changed(&myself);
+                if result.is_err() && self.cart != before {
+                    self.changed(me);
                 }
                 if let Err(e) = &result {
                     metrics::counter!(m::CHECKOUT_FAILURES, "reason" => e.code()).increment(1);
@@ -422,21 +424,18 @@ impl Actor for CartActor {
                 let _ = reply.send(result);
             }
             CartMsg::Snapshot { reply } => {
-                state.dirty = false;
-                let _ = reply.send(state.record());
-            }
-            CartMsg::Passivate { reply } => {
-                // Always save: a flush in progress may not have landed yet, and the
-                // next activation must see this state.
-                let saved = state.deps.flusher.save_now(&[state.record()]).await.map_err(|e| e.to_string());
-                let ok = saved.is_ok();
-                let _ = reply.send(saved.map(|()| true));
-                if ok {
-                    myself.stop(Some("passivated".into()));
-                }
+                self.dirty = false;
+                let _ = reply.send(self.record());
             }
         }
         Ok(())
+    }
+
+    async fn passivate(&mut self) -> Result<bool, String> {
+        // Always save: a flush in progress may not have landed yet, and the
+        // next activation must see this state.
+        self.deps.flusher.save_now(&[self.record()]).await.map_err(|e| e.to_string())?;
+        Ok(true)
     }
 }
 

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::alarms::{Alarms, OversoldSku};
-use crate::cart::{CartActor, CartDeps, CartMsg, CheckoutRequest};
+use crate::cart::{CartActivator, CartDeps, CartMsg, CartRegistry, CheckoutRequest};
 use crate::catalog::CatalogCache;
 use crate::error::EngineError;
 use crate::flusher::{FlushStatsView, Flusher};
@@ -25,10 +25,10 @@ use crate::ownership::Ownership;
 use crate::parked::{ParkedSku, ParkedSkus, ParkedSource};
 use crate::ports::{AvailabilityFeed, Catalog, Journal, Payments, SnapshotStore, StoreError};
 use crate::recovery::recover_all;
-use crate::registry::{Activation, Registry, RegistryConfig, RegistryStats, Spawner};
+use crate::registry::{Registry, RegistryConfig, RegistryStats, Spawner};
 use crate::reply::{Reply, ask};
 use crate::sku::{SkuActor, SkuDeps, SkuMsg, StockChange};
-use crate::supervisor::{EntitySupervisor, RestartPolicy, SupervisorMsg};
+use crate::supervisor::{EntitySupervisor, RestartPolicy, Supervision, SupervisorMsg};
 
 /// Tunables. Defaults suit a single node serving a flash sale.
 #[derive(Debug, Clone)]
@@ -114,9 +114,8 @@ where
     K: Clone + Eq + std::hash::Hash + std::fmt::Display + Send + Sync + 'static,
     M: ractor::Message,
 {
-    let every = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
+        let mut tick = tokio::time::interval(reap_every(idle));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
@@ -125,16 +124,33 @@ where
     })
 }
 
-/// The parents of every SKU and every cart actor; stopped after their children.
+/// Every reaper's period for an idle time: a few checks per `idle`.
+fn reap_every(idle: Duration) -> Duration {
+    (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30))
+}
+
+/// Passivates carts idle for `idle`, checking a few times per `idle`.
+fn cart_reaper(carts: Arc<CartRegistry>, idle: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(reap_every(idle));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            carts.passivate_idle(idle).await;
+        }
+    })
+}
+
+/// The parent of every SKU actor; stopped after its children. (Carts are not
+/// actors: their registry carries their [`Supervision`].)
 struct Supervisors {
     skus: ActorRef<SupervisorMsg>,
-    carts: ActorRef<SupervisorMsg>,
 }
 
 struct Inner {
     cfg: EngineConfig,
     skus: Arc<Registry<Sku, SkuMsg>>,
-    carts: Arc<Registry<CartId, CartMsg>>,
+    carts: Arc<CartRegistry>,
     catalog: Arc<CatalogCache>,
     journal: JournalWriter,
     flusher: Flusher,
@@ -171,12 +187,10 @@ impl Engine {
         let registry_cfg = |kind, max_inflight| RegistryConfig { kind, max_inflight, call_timeout: cfg.call_timeout };
         let policy = RestartPolicy { max_restarts: cfg.max_restarts, period: cfg.restart_period };
         let skus = Registry::new(registry_cfg("sku", cfg.sku_max_inflight));
-        let carts = Registry::new(registry_cfg("cart", cfg.cart_max_inflight));
+        let carts = CartRegistry::new(registry_cfg("cart", cfg.cart_max_inflight), Supervision::new(policy));
         let spawn_err = |e: ractor::SpawnErr| StoreError::Unavailable(format!("could not start supervisor: {e}"));
         let (sku_sup, _) =
             Actor::spawn(None, EntitySupervisor::default(), (Arc::clone(&skus), policy)).await.map_err(spawn_err)?;
-        let (cart_sup, _) =
-            Actor::spawn(None, EntitySupervisor::default(), (Arc::clone(&carts), policy)).await.map_err(spawn_err)?;
 
         let sku_deps = SkuDeps {
             journal: journal.clone(),
@@ -189,7 +203,7 @@ impl Engine {
         // SKU ids come from the catalog, never minted: a SKU always recovers.
         let sku_spawner = Spawner::new(SkuActor, move |sku: &Sku, _activation| (sku.clone(), sku_deps.clone()));
         skus.wire(Arc::new(sku_spawner), sku_sup.get_cell());
-        let cart_deps = CartDeps {
+        let cart_deps = Arc::new(CartDeps {
             skus: Arc::clone(&skus),
             catalog: Arc::clone(&catalog),
             payments: Arc::clone(&ports.payments),
@@ -197,12 +211,10 @@ impl Engine {
             snapshots: Arc::clone(&ports.snapshots),
             flusher: flusher.clone(),
             hold_ttl: cfg.hold_ttl,
-        };
-        let cart_spawner =
-            Spawner::new(CartActor, move |id: &CartId, activation: Activation| (*id, cart_deps.clone(), activation));
-        carts.wire(Arc::new(cart_spawner), cart_sup.get_cell());
+        });
+        carts.wire(Arc::new(CartActivator(cart_deps)));
 
-        let cart_reaper = reaper(Arc::clone(&carts), cfg.cart_idle, |reply| CartMsg::Passivate { reply });
+        let cart_reaper = cart_reaper(Arc::clone(&carts), cfg.cart_idle);
         let sku_reaper = reaper(Arc::clone(&skus), cfg.sku_idle, |reply| SkuMsg::Passivate { reply });
 
         let engine = Engine(Arc::new(Inner {
@@ -213,7 +225,7 @@ impl Engine {
             journal,
             flusher,
             feed: Arc::clone(&ports.feed),
-            supervisors: Supervisors { skus: sku_sup, carts: cart_sup },
+            supervisors: Supervisors { skus: sku_sup },
             tasks: Mutex::new(vec![journal_task, flush_task, cart_reaper, sku_reaper]),
             ready: AtomicBool::new(false),
             alarms,
@@ -408,14 +420,11 @@ impl Engine {
     }
 
     fn stop_actors(&self) {
-        for (_, a) in self.0.carts.actors() {
-            a.stop(Some("shutdown".into()));
-        }
+        self.0.carts.stop_all();
         for (_, a) in self.0.skus.actors() {
             a.stop(Some("shutdown".into()));
         }
         self.0.supervisors.skus.stop(None);
-        self.0.supervisors.carts.stop(None);
         if let Ok(mut tasks) = self.0.tasks.lock() {
             for t in tasks.drain(..) {
                 t.abort();

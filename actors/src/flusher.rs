@@ -43,7 +43,18 @@ impl<M: SnapshotRequest> SnapshotSource for ractor::ActorRef<M> {
     }
 }
 
-/// Something that can produce its own snapshot: a live actor.
+#[async_trait]
+impl<E> SnapshotSource for crate::entity::EntityRef<E>
+where
+    E: crate::entity::Entity,
+    E::Msg: SnapshotRequest,
+{
+    async fn snapshot(&self) -> Option<SnapshotRecord> {
+        self.ask(E::Msg::snapshot_request, Duration::from_secs(5)).await
+    }
+}
+
+/// Something that can produce its own snapshot: a live actor or scheduled entity.
 #[async_trait]
 pub trait SnapshotSource: Send + Sync + 'static {
     /// The entity's current state, or `None` if it is gone (stopped actors have

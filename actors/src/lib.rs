@@ -4,8 +4,9 @@
 //!
 //! - [`engine::Engine`] — the facade: one method per use case, each a message
 //!   to one actor through its registry; [`error::EngineError`] is what they fail with.
-//! - [`cart::CartActor`] — one per cart: lines, holds, and checkout (Prepare on
-//!   every SKU, authorize the payment, append to the journal, Commit).
+//! - [`cart::CartState`] — one per cart: lines, holds, and checkout (Prepare on
+//!   every SKU, authorize the payment, append to the journal, Commit). A
+//!   scheduled entity, not an actor: carts are many and mostly idle.
 //! - [`sku::SkuActor`] — one per SKU: the [`flashcore_domain::Inventory`] that
 //!   never oversells, with one expiry timer for its holds.
 //! - [`registry::Registry`] — get-or-activate (one actor per id, ever), the
@@ -13,6 +14,9 @@
 //!   [`registry::Registry::force_call`] must get through), passivation that
 //!   cannot drop a message ([`gate`]); its [`supervisor::EntitySupervisor`]
 //!   decides restarts and quarantine.
+//! - [`entity::EntityRegistry`] — the same guarantees for scheduled entities
+//!   (carts): state plus a [`mailbox::Mailbox`] whose push starts the one
+//!   drainer; [`supervisor::Supervision`] decides their restarts.
 //! - [`journal::JournalWriter`] group-commits orders and stock facts;
 //!   [`flusher::Flusher`] writes dirty state behind as snapshots.
 //! - [`node::Node`] and [`ownership::Ownership`] — this process's lease on the
@@ -29,10 +33,12 @@ pub mod cart;
 pub mod catalog;
 pub mod clock;
 pub mod engine;
+pub mod entity;
 pub mod error;
 pub mod flusher;
 pub mod gate;
 pub mod journal;
+pub mod mailbox;
 pub mod metrics;
 pub mod node;
 pub mod ownership;

@@ -157,15 +157,47 @@ impl<M: Message> Slot<M> {
 
 type Cell<M> = Arc<OnceCell<Arc<Slot<M>>>>;
 
+/// Lifetime counters of one registry, shared with [`crate::entity`]'s.
 #[derive(Debug, Default)]
-struct Counters {
-    starts: AtomicU64,
-    stops: AtomicU64,
-    failures: AtomicU64,
-    restarts: AtomicU64,
-    passivations: AtomicU64,
-    rejections: AtomicU64,
-    quarantines: AtomicU64,
+pub(crate) struct Counters {
+    pub(crate) starts: AtomicU64,
+    pub(crate) stops: AtomicU64,
+    pub(crate) failures: AtomicU64,
+    pub(crate) restarts: AtomicU64,
+    pub(crate) passivations: AtomicU64,
+    pub(crate) rejections: AtomicU64,
+    pub(crate) quarantines: AtomicU64,
+}
+
+impl Counters {
+    /// The operator view: these counters, the `(id, in flight)` of every live
+    /// entity (the `top` deepest are kept) and how many are quarantined.
+    pub(crate) fn stats(
+        &self,
+        kind: &'static str,
+        mut depths: Vec<(String, u64)>,
+        top: usize,
+        quarantined: usize,
+    ) -> RegistryStats {
+        let active = depths.len();
+        let mailbox_depth = depths.iter().map(|(_, d)| d).sum();
+        depths.sort_by_key(|d| std::cmp::Reverse(d.1));
+        depths.retain(|(_, d)| *d > 0);
+        depths.truncate(top);
+        RegistryStats {
+            kind,
+            active,
+            starts: self.starts.load(Ordering::Relaxed),
+            stops: self.stops.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            restarts: self.restarts.load(Ordering::Relaxed),
+            passivations: self.passivations.load(Ordering::Relaxed),
+            rejections: self.rejections.load(Ordering::Relaxed),
+            quarantined,
+            mailbox_depth,
+            hot: depths,
+        }
+    }
 }
 
 /// Operator view of one registry (`GET /v1/admin/actors`).
@@ -547,27 +579,10 @@ where
 
     /// Operator figures, with the `top` deepest mailboxes.
     pub fn stats(&self, top: usize) -> RegistryStats {
-        let mut depths: Vec<(String, u64)> =
+        let depths: Vec<(String, u64)> =
             self.slots.iter().filter_map(|e| e.value().get().map(|s| (e.key().to_string(), s.gate.depth()))).collect();
-        let active = depths.len();
-        let mailbox_depth = depths.iter().map(|(_, d)| d).sum();
-        depths.sort_by_key(|d| std::cmp::Reverse(d.1));
-        depths.retain(|(_, d)| *d > 0);
-        depths.truncate(top);
         let now = Instant::now();
-        let c = &self.counters;
-        RegistryStats {
-            kind: self.cfg.kind,
-            active,
-            starts: c.starts.load(Ordering::Relaxed),
-            stops: c.stops.load(Ordering::Relaxed),
-            failures: c.failures.load(Ordering::Relaxed),
-            restarts: c.restarts.load(Ordering::Relaxed),
-            passivations: c.passivations.load(Ordering::Relaxed),
-            rejections: c.rejections.load(Ordering::Relaxed),
-            quarantined: self.quarantine.iter().filter(|e| *e.value() > now).count(),
-            mailbox_depth,
-            hot: depths,
-        }
+        let quarantined = self.quarantine.iter().filter(|e| *e.value() > now).count();
+        self.counters.stats(self.cfg.kind, depths, top, quarantined)
     }
 }

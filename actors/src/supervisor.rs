@@ -55,6 +55,40 @@ impl<K: Clone + Eq + Hash> RestartIntensity<K> {
     }
 }
 
+/// What a supervisor decided about a failed entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Reactivate it now, from its last snapshot plus the journal.
+    Restart,
+    /// Refuse it until then: it failed too often within the window.
+    Quarantine(Instant),
+}
+
+/// The supervisor of scheduled entities ([`crate::entity`]: carts), which are
+/// not actors and so have no supervisor actor to link to: their registry
+/// reports each failure here and carries out the decision. The policy is the
+/// same one_for_one [`RestartPolicy`] as [`EntitySupervisor`]'s.
+#[derive(Debug)]
+pub struct Supervision<K> {
+    intensity: std::sync::Mutex<RestartIntensity<K>>,
+}
+
+impl<K: Clone + Eq + Hash> Supervision<K> {
+    /// A supervisor with no failures seen yet.
+    pub fn new(policy: RestartPolicy) -> Self {
+        Supervision { intensity: std::sync::Mutex::new(RestartIntensity::new(policy)) }
+    }
+
+    /// Decides what happens to `key`, which just failed.
+    pub fn failed(&self, key: &K) -> Decision {
+        let mut intensity = self.intensity.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match intensity.failed(key, Instant::now()) {
+            None => Decision::Restart,
+            Some(until) => Decision::Quarantine(until),
+        }
+    }
+}
+
 /// The supervisor of one entity kind.
 #[derive(Debug)]
 pub struct EntitySupervisor<K, M>(PhantomData<fn() -> (K, M)>);

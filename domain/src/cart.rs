@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{CartId, HoldId, Money, MoneyError, OrderId, Product, Sku, Timestamp};
 
@@ -64,6 +65,99 @@ pub struct CartLine {
     pub hold_expires_at: Timestamp,
 }
 
+/// A cart's lines, one per SKU, in SKU order: a sorted `Vec` sized to its lines
+/// rather than a `BTreeMap`, whose first node has room for eleven. Most carts
+/// hold one or two lines, and every open cart stays in memory, so this is the
+/// bulk of a cart's size. Serialized exactly as the `BTreeMap<Sku, CartLine>` it
+/// replaced (a JSON object keyed by SKU), so stored snapshots read the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lines(Vec<CartLine>);
+
+impl Lines {
+    fn find(&self, sku: &Sku) -> Result<usize, usize> {
+        self.0.binary_search_by(|l| l.sku.cmp(sku))
+    }
+
+    /// The line for `sku`, if the cart has one.
+    pub fn get(&self, sku: &Sku) -> Option<&CartLine> {
+        self.find(sku).ok().map(|i| &self.0[i])
+    }
+
+    /// The line for `sku`, to change in place.
+    pub fn get_mut(&mut self, sku: &Sku) -> Option<&mut CartLine> {
+        self.find(sku).ok().map(|i| &mut self.0[i])
+    }
+
+    /// Adds `line`, replacing the line of the same SKU if there is one, and
+    /// returns it. Grows by exactly one slot: carts are small and many.
+    pub fn insert(&mut self, line: CartLine) -> &mut CartLine {
+        match self.find(&line.sku) {
+            Ok(i) => {
+                self.0[i] = line;
+                &mut self.0[i]
+            }
+            Err(i) => {
+                self.0.reserve_exact(1);
+                self.0.insert(i, line);
+                &mut self.0[i]
+            }
+        }
+    }
+
+    /// Removes and returns the line for `sku`.
+    pub fn remove(&mut self, sku: &Sku) -> Option<CartLine> {
+        let i = self.find(sku).ok()?;
+        let line = self.0.remove(i);
+        if self.0.is_empty() {
+            self.0 = Vec::new();
+        }
+        Some(line)
+    }
+
+    /// The lines in SKU order.
+    pub fn values(&self) -> std::slice::Iter<'_, CartLine> {
+        self.0.iter()
+    }
+
+    /// How many lines (distinct SKUs).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True for an empty cart.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::ops::Index<&Sku> for Lines {
+    type Output = CartLine;
+
+    fn index(&self, sku: &Sku) -> &CartLine {
+        self.get(sku).expect("no line for that SKU")
+    }
+}
+
+impl Serialize for Lines {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for line in &self.0 {
+            map.serialize_entry(&line.sku, line)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Lines {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Read as the map it always was (sorted, one line per key), then keep it compact.
+        let map = BTreeMap::<Sku, CartLine>::deserialize(deserializer)?;
+        let mut lines = Vec::with_capacity(map.len());
+        lines.extend(map.into_values());
+        Ok(Lines(lines))
+    }
+}
+
 /// Where a cart is in its life.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -104,7 +198,7 @@ pub struct Cart {
     /// Random (v4) id, so knowing one cart's id reveals no other.
     pub id: CartId,
     /// At most [`MAX_LINES`] lines, one per SKU, kept in SKU order.
-    pub lines: BTreeMap<Sku, CartLine>,
+    pub lines: Lines,
     /// Open or checked out.
     pub status: CartStatus,
 }
@@ -112,7 +206,7 @@ pub struct Cart {
 impl Cart {
     /// An empty, open cart.
     pub fn new(id: CartId) -> Self {
-        Cart { id, lines: BTreeMap::new(), status: CartStatus::Open }
+        Cart { id, lines: Lines::default(), status: CartStatus::Open }
     }
 
     fn ensure_open(&self) -> Result<(), CartError> {
@@ -145,14 +239,17 @@ impl Cart {
 
     /// Records a hold the SKU granted. An existing line keeps its price snapshot.
     pub fn apply_reserved(&mut self, product: &Product, qty: u32, hold_id: HoldId, expires_at: Timestamp) {
-        let line = self.lines.entry(product.sku.clone()).or_insert_with(|| CartLine {
-            sku: product.sku.clone(),
-            title: product.title.clone(),
-            qty,
-            unit_price: product.price,
-            hold_id,
-            hold_expires_at: expires_at,
-        });
+        let line = match self.lines.get_mut(&product.sku) {
+            Some(line) => line,
+            None => self.lines.insert(CartLine {
+                sku: product.sku.clone(),
+                title: product.title.clone(),
+                qty,
+                unit_price: product.price,
+                hold_id,
+                hold_expires_at: expires_at,
+            }),
+        };
         line.qty = qty;
         line.hold_id = hold_id;
         line.hold_expires_at = expires_at;
@@ -223,6 +320,42 @@ mod tests {
         let h = cart.lines[&p.sku].hold_id;
         cart.apply_reserved(&repriced, 2, h, Timestamp::EPOCH);
         assert_eq!(cart.lines[&p.sku].unit_price.amount(), 250);
+    }
+
+    /// A snapshot written when the lines were a `BTreeMap` decodes and encodes
+    /// back byte for byte.
+    #[test]
+    fn an_old_snapshot_decodes_and_reencodes_identically() {
+        let old = concat!(
+            r#"{"id":"6f0b9d3e-1c2a-4b5d-9e8f-0a1b2c3d4e5f","lines":{"#,
+            r#""A-1":{"sku":"A-1","title":"First","qty":2,"unit_price":{"amount":250,"currency":"EUR"},"#,
+            r#""hold_id":"0c9a8b7d-6e5f-4a3b-8c2d-1e0f9a8b7c6d","hold_expires_at":1700000000000},"#,
+            r#""B-2":{"sku":"B-2","title":"Second","qty":1,"unit_price":{"amount":99,"currency":"EUR"},"#,
+            r#""hold_id":"1d0b9c8e-7f6a-4b4c-9d3e-2f1a0b9c8d7e","hold_expires_at":1700000000001}},"#,
+            r#""status":{"state":"open"}}"#
+        );
+        let cart: Cart = serde_json::from_str(old).unwrap();
+        assert_eq!(cart.lines.len(), 2);
+        assert_eq!(cart.lines[&Sku::parse("B-2").unwrap()].qty, 1);
+        assert_eq!(serde_json::to_string(&cart).unwrap(), old);
+        // And the lines encode as the map type they replaced would.
+        let as_map: BTreeMap<Sku, CartLine> = cart.lines.values().map(|l| (l.sku.clone(), l.clone())).collect();
+        assert_eq!(serde_json::to_string(&cart.lines).unwrap(), serde_json::to_string(&as_map).unwrap());
+        let empty = r#"{"id":"6f0b9d3e-1c2a-4b5d-9e8f-0a1b2c3d4e5f","lines":{},"status":{"state":"open"}}"#;
+        assert_eq!(serde_json::to_string(&serde_json::from_str::<Cart>(empty).unwrap()).unwrap(), empty);
+    }
+
+    #[test]
+    fn lines_stay_in_sku_order_one_per_sku() {
+        let mut cart = Cart::new(CartId::new());
+        for (sku, qty) in [("C", 1), ("A", 2), ("B", 3), ("A", 4)] {
+            cart.apply_reserved(&product(sku, 1, Currency::EUR), qty, HoldId::new(), Timestamp::EPOCH);
+        }
+        let got: Vec<_> = cart.lines.values().map(|l| (l.sku.as_str().to_owned(), l.qty)).collect();
+        assert_eq!(got, [("A".to_owned(), 4), ("B".to_owned(), 3), ("C".to_owned(), 1)]);
+        assert!(cart.apply_released(&Sku::parse("B").unwrap()).is_some());
+        assert!(cart.apply_released(&Sku::parse("B").unwrap()).is_none());
+        assert_eq!(cart.lines.len(), 2);
     }
 
     #[test]

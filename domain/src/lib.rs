@@ -16,7 +16,7 @@ pub mod product;
 pub mod shard;
 pub mod time;
 
-pub use cart::{Cart, CartError, CartLine, CartStatus, LineChange};
+pub use cart::{Cart, CartError, CartLine, CartStatus, LineChange, Lines};
 pub use events::{JournalEntry, JournalPos, StockFact, StockFactKind};
 pub use ids::{CartId, HoldId, IdError, OrderId, Sku};
 pub use inventory::{Availability, ExpiredHold, Hold, Inventory, InventoryError, InventorySnapshot};

@@ -923,7 +923,7 @@ proptest! {
         for (i, (price, qty)) in lines.iter().enumerate() {
             let sku = Sku::parse(&format!("SKU-{i}")).unwrap();
             expected += i128::from(*price) * i128::from(*qty);
-            cart.lines.insert(sku.clone(), CartLine {
+            cart.lines.insert(CartLine {
                 sku,
                 title: "t".into(),
                 qty: *qty,
