@@ -28,19 +28,18 @@ use std::fmt::Display;
 use std::future::Future;
 use std::hash::Hash;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use dashmap::DashMap;
 use futures::FutureExt;
-use tokio::sync::{Notify, OnceCell, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 use crate::gate::{Gate, Refusal, Ticket};
 use crate::mailbox::{Mailbox, Pushed};
 use crate::metrics as m;
-use crate::registry::{Activation, Counters, RegistryConfig, RegistryError, RegistryStats};
+use crate::registry::{Activation, Gated, RegistryConfig, RegistryError, RegistryStats, Table};
 use crate::reply::Reply;
 use crate::supervisor::{Decision, Supervision};
 
@@ -83,7 +82,15 @@ struct Slot<E: Entity> {
     mailbox: Mailbox<Envelope<E::Msg>, E>,
 }
 
-type Cell<E> = Arc<OnceCell<Arc<Slot<E>>>>;
+impl<E: Entity> Gated for Slot<E> {
+    fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    fn touched(&self) -> &AtomicU64 {
+        &self.touched
+    }
+}
 
 /// A handle on one incarnation of an entity, for sending it messages outside
 /// the in-flight bound (a write-behind snapshot request). Cheap to clone.
@@ -130,17 +137,14 @@ enum Admission {
 /// The registry of one kind of scheduled entity. See the module docs.
 pub struct EntityRegistry<E: Entity> {
     cfg: RegistryConfig,
-    slots: DashMap<E::Key, Cell<E>>,
+    table: Table<E::Key, Slot<E>>,
     activator: OnceLock<Arc<dyn Activate<E>>>,
     supervision: Supervision<E::Key>,
-    quarantine: DashMap<E::Key, Instant>,
-    counters: Counters,
     /// Woken whenever a closed gate is retired or reopened: callers waiting on
     /// one look again. One for all entities; a per-entity channel costs more
     /// than the rare spurious wake-up.
     settled: Notify,
     epoch: Instant,
-    stopping: AtomicBool,
 }
 
 impl<E: Entity> std::fmt::Debug for EntityRegistry<E> {
@@ -154,15 +158,12 @@ impl<E: Entity> EntityRegistry<E> {
     /// [`EntityRegistry::wire`] before use.
     pub fn new(cfg: RegistryConfig, supervision: Supervision<E::Key>) -> Arc<Self> {
         Arc::new(EntityRegistry {
+            table: Table::new(cfg.kind),
             cfg,
-            slots: DashMap::new(),
             activator: OnceLock::new(),
             supervision,
-            quarantine: DashMap::new(),
-            counters: Counters::default(),
             settled: Notify::new(),
             epoch: Instant::now(),
-            stopping: AtomicBool::new(false),
         })
     }
 
@@ -180,37 +181,13 @@ impl<E: Entity> EntityRegistry<E> {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    fn reject(&self, reason: &'static str) {
-        self.counters.rejections.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(m::ACTOR_REJECTIONS, "kind" => self.cfg.kind, "reason" => reason).increment(1);
-    }
-
     /// The live incarnation of `key`, activated as `activation` says if needed.
     async fn slot(self: &Arc<Self>, key: &E::Key, activation: Activation) -> Result<Arc<Slot<E>>, RegistryError> {
-        if let Some(cell) = self.slots.get(key)
-            && let Some(slot) = cell.get()
-        {
-            return Ok(Arc::clone(slot));
-        }
-        if let Some(until) = self.quarantine.get(key).map(|u| *u) {
-            let now = Instant::now();
-            if now < until {
-                self.reject("quarantined");
-                return Err(RegistryError::Quarantined { retry_after: until - now });
-            }
-            self.quarantine.remove(key);
-        }
-        let cell = Arc::clone(&*self.slots.entry(key.clone()).or_default());
-        let result = cell.get_or_try_init(|| self.activate(key, activation)).await.map(Arc::clone);
-        if result.is_err() {
-            // Leave no empty cell behind for a key that may never be used again.
-            self.slots.remove_if(key, |_, c| Arc::ptr_eq(c, &cell) && c.get().is_none());
-        }
-        result
+        self.table.get_or_activate(key, || self.activate(key, activation)).await
     }
 
     async fn activate(self: &Arc<Self>, key: &E::Key, activation: Activation) -> Result<Arc<Slot<E>>, RegistryError> {
-        if self.stopping.load(Ordering::Acquire) {
+        if self.table.stopping() {
             return Err(RegistryError::NotRunning);
         }
         let activator = self.activator.get().ok_or(RegistryError::NotRunning)?;
@@ -229,7 +206,7 @@ impl<E: Entity> EntityRegistry<E> {
         })?;
         guard.armed = false;
         drop(guard);
-        self.counters.starts.fetch_add(1, Ordering::Relaxed);
+        self.table.counters.starts.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(m::ACTOR_STARTS, "kind" => self.cfg.kind).increment(1);
         metrics::gauge!(m::ACTORS_ACTIVE, "kind" => self.cfg.kind).increment(1.0);
         if slot.mailbox.resume(state) {
@@ -280,11 +257,11 @@ impl<E: Entity> EntityRegistry<E> {
                     return Ok((slot, ticket));
                 }
                 Err(Refusal::Busy { depth }) => {
-                    self.reject("busy");
+                    self.table.reject("busy");
                     return Err(RegistryError::Busy { depth });
                 }
                 Err(Refusal::Closed) => {
-                    if self.stopping.load(Ordering::Acquire) {
+                    if self.table.stopping() {
                         return Err(RegistryError::NotRunning);
                     }
                     // Passivating or dead: wait until it is retired or reopened.
@@ -379,7 +356,7 @@ impl<E: Entity> EntityRegistry<E> {
         slot.gate.force_close();
         // Out of the map before it reads as retired, so a waiter that sees it
         // retired finds the map free and activates a successor.
-        self.slots.remove_if(key, |_, c| c.get().is_some_and(|s| Arc::ptr_eq(s, slot)));
+        self.table.remove(key, slot);
         let first = slot.mailbox.retire().is_some();
         self.settled.notify_waiters();
         first
@@ -387,7 +364,7 @@ impl<E: Entity> EntityRegistry<E> {
 
     fn stopped(&self, key: &E::Key, slot: &Arc<Slot<E>>) {
         if self.retire(key, slot) {
-            self.counters.stops.fetch_add(1, Ordering::Relaxed);
+            self.table.counters.stops.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(m::ACTOR_STOPS, "kind" => self.cfg.kind).increment(1);
             metrics::gauge!(m::ACTORS_ACTIVE, "kind" => self.cfg.kind).decrement(1.0);
         }
@@ -398,7 +375,7 @@ impl<E: Entity> EntityRegistry<E> {
         if !self.retire(key, slot) {
             return;
         }
-        self.counters.failures.fetch_add(1, Ordering::Relaxed);
+        self.table.counters.failures.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(m::ACTOR_FAILURES, "kind" => self.cfg.kind).increment(1);
         metrics::gauge!(m::ACTORS_ACTIVE, "kind" => self.cfg.kind).decrement(1.0);
         tracing::error!(kind = self.cfg.kind, entity.id = %key, reason = %reason, "entity failed");
@@ -406,9 +383,7 @@ impl<E: Entity> EntityRegistry<E> {
             Decision::Restart => self.restart(key.clone()),
             Decision::Quarantine(until) => {
                 tracing::error!(kind = self.cfg.kind, entity.id = %key, "restart intensity exceeded; quarantining");
-                self.quarantine.insert(key.clone(), until);
-                self.counters.quarantines.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(m::ACTOR_QUARANTINES, "kind" => self.cfg.kind).increment(1);
+                self.table.quarantine(key.clone(), until);
             }
         }
     }
@@ -419,7 +394,7 @@ impl<E: Entity> EntityRegistry<E> {
         tokio::spawn(async move {
             match this.slot(&key, Activation::Recover).await {
                 Ok(_) => {
-                    this.counters.restarts.fetch_add(1, Ordering::Relaxed);
+                    this.table.counters.restarts.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!(m::ACTOR_RESTARTS, "kind" => this.cfg.kind).increment(1);
                     tracing::info!(kind = this.cfg.kind, entity.id = %key, "entity restarted");
                 }
@@ -437,12 +412,7 @@ impl<E: Entity> EntityRegistry<E> {
     /// timeout (a slower one still completes, in its own turn).
     pub async fn passivate_idle(self: &Arc<Self>, idle: Duration) -> usize {
         let cutoff = self.now_ms().saturating_sub(idle.as_millis() as u64);
-        let candidates: Vec<(E::Key, Arc<Slot<E>>)> = self
-            .slots
-            .iter()
-            .filter_map(|e| e.value().get().map(|s| (e.key().clone(), Arc::clone(s))))
-            .filter(|(_, s)| s.touched.load(Ordering::Relaxed) <= cutoff && s.gate.depth() == 0)
-            .collect();
+        let candidates = self.table.idle_since(cutoff);
         let mut n = 0;
         for (key, slot) in candidates {
             if !slot.gate.try_close() {
@@ -462,10 +432,8 @@ impl<E: Entity> EntityRegistry<E> {
     /// Ends every incarnation and admits nothing new (shutdown). A handler
     /// running now finishes its message; nothing queued behind it runs.
     pub fn stop_all(&self) {
-        self.stopping.store(true, Ordering::Release);
-        let live: Vec<(E::Key, Arc<Slot<E>>)> =
-            self.slots.iter().filter_map(|e| e.value().get().map(|s| (e.key().clone(), Arc::clone(s)))).collect();
-        for (key, slot) in live {
+        self.table.stop();
+        for (key, slot) in self.table.live_slots() {
             self.stopped(&key, &slot);
         }
     }
@@ -473,26 +441,17 @@ impl<E: Entity> EntityRegistry<E> {
     /// Closes every gate so nothing new is admitted (shutdown); what is already
     /// admitted still runs.
     pub fn close_all(&self) {
-        self.stopping.store(true, Ordering::Release);
-        for e in self.slots.iter() {
-            if let Some(s) = e.value().get() {
-                s.gate.force_close();
-            }
-        }
+        self.table.close_all();
     }
 
     /// How many entities are active (activated and not retired) right now.
     pub fn active(&self) -> usize {
-        self.slots.iter().filter(|e| e.value().get().is_some()).count()
+        self.table.active()
     }
 
     /// Operator figures, with the `top` deepest mailboxes.
     pub fn stats(&self, top: usize) -> RegistryStats {
-        let depths: Vec<(String, u64)> =
-            self.slots.iter().filter_map(|e| e.value().get().map(|s| (e.key().to_string(), s.gate.depth()))).collect();
-        let now = Instant::now();
-        let quarantined = self.quarantine.iter().filter(|e| *e.value() > now).count();
-        self.counters.stats(self.cfg.kind, depths, top, quarantined)
+        self.table.stats(top)
     }
 }
 
@@ -532,7 +491,7 @@ async fn drain<E: Entity>(me: EntityRef<E>) {
                 let reg = &me.registry;
                 match saved {
                     Ok(Ok(true)) => {
-                        reg.counters.passivations.fetch_add(1, Ordering::Relaxed);
+                        reg.table.counters.passivations.fetch_add(1, Ordering::Relaxed);
                         metrics::counter!(m::ACTOR_PASSIVATIONS, "kind" => reg.cfg.kind).increment(1);
                         reg.stopped(&me.key, &me.slot);
                         let _ = reply.send(true);
@@ -564,6 +523,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 #[cfg(all(test, not(loom)))]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use crate::supervisor::tests::eventually;
     use std::sync::Mutex;
 
     use super::*;
@@ -631,15 +591,6 @@ mod tests {
         let activator = Arc::new(ProbeActivator { saved: Arc::default(), activations: AtomicU64::new(0) });
         registry.wire(Arc::clone(&activator) as Arc<dyn Activate<Probe>>);
         (registry, activator)
-    }
-
-    /// A deadline poll of its own (see `supervisor.rs`'s tests for why).
-    async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !done() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
     }
 
     const LENIENT: RestartPolicy = RestartPolicy { max_restarts: 5, period: Duration::from_secs(30) };

@@ -11,7 +11,7 @@
 
 use std::fmt::Display;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -148,14 +148,22 @@ pub struct Slot<M: Message> {
     touched: AtomicU64,
 }
 
+impl<M: Message> Gated for Slot<M> {
+    fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    fn touched(&self) -> &AtomicU64 {
+        &self.touched
+    }
+}
+
 impl<M: Message> Slot<M> {
     /// The running actor this entity's messages go to.
     pub fn actor(&self) -> &ActorRef<M> {
         &self.actor
     }
 }
-
-type Cell<M> = Arc<OnceCell<Arc<Slot<M>>>>;
 
 /// Lifetime counters of one registry, shared with [`crate::entity`]'s.
 #[derive(Debug, Default)]
@@ -200,6 +208,145 @@ impl Counters {
     }
 }
 
+/// What the [`Table`] needs of a slot: its gate and when it was last used.
+pub(crate) trait Gated {
+    /// The slot's admission gate.
+    fn gate(&self) -> &Gate;
+    /// Milliseconds (registry clock) of its last admission.
+    fn touched(&self) -> &AtomicU64;
+}
+
+/// The part both registries (actors here, scheduled entities in
+/// [`crate::entity`]) keep alike: a `OnceCell` per id for get-or-activate, the
+/// quarantine, the counters and the stopping flag, with the operator figures
+/// drawn from them.
+pub(crate) struct Table<K, S> {
+    kind: &'static str,
+    cells: DashMap<K, Arc<OnceCell<Arc<S>>>>,
+    quarantine: DashMap<K, Instant>,
+    pub(crate) counters: Counters,
+    stopping: AtomicBool,
+}
+
+impl<K, S> Table<K, S>
+where
+    K: Clone + Eq + Hash + Display,
+    S: Gated,
+{
+    /// An empty table of `kind` (the metric label).
+    pub(crate) fn new(kind: &'static str) -> Self {
+        Table {
+            kind,
+            cells: DashMap::new(),
+            quarantine: DashMap::new(),
+            counters: Counters::default(),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// The live slot of `key`, if activated.
+    pub(crate) fn live(&self, key: &K) -> Option<Arc<S>> {
+        self.cells.get(key).and_then(|c| c.get().cloned())
+    }
+
+    /// The live slot of `key`, or the one `activate` makes: exactly one
+    /// activation runs per id while the others wait for it. A quarantined id is
+    /// refused until its quarantine ends; a failed activation leaves no cell.
+    pub(crate) async fn get_or_activate<F, Fut>(&self, key: &K, activate: F) -> Result<Arc<S>, RegistryError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Arc<S>, RegistryError>>,
+    {
+        if let Some(slot) = self.live(key) {
+            return Ok(slot);
+        }
+        if let Some(until) = self.quarantine.get(key).map(|u| *u) {
+            let now = Instant::now();
+            if now < until {
+                self.reject("quarantined");
+                return Err(RegistryError::Quarantined { retry_after: until - now });
+            }
+            self.quarantine.remove(key);
+        }
+        let cell = Arc::clone(&*self.cells.entry(key.clone()).or_default());
+        let result = cell.get_or_try_init(activate).await.map(Arc::clone);
+        if result.is_err() {
+            // Leave no empty cell behind for a key that may never be used again.
+            self.cells.remove_if(key, |_, c| Arc::ptr_eq(c, &cell) && c.get().is_none());
+        }
+        result
+    }
+
+    /// Removes `slot` from the table if it is still the one of `key`; true if it was.
+    pub(crate) fn remove(&self, key: &K, slot: &Arc<S>) -> bool {
+        self.cells.remove_if(key, |_, c| c.get().is_some_and(|s| Arc::ptr_eq(s, slot))).is_some()
+    }
+
+    /// Every live slot.
+    pub(crate) fn live_slots(&self) -> Vec<(K, Arc<S>)> {
+        self.cells.iter().filter_map(|e| e.value().get().map(|s| (e.key().clone(), Arc::clone(s)))).collect()
+    }
+
+    /// Live slots idle since `cutoff` (registry ms) with nothing in flight.
+    pub(crate) fn idle_since(&self, cutoff: u64) -> Vec<(K, Arc<S>)> {
+        let mut idle = self.live_slots();
+        idle.retain(|(_, s)| s.touched().load(Ordering::Relaxed) <= cutoff && s.gate().depth() == 0);
+        idle
+    }
+
+    /// Counts a message turned away.
+    pub(crate) fn reject(&self, reason: &'static str) {
+        self.counters.rejections.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::ACTOR_REJECTIONS, "kind" => self.kind, "reason" => reason).increment(1);
+    }
+
+    /// Refuses `key` (503 + Retry-After) until `until`; the next call after it
+    /// activates the entity again.
+    pub(crate) fn quarantine(&self, key: K, until: Instant) {
+        self.quarantine.insert(key, until);
+        self.counters.quarantines.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::ACTOR_QUARANTINES, "kind" => self.kind).increment(1);
+    }
+
+    /// True once shutdown began.
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Admits nothing new from now on.
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// Stops and closes every gate so nothing new is admitted (shutdown); what
+    /// is already admitted still runs.
+    pub(crate) fn close_all(&self) {
+        self.stop();
+        for e in self.cells.iter() {
+            if let Some(s) = e.value().get() {
+                s.gate().force_close();
+            }
+        }
+    }
+
+    /// How many ids have a live slot right now.
+    pub(crate) fn active(&self) -> usize {
+        self.cells.iter().filter(|e| e.value().get().is_some()).count()
+    }
+
+    /// Operator figures, with the `top` deepest mailboxes.
+    pub(crate) fn stats(&self, top: usize) -> RegistryStats {
+        let depths: Vec<(String, u64)> = self
+            .cells
+            .iter()
+            .filter_map(|e| e.value().get().map(|s| (e.key().to_string(), s.gate().depth())))
+            .collect();
+        let now = Instant::now();
+        let quarantined = self.quarantine.iter().filter(|e| *e.value() > now).count();
+        self.counters.stats(self.kind, depths, top, quarantined)
+    }
+}
+
 /// Operator view of one registry (`GET /v1/admin/actors`).
 #[derive(Debug, Clone, Serialize)]
 pub struct RegistryStats {
@@ -230,13 +377,10 @@ pub struct RegistryStats {
 /// The registry of one entity kind. See the module docs.
 pub struct Registry<K, M: Message> {
     cfg: RegistryConfig,
-    slots: DashMap<K, Cell<M>>,
+    table: Table<K, Slot<M>>,
     owners: DashMap<ActorId, K>,
     activator: OnceLock<(Arc<dyn Activator<K, M>>, ActorCell)>,
-    quarantine: DashMap<K, Instant>,
-    counters: Counters,
     epoch: Instant,
-    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl<K, M: Message> std::fmt::Debug for Registry<K, M> {
@@ -253,14 +397,11 @@ where
     /// An empty registry; call [`Registry::wire`] before use.
     pub fn new(cfg: RegistryConfig) -> Arc<Self> {
         Arc::new(Registry {
+            table: Table::new(cfg.kind),
             cfg,
-            slots: DashMap::new(),
             owners: DashMap::new(),
             activator: OnceLock::new(),
-            quarantine: DashMap::new(),
-            counters: Counters::default(),
             epoch: Instant::now(),
-            stopping: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -285,30 +426,11 @@ where
 
     /// The live slot for `key`, or a new one activated as `activation` says.
     async fn slot_or_activate(&self, key: &K, activation: Activation) -> Result<Arc<Slot<M>>, RegistryError> {
-        if let Some(cell) = self.slots.get(key)
-            && let Some(slot) = cell.get()
-        {
-            return Ok(Arc::clone(slot));
-        }
-        if let Some(until) = self.quarantine.get(key).map(|u| *u) {
-            let now = Instant::now();
-            if now < until {
-                self.reject("quarantined");
-                return Err(RegistryError::Quarantined { retry_after: until - now });
-            }
-            self.quarantine.remove(key);
-        }
-        let cell = Arc::clone(&*self.slots.entry(key.clone()).or_default());
-        let result = cell.get_or_try_init(|| self.activate(key, activation)).await.map(Arc::clone);
-        if result.is_err() {
-            // Leave no empty cell behind for a key that may never be used again.
-            self.slots.remove_if(key, |_, c| Arc::ptr_eq(c, &cell) && c.get().is_none());
-        }
-        result
+        self.table.get_or_activate(key, || self.activate(key, activation)).await
     }
 
     async fn activate(&self, key: &K, activation: Activation) -> Result<Arc<Slot<M>>, RegistryError> {
-        if self.stopping.load(Ordering::Acquire) {
+        if self.table.stopping() {
             return Err(RegistryError::NotRunning);
         }
         let (activator, supervisor) = self.activator.get().ok_or(RegistryError::NotRunning)?;
@@ -317,16 +439,11 @@ where
             RegistryError::ActivationFailed(e)
         })?;
         self.owners.insert(actor.get_id(), key.clone());
-        self.counters.starts.fetch_add(1, Ordering::Relaxed);
+        self.table.counters.starts.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(m::ACTOR_STARTS, "kind" => self.cfg.kind).increment(1);
         metrics::gauge!(m::ACTORS_ACTIVE, "kind" => self.cfg.kind).increment(1.0);
         let (phase, _) = watch::channel(Phase::Open);
         Ok(Arc::new(Slot { actor, gate: Gate::new(), phase, touched: AtomicU64::new(self.now_ms()) }))
-    }
-
-    fn reject(&self, reason: &'static str) {
-        self.counters.rejections.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(m::ACTOR_REJECTIONS, "kind" => self.cfg.kind, "reason" => reason).increment(1);
     }
 
     /// Admits one message for `key`: the actor to send it to and the ticket the
@@ -349,11 +466,11 @@ where
                     return Ok((slot.actor.clone(), ticket));
                 }
                 Err(Refusal::Busy { depth }) => {
-                    self.reject("busy");
+                    self.table.reject("busy");
                     return Err(RegistryError::Busy { depth });
                 }
                 Err(Refusal::Closed) => {
-                    if self.stopping.load(Ordering::Acquire) {
+                    if self.table.stopping() {
                         return Err(RegistryError::NotRunning);
                     }
                     // Passivating or dead: wait until the slot is retired or reopened.
@@ -454,12 +571,12 @@ where
     /// closes it, and wakes anyone waiting on it.
     fn retire(&self, key: &K, slot: &Arc<Slot<M>>) {
         slot.gate.force_close();
-        self.slots.remove_if(key, |_, c| c.get().is_some_and(|s| Arc::ptr_eq(s, slot)));
+        self.table.remove(key, slot);
         slot.phase.send_replace(Phase::Retired);
     }
 
     fn retire_actor(&self, key: &K, actor: ActorId) {
-        let current = self.slots.get(key).and_then(|c| c.get().cloned());
+        let current = self.table.live(key);
         if let Some(slot) = current.filter(|s| s.actor.get_id() == actor) {
             self.retire(key, &slot);
         }
@@ -477,12 +594,7 @@ where
         F: Fn(Reply<Result<bool, String>>) -> M,
     {
         let cutoff = self.now_ms().saturating_sub(idle.as_millis() as u64);
-        let candidates: Vec<(K, Arc<Slot<M>>)> = self
-            .slots
-            .iter()
-            .filter_map(|e| e.value().get().map(|s| (e.key().clone(), Arc::clone(s))))
-            .filter(|(_, s)| s.touched.load(Ordering::Relaxed) <= cutoff && s.gate.depth() == 0)
-            .collect();
+        let candidates = self.table.idle_since(cutoff);
         let mut n = 0;
         for (key, slot) in candidates {
             if !slot.gate.try_close() {
@@ -493,7 +605,7 @@ where
                 Ok(Ok(true)) => {
                     self.retire(&key, &slot);
                     n += 1;
-                    self.counters.passivations.fetch_add(1, Ordering::Relaxed);
+                    self.table.counters.passivations.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!(m::ACTOR_PASSIVATIONS, "kind" => self.cfg.kind).increment(1);
                 }
                 Ok(Ok(false)) => {
@@ -515,7 +627,7 @@ where
     pub(crate) fn child_stopped(&self, actor: ActorId) {
         if let Some((_, key)) = self.owners.remove(&actor) {
             self.retire_actor(&key, actor);
-            self.counters.stops.fetch_add(1, Ordering::Relaxed);
+            self.table.counters.stops.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(m::ACTOR_STOPS, "kind" => self.cfg.kind).increment(1);
             metrics::gauge!(m::ACTORS_ACTIVE, "kind" => self.cfg.kind).decrement(1.0);
         }
@@ -527,7 +639,7 @@ where
     pub(crate) fn child_failed(&self, actor: ActorId, reason: String) -> Option<K> {
         let (_, key) = self.owners.remove(&actor)?;
         self.retire_actor(&key, actor);
-        self.counters.failures.fetch_add(1, Ordering::Relaxed);
+        self.table.counters.failures.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(m::ACTOR_FAILURES, "kind" => self.cfg.kind).increment(1);
         metrics::gauge!(m::ACTORS_ACTIVE, "kind" => self.cfg.kind).decrement(1.0);
         tracing::error!(kind = self.cfg.kind, entity.id = %key, reason = %reason, "actor failed");
@@ -540,7 +652,7 @@ where
         tokio::spawn(async move {
             match this.slot(&key).await {
                 Ok(_) => {
-                    this.counters.restarts.fetch_add(1, Ordering::Relaxed);
+                    this.table.counters.restarts.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!(m::ACTOR_RESTARTS, "kind" => this.cfg.kind).increment(1);
                     tracing::info!(kind = this.cfg.kind, entity.id = %key, "actor restarted");
                 }
@@ -552,37 +664,26 @@ where
     /// Refuses `key` (503 + Retry-After) until `until`; the next call after it
     /// activates the entity again.
     pub(crate) fn quarantine(&self, key: K, until: Instant) {
-        self.quarantine.insert(key, until);
-        self.counters.quarantines.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(m::ACTOR_QUARANTINES, "kind" => self.cfg.kind).increment(1);
+        self.table.quarantine(key, until);
     }
 
     /// Every live actor, for shutdown and snapshots.
     pub fn actors(&self) -> Vec<(K, ActorRef<M>)> {
-        self.slots.iter().filter_map(|e| e.value().get().map(|s| (e.key().clone(), s.actor.clone()))).collect()
+        self.table.live_slots().into_iter().map(|(k, s)| (k, s.actor.clone())).collect()
     }
 
     /// Closes every gate so nothing new is admitted (shutdown).
     pub fn close_all(&self) {
-        self.stopping.store(true, Ordering::Release);
-        for e in self.slots.iter() {
-            if let Some(s) = e.value().get() {
-                s.gate.force_close();
-            }
-        }
+        self.table.close_all();
     }
 
     /// How many entities have a running actor right now.
     pub fn active(&self) -> usize {
-        self.slots.iter().filter(|e| e.value().get().is_some()).count()
+        self.table.active()
     }
 
     /// Operator figures, with the `top` deepest mailboxes.
     pub fn stats(&self, top: usize) -> RegistryStats {
-        let depths: Vec<(String, u64)> =
-            self.slots.iter().filter_map(|e| e.value().get().map(|s| (e.key().to_string(), s.gate.depth()))).collect();
-        let now = Instant::now();
-        let quarantined = self.quarantine.iter().filter(|e| *e.value() > now).count();
-        self.counters.stats(self.cfg.kind, depths, top, quarantined)
+        self.table.stats(top)
     }
 }
