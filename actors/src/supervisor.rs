@@ -164,7 +164,7 @@ where
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::gate::Ticket;
     use crate::registry::{Activation, RegistryConfig, RegistryError, Spawner};
@@ -242,8 +242,9 @@ mod tests {
     }
 
     /// A deadline poll of its own: `flashcore-test-support` pulls in sqlx, which
-    /// does not build under `cfg(loom)` (this crate's loom models).
-    async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    /// does not build under `cfg(loom)` (this crate's loom models). Shared with
+    /// [`crate::entity`]'s tests.
+    pub(crate) async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(5);
         while !done() {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
