@@ -133,27 +133,41 @@ async fn a_lapsed_hold_is_renewed_at_checkout_when_stock_remains() {
     app.stop().await;
 }
 
+/// A product's availability stream (SSE), read as text.
+struct Events {
+    stream: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    /// Everything read so far.
+    seen: String,
+}
+
+impl Events {
+    async fn open(app: &TestApp, sku: &str) -> Events {
+        let res = app.client.get(app.url(&format!("/v1/products/{sku}/availability"))).send().await.unwrap();
+        assert_eq!(res.headers()["content-type"], "text/event-stream");
+        Events { stream: Box::pin(res.bytes_stream()), seen: String::new() }
+    }
+
+    /// Reads until `needle` has been seen (5 s per chunk at most).
+    async fn read_until(&mut self, needle: &str) {
+        while !self.seen.contains(needle) {
+            let chunk = tokio::time::timeout(Duration::from_secs(5), self.stream.next()).await.expect("event in time");
+            self.seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_availability_stream_reports_the_current_value_then_every_change() {
     let app = TestApp::spawn().await;
     let sku = app.add_product("SSE-1", 100, None, 7).await;
-    let res = app.client.get(app.url(&format!("/v1/products/{sku}/availability"))).send().await.unwrap();
-    assert_eq!(res.headers()["content-type"], "text/event-stream");
-    let mut stream = res.bytes_stream();
-    let mut seen = String::new();
-    let mut read_until = async |needle: &str, seen: &mut String| {
-        while !seen.contains(needle) {
-            let chunk = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.expect("event in time");
-            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
-        }
-    };
-    read_until("\"available\":7", &mut seen).await;
-    assert!(seen.contains("event: availability"));
+    let mut events = Events::open(&app, &sku).await;
+    events.read_until("\"available\":7").await;
+    assert!(events.seen.contains("event: availability"));
 
     let cart = app.new_cart().await;
     cart.set(&sku, 3).await;
 
-    read_until("\"available\":4", &mut seen).await;
+    events.read_until("\"available\":4").await;
     app.stop().await;
 }
 
@@ -208,16 +222,8 @@ async fn a_cold_sku_is_passivated_keeps_serving_its_availability_and_comes_back_
     let page: Value = app.client.get(app.url("/v1/products?limit=100")).send().await.unwrap().json().await.unwrap();
     let listed = page["items"].as_array().unwrap().iter().find(|p| p["sku"] == cold.as_str()).unwrap().clone();
     assert_eq!(listed["available"], 5);
-    let res = app.client.get(app.url(&format!("/v1/products/{cold}/availability"))).send().await.unwrap();
-    let mut stream = res.bytes_stream();
-    let mut seen = String::new();
-    let mut read_until = async |needle: &str, seen: &mut String| {
-        while !seen.contains(needle) {
-            let chunk = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.expect("event in time");
-            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
-        }
-    };
-    read_until("\"available\":5", &mut seen).await;
+    let mut events = Events::open(&app, &cold).await;
+    events.read_until("\"available\":5").await;
     assert_eq!(skus().active, 1, "reads did not reactivate it");
 
     // First use reactivates it from the parked state: reserve, then check out.
@@ -225,7 +231,7 @@ async fn a_cold_sku_is_passivated_keeps_serving_its_availability_and_comes_back_
     let buyer = app.new_cart().await;
     assert_eq!(buyer.set(&cold, 3).await.status(), StatusCode::OK);
     assert!(skus().starts > starts, "the SKU actor was started again");
-    read_until("\"available\":2", &mut seen).await;
+    events.read_until("\"available\":2").await;
     assert_eq!(buyer.checkout("cold-k").await.status(), StatusCode::CREATED);
     assert_eq!(app.available(&cold).await, 2);
     assert_eq!(app.product(&cold).await["total"], 5);
