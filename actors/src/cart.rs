@@ -120,11 +120,12 @@ impl CartState {
         }
     }
 
-    async fn set_quantity(&mut self, sku: Sku, qty: u32) -> Result<(), EngineError> {
+    /// Sets a line's quantity; `Ok(true)` if the cart changed.
+    async fn set_quantity(&mut self, sku: Sku, qty: u32) -> Result<bool, EngineError> {
         let product = self.deps.catalog.get(&sku).ok_or(EngineError::ProductNotFound)?;
         let now = clock::now();
         match self.cart.plan_set_quantity(&product, qty, now)? {
-            LineChange::Unchanged => Ok(()),
+            LineChange::Unchanged => Ok(false),
             LineChange::Reserve { hold_id, qty } => {
                 let cart = self.cart.id;
                 let expires_at = now.plus_millis(self.deps.hold_ttl.as_millis() as u64);
@@ -139,7 +140,7 @@ impl CartState {
                 match result {
                     Ok(()) => {
                         self.cart.apply_reserved(&product, qty, hold_id, expires_at);
-                        Ok(())
+                        Ok(true)
                     }
                     Err(InventoryError::OutOfStock { available, .. }) => {
                         // `available` counts only free units; a resize also keeps its own.
@@ -158,10 +159,7 @@ impl CartState {
                     .map_err(EngineError::from)?;
                 match result {
                     // Unknown: the hold already lapsed; the line goes either way.
-                    Ok(_) | Err(InventoryError::UnknownHold(_)) => {
-                        self.cart.apply_released(&sku);
-                        Ok(())
-                    }
+                    Ok(_) | Err(InventoryError::UnknownHold(_)) => Ok(self.cart.apply_released(&sku).is_some()),
                     Err(e) => Err(EngineError::Internal(format!("release refused: {e}"))),
                 }
             }
@@ -175,7 +173,7 @@ impl CartState {
             self.cart.lines.values().filter(|l| l.hold_expires_at <= soon).map(|l| (l.sku.clone(), l.qty)).collect();
         for (sku, qty) in lapsing {
             match self.set_quantity(sku.clone(), qty).await {
-                Ok(()) => {}
+                Ok(_) => {}
                 Err(EngineError::OutOfStock { .. } | EngineError::ProductNotFound) => {
                     return Err(EngineError::StockLost { sku });
                 }
@@ -402,12 +400,11 @@ impl Entity for CartState {
                 let _ = reply.send(self.cart.clone());
             }
             CartMsg::SetQuantity { ticket: _ticket, sku, qty, reply } => {
-                let before = self.cart.clone();
                 let result = self.set_quantity(sku, qty).await;
-                if self.cart != before {
+                if let Ok(true) = result {
                     self.changed(me);
                 }
-                let _ = reply.send(result.map(|()| self.cart.clone()));
+                let _ = reply.send(result.map(|_| self.cart.clone()));
             }
             CartMsg::Checkout { ticket: _ticket, req, reply } => {
                 let before = self.cart.clone();
