@@ -3,6 +3,7 @@
 //! repository, and their `Debug` never shows them.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -106,7 +107,14 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Origins allowed by CORS (`FLASHCORE_CORS_ORIGINS`: comma-separated, or `*`); empty means no CORS.
     pub cors_origins: Vec<String>,
+    /// The built storefront and console to serve at `/` and `/ops`
+    /// (`FLASHCORE_FRONTEND_DIR`; default `frontend/dist` when it holds a build,
+    /// `off` for none).
+    pub frontend_dir: Option<PathBuf>,
 }
+
+/// Where `make run` builds the frontend (`FLASHCORE_FRONTEND_DIR`'s default).
+pub const DEFAULT_FRONTEND_DIR: &str = "frontend/dist";
 
 impl Default for HttpConfig {
     fn default() -> Self {
@@ -121,6 +129,7 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
             cors_origins: Vec::new(),
+            frontend_dir: None,
         }
     }
 }
@@ -270,6 +279,12 @@ impl Config {
         if let Some(o) = var("FLASHCORE_CORS_ORIGINS") {
             c.http.cors_origins = o.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
         }
+        c.http.frontend_dir = match var("FLASHCORE_FRONTEND_DIR") {
+            Some(off) if off.trim() == "off" => None,
+            Some(dir) => Some(dir.trim().into()),
+            // `make run` builds it here, and runs from the repository root.
+            None => Some(PathBuf::from(DEFAULT_FRONTEND_DIR)).filter(|d| d.join("index.html").is_file()),
+        };
         Ok(c)
     }
 }

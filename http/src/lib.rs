@@ -22,6 +22,7 @@ pub mod demo;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod frontend;
 pub mod headers;
 pub mod http_metrics;
 pub mod idempotency;

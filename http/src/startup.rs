@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware;
+use axum::response::{IntoResponse, Response};
 use flashcore_actors::node::Node;
 use flashcore_actors::ownership::Ownership;
 use flashcore_actors::payments::TestPayments;
@@ -30,6 +31,7 @@ use crate::api_keys::ApiKeys;
 use crate::cart_tokens::CartTokens;
 use crate::config::{Config, HttpConfig, StoreKind};
 use crate::error::{ApiError, panic_response};
+use crate::frontend::Frontend;
 use crate::idempotency::Idempotency;
 use crate::rate_limit::RateLimits;
 use crate::routes::api_router;
@@ -244,6 +246,17 @@ async fn not_found() -> ApiError {
     ApiError::not_found("not-found", "No such resource. See /docs for the API.")
 }
 
+/// What no route matched: a page or file of the frontend, if one is served,
+/// else a 404 problem.
+async fn fallback(frontend: Option<Arc<Frontend>>, req: Request) -> Response {
+    if let Some(frontend) = frontend
+        && let Some(res) = frontend.answer(req).await
+    {
+        return res;
+    }
+    not_found().await.into_response()
+}
+
 async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", "See /docs for the API.")
 }
@@ -283,9 +296,17 @@ impl Application {
         // then the pipeline (see `crate::pipeline` for its steps and their
         // order). Unknown paths and methods get the same pipeline (the
         // fallbacks are added before the layer).
+        let frontend = match &config.http.frontend_dir {
+            Some(dir) => {
+                let frontend = Frontend::open(dir)?;
+                tracing::info!(dir = %frontend.dir().display(), "serving the storefront at / and the console at /ops");
+                Some(Arc::new(frontend))
+            }
+            None => None,
+        };
         let router = api_router()
             .merge(openapi::router())
-            .fallback(not_found)
+            .fallback(move |req: Request| fallback(frontend.clone(), req))
             .method_not_allowed_fallback(method_not_allowed)
             .layer(middleware::from_fn_with_state(state.clone(), pipeline::pipeline))
             .layer(DefaultBodyLimit::max(config.http.max_body_bytes))

@@ -6,6 +6,7 @@ mod auth;
 mod bad_input;
 mod crash;
 mod flows;
+mod frontend;
 mod hardening;
 mod idempotency;
 mod outage;
