@@ -1,9 +1,15 @@
 # The two commands a newcomer needs (see README): `make run` and `make test`.
-.PHONY: run test bench bench-criterion bench-sidebyside bench-scale loadtest loadtest-smoke fmt lint
+.PHONY: run frontend test bench bench-criterion bench-sidebyside bench-scale loadtest loadtest-smoke fmt lint
 
-## Run flashcore with the embedded defaults and the demo catalog on :8080.
-run:
+## Run flashcore with the embedded defaults and the demo catalog on :8080, the
+## storefront at / and the operator console at /ops.
+run: frontend
 	cargo run --release --locked -p flashcore-http --bin flashcore
+
+## Build the storefront and console into frontend/dist (npm ci from the lockfile
+## when node_modules is older than it), which the binary serves.
+frontend:
+	cd frontend && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error; } && npm run --silent build
 
 ## Run every test (fmt, clippy, unit, property, black-box, loom).
 test:
