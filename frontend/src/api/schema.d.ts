@@ -28,7 +28,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Prometheus metrics. */
+        /** The process's metrics (`flashcore_*`) in the Prometheus text format. */
         get: operations["metrics_text"];
         put?: never;
         post?: never;
@@ -228,7 +228,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The cart. */
+        /** Reads a cart: its lines, when their held stock is released, and its total. */
         get: operations["get_cart"];
         put?: never;
         post?: never;
@@ -359,21 +359,21 @@ export interface components {
              * @description Units free to reserve.
              */
             available: number;
-            /** @description SKU code. */
+            /** @description SKU code of the product the update is about. */
             sku: string;
             /**
              * Format: int64
-             * @description Units ever sellable.
+             * @description Units offered in all, sold and held ones included.
              */
             total: number;
         };
-        /** @description A cart. */
+        /** @description A cart: its lines with their held stock, its state and its total. */
         CartDto: {
-            /** @description Its id. */
+            /** @description The cart's id (a UUID), as used in `/v1/carts/{cart_id}`. */
             cart_id: string;
             /**
              * Format: int64
-             * @description Number of units.
+             * @description Units across all lines (not the number of lines).
              */
             item_count: number;
             /** @description Lines in SKU order. */
@@ -387,7 +387,7 @@ export interface components {
             status: string;
             total?: null | components["schemas"]["MoneyDto"];
         };
-        /** @description A cart line. */
+        /** @description One product in a cart, with the stock held for it. */
         CartLineDto: {
             /** @description When the stock held for this line is released unless checked out (RFC 3339). */
             hold_expires_at: string;
@@ -395,12 +395,12 @@ export interface components {
             line_total: components["schemas"]["MoneyDto"];
             /**
              * Format: int32
-             * @description Units.
+             * @description Units in the line, held for this cart until `hold_expires_at`.
              */
             quantity: number;
-            /** @description SKU code. */
+            /** @description SKU code of the product. */
             sku: string;
-            /** @description Title when added. */
+            /** @description The product's title when the line was added. */
             title: string;
             /** @description Price per unit when added. */
             unit_price: components["schemas"]["MoneyDto"];
@@ -412,16 +412,16 @@ export interface components {
              * @example buyer@example.com
              */
             email?: string | null;
-            /** @description How to pay. */
+            /** @description The payment to authorize for the cart's total. */
             payment: components["schemas"]["PaymentDto"];
         };
         /** @description An API key as listed (never the secret, never its hash). */
         KeyDto: {
             /** @description RFC 3339. */
             created_at: string;
-            /** @description Key id. */
+            /** @description The key's id (a UUID), as used in `/v1/admin/keys/{key_id}`. */
             id: string;
-            /** @description Label. */
+            /** @description The label given when the key was created. */
             name: string;
             /** @description Revoked keys authenticate nothing. */
             revoked: boolean;
@@ -446,7 +446,7 @@ export interface components {
         NewCartDto: {
             /** @description The (empty) cart. */
             cart: components["schemas"]["CartDto"];
-            /** @description Its id. */
+            /** @description The new cart's id (a UUID), as used in `/v1/carts/{cart_id}`. */
             cart_id: string;
             /** @description Send as `Authorization: Bearer <token>` on every call about this cart. */
             token: string;
@@ -463,17 +463,17 @@ export interface components {
             /** @description The secret, `fck_…`: send it as `Authorization: Bearer <secret>`. Not retrievable later. */
             secret: string;
         };
-        /** @description A placed order. */
+        /** @description An order placed by a checkout: paid, with its lines and total. */
         OrderDto: {
             /** @description The cart it came from. */
             cart_id: string;
             /** @description When it was placed (RFC 3339). */
             created_at: string;
-            /** @description Receipt address. */
+            /** @description Where the receipt goes, if the checkout gave an email address. */
             email?: string | null;
-            /** @description Lines. */
+            /** @description One line per product bought, in SKU order. */
             lines: components["schemas"]["OrderLineDto"][];
-            /** @description Its id. */
+            /** @description The order's id (a UUID), as used in `/v1/orders/{order_id}`. */
             order_id: string;
             /** @description The payment provider's reference. */
             payment_ref: string;
@@ -485,25 +485,25 @@ export interface components {
             /** @description Sum of the lines. */
             total: components["schemas"]["MoneyDto"];
         };
-        /** @description An order line. */
+        /** @description One product of a placed order, at the price it was bought at. */
         OrderLineDto: {
             /** @description `unit_price * quantity`. */
             line_total: components["schemas"]["MoneyDto"];
             /**
              * Format: int32
-             * @description Units.
+             * @description Units bought.
              */
             quantity: number;
-            /** @description SKU code. */
+            /** @description SKU code of the product bought. */
             sku: string;
-            /** @description Title at checkout. */
+            /** @description The product's title when it was added to the cart. */
             title: string;
-            /** @description Price per unit. */
+            /** @description Price of one unit when it was added to the cart. */
             unit_price: components["schemas"]["MoneyDto"];
         };
         /** @description A page of orders, newest first. */
         OrderPage: {
-            /** @description The orders. */
+            /** @description Orders on this page, newest first. */
             items: components["schemas"]["OrderDto"][];
             /** @description Pass as `cursor` for the next page; absent on the last. */
             next_cursor?: string | null;
@@ -525,7 +525,7 @@ export interface components {
             detail: string;
             /**
              * Format: int32
-             * @description The HTTP status.
+             * @description The response's HTTP status code, repeated in the body.
              */
             status: number;
             /** @description Short summary of the problem type. */
@@ -542,7 +542,7 @@ export interface components {
              * @description Most units one order may contain.
              */
             max_per_order?: number | null;
-            /** @description Unit price. */
+            /** @description Price of one unit; carts keep the price each line was added at. */
             price: components["schemas"]["MoneyDto"];
             /** @description When the sale starts (RFC 3339). */
             sale_starts_at?: string | null;
@@ -561,7 +561,7 @@ export interface components {
              * @description Units free to reserve now.
              */
             available: number;
-            /** @description Longer text. */
+            /** @description Free-form description, at most 2,000 characters; may be empty. */
             description: string;
             /**
              * Format: int32
@@ -570,20 +570,20 @@ export interface components {
             max_per_order?: number | null;
             /** @description Whether it can be added to a cart now. */
             on_sale: boolean;
-            /** @description Unit price. */
+            /** @description Price of one unit now; a cart keeps the price each line was added at. */
             price: components["schemas"]["MoneyDto"];
             /** @description When the sale starts (RFC 3339), if scheduled. */
             sale_starts_at?: string | null;
             /**
-             * @description SKU code.
+             * @description The product's SKU code, as used in `/v1/products/{sku}`.
              * @example FLASH-SNEAKER-01
              */
             sku: string;
-            /** @description Display name. */
+            /** @description Display name, 1 to 200 characters. */
             title: string;
             /**
              * Format: int64
-             * @description Units ever sellable.
+             * @description Units offered in all, sold and held ones included.
              */
             total: number;
         };
@@ -607,7 +607,7 @@ export interface components {
         StockBody: {
             /**
              * Format: int64
-             * @description Units to add.
+             * @description Units to add to the total stock.
              */
             restock?: number | null;
             /**
