@@ -65,6 +65,16 @@ ensure_wrk() {
     lt_die "apt-get install wrk failed"
 }
 
+# ensure_chromium: Debian's Chromium for the browser tests (never a downloaded one).
+ensure_chromium() {
+  [ -x "${CHROMIUM_BIN:-/usr/bin/chromium}" ] && return 0
+  command -v apt-get >/dev/null 2>&1 || lt_die "Chromium is missing and apt-get is not available; install chromium"
+  lt_log "installing Chromium (apt-get install -y chromium)"
+  apt-get install -y -qq chromium >/dev/null 2>&1 ||
+    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; } ||
+    lt_die "apt-get install chromium failed"
+}
+
 lt_psql() { psql "$LT_PG/postgres" -v ON_ERROR_STOP=1 -qAt "$@"; }
 
 require_services() {
