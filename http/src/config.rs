@@ -283,7 +283,7 @@ impl Config {
             Some(off) if off.trim() == "off" => None,
             Some(dir) => Some(dir.trim().into()),
             // `make run` builds it here, and runs from the repository root.
-            None => Some(PathBuf::from(DEFAULT_FRONTEND_DIR)).filter(|d| d.join("index.html").is_file()),
+            None => Some(PathBuf::from(DEFAULT_FRONTEND_DIR)).filter(|d| crate::frontend::holds_build(d)),
         };
         Ok(c)
     }

@@ -19,16 +19,17 @@ use tower::ServiceExt;
 use tower_http::services::{ServeDir, ServeFile};
 
 use crate::error::ApiError;
-
-/// The policy of the frontend's pages and files.
-pub const FRONTEND_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-     connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
-     frame-ancestors 'none'";
+use crate::headers::PAGE_CSP;
 
 /// Hashed build output: never changes under its name.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// `index.html` and unhashed files: revalidate every time.
 const REVALIDATE: &str = "no-cache";
+
+/// True if `dir` holds a build (its `index.html`).
+pub fn holds_build(dir: &Path) -> bool {
+    dir.join("index.html").is_file()
+}
 
 /// A built frontend in a directory.
 #[derive(Debug, Clone)]
@@ -41,7 +42,7 @@ impl Frontend {
     pub fn open(dir: impl Into<PathBuf>) -> anyhow::Result<Self> {
         let dir = dir.into();
         anyhow::ensure!(
-            dir.join("index.html").is_file(),
+            holds_build(&dir),
             "no frontend build in {} (index.html is missing; run `npm ci && npm run build` in frontend/)",
             dir.display()
         );
@@ -76,7 +77,7 @@ impl Frontend {
             Err(never) => match never {},
         };
         let h = res.headers_mut();
-        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(FRONTEND_CSP));
+        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_CSP));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static(if asset { IMMUTABLE } else { REVALIDATE }));
         Some(res)
     }

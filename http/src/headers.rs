@@ -10,6 +10,12 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 /// The policy for API responses: nothing may be loaded, framed or executed.
 const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 
+/// The policy for the frontend's pages and files ([`crate::frontend`]): their
+/// own origin only; no inline script or style, no CDN, no framing.
+pub const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+     frame-ancestors 'none'";
+
 /// Adds the security headers a response doesn't set itself (`api`: a `/v1/` route).
 pub fn secure(res: &mut Response, api: bool) {
     let h = res.headers_mut();

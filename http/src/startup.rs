@@ -95,8 +95,11 @@ async fn start_engine(config: &Config, ports: Ports, ownership: Arc<Ownership>) 
 /// resident until traffic came. One large block freed after the delay is such
 /// a page free.
 async fn return_start_up_memory() {
+    /// mimalloc's default purge delay (`MIMALLOC_PURGE_DELAY`, 1 s) and a margin.
+    const PAST_PURGE_DELAY: std::time::Duration = std::time::Duration::from_millis(1_100);
+    // Twice: what start-up freed just before the first is due one delay later.
     for _ in 0..2 {
-        tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+        tokio::time::sleep(PAST_PURGE_DELAY).await;
         drop(std::hint::black_box(Vec::<u8>::with_capacity(4 << 20)));
     }
 }
