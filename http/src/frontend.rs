@@ -32,6 +32,10 @@ pub fn holds_build(dir: &Path) -> bool {
 }
 
 /// A built frontend in a directory.
+/// Marks a response the frontend served, so the metrics name its route `frontend`.
+#[derive(Debug, Clone, Copy)]
+pub struct Served;
+
 #[derive(Debug, Clone)]
 pub struct Frontend {
     dir: PathBuf,

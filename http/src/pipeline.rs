@@ -32,6 +32,7 @@ use flashcore_domain::Sku;
 
 use crate::deadline::deadline;
 use crate::error::Denied;
+use crate::frontend::Served;
 use crate::idempotency::{Begin, Idempotency};
 use crate::principal::{self, Principal};
 use crate::routes::carts;
@@ -40,6 +41,9 @@ use crate::{headers, http_metrics};
 
 /// The route label of a request no route matched.
 pub const UNMATCHED: &str = "unmatched";
+
+/// The route label of what the frontend served (pages, scripts, styles).
+pub const FRONTEND: &str = "frontend";
 
 /// The middleware (installed once, around every route and the fallbacks).
 pub async fn pipeline(State(s): State<AppState>, req: Request, next: Next) -> Response {
@@ -51,6 +55,9 @@ pub async fn pipeline(State(s): State<AppState>, req: Request, next: Next) -> Re
     let mut res =
         if api { api_request(&s, route, req, next).await } else { deadline(s.request_timeout, next.run(req)).await };
     headers::secure(&mut res, api);
+    // The storefront's pages and files are one route to the metrics, apart from
+    // the paths nothing answers.
+    let route = if res.extensions().get::<Served>().is_some() { FRONTEND } else { route };
     http_metrics::record(&method, route, res.status(), started.elapsed());
     res
 }

@@ -253,8 +253,9 @@ async fn not_found() -> ApiError {
 /// else a 404 problem.
 async fn fallback(frontend: Option<Arc<Frontend>>, req: Request) -> Response {
     if let Some(frontend) = frontend
-        && let Some(res) = frontend.answer(req).await
+        && let Some(mut res) = frontend.answer(req).await
     {
+        res.extensions_mut().insert(crate::frontend::Served);
         return res;
     }
     not_found().await.into_response()

@@ -104,3 +104,29 @@ async fn without_a_build_the_root_is_a_404_problem_and_a_missing_build_is_refuse
     };
     assert!(format!("{err:#}").contains("index.html"), "{err:#}");
 }
+
+/// `flashcore_http_requests_total` for GET on `route` with `status`, 0 when not yet seen.
+fn served(metrics: &str, route: &str, status: u16) -> u64 {
+    let labels = format!("{{method=\"GET\",route=\"{route}\",status=\"{status}\"}}");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("flashcore_http_requests_total")?.strip_prefix(labels.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn the_metrics_count_the_frontend_as_its_own_route() {
+    let dir = build();
+    let app = spawn(&dir).await;
+    let metrics = || async { reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap() };
+    let before = served(&metrics().await, "frontend", 200);
+    for path in ["/", "/ops", "/assets/app-1a2b3c.js"] {
+        assert_eq!(reqwest::get(app.url(path)).await.unwrap().status(), StatusCode::OK, "{path}");
+    }
+    let after = metrics().await;
+    assert!(served(&after, "frontend", 200) >= before + 3, "{after}");
+    // A page is never counted with the paths nothing answers.
+    assert_eq!(served(&after, "unmatched", 200), 0, "{after}");
+    app.stop().await;
+}
