@@ -1,8 +1,9 @@
 import { defineConfig } from 'vitest/config'
 
 /**
- * Browser tests: Debian's Chromium driven by playwright-core against the built app
- * (`vite preview`) proxied to a real flashcore binary. One file at a time, one
+ * Browser tests: Debian's Chromium driven by playwright-core against the real
+ * flashcore release binary serving the built app (`dist/`, made by `npm run build`).
+ * One file at a time, one
  * worker: they share the machine's two cores with the Rust build.
  */
 export default defineConfig({

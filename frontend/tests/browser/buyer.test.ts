@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { screenshot, startStack, type Stack } from './harness'
 
 const SKU = 'FLASH-SNEAKER-01'
@@ -6,6 +6,10 @@ let stack: Stack
 
 beforeAll(async () => {
   stack = await startStack()
+})
+afterEach(() => {
+  // No uncaught error and no refusal by the page CSP the binary serves.
+  expect(stack.pageErrors()).toEqual([])
 })
 afterAll(async () => {
   await stack?.stop()

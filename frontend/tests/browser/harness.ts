@@ -1,17 +1,20 @@
 /**
- * The browser tests' world: a real flashcore (in-memory store, port 0), the built
- * app served by `vite preview` with `/v1`, `/health` and `/ready` proxied to it, and
- * Debian's Chromium driven by playwright-core (no browser download).
+ * The browser tests' world: the real flashcore release binary (`FLASHCORE_BIN`,
+ * in-memory store, port 0) serving the built app itself from `dist/`
+ * (`FLASHCORE_FRONTEND_DIR`, an absolute path), with its own caching headers and
+ * page CSP, and Debian's Chromium driven by playwright-core (no browser download)
+ * at the binary's own address. No dev or preview server is in between.
  */
-import { mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
-import { preview, type PreviewServer } from 'vite'
 import { startFlashcore, type Flashcore } from '../../scripts/flashcore.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const RESULTS = join(root, 'test-results')
+/** The build the binary serves: `npm run build` makes it (check-frontend.sh runs it first). */
+export const DIST = join(root, 'dist')
 
 export function chromiumPath(): string {
   return process.env.CHROMIUM_BIN ?? '/usr/bin/chromium'
@@ -19,11 +22,18 @@ export function chromiumPath(): string {
 
 export interface Stack {
   flashcore: Flashcore
-  /** The app's origin, e.g. http://127.0.0.1:4173. */
+  /** The app's origin: the binary's own address, e.g. http://127.0.0.1:41234. */
   app: string
   browser: Browser
-  /** A new browser context (its own storage: another buyer) with a page in it. */
+  /** A new browser context (its own storage: another buyer) with a page in it, phone-sized. */
   newBuyer(): Promise<{ context: BrowserContext; page: Page }>
+  /** A new browser context with a page in it, desktop-sized (the operator's). */
+  newOperator(): Promise<{ context: BrowserContext; page: Page }>
+  /**
+   * What went wrong in any page so far: uncaught errors and the page CSP's
+   * refusals (the binary serves the app with a strict policy; nothing may break it).
+   */
+  pageErrors(): string[]
   /** Calls the API directly (as a test fixture, not through the app). */
   api(method: string, path: string, init?: { key?: string; body?: unknown; headers?: Record<string, string> }): Promise<{ status: number; body: unknown }>
   /** Places an order through the API (a fixture: another buyer's purchase). */
@@ -32,23 +42,30 @@ export interface Stack {
 }
 
 export async function startStack(env: Record<string, string> = {}): Promise<Stack> {
-  const flashcore = await startFlashcore({ env })
-  let server: PreviewServer | null = null
+  if (!existsSync(join(DIST, 'index.html'))) {
+    throw new Error(`${join(DIST, 'index.html')} is missing: run \`npm run build\` before \`npm run test:browser\` (the binary serves dist/)`)
+  }
+  const flashcore = await startFlashcore({ env: { FLASHCORE_FRONTEND_DIR: DIST, ...env } })
   let browser: Browser | null = null
   try {
-    const proxy = Object.fromEntries(['/v1', '/health', '/ready', '/openapi.json'].map((p) => [p, { target: flashcore.url, changeOrigin: false }]))
-    server = await preview({
-      root,
-      configFile: join(root, 'vite.config.ts'),
-      logLevel: 'warn',
-      preview: { host: '127.0.0.1', port: 0, strictPort: false, proxy, open: false },
-    })
-    const app = (server.resolvedUrls?.local[0] ?? '').replace(/\/$/, '')
-    if (!app) throw new Error('vite preview did not report its address')
+    const app = flashcore.url
+    await expectServesApp(flashcore)
     browser = await chromium.launch({ executablePath: chromiumPath(), args: ['--headless', '--no-sandbox', '--disable-gpu'] })
     mkdirSync(RESULTS, { recursive: true })
     const b = browser
-    const s = server
+    const errors: string[] = []
+    const open = async (viewport: { width: number; height: number }) => {
+      const context = await b.newContext({ baseURL: app, viewport })
+      context.on('page', (p) => {
+        p.on('pageerror', (e) => errors.push(`${p.url()}: ${e.message}`))
+        p.on('console', (m) => {
+          if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) errors.push(`${p.url()}: ${m.text()}`)
+        })
+      })
+      const page = await context.newPage()
+      page.setDefaultTimeout(15_000)
+      return { context, page }
+    }
     const callApi: Stack['api'] = async (method, path, init = {}) => {
       const headers: Record<string, string> = { ...init.headers }
       if (init.key) headers.authorization = `Bearer ${init.key}`
@@ -67,12 +84,9 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
       flashcore,
       app,
       browser: b,
-      async newBuyer() {
-        const context = await b.newContext({ baseURL: app, viewport: { width: 390, height: 844 } })
-        const page = await context.newPage()
-        page.setDefaultTimeout(15_000)
-        return { context, page }
-      },
+      newBuyer: () => open({ width: 390, height: 844 }),
+      newOperator: () => open({ width: 1280, height: 900 }),
+      pageErrors: () => [...errors],
       api: callApi,
       async placeOrder(sku, quantity) {
         const created = await callApi('POST', '/v1/carts')
@@ -89,15 +103,26 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
       },
       async stop() {
         await b.close()
-        await new Promise<void>((res) => s.httpServer.close(() => res()))
         await flashcore.stop()
       },
     }
   } catch (e) {
     await browser?.close()
-    if (server) await new Promise<void>((res) => server!.httpServer.close(() => res()))
     await flashcore.stop()
     throw e
+  }
+}
+
+/** Fails with what is wrong unless the binary answers `/` with the built `index.html`. */
+async function expectServesApp(flashcore: Flashcore): Promise<void> {
+  const r = await fetch(`${flashcore.url}/`)
+  const type = r.headers.get('content-type') ?? ''
+  const body = await r.text()
+  if (r.status !== 200 || !type.startsWith('text/html') || !body.includes('<div id="app">')) {
+    throw new Error(
+      `flashcore at ${flashcore.url} does not serve the app from ${DIST} (GET / answered ${r.status} ${type}); ` +
+        `is FLASHCORE_BIN a build that serves FLASHCORE_FRONTEND_DIR?\n${flashcore.logs()}`,
+    )
   }
 }
 

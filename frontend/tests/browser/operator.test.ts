@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { screenshot, startStack, type Stack } from './harness'
 
 const SKU = 'FLASH-SNEAKER-01'
@@ -6,6 +6,10 @@ let stack: Stack
 
 beforeAll(async () => {
   stack = await startStack()
+})
+afterEach(() => {
+  // No uncaught error and no refusal by the page CSP the binary serves.
+  expect(stack.pageErrors()).toEqual([])
 })
 afterAll(async () => {
   await stack?.stop()
@@ -18,8 +22,8 @@ describe('operator console', () => {
     const count = shopper.page.getByTestId('available-count')
     await expect.poll(() => count.textContent()).toBe('100')
 
-    const { context, page } = await stack.browser.newContext({ viewport: { width: 1280, height: 900 } }).then(async (c) => ({ context: c, page: await c.newPage() }))
-    await page.goto(`${stack.app}/ops`)
+    const { context, page } = await stack.newOperator()
+    await page.goto('/ops')
     await page.getByLabel('API key').fill(stack.flashcore.adminKey)
     await page.getByTestId('sign-in').click()
     await expect.poll(() => page.getByTestId('role').textContent()).toBe('admin')
