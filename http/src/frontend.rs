@@ -31,11 +31,11 @@ pub fn holds_build(dir: &Path) -> bool {
     dir.join("index.html").is_file()
 }
 
-/// A built frontend in a directory.
 /// Marks a response the frontend served, so the metrics name its route `frontend`.
 #[derive(Debug, Clone, Copy)]
 pub struct Served;
 
+/// A built frontend in a directory.
 #[derive(Debug, Clone)]
 pub struct Frontend {
     dir: PathBuf,

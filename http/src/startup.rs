@@ -31,7 +31,7 @@ use crate::api_keys::ApiKeys;
 use crate::cart_tokens::CartTokens;
 use crate::config::{Config, HttpConfig, StoreKind};
 use crate::error::{ApiError, panic_response};
-use crate::frontend::Frontend;
+use crate::frontend::{Frontend, Served};
 use crate::idempotency::Idempotency;
 use crate::rate_limit::RateLimits;
 use crate::routes::api_router;
@@ -255,7 +255,7 @@ async fn fallback(frontend: Option<Arc<Frontend>>, req: Request) -> Response {
     if let Some(frontend) = frontend
         && let Some(mut res) = frontend.answer(req).await
     {
-        res.extensions_mut().insert(crate::frontend::Served);
+        res.extensions_mut().insert(Served);
         return res;
     }
     not_found().await.into_response()

@@ -5,7 +5,7 @@
  * page CSP, and Debian's Chromium driven by playwright-core (no browser download)
  * at the binary's own address. No dev or preview server is in between.
  */
-import { existsSync, mkdirSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
@@ -13,7 +13,7 @@ import { startFlashcore, type Flashcore } from '../../scripts/flashcore.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const RESULTS = join(root, 'test-results')
-/** The build the binary serves: `npm run build` makes it (check-frontend.sh runs it first). */
+/** The build the binary serves: `npm run build` makes it (global-setup.ts checks it is there). */
 export const DIST = join(root, 'dist')
 
 export function chromiumPath(): string {
@@ -42,9 +42,6 @@ export interface Stack {
 }
 
 export async function startStack(env: Record<string, string> = {}): Promise<Stack> {
-  if (!existsSync(join(DIST, 'index.html'))) {
-    throw new Error(`${join(DIST, 'index.html')} is missing: run \`npm run build\` before \`npm run test:browser\` (the binary serves dist/)`)
-  }
   const flashcore = await startFlashcore({ env: { FLASHCORE_FRONTEND_DIR: DIST, ...env } })
   let browser: Browser | null = null
   try {
