@@ -4,6 +4,7 @@
 //! schema. (`scripts/check-api.sh` holds the server to it with schemathesis.)
 
 use flashcore_tests::TestApp;
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 async fn document(app: &TestApp) -> Value {
@@ -112,5 +113,36 @@ async fn the_openapi_document_states_the_bounds_the_server_enforces() {
     let stock = schemas["StockBody"]["oneOf"].as_array().unwrap();
     let required: Vec<&Value> = stock.iter().map(|s| &s["required"]).collect();
     assert_eq!(required, [&json!(["restock"]), &json!(["set_total"])], "exactly one of restock / set_total");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_whole_number_written_as_a_float_is_read_as_that_integer() {
+    // Arrange: JSON Schema (and so the document) counts `1.0` as the integer 1.
+    let app = TestApp::spawn().await;
+    let cart = app.new_cart().await;
+
+    // Act
+    let whole = app
+        .client
+        .put(app.url(&cart.path("/items/TSHIRT-BLACK")))
+        .bearer_auth(&cart.token)
+        .json(&json!({ "quantity": 1.0 }))
+        .send()
+        .await
+        .unwrap();
+    let fraction = app
+        .client
+        .put(app.url(&cart.path("/items/TSHIRT-BLACK")))
+        .bearer_auth(&cart.token)
+        .json(&json!({ "quantity": 1.5 }))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(whole.status(), StatusCode::OK);
+    assert_eq!(fraction.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(cart.get().await["lines"][0]["quantity"], 1);
     app.stop().await;
 }
