@@ -11,7 +11,7 @@ run: frontend
 frontend:
 	cd frontend && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error; } && npm run --silent build
 
-## Run every test (fmt, clippy, unit, property, black-box, loom, k6 smoke, frontend and browser tests).
+## Run every test (fmt, clippy, unit, property, black-box, loom, k6 smoke, API contract, frontend and browser tests).
 test:
 	./scripts/test.sh
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test flashcore has: formatting, lints, unit, property, black-box and
-# loom model tests, the k6 smoke suite, and the frontend's checks with its browser
-# tests in Chromium (installed with apt-get when missing). Exits non-zero on the
-# first failure. `make test` calls this.
+# loom model tests, the k6 smoke suite, the API contract (schemathesis), and the
+# frontend's checks with its browser tests in Chromium (installed with apt-get
+# when missing). Exits non-zero on the first failure. `make test` calls this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -77,6 +77,10 @@ step "k6 smoke suite: the release binary on Postgres + Redis, every route once (
 . loadtests/lib/harness.sh
 ensure_k6
 SKIP_BUILD=1 timeout --kill-after=10 60 ./scripts/loadtest.sh smoke
+
+step "API contract: schemathesis against the release binary, every operation, all default checks, a fixed and a random seed (at most 3 min)"
+# schemathesis comes from PyPI when missing.
+timeout --kill-after=10 200 ./scripts/check-api.sh
 
 step "frontend: generated client, type-check, lint, unit tests, build + budget, browser tests in Chromium"
 ensure_chromium

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
+use utoipa::openapi::{RefOr, Schema};
 
 /// Formats a timestamp as RFC 3339 (UTC).
 pub fn rfc3339(t: Timestamp) -> String {
@@ -30,11 +31,11 @@ pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoneyDto {
-    /// Minor units (cents).
-    #[schema(example = 1999)]
+    /// Minor units (cents); prices are positive.
+    #[schema(example = 1999, minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub amount: i64,
-    /// ISO 4217 code.
-    #[schema(example = "EUR")]
+    /// ISO 4217 code: three upper-case letters.
+    #[schema(example = "EUR", pattern = "^[A-Z]{3}$")]
     pub currency: String,
 }
 
@@ -172,7 +173,7 @@ pub struct NewCartDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetQuantityBody {
-    /// Units wanted; 0 removes the line.
+    /// Units wanted, at most 1,000; 0 removes the line.
     #[schema(example = 1, minimum = 0, maximum = 1000)]
     pub quantity: u32,
 }
@@ -181,9 +182,10 @@ pub struct SetQuantityBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentDto {
-    /// Provider token. The built-in `test` provider: `tok_decline` is declined,
-    /// `tok_error` fails, `tok_slow` is approved after 2 s, any other `tok_…` is approved.
-    #[schema(example = "tok_visa")]
+    /// Provider token, at most 128 characters. The built-in `test` provider:
+    /// `tok_decline` is declined, `tok_error` fails, `tok_slow` is approved after
+    /// 2 s, any other `tok_…` is approved, anything else is `invalid-payment-token`.
+    #[schema(example = "tok_visa", min_length = 4, max_length = 128, pattern = "^tok_[!-~]*$")]
     pub token: String,
 }
 
@@ -193,8 +195,13 @@ pub struct PaymentDto {
 pub struct CheckoutBody {
     /// The payment to authorize for the cart's total.
     pub payment: PaymentDto,
-    /// Where to send the receipt.
-    #[schema(example = "buyer@example.com")]
+    /// Where to send the receipt: at most 254 visible ASCII characters, one `@`,
+    /// a dot inside the domain (what `valid_email` in [`crate::routes::carts`] accepts).
+    #[schema(
+        example = "buyer@example.com",
+        max_length = 254,
+        pattern = r"^[\x21-\x3f\x41-\x7e]+@[\x21-\x2d\x2f-\x3f\x41-\x7e][\x21-\x3f\x41-\x7e]*\.[\x21-\x3f\x41-\x7e]*[\x21-\x2d\x2f-\x3f\x41-\x7e]$"
+    )]
     pub email: Option<String>,
 }
 
@@ -257,6 +264,39 @@ impl From<&Order> for OrderDto {
             payment_ref: o.payment_ref.clone(),
             created_at: rfc3339(o.created_at),
         }
+    }
+}
+
+/// One event of the availability stream, as the OpenAPI schema of a
+/// `text/event-stream` response describes each event: `event: availability`
+/// and an [`AvailabilityDto`] as JSON in `data`.
+#[derive(Debug)]
+pub struct AvailabilityEvent;
+
+impl utoipa::PartialSchema for AvailabilityEvent {
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::{ObjectBuilder, Type};
+        let data = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .content_media_type("application/json")
+            .description(Some("An AvailabilityDto"))
+            .extensions(Some(
+                [("contentSchema", serde_json::json!({ "$ref": "#/components/schemas/AvailabilityDto" }))]
+                    .into_iter()
+                    .collect(),
+            ));
+        ObjectBuilder::new()
+            .property("event", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["availability"])))
+            .required("event")
+            .property("data", data)
+            .required("data")
+            .into()
+    }
+}
+
+impl ToSchema for AvailabilityEvent {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((AvailabilityDto::name().into_owned(), <AvailabilityDto as utoipa::PartialSchema>::schema()));
     }
 }
 

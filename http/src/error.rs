@@ -19,7 +19,9 @@ use crate::dto::rfc3339;
 /// Prefix of every problem `type`.
 pub const PROBLEM_TYPE_PREFIX: &str = "urn:flashcore:problem:";
 
-/// An RFC 9457 problem document, as documented in the OpenAPI schema.
+/// An RFC 9457 problem document (`application/problem+json`), as documented in
+/// the OpenAPI schema: five members always, and the extension members some
+/// codes add. [`ApiError`] renders it; this type only describes it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
     /// `urn:flashcore:problem:<code>`.
@@ -33,6 +35,24 @@ pub struct Problem {
     pub detail: String,
     /// The stable code (the `type` suffix).
     pub code: String,
+    /// `out-of-stock`, `stock-lost`: the SKU concerned.
+    pub sku: Option<String>,
+    /// `out-of-stock`: units that can still be had.
+    pub available: Option<u64>,
+    /// `limit-exceeded`: the product's most units per order.
+    pub max_per_order: Option<u32>,
+    /// `sale-not-started`: when it starts (RFC 3339).
+    pub sale_starts_at: Option<String>,
+    /// `cart-checked-out`: the order the cart became.
+    pub order_id: Option<String>,
+    /// `invalid-quantity`: the largest quantity allowed.
+    pub max: Option<u32>,
+    /// `total-below-committed`: units already sold or held.
+    pub committed: Option<u64>,
+    /// `rate-limited`: which limit, `client` or `sku`.
+    pub limit: Option<String>,
+    /// `standby`: the node that owns the store.
+    pub owner: Option<String>,
 }
 
 /// A handler error. See the module docs. Boxed: errors are rare, results are not.

@@ -43,13 +43,44 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                 Err(e) => Err(ApiError::bad_request("malformed-json", format!("The body is not valid JSON: {e}"))),
             };
         }
-        serde_json::from_slice(&bytes).map(Json).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => {
-                ApiError::invalid("invalid-body", format!("The body does not match the schema: {e}"))
-            }
-            _ => ApiError::bad_request("malformed-json", format!("The body is not valid JSON: {e}")),
+        serde_json::from_slice(&bytes).map(Json).or_else(|e| match e.classify() {
+            serde_json::error::Category::Data => match whole_numbers(&bytes) {
+                // `2.0` is the integer 2 to JSON Schema (and to the OpenAPI
+                // document): read it as one rather than refuse a valid body.
+                Some(value) => serde_json::from_value(value).map(Json).map_err(|e| schema_mismatch(&e)),
+                None => Err(schema_mismatch(&e)),
+            },
+            _ => Err(ApiError::bad_request("malformed-json", format!("The body is not valid JSON: {e}"))),
         })
     }
+}
+
+fn schema_mismatch(e: &serde_json::Error) -> ApiError {
+    ApiError::invalid("invalid-body", format!("The body does not match the schema: {e}"))
+}
+
+/// The body with every integral float (`2.0`, `1e3`) written as an integer, or
+/// `None` when it has none (so nothing else about how a body is read changes).
+fn whole_numbers(bytes: &[u8]) -> Option<serde_json::Value> {
+    fn walk(v: &mut serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Number(n) => match n.as_f64() {
+                // Below 2^53 a float is exactly the integer it spells.
+                Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 => {
+                    #[allow(clippy::cast_possible_truncation)]
+                    let i = f as i64;
+                    *v = serde_json::Value::from(i);
+                    true
+                }
+                _ => false,
+            },
+            serde_json::Value::Array(items) => items.iter_mut().fold(false, |changed, i| walk(i) | changed),
+            serde_json::Value::Object(members) => members.values_mut().fold(false, |changed, m| walk(m) | changed),
+            _ => false,
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    walk(&mut value).then_some(value)
 }
 
 /// `application/json` or `application/<anything>+json`, parameters ignored.

@@ -9,6 +9,7 @@ mod flows;
 mod frontend;
 mod hardening;
 mod idempotency;
+mod openapi;
 mod outage;
 mod oversell;
 mod ownership;

@@ -1,11 +1,12 @@
 /**
  * RFC 9457 problem documents as the server really sends them.
  *
- * The OpenAPI document declares errors as `application/json` with five fields;
- * in fact they are `application/problem+json` and some carry more members
- * (`available`, `max_per_order`, `sale_starts_at`, `sku`, `order_id`, `limit`, …)
- * plus a `Retry-After` header. So this module reads whatever body came back, checks
- * its shape at run time, and never trusts the declared media type.
+ * The OpenAPI document declares every error as `application/problem+json` with
+ * the `Problem` schema: five members, the extension members some codes add
+ * (`available`, `max_per_order`, `sale_starts_at`, `sku`, `order_id`, `limit`, …),
+ * and `Retry-After` on 429 and 503. A proxy or a lost connection can still answer
+ * something else, so this module reads whatever body came back and checks its
+ * shape at run time.
  */
 
 /** The members every problem has, plus the optional ones clients rely on. */

@@ -42,18 +42,28 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductBody {
-    /// Display name, 1 to 200 characters.
+    /// Display name, 1 to 200 characters, not all blank (the pattern: one
+    /// character that is not white space, as `str::trim` reads it).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     pub title: String,
     /// Longer text, at most 2,000 characters.
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub description: String,
     /// Price of one unit; carts keep the price each line was added at.
     pub price: MoneyDto,
-    /// Most units one order may contain.
+    /// Most units one order may contain, 1 to 1,000.
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_per_order: Option<u32>,
-    /// When the sale starts (RFC 3339).
+    /// When the sale starts (RFC 3339, not before 1970).
+    #[schema(format = DateTime, pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-")]
     pub sale_starts_at: Option<String>,
-    /// Sets the total stock as well (same as `POST …/stock {"set_total": n}`).
+    /// Sets the total stock as well (same as `POST …/stock {"set_total": n}`), at most 1,000,000,000.
+    #[schema(maximum = 1_000_000_000_u64)]
     pub total: Option<u64>,
 }
 
@@ -61,8 +71,9 @@ pub struct ProductBody {
 #[utoipa::path(put, path = "/v1/admin/products/{sku}", tag = "operators", security(("api_key" = [])),
     params(("sku" = String, Path, description = "SKU code")), request_body = ProductBody,
     responses((status = 201, body = ProductDto, description = "created"), (status = 200, body = ProductDto, description = "replaced"),
-        (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem),
-        (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+        (status = 401, description = "missing-credential"), (status = 403, description = "forbidden (not an admin key, or a cart token)"),
+        (status = 409, description = "total-below-committed"),
+        (status = 422, description = "invalid-sku, invalid-price, invalid-sale-start, invalid-stock, invalid-product")))]
 pub async fn put_product(
     State(s): State<AppState>,
     _admin: Admin,
@@ -102,7 +113,7 @@ pub async fn put_product(
 }
 
 /// Body of `POST /v1/admin/products/{sku}/stock`: exactly one member.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StockBody {
     /// Units to add to the total stock.
@@ -111,13 +122,41 @@ pub struct StockBody {
     pub set_total: Option<u64>,
 }
 
+/// `oneOf` what [`change_stock`] accepts: `{"restock": 1..}` or `{"set_total": 0..}`,
+/// the other member absent or `null`. (A derived schema would allow both or neither.)
+impl utoipa::PartialSchema for StockBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, KnownFormat, SchemaFormat};
+        use utoipa::openapi::{ObjectBuilder, OneOfBuilder, Type};
+        let one = |member: &str, minimum: u64, description: &str, other: &str| {
+            let count = ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .minimum(Some(minimum))
+                .maximum(Some(MAX_STOCK_STEP))
+                .description(Some(description));
+            ObjectBuilder::new()
+                .property(member, count)
+                .required(member)
+                .property(other, ObjectBuilder::new().schema_type(Type::Null))
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        OneOfBuilder::new()
+            .item(one("restock", 1, "Units to add to the total stock.", "set_total"))
+            .item(one("set_total", 0, "The new total (never below what is sold or held).", "restock"))
+            .description(Some("Exactly one of `restock` and `set_total`."))
+            .into()
+    }
+}
+
+impl ToSchema for StockBody {}
+
 /// Restocks a product or sets its total. Journaled before it is acknowledged.
 #[utoipa::path(post, path = "/v1/admin/products/{sku}/stock", tag = "operators", security(("api_key" = [])),
     params(("sku" = String, Path, description = "SKU code")), request_body = StockBody,
-    responses((status = 200, body = AvailabilityDto), (status = 401, body = crate::error::Problem),
-        (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
-        (status = 409, body = crate::error::Problem, description = "total-below-committed"),
-        (status = 422, body = crate::error::Problem)))]
+    responses((status = 200, body = AvailabilityDto), (status = 401, description = "missing-credential"),
+        (status = 403, description = "forbidden (not an admin key, or a cart token)"), (status = 404, description = "product-not-found"),
+        (status = 409, description = "total-below-committed"), (status = 422, description = "invalid-stock")))]
 pub async fn change_stock(
     State(s): State<AppState>,
     _admin: Admin,
@@ -145,8 +184,10 @@ pub async fn change_stock(
 #[serde(deny_unknown_fields)]
 pub struct OrderParams {
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500, nullable = false)]
     limit: Option<usize>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (an order id).
+    #[param(format = Uuid, nullable = false)]
     cursor: Option<String>,
 }
 
@@ -161,8 +202,8 @@ pub struct OrderPage {
 
 /// Orders, newest first.
 #[utoipa::path(get, path = "/v1/admin/orders", tag = "operators", security(("api_key" = [])), params(OrderParams),
-    responses((status = 200, body = OrderPage), (status = 400, body = crate::error::Problem),
-        (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem)))]
+    responses((status = 200, body = OrderPage), (status = 400, description = "invalid-query (limit, cursor)"),
+        (status = 401, description = "missing-credential"), (status = 403, description = "forbidden (a cart token)")))]
 pub async fn list_orders(
     State(s): State<AppState>,
     _op: Operator,
@@ -178,8 +219,8 @@ pub async fn list_orders(
 /// The supervision tree: per entity kind, live actors, starts, restarts,
 /// failures, quarantines, rejections and the busiest entities (mailbox depth).
 #[utoipa::path(get, path = "/v1/admin/actors", tag = "operators", security(("api_key" = [])),
-    responses((status = 200, description = "per-kind supervision figures"),
-        (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem)))]
+    responses((status = 200, body = Object, description = "per-kind supervision figures"),
+        (status = 401, description = "missing-credential"), (status = 403, description = "forbidden (a cart token)")))]
 pub async fn actors(State(s): State<AppState>, _op: Operator) -> ApiResult<Json<serde_json::Value>> {
     let engine = s.engine()?;
     // A broken invariant found in the store (see `flashcore_actors::alarms`) is
@@ -193,9 +234,8 @@ pub async fn actors(State(s): State<AppState>, _op: Operator) -> ApiResult<Json<
 /// Who owns the store: this node's lease state, every member's heartbeat, and
 /// the lease table summarized by holder (shards, epochs, expiry).
 #[utoipa::path(get, path = "/v1/admin/cluster", tag = "operators", security(("api_key" = [])),
-    responses((status = 200, description = "membership and leases"),
-        (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem),
-        (status = 503, body = crate::error::Problem)))]
+    responses((status = 200, body = Object, description = "membership and leases"),
+        (status = 401, description = "missing-credential"), (status = 403, description = "forbidden (a cart token)")))]
 pub async fn cluster(State(s): State<AppState>, _op: Operator) -> ApiResult<Json<serde_json::Value>> {
     s.engine()?;
     let store = s.node.lease_store().ok_or_else(|| ApiError::internal("no lease store although serving"))?;
@@ -243,8 +283,8 @@ pub async fn cluster(State(s): State<AppState>, _op: Operator) -> ApiResult<Json
 /// The group-commit journal and the write-behind flusher: queue depth, batch
 /// sizes, commit and flush times, errors.
 #[utoipa::path(get, path = "/v1/admin/journal", tag = "operators", security(("api_key" = [])),
-    responses((status = 200, description = "journal and write-behind figures"),
-        (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem)))]
+    responses((status = 200, body = Object, description = "journal and write-behind figures"),
+        (status = 401, description = "missing-credential"), (status = 403, description = "forbidden (a cart token)")))]
 pub async fn journal(State(s): State<AppState>, _op: Operator) -> ApiResult<Json<serde_json::Value>> {
     let engine = s.engine()?;
     Ok(Json(json!({ "journal": engine.journal_stats(), "write_behind": engine.flush_stats() })))
@@ -269,10 +309,25 @@ pub struct KeyDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKeyBody {
-    /// A label, 1 to 100 characters.
+    /// A label, 1 to 100 characters, not all blank (leading and trailing blanks are trimmed).
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     pub name: String,
     /// `operator` or `admin`.
+    #[schema(schema_with = role_schema)]
     pub role: String,
+}
+
+/// What `Role::parse` accepts.
+fn role_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(["operator", "admin"]))
+        .description(Some("`operator` or `admin`."))
+        .build()
 }
 
 /// A new key: the only time its secret is shown.
@@ -302,8 +357,8 @@ fn key_dto(k: ApiKeyRecord) -> KeyDto {
 
 /// Every API key, oldest first.
 #[utoipa::path(get, path = "/v1/admin/keys", tag = "operators", security(("api_key" = [])),
-    responses((status = 200, body = [KeyDto]), (status = 401, body = crate::error::Problem),
-        (status = 403, body = crate::error::Problem)))]
+    responses((status = 200, body = [KeyDto]), (status = 401, description = "missing-credential"),
+        (status = 403, description = "forbidden (not an admin key, or a cart token)")))]
 pub async fn list_keys(State(s): State<AppState>, _admin: Admin) -> ApiResult<Json<Vec<KeyDto>>> {
     let keys = key_store(&s)?.list_keys().await?;
     Ok(Json(keys.into_iter().map(key_dto).collect()))
@@ -312,8 +367,8 @@ pub async fn list_keys(State(s): State<AppState>, _admin: Admin) -> ApiResult<Js
 /// Creates an API key and shows its secret once.
 #[utoipa::path(post, path = "/v1/admin/keys", tag = "operators", security(("api_key" = [])),
     request_body = NewKeyBody,
-    responses((status = 201, body = NewKeyDto), (status = 401, body = crate::error::Problem),
-        (status = 403, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+    responses((status = 201, body = NewKeyDto), (status = 401, description = "missing-credential"),
+        (status = 403, description = "forbidden (not an admin key, or a cart token)"), (status = 422, description = "invalid-name, invalid-role")))]
 pub async fn create_key(State(s): State<AppState>, admin: Admin, Json(body): Json<NewKeyBody>) -> ApiResult<Response> {
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
@@ -333,8 +388,8 @@ pub async fn create_key(State(s): State<AppState>, admin: Admin, Json(body): Jso
 /// Revokes an API key (effective on every node within the key cache's lifetime).
 #[utoipa::path(delete, path = "/v1/admin/keys/{key_id}", tag = "operators", security(("api_key" = [])),
     params(("key_id" = String, Path, description = "Key id")),
-    responses((status = 204, description = "revoked"), (status = 401, body = crate::error::Problem),
-        (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
+    responses((status = 204, description = "revoked"), (status = 401, description = "missing-credential"),
+        (status = 403, description = "forbidden (not an admin key, or a cart token)"), (status = 404, description = "key-not-found")))]
 pub async fn revoke_key(State(s): State<AppState>, admin: Admin, Path(key_id): Path<String>) -> ApiResult<StatusCode> {
     let not_found = || ApiError::not_found("key-not-found", "No API key with that id.");
     if uuid::Uuid::parse_str(&key_id).is_err() {

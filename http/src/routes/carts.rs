@@ -34,8 +34,7 @@ fn parse_cart(raw: &str) -> ApiResult<CartId> {
 
 /// Opens a new cart and returns it with its access token.
 #[utoipa::path(post, path = "/v1/carts", tag = "storefront",
-    responses((status = 201, body = NewCartDto, headers(("Location" = String, description = "The cart's URL"))),
-        (status = 503, body = crate::error::Problem)))]
+    responses((status = 201, body = NewCartDto, headers(("Location" = String, description = "The cart's URL")))))]
 pub async fn create_cart(State(s): State<AppState>) -> ApiResult<Response> {
     let cart = s.engine()?.create_cart().await?;
     let token = s.tokens.issue(&cart.id);
@@ -51,8 +50,8 @@ pub async fn create_cart(State(s): State<AppState>) -> ApiResult<Response> {
 /// Reads a cart: its lines, when their held stock is released, and its total.
 #[utoipa::path(get, path = "/v1/carts/{cart_id}", tag = "storefront", security(("cart_token" = [])),
     params(("cart_id" = String, Path, description = "Cart id")),
-    responses((status = 200, body = CartDto), (status = 401, body = crate::error::Problem),
-        (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = CartDto), (status = 401, description = "missing-credential"),
+        (status = 403, description = "forbidden (another cart's token, or an API key)"), (status = 404, description = "cart-not-found")))]
 pub async fn get_cart(
     State(s): State<AppState>,
     auth: CartBearer,
@@ -67,11 +66,11 @@ pub async fn get_cart(
 #[utoipa::path(put, path = "/v1/carts/{cart_id}/items/{sku}", tag = "storefront", security(("cart_token" = [])),
     params(("cart_id" = String, Path, description = "Cart id"), ("sku" = String, Path, description = "SKU code")),
     request_body = SetQuantityBody,
-    responses((status = 200, body = CartDto),
-        (status = 409, body = crate::error::Problem, description = "out-of-stock, limit-exceeded, sale-not-started, cart-checked-out"),
-        (status = 422, body = crate::error::Problem), (status = 401, body = crate::error::Problem),
-        (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
-        (status = 503, body = crate::error::Problem)))]
+    responses((status = 200, body = CartDto), (status = 401, description = "missing-credential"),
+        (status = 403, description = "forbidden (another cart's token, or an API key)"),
+        (status = 404, description = "cart-not-found, product-not-found"),
+        (status = 409, description = "out-of-stock, limit-exceeded, sale-not-started, cart-checked-out, currency-mismatch, too-many-lines"),
+        (status = 422, description = "invalid-quantity")))]
 pub async fn set_item(
     State(s): State<AppState>,
     auth: CartBearer,
@@ -95,9 +94,9 @@ pub async fn set_item(
 /// Removes a line and releases its stock.
 #[utoipa::path(delete, path = "/v1/carts/{cart_id}/items/{sku}", tag = "storefront", security(("cart_token" = [])),
     params(("cart_id" = String, Path, description = "Cart id"), ("sku" = String, Path, description = "SKU code")),
-    responses((status = 200, body = CartDto), (status = 401, body = crate::error::Problem),
-        (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
-        (status = 409, body = crate::error::Problem)))]
+    responses((status = 200, body = CartDto), (status = 401, description = "missing-credential"),
+        (status = 403, description = "forbidden (another cart's token, or an API key)"),
+        (status = 404, description = "cart-not-found, product-not-found"), (status = 409, description = "cart-checked-out")))]
 pub async fn remove_item(
     State(s): State<AppState>,
     auth: CartBearer,
@@ -117,11 +116,13 @@ pub async fn remove_item(
     params(("cart_id" = String, Path, description = "Cart id"),
         ("Idempotency-Key" = String, Header, description = "Unique per checkout attempt, reused on retries")),
     request_body = CheckoutBody,
-    responses((status = 201, body = OrderDto, description = "placed, or replayed with `Idempotent-Replayed: true`"),
-        (status = 400, body = crate::error::Problem), (status = 402, body = crate::error::Problem),
-        (status = 409, body = crate::error::Problem, description = "stock-lost, cart-empty, cart-checked-out"),
-        (status = 422, body = crate::error::Problem), (status = 502, body = crate::error::Problem),
-        (status = 503, body = crate::error::Problem)))]
+    responses((status = 201, body = OrderDto, description = "placed, or replayed with `Idempotent-Replayed: true`",
+            headers(("Location" = String, description = "The order's URL"))),
+        (status = 400, description = "idempotency-key-missing"), (status = 401, description = "missing-credential"),
+        (status = 402, description = "payment-declined"),
+        (status = 403, description = "forbidden (another cart's token, or an API key)"), (status = 404, description = "cart-not-found"),
+        (status = 409, description = "stock-lost, cart-empty, cart-checked-out"),
+        (status = 422, description = "invalid-payment-token, invalid-email"), (status = 502, description = "payment-provider-error")))]
 pub async fn checkout(
     State(s): State<AppState>,
     auth: CartBearer,

@@ -16,7 +16,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "alive")))]
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = Object, description = "alive")))]
 pub async fn health() -> impl IntoResponse {
     axum::Json(json!({ "status": "ok" }))
 }
@@ -24,7 +24,7 @@ pub async fn health() -> impl IntoResponse {
 /// Readiness: this node owns the store (holds its leases), recovery is done,
 /// and shutdown has not begun. A standby answers 503 `standby`.
 #[utoipa::path(get, path = "/ready", tag = "operations",
-    responses((status = 200, description = "ready"), (status = 503, body = crate::error::Problem)))]
+    responses((status = 200, body = Object, description = "ready"), (status = 503, description = "not-ready, standby")))]
 pub async fn ready(State(s): State<AppState>) -> Response {
     let own = s.node.ownership();
     match s.engine() {

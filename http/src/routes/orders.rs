@@ -19,8 +19,8 @@ pub fn router() -> Router<AppState> {
 /// An order, for the holder of the token of the cart that placed it, or an operator.
 #[utoipa::path(get, path = "/v1/orders/{order_id}", tag = "storefront", security(("cart_token" = []), ("api_key" = [])),
     params(("order_id" = String, Path, description = "Order id")),
-    responses((status = 200, body = OrderDto), (status = 401, body = crate::error::Problem),
-        (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = OrderDto), (status = 401, description = "missing-credential"),
+        (status = 404, description = "order-not-found (also another cart's order)")))]
 pub async fn get_order(
     State(s): State<AppState>,
     auth: CartOrOperator,

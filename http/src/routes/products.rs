@@ -39,14 +39,16 @@ pub fn parse_sku(raw: &str) -> ApiResult<Sku> {
 #[serde(deny_unknown_fields)]
 pub struct PageParams {
     /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100, nullable = false)]
     limit: Option<usize>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (a SKU).
+    #[param(pattern = "^[A-Za-z0-9._-]{1,64}$", nullable = false)]
     cursor: Option<String>,
 }
 
 /// Lists products in SKU order with their availability.
 #[utoipa::path(get, path = "/v1/products", tag = "storefront", params(PageParams),
-    responses((status = 200, body = ProductPage), (status = 400, body = crate::error::Problem)))]
+    responses((status = 200, body = ProductPage), (status = 400, description = "invalid-query (limit, cursor)")))]
 pub async fn list_products(State(s): State<AppState>, Query(q): Query<PageParams>) -> ApiResult<Json<ProductPage>> {
     let limit = paging::limit(q.limit, 20, 100)?;
     let after = paging::cursor(q.cursor.as_deref(), Sku::parse)?;
@@ -59,7 +61,7 @@ pub async fn list_products(State(s): State<AppState>, Query(q): Query<PageParams
 /// One product with its availability.
 #[utoipa::path(get, path = "/v1/products/{sku}", tag = "storefront",
     params(("sku" = String, Path, description = "SKU code")),
-    responses((status = 200, body = ProductDto), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = ProductDto), (status = 404, description = "product-not-found")))]
 pub async fn get_product(State(s): State<AppState>, Path(sku): Path<String>) -> ApiResult<Json<ProductDto>> {
     let sku = parse_sku(&sku)?;
     Ok(Json(s.engine()?.product(&sku).await?.into()))
@@ -69,9 +71,9 @@ pub async fn get_product(State(s): State<AppState>, Path(sku): Path<String>) -> 
 /// event now and one per change (coalesced: a slow reader sees the latest value).
 #[utoipa::path(get, path = "/v1/products/{sku}/availability", tag = "storefront",
     params(("sku" = String, Path, description = "SKU code")),
-    responses((status = 200, content_type = "text/event-stream", body = AvailabilityDto,
-        description = "`event: availability` with an AvailabilityDto as data"),
-        (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, content_type = "text/event-stream", body = crate::dto::AvailabilityEvent,
+        description = "`event: availability` events, each with an AvailabilityDto as its JSON data"),
+        (status = 404, description = "product-not-found")))]
 pub async fn availability_stream(
     State(s): State<AppState>,
     Path(sku): Path<String>,
