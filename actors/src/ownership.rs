@@ -159,6 +159,8 @@ pub struct Ownership {
     fence: ArcSwapOption<Fence>,
     changes: watch::Sender<Phase>,
     holder: Mutex<Option<String>>,
+    /// Why the last look for the leases failed, while it keeps failing.
+    unreachable: Mutex<Option<String>>,
     acquisitions: AtomicU64,
     losses: AtomicU64,
     fenced_writes: AtomicU64,
@@ -201,6 +203,7 @@ impl Ownership {
             fence: ArcSwapOption::empty(),
             changes,
             holder: Mutex::new(None),
+            unreachable: Mutex::new(None),
             acquisitions: AtomicU64::new(0),
             losses: AtomicU64::new(0),
             fenced_writes: AtomicU64::new(0),
@@ -434,6 +437,19 @@ impl Ownership {
         self.holder.lock().ok().and_then(|h| h.clone())
     }
 
+    /// Why this standby cannot look for the leases right now (the store's error,
+    /// e.g. SQLite's "database is locked" while a frozen process holds its write
+    /// lock), or `None` when its last look succeeded.
+    pub fn unreachable(&self) -> Option<String> {
+        self.unreachable.lock().ok().and_then(|u| u.clone())
+    }
+
+    fn note_unreachable(&self, why: Option<&str>) {
+        if let Ok(mut u) = self.unreachable.lock() {
+            *u = why.map(str::to_owned);
+        }
+    }
+
     /// Keeps the leases until the process stops: a standby polls for them, an
     /// owner renews them at a third of the TTL and loses them at its deadline.
     /// Runs until [`Phase::Stopped`].
@@ -451,8 +467,17 @@ impl Ownership {
             }
             if last_heartbeat.is_none_or(|t| t.elapsed() >= self.cfg.renew_every()) && phase != Phase::Lost {
                 last_heartbeat = Some(Instant::now());
-                if let Err(e) = store.heartbeat(&self.owner, &self.address, status).await {
+                // Bounded like the acquisition: a store that blocks (SQLite's
+                // write lock held by a frozen process) must not hold up the look
+                // for the leases, nor keep the reason from `/ready`.
+                let beat = tokio::time::timeout(self.cfg.ttl / 2, store.heartbeat(&self.owner, &self.address, status))
+                    .await
+                    .unwrap_or_else(|_| Err(StoreError::Unavailable("membership heartbeat timed out".into())));
+                if let Err(e) = beat {
                     tracing::warn!(node = %self.owner, error = %e, "membership heartbeat failed");
+                    if phase == Phase::Standby {
+                        self.note_unreachable(Some(e.message()));
+                    }
                 }
                 if phase == Phase::Standby {
                     self.note_holder(&*store).await;
@@ -470,16 +495,19 @@ impl Ownership {
                     match attempt {
                         Ok(Some(leases)) => {
                             last_error = None;
+                            self.note_unreachable(None);
                             self.take(&leases, sent);
                             continue;
                         }
                         Ok(None) => {
                             last_error = None;
+                            self.note_unreachable(None);
                             if self.release_gone_holders(&*store, &mut released).await {
                                 continue;
                             }
                         }
                         Err(e) => {
+                            self.note_unreachable(Some(e.message()));
                             if last_error.as_deref() != Some(e.message()) {
                                 tracing::warn!(node = %self.owner, error = %e, "cannot look for the leases");
                                 last_error = Some(e.message().to_owned());

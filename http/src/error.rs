@@ -53,6 +53,8 @@ pub struct Problem {
     pub limit: Option<String>,
     /// `standby`: the node that owns the store.
     pub owner: Option<String>,
+    /// `standby`: why this node cannot take the store's leases right now.
+    pub lease_error: Option<String>,
 }
 
 /// A handler error. See the module docs. Boxed: errors are rare, results are not.

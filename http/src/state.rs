@@ -83,16 +83,27 @@ impl Shared {
             _ => {
                 let own = self.node.ownership();
                 let holder = own.holder().filter(|h| *h != own.owner().to_string());
-                let detail = match &holder {
-                    Some(h) => format!("This node is standing by; {h} owns the store. Retry, or use another node."),
-                    None => "This node does not own the store right now. Retry shortly.".to_owned(),
+                let unreachable = own.unreachable();
+                let detail = match (&holder, &unreachable) {
+                    // E.g. SQLite's write lock held by a process that is frozen
+                    // mid-write: nobody can take the store until it runs or dies.
+                    (_, Some(why)) => format!(
+                        "This node is standing by and cannot take the store's leases: {why}. If the owner's process \
+                         is frozen holding the store, it goes on when that process resumes or is stopped."
+                    ),
+                    (Some(h), None) => {
+                        format!("This node is standing by; {h} owns the store. Retry, or use another node.")
+                    }
+                    (None, None) => "This node does not own the store right now. Retry shortly.".to_owned(),
                 };
-                let problem = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "standby", "Standing by", detail);
-                match holder {
-                    Some(h) => problem.with("owner", h),
-                    None => problem,
+                let mut problem = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "standby", "Standing by", detail);
+                if let Some(h) = holder {
+                    problem = problem.with("owner", h);
                 }
-                .retry_after(1)
+                if let Some(why) = unreachable {
+                    problem = problem.with("lease_error", why);
+                }
+                problem.retry_after(1)
             }
         }
     }

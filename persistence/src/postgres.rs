@@ -51,6 +51,9 @@ const FENCE_LOCK: i64 = 0x666c_6173_685f_6663; // "flash_fc"
 /// How long one statement may run before the server cancels it.
 const STATEMENT_TIMEOUT: &str = "10s";
 
+/// How long a transaction may wait for its client's next statement.
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "2s";
+
 /// The Postgres store: journal, snapshots and catalog in one database.
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -69,7 +72,15 @@ impl PgStore {
             // Every statement here is a short parametrized lookup or one batch
             // write; planning each execution anew (the custom plans Postgres
             // tries first) costs more than it saves.
-            .options([("statement_timeout", STATEMENT_TIMEOUT), ("plan_cache_mode", "force_generic_plan")]);
+            // A transaction left idle (its process frozen between two of its
+            // statements) is ended by the server, so its locks never outlast it
+            // and a standby can take the leases. Only the lease acquisition uses
+            // more than one statement, and sends them back to back.
+            .options([
+                ("statement_timeout", STATEMENT_TIMEOUT),
+                ("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_TIMEOUT),
+                ("plan_cache_mode", "force_generic_plan"),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))

@@ -548,6 +548,8 @@ export interface components {
             committed?: number | null;
             /** @description What went wrong with this request. */
             detail: string;
+            /** @description `standby`: why this node cannot take the store's leases right now. */
+            lease_error?: string | null;
             /** @description `rate-limited`: which limit, `client` or `sku`. */
             limit?: string | null;
             /**
