@@ -55,6 +55,9 @@ pub struct Problem {
     pub owner: Option<String>,
     /// `standby`: why this node cannot take the store's leases right now.
     pub lease_error: Option<String>,
+    /// The request's id, as in the response's `x-request-id` header (every
+    /// problem the API answers has it).
+    pub request_id: Option<String>,
 }
 
 /// A handler error. See the module docs. Boxed: errors are rare, results are not.
@@ -289,12 +292,19 @@ impl From<EngineError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let this = *self.0;
+        let request_id = crate::request_id::current();
+        let rid = request_id.as_deref().unwrap_or_default();
         if this.expected {
-            tracing::debug!(status = this.status.as_u16(), code = this.code, "request answered by the node's state");
+            tracing::debug!(
+                status = this.status.as_u16(),
+                code = this.code,
+                request_id = rid,
+                "request answered by the node's state"
+            );
         } else if this.status.is_server_error() {
-            tracing::error!(status = this.status.as_u16(), code = this.code, cause = ?this.cause, "request failed");
+            tracing::error!(status = this.status.as_u16(), code = this.code, cause = ?this.cause, request_id = rid, "request failed");
         } else if let Some(cause) = &this.cause {
-            tracing::warn!(status = this.status.as_u16(), code = this.code, cause = %cause, "request refused");
+            tracing::warn!(status = this.status.as_u16(), code = this.code, cause = %cause, request_id = rid, "request refused");
         }
         let mut body = json!({
             "type": format!("{PROBLEM_TYPE_PREFIX}{}", this.code),
@@ -305,6 +315,9 @@ impl IntoResponse for ApiError {
         });
         if let Value::Object(map) = &mut body {
             map.extend(this.extra);
+            if let Some(id) = request_id {
+                map.insert("request_id".into(), Value::String(id));
+            }
         }
         let mut res = (this.status, axum::Json(body)).into_response();
         let headers = res.headers_mut();

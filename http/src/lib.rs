@@ -5,8 +5,9 @@
 //! - [`pipeline`] — the one middleware every request passes through; it alone
 //!   owns the order of the steps: credentials ([`principal`], [`api_keys`],
 //!   [`cart_tokens`]), rate limits ([`rate_limit`]), idempotency keys
-//!   ([`idempotency`]), the deadline ([`deadline`]), response headers
-//!   ([`headers`]) and request metrics ([`http_metrics`]). Each step is a leaf.
+//!   ([`idempotency`]), the deadline ([`deadline`]), request ids
+//!   ([`request_id`]), response headers ([`headers`]) and request metrics
+//!   ([`http_metrics`]). Each step is a leaf.
 //! - [`routes`] — one module per resource, each with its `router()`. Handlers
 //!   turn a request into one [`flashcore_actors::Engine`] call and its result
 //!   into a response ([`dto`] for wire formats, [`extract`] for parsing,
@@ -30,6 +31,7 @@ pub mod openapi;
 pub mod pipeline;
 pub mod principal;
 pub mod rate_limit;
+pub mod request_id;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -95,6 +95,24 @@ impl Modify for CartTokenScheme {
 #[derive(Debug)]
 struct PipelineResponses;
 
+/// The header every response carries ([`crate::request_id`]).
+const REQUEST_ID: &str = "x-request-id";
+
+fn request_id_header() -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::Type::String)
+                .min_length(Some(1))
+                .max_length(Some(128)),
+        )
+        .description(Some(
+            "The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, \
+             else one made by the server. Problem documents repeat it as `request_id`; logs carry it.",
+        ))
+        .build()
+}
+
 /// `Idempotency-Key`: what [`crate::idempotency::parse_key`] accepts.
 const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,255}$";
 
@@ -112,6 +130,11 @@ impl Modify for PipelineResponses {
             for (write, op) in ops {
                 let Some(op) = op else { continue };
                 document_pipeline(op, api, write);
+                for res in op.responses.responses.values_mut() {
+                    if let RefOr::T(res) = res {
+                        res.headers.entry(REQUEST_ID.into()).or_insert_with(request_id_header);
+                    }
+                }
                 for res in op.responses.responses.iter_mut().filter(|(s, _)| s.as_str() >= "400") {
                     if let (_, RefOr::T(res)) = res {
                         res.content.clear();

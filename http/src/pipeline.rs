@@ -14,8 +14,8 @@
 //!    computed after the lease term it was admitted under ended is replaced by
 //!    503 (never a stale answer from a node that lost the store).
 //!
-//! Every request, `/v1/` or not, then gets its security headers
-//! ([`headers::secure`]) and is counted ([`http_metrics::record`]); a denial is
+//! Every request, `/v1/` or not, runs under its id ([`request_id`], answered
+//! as `x-request-id`), then gets its security headers ([`headers::secure`]) and is counted ([`http_metrics::record`]); a denial is
 //! reported once as a security event. Each step is a leaf that gets only what
 //! it needs and never calls the next: the order lives here alone. One layer
 //! rather than five: axum boxes and clones per layer, on every request.
@@ -35,6 +35,7 @@ use crate::error::Denied;
 use crate::frontend::Served;
 use crate::idempotency::{Begin, Idempotency};
 use crate::principal::{self, Principal};
+use crate::request_id::{self, RequestId};
 use crate::routes::carts;
 use crate::state::AppState;
 use crate::{headers, http_metrics};
@@ -52,9 +53,14 @@ pub async fn pipeline(State(s): State<AppState>, req: Request, next: Next) -> Re
     let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
     let method = req.method().clone();
     let api = req.uri().path().starts_with("/v1/");
-    let mut res =
-        if api { api_request(&s, route, req, next).await } else { deadline(s.request_timeout, next.run(req)).await };
+    let id = RequestId::for_request(req.headers());
+    let id_header = id.header().clone();
+    let mut res = request_id::scope(id, async {
+        if api { api_request(&s, route, req, next).await } else { deadline(s.request_timeout, next.run(req)).await }
+    })
+    .await;
     headers::secure(&mut res, api);
+    res.headers_mut().insert(request_id::HEADER.clone(), id_header);
     // The storefront's pages and files are one route to the metrics, apart from
     // the paths nothing answers.
     let route = if res.extensions().get::<Served>().is_some() { FRONTEND } else { route };
@@ -142,6 +148,7 @@ fn report_denial(reason: &'static str, status: u16, method: &Method, route: &str
         method = %method,
         route = %route,
         client = %peer.map(|p| p.ip().to_string()).unwrap_or_default(),
+        request_id = request_id::current().unwrap_or_default(),
         "request denied"
     );
     metrics::counter!("flashcore_auth_denied_total", "reason" => reason, "route" => route.to_owned()).increment(1);

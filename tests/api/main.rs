@@ -15,5 +15,6 @@ mod oversell;
 mod ownership;
 mod process;
 mod recovery;
+mod request_ids;
 mod shared_state;
 mod supervision;

@@ -566,6 +566,11 @@ export interface components {
             order_id?: string | null;
             /** @description `standby`: the node that owns the store. */
             owner?: string | null;
+            /**
+             * @description The request's id, as in the response's `x-request-id` header (every
+             *     problem the API answers has it).
+             */
+            request_id?: string | null;
             /** @description `sale-not-started`: when it starts (RFC 3339). */
             sale_starts_at?: string | null;
             /** @description `out-of-stock`, `stock-lost`: the SKU concerned. */
@@ -693,6 +698,8 @@ export interface operations {
             /** @description alive */
             200: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -702,6 +709,8 @@ export interface operations {
             /** @description internal */
             500: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -713,6 +722,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -732,6 +743,8 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -741,6 +754,8 @@ export interface operations {
             /** @description internal */
             500: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -752,6 +767,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -772,6 +789,8 @@ export interface operations {
             /** @description ready */
             200: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -781,6 +800,8 @@ export interface operations {
             /** @description internal */
             500: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -792,6 +813,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -812,6 +835,8 @@ export interface operations {
             /** @description per-kind supervision figures */
             200: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -823,6 +848,8 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="flashcore"` */
                     "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -832,6 +859,8 @@ export interface operations {
             /** @description forbidden (a cart token) */
             403: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -843,6 +872,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -852,6 +883,8 @@ export interface operations {
             /** @description internal */
             500: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -863,6 +896,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -883,6 +918,8 @@ export interface operations {
             /** @description membership and leases */
             200: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -894,6 +931,8 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="flashcore"` */
                     "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -903,6 +942,8 @@ export interface operations {
             /** @description forbidden (a cart token) */
             403: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -914,6 +955,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -923,6 +966,8 @@ export interface operations {
             /** @description internal */
             500: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -934,6 +979,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -954,6 +1001,8 @@ export interface operations {
             /** @description journal and write-behind figures */
             200: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -965,6 +1014,8 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="flashcore"` */
                     "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -974,6 +1025,8 @@ export interface operations {
             /** @description forbidden (a cart token) */
             403: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -985,6 +1038,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -994,6 +1049,8 @@ export interface operations {
             /** @description internal */
             500: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1005,6 +1062,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1024,6 +1083,8 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1035,6 +1096,8 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="flashcore"` */
                     "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1044,6 +1107,8 @@ export interface operations {
             /** @description forbidden (not an admin key, or a cart token) */
             403: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1055,6 +1120,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1064,6 +1131,8 @@ export interface operations {
             /** @description internal */
             500: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1075,6 +1144,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1101,6 +1172,8 @@ export interface operations {
         responses: {
             201: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1110,6 +1183,8 @@ export interface operations {
             /** @description malformed-json, invalid-body; idempotency-key-invalid */
             400: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1121,6 +1196,8 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="flashcore"` */
                     "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1130,6 +1207,8 @@ export interface operations {
             /** @description forbidden (not an admin key, or a cart token) */
             403: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1141,6 +1220,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1150,6 +1231,8 @@ export interface operations {
             /** @description payload-too-large */
             413: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1159,6 +1242,8 @@ export interface operations {
             /** @description unsupported-media-type (send application/json) */
             415: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1168,6 +1253,8 @@ export interface operations {
             /** @description invalid-name, invalid-role; invalid-body (a member is missing, unknown or of the wrong type); idempotency-key-reused */
             422: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1179,6 +1266,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1188,6 +1277,8 @@ export interface operations {
             /** @description internal */
             500: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1199,6 +1290,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1225,6 +1318,8 @@ export interface operations {
             /** @description revoked */
             204: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1232,6 +1327,8 @@ export interface operations {
             /** @description invalid-path (a path segment that is not UTF-8); idempotency-key-invalid */
             400: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1243,6 +1340,8 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="flashcore"` */
                     "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1252,6 +1351,8 @@ export interface operations {
             /** @description forbidden (not an admin key, or a cart token) */
             403: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1261,6 +1362,8 @@ export interface operations {
             /** @description key-not-found */
             404: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1272,6 +1375,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1281,6 +1386,8 @@ export interface operations {
             /** @description payload-too-large */
             413: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1290,6 +1397,8 @@ export interface operations {
             /** @description idempotency-key-reused */
             422: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1301,6 +1410,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1310,6 +1421,8 @@ export interface operations {
             /** @description internal */
             500: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1321,6 +1434,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1345,6 +1460,8 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1354,6 +1471,8 @@ export interface operations {
             /** @description invalid-query (limit, cursor) */
             400: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1365,6 +1484,8 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="flashcore"` */
                     "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1374,6 +1495,8 @@ export interface operations {
             /** @description forbidden (a cart token) */
             403: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1385,6 +1508,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1394,6 +1519,8 @@ export interface operations {
             /** @description internal */
             500: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1405,6 +1532,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1435,6 +1564,8 @@ export interface operations {
             /** @description replaced */
             200: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1444,6 +1575,8 @@ export interface operations {
             /** @description created */
             201: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1453,6 +1586,8 @@ export interface operations {
             /** @description invalid-path (a path segment that is not UTF-8); malformed-json, invalid-body; idempotency-key-invalid */
             400: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1464,6 +1599,8 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="flashcore"` */
                     "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1473,6 +1610,8 @@ export interface operations {
             /** @description forbidden (not an admin key, or a cart token) */
             403: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1484,6 +1623,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1493,6 +1634,8 @@ export interface operations {
             /** @description payload-too-large */
             413: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1502,6 +1645,8 @@ export interface operations {
             /** @description unsupported-media-type (send application/json) */
             415: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1511,6 +1656,8 @@ export interface operations {
             /** @description invalid-sku, invalid-price, invalid-sale-start, invalid-stock, invalid-product; invalid-body (a member is missing, unknown or of the wrong type); idempotency-key-reused */
             422: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1522,6 +1669,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1531,6 +1680,8 @@ export interface operations {
             /** @description internal */
             500: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1542,6 +1693,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1571,6 +1724,8 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1580,6 +1735,8 @@ export interface operations {
             /** @description invalid-path (a path segment that is not UTF-8); malformed-json, invalid-body; idempotency-key-invalid */
             400: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1591,6 +1748,8 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="flashcore"` */
                     "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1600,6 +1759,8 @@ export interface operations {
             /** @description forbidden (not an admin key, or a cart token) */
             403: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1609,6 +1770,8 @@ export interface operations {
             /** @description product-not-found */
             404: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1620,6 +1783,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1629,6 +1794,8 @@ export interface operations {
             /** @description payload-too-large */
             413: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1638,6 +1805,8 @@ export interface operations {
             /** @description unsupported-media-type (send application/json) */
             415: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1647,6 +1816,8 @@ export interface operations {
             /** @description invalid-stock; invalid-body (a member is missing, unknown or of the wrong type); idempotency-key-reused */
             422: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1658,6 +1829,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1667,6 +1840,8 @@ export interface operations {
             /** @description internal */
             500: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1678,6 +1853,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1702,6 +1879,8 @@ export interface operations {
                 headers: {
                     /** @description The cart's URL */
                     Location?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1711,6 +1890,8 @@ export interface operations {
             /** @description idempotency-key-invalid */
             400: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1722,6 +1903,8 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="flashcore"` */
                     "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1733,6 +1916,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1742,6 +1927,8 @@ export interface operations {
             /** @description payload-too-large */
             413: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1751,6 +1938,8 @@ export interface operations {
             /** @description idempotency-key-reused */
             422: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1762,6 +1951,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1771,6 +1962,8 @@ export interface operations {
             /** @description internal */
             500: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1782,6 +1975,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1804,6 +1999,8 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1813,6 +2010,8 @@ export interface operations {
             /** @description invalid-path (a path segment that is not UTF-8) */
             400: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1824,6 +2023,8 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="flashcore"` */
                     "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1833,6 +2034,8 @@ export interface operations {
             /** @description forbidden (another cart's token, or an API key) */
             403: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1842,6 +2045,8 @@ export interface operations {
             /** @description cart-not-found */
             404: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1853,6 +2058,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1862,6 +2069,8 @@ export interface operations {
             /** @description internal */
             500: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1873,6 +2082,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1905,6 +2116,8 @@ export interface operations {
                 headers: {
                     /** @description The order's URL */
                     Location?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1914,6 +2127,8 @@ export interface operations {
             /** @description idempotency-key-missing; invalid-path (a path segment that is not UTF-8); malformed-json, invalid-body; idempotency-key-invalid */
             400: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1925,6 +2140,8 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="flashcore"` */
                     "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1934,6 +2151,8 @@ export interface operations {
             /** @description payment-declined */
             402: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1943,6 +2162,8 @@ export interface operations {
             /** @description forbidden (another cart's token, or an API key) */
             403: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1952,6 +2173,8 @@ export interface operations {
             /** @description cart-not-found */
             404: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1963,6 +2186,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1972,6 +2197,8 @@ export interface operations {
             /** @description payload-too-large */
             413: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1981,6 +2208,8 @@ export interface operations {
             /** @description unsupported-media-type (send application/json) */
             415: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1990,6 +2219,8 @@ export interface operations {
             /** @description invalid-payment-token, invalid-email; invalid-body (a member is missing, unknown or of the wrong type); idempotency-key-reused */
             422: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2001,6 +2232,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2010,6 +2243,8 @@ export interface operations {
             /** @description internal */
             500: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2019,6 +2254,8 @@ export interface operations {
             /** @description payment-provider-error */
             502: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2030,6 +2267,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2061,6 +2300,8 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2070,6 +2311,8 @@ export interface operations {
             /** @description invalid-path (a path segment that is not UTF-8); malformed-json, invalid-body; idempotency-key-invalid */
             400: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2081,6 +2324,8 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="flashcore"` */
                     "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2090,6 +2335,8 @@ export interface operations {
             /** @description forbidden (another cart's token, or an API key) */
             403: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2099,6 +2346,8 @@ export interface operations {
             /** @description cart-not-found, product-not-found */
             404: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2110,6 +2359,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2119,6 +2370,8 @@ export interface operations {
             /** @description payload-too-large */
             413: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2128,6 +2381,8 @@ export interface operations {
             /** @description unsupported-media-type (send application/json) */
             415: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2137,6 +2392,8 @@ export interface operations {
             /** @description invalid-quantity; invalid-body (a member is missing, unknown or of the wrong type); idempotency-key-reused */
             422: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2148,6 +2405,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2157,6 +2416,8 @@ export interface operations {
             /** @description internal */
             500: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2168,6 +2429,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2195,6 +2458,8 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2204,6 +2469,8 @@ export interface operations {
             /** @description invalid-path (a path segment that is not UTF-8); idempotency-key-invalid */
             400: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2215,6 +2482,8 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="flashcore"` */
                     "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2224,6 +2493,8 @@ export interface operations {
             /** @description forbidden (another cart's token, or an API key) */
             403: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2233,6 +2504,8 @@ export interface operations {
             /** @description cart-not-found, product-not-found */
             404: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2244,6 +2517,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2253,6 +2528,8 @@ export interface operations {
             /** @description payload-too-large */
             413: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2262,6 +2539,8 @@ export interface operations {
             /** @description idempotency-key-reused */
             422: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2273,6 +2552,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2282,6 +2563,8 @@ export interface operations {
             /** @description internal */
             500: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2293,6 +2576,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2315,6 +2600,8 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2324,6 +2611,8 @@ export interface operations {
             /** @description invalid-path (a path segment that is not UTF-8) */
             400: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2335,6 +2624,8 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="flashcore"` */
                     "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2344,6 +2635,8 @@ export interface operations {
             /** @description order-not-found (also another cart's order) */
             404: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2355,6 +2648,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2364,6 +2659,8 @@ export interface operations {
             /** @description internal */
             500: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2375,6 +2672,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2399,6 +2698,8 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2408,6 +2709,8 @@ export interface operations {
             /** @description invalid-query (limit, cursor) */
             400: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2419,6 +2722,8 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="flashcore"` */
                     "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2430,6 +2735,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2439,6 +2746,8 @@ export interface operations {
             /** @description internal */
             500: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2450,6 +2759,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2472,6 +2783,8 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2481,6 +2794,8 @@ export interface operations {
             /** @description invalid-path (a path segment that is not UTF-8) */
             400: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2492,6 +2807,8 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="flashcore"` */
                     "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2501,6 +2818,8 @@ export interface operations {
             /** @description product-not-found */
             404: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2512,6 +2831,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2521,6 +2842,8 @@ export interface operations {
             /** @description internal */
             500: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2532,6 +2855,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2555,6 +2880,8 @@ export interface operations {
             /** @description `event: availability` events, each with an AvailabilityDto as its JSON data */
             200: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2564,6 +2891,8 @@ export interface operations {
             /** @description invalid-path (a path segment that is not UTF-8) */
             400: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2575,6 +2904,8 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="flashcore"` */
                     "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2584,6 +2915,8 @@ export interface operations {
             /** @description product-not-found */
             404: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2595,6 +2928,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2604,6 +2939,8 @@ export interface operations {
             /** @description internal */
             500: {
                 headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2615,6 +2952,8 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
