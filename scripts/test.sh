@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test flashcore has: formatting, lints, unit, property, black-box and
-# loom model tests, the k6 smoke suite, the API contract (schemathesis), and the
+# loom model tests, the k6 smoke suite, the API contract (schemathesis), the
+# deploy checks (deploy/README.md, "Checks"), and the
 # frontend's checks with its browser tests in Chromium (installed with apt-get
 # when missing). Exits non-zero on the first failure. `make test` calls this.
 set -euo pipefail
@@ -81,6 +82,9 @@ SKIP_BUILD=1 timeout --kill-after=10 60 ./scripts/loadtest.sh smoke
 step "API contract: schemathesis against the release binary, every operation, all default checks, a fixed and a random seed (at most 3 min)"
 # schemathesis comes from PyPI when missing.
 timeout --kill-after=10 200 ./scripts/check-api.sh
+
+step "deploy: manifests, Dockerfile, rule files and their unit tests, dashboards and rules against a real Prometheus scraping a drilled flashcore"
+FLASHCORE_BIN="${CARGO_TARGET_DIR:-target}/release/flashcore" timeout --kill-after=10 600 ./scripts/check-deploy.sh
 
 step "frontend: generated client, type-check, lint, unit tests, build + budget, browser tests in Chromium"
 ensure_chromium
