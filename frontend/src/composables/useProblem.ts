@@ -20,6 +20,8 @@ export function useProblem(maxAutoRetries = 5): ProblemState {
   const message = ref<BuyerMessage | null>(null)
   const countdown = useRetryCountdown()
   let autoRetries = 0
+  /** Set while an automatic retry starts: its own `clear()` must not reset the count. */
+  let autoRetrying = false
 
   function show(e: unknown, retry?: () => void): BuyerMessage {
     if (!(e instanceof ApiProblem)) throw e
@@ -28,7 +30,19 @@ export function useProblem(maxAutoRetries = 5): ProblemState {
     if (m.remedy === 'retry') {
       const auto = retry !== undefined && e.retryAfterSecs !== null && autoRetries < maxAutoRetries
       if (auto) autoRetries += 1
-      countdown.start(m.retryAfterSecs ?? 0, auto ? retry : undefined)
+      countdown.start(
+        m.retryAfterSecs ?? 0,
+        auto
+          ? () => {
+              autoRetrying = true
+              try {
+                retry()
+              } finally {
+                autoRetrying = false
+              }
+            }
+          : undefined,
+      )
     } else {
       countdown.cancel()
     }
@@ -38,7 +52,8 @@ export function useProblem(maxAutoRetries = 5): ProblemState {
   function clear() {
     message.value = null
     countdown.cancel()
-    autoRetries = 0
+    // The actions clear the problem as they start; only one the buyer started begins a new run.
+    if (!autoRetrying) autoRetries = 0
   }
 
   return { message, countdown, show, clear }
