@@ -28,8 +28,10 @@ use std::fmt::Display;
 use std::future::Future;
 use std::hash::Hash;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -321,9 +323,43 @@ impl<E: Entity> EntityRegistry<E> {
         F: FnOnce(Ticket, Reply<R>) -> E::Msg,
     {
         let (slot, ticket) = self.enter(key, admission, activation).await?;
-        let (tx, rx) = oneshot::channel();
-        self.push(key, &slot, Envelope::Msg(build(ticket, tx)))?;
-        match tokio::time::timeout(self.cfg.call_timeout, rx).await {
+        let (tx, mut rx) = oneshot::channel();
+        let answer = match slot.mailbox.push(Envelope::Msg(build(ticket, tx))) {
+            Pushed::Queued => tokio::time::timeout(self.cfg.call_timeout, rx).await,
+            Pushed::Drain => {
+                // The entity was idle and this push took its turn: this caller
+                // runs the turn itself rather than spawning a drainer and
+                // waiting for it (a task and a wake-up less per request to an
+                // idle cart). Once the answer is in, or if the caller goes away
+                // (a deadline, a closed connection), whatever is left of the
+                // turn goes on in a task of its own, so a handler always
+                // finishes its message and the queue behind it is drained.
+                let me = EntityRef { registry: Arc::clone(self), key: key.clone(), slot: Arc::clone(&slot) };
+                let mut turn = Handoff(Some(Box::pin(drain(me))));
+                let answer = tokio::time::timeout(
+                    self.cfg.call_timeout,
+                    std::future::poll_fn(|cx| {
+                        if let Poll::Ready(answer) = Pin::new(&mut rx).poll(cx) {
+                            return Poll::Ready(answer);
+                        }
+                        if let Some(rest) = turn.0.as_mut()
+                            && rest.as_mut().poll(cx).is_ready()
+                        {
+                            // The queue ran dry: the answer was sent or dropped
+                            // (or kept by the handler, which then wakes us).
+                            turn.0 = None;
+                            return Pin::new(&mut rx).poll(cx);
+                        }
+                        Poll::Pending
+                    }),
+                )
+                .await;
+                drop(turn);
+                answer
+            }
+            Pushed::Retired(_) => return Err(RegistryError::ActorFailed),
+        };
+        match answer {
             Ok(Ok(r)) => Ok(r),
             // Dropped unanswered: the handler failed, and its incarnation with it.
             Ok(Err(_)) => Err(RegistryError::ActorFailed),
@@ -452,6 +488,21 @@ impl<E: Entity> EntityRegistry<E> {
     /// Operator figures, with the `top` deepest mailboxes.
     pub fn stats(&self, top: usize) -> RegistryStats {
         self.table.stats(top)
+    }
+}
+
+/// What is left of a turn its caller ran ([`EntityRegistry::call`] on an idle
+/// entity): spawned when dropped unfinished, so the turn always completes.
+/// Outside a runtime (nothing could run it) it is dropped with the runtime's end.
+struct Handoff<F: Future<Output = ()> + Send + 'static>(Option<Pin<Box<F>>>);
+
+impl<F: Future<Output = ()> + Send + 'static> Drop for Handoff<F> {
+    fn drop(&mut self) {
+        if let Some(rest) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(rest);
+        }
     }
 }
 
