@@ -593,6 +593,8 @@ mod tests {
         Ask(Ticket, Reply<(Activation, u64)>),
         Park(Ticket),
         Crash(Ticket),
+        /// Waits for `go`, then counts and answers.
+        Slow(Ticket, Arc<tokio::sync::Notify>, Reply<u64>),
     }
 
     impl Entity for Probe {
@@ -608,6 +610,10 @@ mod tests {
                 }
                 ProbeMsg::Park(ticket) => self.parked.push(ticket),
                 ProbeMsg::Crash(_ticket) => panic!("probe told to fail"),
+                ProbeMsg::Slow(_ticket, go, reply) => {
+                    go.notified().await;
+                    let _ = reply.send(self.handled);
+                }
             }
             Ok(())
         }
@@ -659,6 +665,28 @@ mod tests {
         assert_eq!(activator.activations.load(Ordering::Relaxed), 1);
         assert_eq!(registry.active(), 1);
         assert_eq!(registry.call_new(&2, ProbeMsg::Ask).await, Ok((Activation::New, 1)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_turn_whose_caller_goes_away_finishes_in_a_task_and_serves_the_queue_behind_it() {
+        let (registry, _) = probes(8, LENIENT);
+        registry.call(&1, ProbeMsg::Ask).await.unwrap();
+        // The entity is idle: this caller takes the turn and runs it itself,
+        // then gives up (a deadline) while the handler waits.
+        let go = Arc::new(tokio::sync::Notify::new());
+        let slow = registry.call(&1, |t, r| ProbeMsg::Slow(t, Arc::clone(&go), r));
+        assert!(tokio::time::timeout(Duration::from_millis(50), slow).await.is_err(), "the caller gave up");
+        // A message queued behind the abandoned turn.
+        let behind = tokio::spawn({
+            let registry = Arc::clone(&registry);
+            async move { registry.call(&1, ProbeMsg::Ask).await }
+        });
+        eventually("the message queued behind", || registry.stats(1).mailbox_depth == 2).await;
+        go.notify_one();
+        // The handler finished its message (it counted it) and the turn went on.
+        assert_eq!(behind.await.unwrap().map(|r| r.1), Ok(3));
+        assert_eq!(registry.call(&1, ProbeMsg::Ask).await.map(|r| r.1), Ok(4));
+        assert_eq!(registry.stats(0).mailbox_depth, 0);
     }
 
     #[tokio::test]
