@@ -9,6 +9,8 @@ export interface RetryCountdown {
   secondsLeft: ComputedRef<number>
   /** A wait is running. */
   waiting: ComputedRef<boolean>
+  /** The running wait retries by itself when it ends (it was started with `then`). */
+  automatic: ComputedRef<boolean>
   /** Starts (or restarts) a wait of `secs`; `then` runs when it ends. */
   start(secs: number, then?: () => void): void
   cancel(): void
@@ -19,6 +21,7 @@ export function useRetryCountdown(now: () => number = () => Date.now()): RetryCo
   const tick = ref(now())
   let timer: ReturnType<typeof setInterval> | null = null
   let after: (() => void) | undefined
+  const hasAfter = ref(false)
 
   function stop() {
     if (timer !== null) clearInterval(timer)
@@ -28,6 +31,7 @@ export function useRetryCountdown(now: () => number = () => Date.now()): RetryCo
   function start(secs: number, then?: () => void) {
     stop()
     after = then
+    hasAfter.value = then !== undefined
     until.value = now() + Math.max(0, secs) * 1000
     tick.value = now()
     timer = setInterval(() => {
@@ -37,6 +41,7 @@ export function useRetryCountdown(now: () => number = () => Date.now()): RetryCo
         until.value = null
         const run = after
         after = undefined
+        hasAfter.value = false
         run?.()
       }
     }, 200)
@@ -46,6 +51,7 @@ export function useRetryCountdown(now: () => number = () => Date.now()): RetryCo
     stop()
     until.value = null
     after = undefined
+    hasAfter.value = false
   }
 
   if (getCurrentScope()) onScopeDispose(cancel)
@@ -53,6 +59,7 @@ export function useRetryCountdown(now: () => number = () => Date.now()): RetryCo
   return {
     secondsLeft: computed(() => (until.value === null ? 0 : Math.max(0, Math.ceil((until.value - tick.value) / 1000)))),
     waiting: computed(() => until.value !== null),
+    automatic: computed(() => until.value !== null && hasAfter.value),
     start,
     cancel,
   }

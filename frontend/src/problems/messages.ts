@@ -113,7 +113,7 @@ export function describeProblem(problem: Problem, retryAfterSecs: number | null 
     case 'invalid-quantity':
       return { ...base, headline: 'That quantity is not possible', detail: `Choose between 0 and ${problem.max ?? 1000}.`, remedy: 'update-cart' }
     case 'rate-limited':
-      return retry('Too many requests', 'You are going faster than the shop allows. Wait a moment; it will retry for you.', 1)
+      return retry('Too many requests', 'You are going faster than the shop allows. Wait a moment.', 1)
     case 'overloaded':
       return retry('The shop is very busy', 'Many buyers want this item right now. Nothing was changed; wait a moment and retry.', 1)
     case 'unavailable':
