@@ -29,7 +29,7 @@ RULES = sorted((DEPLOY / "prometheus" / "rules").glob("*.yaml"))
 DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
 RUNBOOK_BASE = "https://github.com/flashcore/flashcore/blob/main/deploy/runbooks/"
 SECRET_NAME = "flashcore-secrets"
-SECRET_VARS = ("DATABASE_URL", "REDIS_URL", "FLASHCORE_TOKEN_SECRET", "FLASHCORE_ADMIN_KEY")
+SECRET_VARS = ("DATABASE_URL", "FLASHCORE_MIGRATE_DATABASE_URL", "REDIS_URL", "FLASHCORE_TOKEN_SECRET", "FLASHCORE_ADMIN_KEY")
 RUST_SOURCES = ("actors/src", "http/src", "persistence/src")
 PROMETHEUS_BUILTIN = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 

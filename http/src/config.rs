@@ -24,8 +24,12 @@ pub enum StoreKind {
     },
     /// Postgres (production).
     Postgres {
-        /// `postgres://…`.
+        /// `postgres://…`: the role the service runs as.
         url: String,
+        /// `FLASHCORE_MIGRATE_DATABASE_URL`: a role that owns the schema, to
+        /// apply the migrations with, so `url`'s role needs only to read and
+        /// write the tables (`deploy/postgres/roles.sql`). Unset: `url`'s.
+        migrate_url: Option<String>,
     },
 }
 
@@ -180,17 +184,28 @@ where
 }
 
 /// Picks the store from `FLASHCORE_STORE` and `DATABASE_URL`.
-fn store_from(store: Option<&str>, url: Option<String>, data_dir: &std::path::Path) -> anyhow::Result<StoreKind> {
+fn store_from(
+    store: Option<&str>,
+    url: Option<String>,
+    migrate_url: Option<String>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<StoreKind> {
     let is_pg = |u: &str| u.starts_with("postgres://") || u.starts_with("postgresql://");
+    if let Some(m) = migrate_url.as_deref().filter(|m| !is_pg(m)) {
+        bail!(
+            "FLASHCORE_MIGRATE_DATABASE_URL must be a postgres:// URL (got {:?})",
+            m.split('@').next_back().unwrap_or("")
+        );
+    }
     let default_sqlite = || format!("sqlite://{}", data_dir.join("flashcore.db").display());
     Ok(match (store, url) {
         (Some("memory"), _) => StoreKind::Memory,
-        (Some("postgres"), Some(url)) if is_pg(&url) => StoreKind::Postgres { url },
+        (Some("postgres"), Some(url)) if is_pg(&url) => StoreKind::Postgres { url, migrate_url },
         (Some("postgres"), _) => bail!("FLASHCORE_STORE=postgres needs DATABASE_URL=postgres://…"),
         (Some("sqlite"), Some(url)) if url.starts_with("sqlite:") => StoreKind::Sqlite { url },
         (Some("sqlite"), _) => StoreKind::Sqlite { url: default_sqlite() },
         (Some(other), _) => bail!("FLASHCORE_STORE={other:?}: expected memory, sqlite or postgres"),
-        (None, Some(url)) if is_pg(&url) => StoreKind::Postgres { url },
+        (None, Some(url)) if is_pg(&url) => StoreKind::Postgres { url, migrate_url },
         (None, Some(url)) if url.starts_with("sqlite:") => StoreKind::Sqlite { url },
         (None, Some(_)) => bail!("DATABASE_URL must start with postgres:// or sqlite://"),
         (None, None) => StoreKind::Sqlite { url: default_sqlite() },
@@ -207,7 +222,12 @@ impl Config {
         if let Some(d) = var("FLASHCORE_DATA_DIR") {
             c.data_dir = d.into();
         }
-        c.store = store_from(var("FLASHCORE_STORE").as_deref(), var("DATABASE_URL"), &c.data_dir)?;
+        c.store = store_from(
+            var("FLASHCORE_STORE").as_deref(),
+            var("DATABASE_URL"),
+            var("FLASHCORE_MIGRATE_DATABASE_URL"),
+            &c.data_dir,
+        )?;
         c.token_secret = var("FLASHCORE_TOKEN_SECRET").map(Secret);
         if let Some(v) = parse::<bool>("FLASHCORE_DEMO")? {
             c.seed_demo = v;
@@ -297,16 +317,24 @@ mod tests {
     fn the_store_follows_flashcore_store_and_database_url() {
         let dir = std::path::Path::new("data");
         let sqlite = StoreKind::Sqlite { url: "sqlite://data/flashcore.db".into() };
-        assert_eq!(store_from(None, None, dir).unwrap(), sqlite);
-        assert_eq!(store_from(Some("memory"), Some("postgres://x".into()), dir).unwrap(), StoreKind::Memory);
+        assert_eq!(store_from(None, None, None, dir).unwrap(), sqlite);
+        assert_eq!(store_from(Some("memory"), Some("postgres://x".into()), None, dir).unwrap(), StoreKind::Memory);
         assert_eq!(
-            store_from(None, Some("postgres://h/db".into()), dir).unwrap(),
-            StoreKind::Postgres { url: "postgres://h/db".into() }
+            store_from(None, Some("postgres://h/db".into()), None, dir).unwrap(),
+            StoreKind::Postgres { url: "postgres://h/db".into(), migrate_url: None }
         );
-        assert_eq!(store_from(Some("sqlite"), None, dir).unwrap(), sqlite);
-        assert!(store_from(Some("postgres"), None, dir).is_err());
-        assert!(store_from(Some("mysql"), None, dir).is_err());
-        assert!(store_from(None, Some("mysql://h".into()), dir).is_err());
+        assert_eq!(store_from(Some("sqlite"), None, None, dir).unwrap(), sqlite);
+        assert!(store_from(Some("postgres"), None, None, dir).is_err());
+        assert!(store_from(Some("mysql"), None, None, dir).is_err());
+        assert!(store_from(None, Some("mysql://h".into()), None, dir).is_err());
+        assert_eq!(
+            store_from(None, Some("postgres://app@h/db".into()), Some("postgres://owner@h/db".into()), dir).unwrap(),
+            StoreKind::Postgres {
+                url: "postgres://app@h/db".into(),
+                migrate_url: Some("postgres://owner@h/db".into())
+            }
+        );
+        assert!(store_from(None, Some("postgres://h/db".into()), Some("mysql://h".into()), dir).is_err());
     }
 
     #[test]

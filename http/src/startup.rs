@@ -118,8 +118,12 @@ pub async fn open_stores(store: &StoreKind, feed: Arc<dyn AvailabilityFeed>) -> 
             let ports = Ports { journal: db.clone(), snapshots: db.clone(), catalog: db.clone(), payments, feed };
             Stores { ports, api_keys: db.clone(), leases: db }
         }
-        StoreKind::Postgres { url } => {
-            let db = Arc::new(PgStore::connect(url).await.context("cannot connect to Postgres (DATABASE_URL)")?);
+        StoreKind::Postgres { url, migrate_url } => {
+            let db = Arc::new(
+                PgStore::connect_migrating(url, migrate_url.as_deref())
+                    .await
+                    .context("cannot connect to Postgres (DATABASE_URL)")?,
+            );
             let ports = Ports { journal: db.clone(), snapshots: db.clone(), catalog: db.clone(), payments, feed };
             Stores { ports, api_keys: db.clone(), leases: db }
         }

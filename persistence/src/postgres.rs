@@ -48,6 +48,9 @@ const APPEND_LOCK: i64 = 0x666c_6173_685f_6a6c; // "flash_jl"
 /// in the migrations), a take-over exclusively.
 const FENCE_LOCK: i64 = 0x666c_6173_685f_6663; // "flash_fc"
 
+/// The schema's migrations, embedded in the binary.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
 /// How long one statement may run before the server cancels it.
 const STATEMENT_TIMEOUT: &str = "10s";
 
@@ -66,6 +69,43 @@ impl PgStore {
     /// Every connection runs with a `statement_timeout`, so a stuck statement
     /// becomes a [`StoreError`] instead of a hung request.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_migrating(url, None).await
+    }
+
+    /// Connects to `url`; the migrations are applied over `migrate_url` (a role
+    /// that owns the schema) when given, so `url`'s role needs only to read and
+    /// write the tables (see `deploy/postgres/roles.sql`). Without it they are
+    /// applied over `url`, unless the database already has every one of them:
+    /// a restricted role then restarts without schema rights.
+    pub async fn connect_migrating(url: &str, migrate_url: Option<&str>) -> Result<Self, StoreError> {
+        if let Some(owner) = migrate_url {
+            let options = PgConnectOptions::from_str(owner).map_err(db)?.application_name("flashcore-migrate");
+            let pool = PgPoolOptions::new().max_connections(1).connect_with(options).await.map_err(db)?;
+            let migrated = MIGRATOR.run(&pool).await;
+            pool.close().await;
+            migrated
+                .map_err(|e| StoreError::Unavailable(format!("migrations (FLASHCORE_MIGRATE_DATABASE_URL): {e}")))?;
+        }
+        let store = Self::open(url).await?;
+        if migrate_url.is_none() && !store.migrated().await {
+            MIGRATOR.run(&store.pool).await.map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "migrations: {e} (a role without schema rights needs FLASHCORE_MIGRATE_DATABASE_URL set to one that owns the schema)"
+                ))
+            })?;
+        }
+        Ok(store)
+    }
+
+    /// True if the database has applied every migration this build has.
+    async fn migrated(&self) -> bool {
+        let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: Result<Option<i64>, _> =
+            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success").fetch_one(&self.pool).await;
+        applied.ok().flatten().is_some_and(|v| v >= latest)
+    }
+
+    async fn open(url: &str) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(db)?
             .application_name("flashcore")
@@ -87,10 +127,6 @@ impl PgStore {
             .connect_with(options)
             .await
             .map_err(db)?;
-        sqlx::migrate!("../migrations/postgres")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(PgStore { pool })
     }
 

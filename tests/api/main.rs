@@ -9,6 +9,7 @@ mod flows;
 mod frontend;
 mod hardening;
 mod idempotency;
+mod least_privilege;
 mod openapi;
 mod outage;
 mod oversell;

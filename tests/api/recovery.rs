@@ -88,7 +88,7 @@ async fn a_scale_shaped_store_recovers_in_bulk(store: Store) {
     // Arrange: the benchmark's shape, small.
     let kind = match store.kind {
         "sqlite" => StoreKind::Sqlite { url: store.url.clone() },
-        _ => StoreKind::Postgres { url: store.url.clone() },
+        _ => StoreKind::Postgres { url: store.url.clone(), migrate_url: None },
     };
     scale::seed(&kind, SHAPE, |_, _, _| {}).await.unwrap();
     let mut bought = HashMap::new();

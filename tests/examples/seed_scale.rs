@@ -27,7 +27,7 @@ async fn main() -> anyhow::Result<()> {
         orders: orders.parse().context("orders is a number")?,
     };
     let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        StoreKind::Postgres { url: url.clone() }
+        StoreKind::Postgres { url: url.clone(), migrate_url: None }
     } else if url.starts_with("sqlite:") {
         StoreKind::Sqlite { url: url.clone() }
     } else {
