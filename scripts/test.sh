@@ -59,6 +59,13 @@ if cargo tree -p flashcore-domain -e normal --prefix none --locked | grep -E '^(
   echo "flashcore-domain must not depend on the crates above" >&2; exit 1
 fi
 
+step "cargo deny: licenses, bans and sources of every dependency (deny.toml)"
+# From crates.io when missing (about 2 minutes to build, once per machine).
+if ! cargo deny --version >/dev/null 2>&1; then
+  cargo install cargo-deny --locked --version 0.20.2
+fi
+cargo deny --log-level error check licenses bans sources
+
 step "cargo clippy (all targets, -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
