@@ -70,6 +70,13 @@ impl Idempotency {
         Idempotency { store, ttl, lock_ttl: request_timeout + Duration::from_secs(5), max_body }
     }
 
+    /// True if `req` takes part: a state-changing method with an
+    /// `Idempotency-Key` header (valid or not: [`Idempotency::begin`] judges it).
+    pub fn applies(req: &Request) -> bool {
+        matches!(*req.method(), Method::POST | Method::PUT | Method::DELETE)
+            && req.headers().contains_key("idempotency-key")
+    }
+
     /// Claims the request's key for `scope` (the client) if it is a
     /// state-changing request with an `Idempotency-Key`; otherwise lets it run
     /// as it is.

@@ -93,7 +93,8 @@ async fn steps(s: &AppState, route: &str, peer: Option<SocketAddr>, mut req: Req
     let scope = resolved.as_ref().unwrap_or(&Principal::Anonymous).scope(peer);
     if s.limits.enabled() {
         let sku = if s.limits.per_sku() { edited_sku(route, &mut req).await } else { None };
-        if let Err(limited) = s.limits.check(&scope, sku.as_ref()).await {
+        // Boxed, like the idempotency claim: Redis futures are large.
+        if let Err(limited) = Box::pin(s.limits.check(&scope, sku.as_ref())).await {
             return limited.into_response();
         }
     }
@@ -116,14 +117,22 @@ async fn run_idempotent(
     req: Request,
     next: Next,
 ) -> Response {
-    match idempotency.begin(scope, req).await {
-        Begin::Answer(res) => res,
-        Begin::Run(req, None) => deadline(timeout, next.run(req)).await,
-        Begin::Run(req, Some(claim)) => {
-            let res = deadline(timeout, next.run(req)).await;
-            idempotency.settle(claim, res).await
-        }
+    if !Idempotency::applies(&req) {
+        return deadline(timeout, next.run(req)).await;
     }
+    // Boxed: the claim and the settle go to the key store (Redis), whose futures
+    // are large; a request without a key never carries them.
+    Box::pin(async move {
+        match idempotency.begin(scope, req).await {
+            Begin::Answer(res) => res,
+            Begin::Run(req, None) => deadline(timeout, next.run(req)).await,
+            Begin::Run(req, Some(claim)) => {
+                let res = deadline(timeout, next.run(req)).await;
+                idempotency.settle(claim, res).await
+            }
+        }
+    })
+    .await
 }
 
 /// The SKU a request sets in a cart ([`carts::ITEM`], `PUT`): the route's own

@@ -62,7 +62,9 @@ pub async fn resolve(headers: &HeaderMap, keys: &ApiKeys, tokens: &CartTokens) -
         .map(|(_, token)| token.trim())
         .ok_or_else(|| deny_401("malformed", "The Authorization header must be 'Bearer <token>'."))?;
     if token.starts_with(API_KEY_PREFIX) {
-        return match keys.authenticate(token).await? {
+        // Boxed: the key store's future is large, and every request's pipeline
+        // future would otherwise carry (and move) its size.
+        return match Box::pin(keys.authenticate(token)).await? {
             Some((id, role)) => Ok(Principal::Key { id, role }),
             None => Err(deny_401("unknown-key", "The API key is not valid.")),
         };
