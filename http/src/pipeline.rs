@@ -15,8 +15,9 @@
 //!    503 (never a stale answer from a node that lost the store).
 //!
 //! Every request, `/v1/` or not, runs under its id ([`request_id`], answered
-//! as `x-request-id`), then gets its security headers ([`headers::secure`]) and is counted ([`http_metrics::record`]); a denial is
-//! reported once as a security event. Each step is a leaf that gets only what
+//! as `x-request-id`), then gets its security headers ([`headers::secure`])
+//! and is counted ([`http_metrics::record`]); a denial is reported once as a
+//! security event. Each step is a leaf that gets only what
 //! it needs and never calls the next: the order lives here alone. One layer
 //! rather than five: axum boxes and clones per layer, on every request.
 
