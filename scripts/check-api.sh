@@ -27,19 +27,9 @@ die() { log "error: $*"; exit 1; }
 
 [ -x "$bin" ] || die "$bin is not built (cargo build --release -p flashcore-http --bin flashcore, or set FLASHCORE_BIN)"
 
-# `st --version`, not `command -v`: a pyenv shim can outlive the package.
-if ! st --version >/dev/null 2>&1; then
-  python3 -m pip --version >/dev/null 2>&1 || die "schemathesis is missing and 'python3 -m pip' does not work"
-  log "installing schemathesis from PyPI (pip install schemathesis)"
-  python3 -m pip install --quiet --disable-pip-version-check schemathesis >&2 || die "pip install schemathesis failed"
-  hash -r
-  if ! st --version >/dev/null 2>&1; then
-    for d in "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')" "$(python3 -m site --user-base)/bin"; do
-      [ -x "$d/st" ] && export PATH="$d:$PATH" && break
-    done
-  fi
-  st --version >/dev/null 2>&1 || die "pip installed schemathesis but 'st' is not on PATH"
-fi
+# shellcheck source=../loadtests/lib/harness.sh
+. loadtests/lib/harness.sh
+ensure_pip_tool st schemathesis --version
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/flashcore-check-api.XXXXXX")"
 fc_pid=""
@@ -71,20 +61,8 @@ env -i PATH="$PATH" HOME="${HOME:-/tmp}" \
   "$bin" >"$work/flashcore.log" 2>&1 &
 fc_pid=$!
 
-deadline=$((SECONDS + 30)) addr=""
-while [ -z "$addr" ]; do
-  kill -0 "$fc_pid" 2>/dev/null || { tail -n 20 "$work/flashcore.log" >&2; fc_pid=""; die "flashcore exited during start-up"; }
-  [ $SECONDS -lt $deadline ] || die "flashcore did not log its address within 30 s"
-  addr="$(grep -m1 '"flashcore listening"' "$work/flashcore.log" 2>/dev/null | sed -E 's/.*"addr":"([^"]+)".*/\1/')" || true
-  [ -n "$addr" ] || sleep 0.1
-done
-base="http://$addr"
-deadline=$((SECONDS + 60))
-until curl -fs -o /dev/null --max-time 2 "$base/ready"; do
-  kill -0 "$fc_pid" 2>/dev/null || die "flashcore exited before it was ready"
-  [ $SECONDS -lt $deadline ] || die "flashcore was not ready within 60 s"
-  sleep 0.2
-done
+await_flashcore "$fc_pid" "$work/flashcore.log"
+base="$FC_BASE"
 log "flashcore ready at $base (pid $fc_pid)"
 
 # A real cart: its token authorizes the cart routes, its id is pinned in their path.

