@@ -1,21 +1,12 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { Page } from 'playwright-core'
 import { controlNames, focusRing, isFocused, pressUntilFocused, widths } from './a11y'
-import { screenshot, startStack, type Stack } from './harness'
+import { screenshot } from './harness'
+import { useStack } from './stack'
 
 const SKU = 'FLASH-SNEAKER-01'
-let stack: Stack
+const stack = useStack()
 
-beforeAll(async () => {
-  stack = await startStack()
-})
-afterEach(() => {
-  // No uncaught error and no refusal by the page CSP the binary serves.
-  expect(stack.pageErrors()).toEqual([])
-})
-afterAll(async () => {
-  await stack?.stop()
-})
 
 /** Counts every pointer and mouse event the page sees, to prove none happened. */
 async function countPointerEvents(page: Page): Promise<void> {
@@ -65,7 +56,7 @@ async function expectLabelledAndFits(page: Page, what: string): Promise<string[]
 
 describe('accessibility', () => {
   it('a buyer on a phone finds the sneaker, adds 2, picks the test card and places the order with the keyboard alone', async () => {
-    const { context, page } = await stack.newBuyer()
+    const { context, page } = await stack().newBuyer()
     await countPointerEvents(page)
     await page.goto('/')
     await page.locator('[data-testid=product-card]').first().waitFor()
@@ -148,7 +139,7 @@ describe('accessibility', () => {
     await screenshot(page, 'a11y-keyboard-order')
 
     // The order is real, paid with the approved test card.
-    const seen = await stack.api('GET', `/v1/orders/${orderId}`, { key: stack.flashcore.adminKey })
+    const seen = await stack().api('GET', `/v1/orders/${orderId}`, { key: stack().flashcore.adminKey })
     expect(seen.status).toBe(200)
     expect(seen.body).toMatchObject({ order_id: orderId, status: 'paid', email: 'keys@example.com', lines: [{ sku: SKU, quantity: 2 }] })
 
@@ -158,7 +149,7 @@ describe('accessibility', () => {
   })
 
   it('every control on the catalog, product, cart and checkout pages has an accessible name, and none is wider than the phone', async () => {
-    const { context, page } = await stack.newBuyer()
+    const { context, page } = await stack().newBuyer()
     const names: Record<string, string[]> = {}
 
     await page.goto('/')

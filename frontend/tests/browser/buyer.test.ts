@@ -1,19 +1,10 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { screenshot, startStack, type Stack } from './harness'
+import { describe, expect, it } from 'vitest'
+import { screenshot } from './harness'
+import { useStack } from './stack'
 
 const SKU = 'FLASH-SNEAKER-01'
-let stack: Stack
+const stack = useStack()
 
-beforeAll(async () => {
-  stack = await startStack()
-})
-afterEach(() => {
-  // No uncaught error and no refusal by the page CSP the binary serves.
-  expect(stack.pageErrors()).toEqual([])
-})
-afterAll(async () => {
-  await stack?.stop()
-})
 
 describe('storefront', () => {
   it('renders the catalog of / within a second', async () => {
@@ -22,14 +13,14 @@ describe('storefront', () => {
     // visitor's browser has already paid; it is loaded once before measuring. The
     // median of three samples keeps one scheduling hiccup of the shared cores from
     // deciding the result.
-    const warm = await stack.newBuyer()
+    const warm = await stack().newBuyer()
     await warm.page.goto('/ops')
     await warm.page.getByTestId('sign-in').waitFor()
     await warm.context.close()
 
     const samples: { fcp: number; catalog: number }[] = []
     for (let i = 0; i < 3; i++) {
-      const { context, page } = await stack.newBuyer()
+      const { context, page } = await stack().newBuyer()
       // Record when the first product card appears, measured from navigation start.
       await page.addInitScript(() => {
         const w = window as unknown as { __firstCard?: number }
@@ -64,8 +55,8 @@ describe('storefront', () => {
   })
 
   it('a buyer finds the sneaker, adds 2, pays with tok_visa and sees the order while a second buyer watches the stock fall live', async () => {
-    const buyer = await stack.newBuyer()
-    const watcher = await stack.newBuyer()
+    const buyer = await stack().newBuyer()
+    const watcher = await stack().newBuyer()
     const page = buyer.page
 
     await page.goto('/')
@@ -115,7 +106,7 @@ describe('storefront', () => {
     await screenshot(page, 'storefront-order')
 
     // The order is real: an operator sees it on the server.
-    const seen = await stack.api('GET', `/v1/orders/${orderId}`, { key: stack.flashcore.adminKey })
+    const seen = await stack().api('GET', `/v1/orders/${orderId}`, { key: stack().flashcore.adminKey })
     expect(seen.status).toBe(200)
     expect(seen.body).toMatchObject({ order_id: orderId, status: 'paid', lines: [{ sku: SKU, quantity: 2 }] })
 
@@ -124,7 +115,7 @@ describe('storefront', () => {
     await page.getByTestId('order').waitFor()
 
     // When the last units go, the watcher sees "Sold out" appear live.
-    const cut = await stack.api('POST', `/v1/admin/products/${SKU}/stock`, { key: stack.flashcore.adminKey, body: { set_total: 2 } })
+    const cut = await stack().api('POST', `/v1/admin/products/${SKU}/stock`, { key: stack().flashcore.adminKey, body: { set_total: 2 } })
     expect(cut).toMatchObject({ status: 200, body: { available: 0, total: 2 } })
     await watcher.page.getByTestId('sold-out').waitFor({ timeout: 10_000 })
     expect(await watcher.page.getByTestId('add-to-cart').isDisabled()).toBe(true)
@@ -135,7 +126,7 @@ describe('storefront', () => {
   })
 
   it('a provider error retries the same attempt; a declined payment shows the message and keeps the cart; a new attempt pays', async () => {
-    const { context, page } = await stack.newBuyer()
+    const { context, page } = await stack().newBuyer()
     // Any product on sale with stock will do: the first the catalog lists as in stock.
     await page.goto('/')
     await page.getByLabel('Show').selectOption('in-stock')
@@ -179,7 +170,7 @@ describe('storefront', () => {
   })
 
   it('a product whose sale has not started counts down on server time with add-to-cart disabled', async () => {
-    const { context, page } = await stack.newBuyer()
+    const { context, page } = await stack().newBuyer()
     await page.goto('/products/UPCOMING-CONSOLE-01')
     await page.getByTestId('sale-countdown').waitFor()
     const first = await page.getByTestId('countdown').textContent()

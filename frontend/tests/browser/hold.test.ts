@@ -1,23 +1,14 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { eventually, screenshot, startStack, type Stack } from './harness'
+import { describe, expect, it } from 'vitest'
+import { eventually, screenshot } from './harness'
+import { useStack } from './stack'
 
 const SKU = 'FLASH-SNEAKER-01'
-let stack: Stack
+const stack = useStack({ FLASHCORE_HOLD_TTL_MS: '3000' })
 
-beforeAll(async () => {
-  stack = await startStack({ FLASHCORE_HOLD_TTL_MS: '3000' })
-})
-afterEach(() => {
-  // No uncaught error and no refusal by the page CSP the binary serves.
-  expect(stack.pageErrors()).toEqual([])
-})
-afterAll(async () => {
-  await stack?.stop()
-})
 
 describe('holds', () => {
   it('a hold that lapses shows as lapsed, its stock returns, and it can be reserved again', async () => {
-    const { context, page } = await stack.newBuyer()
+    const { context, page } = await stack().newBuyer()
     await page.goto(`/products/${SKU}`)
     await expect.poll(() => page.getByTestId('available-count').textContent()).toBe('100')
     await page.getByTestId('add-to-cart').click()
@@ -34,13 +25,13 @@ describe('holds', () => {
 
     // The server released the unit.
     await eventually('the lapsed unit back in stock', async () => {
-      const r = await stack.api('GET', `/v1/products/${SKU}`)
+      const r = await stack().api('GET', `/v1/products/${SKU}`)
       return (r.body as { available: number }).available === 100 ? true : undefined
     })
 
     await line.getByRole('button', { name: 'Reserve again' }).click()
     await line.getByTestId('hold-countdown').waitFor()
-    const r = await stack.api('GET', `/v1/products/${SKU}`)
+    const r = await stack().api('GET', `/v1/products/${SKU}`)
     expect((r.body as { available: number }).available).toBe(99)
     await context.close()
   })

@@ -1,30 +1,21 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { screenshot, startStack, type Stack } from './harness'
+import { describe, expect, it } from 'vitest'
+import { screenshot } from './harness'
+import { useStack } from './stack'
 
 const SKU = 'FLASH-SNEAKER-01'
-let stack: Stack
+const stack = useStack()
 
-beforeAll(async () => {
-  stack = await startStack()
-})
-afterEach(() => {
-  // No uncaught error and no refusal by the page CSP the binary serves.
-  expect(stack.pageErrors()).toEqual([])
-})
-afterAll(async () => {
-  await stack?.stop()
-})
 
 describe('operator console', () => {
   it('an admin restocks the sneaker and a storefront page shows the new count live; an operator key cannot', async () => {
-    const shopper = await stack.newBuyer()
+    const shopper = await stack().newBuyer()
     await shopper.page.goto(`/products/${SKU}`)
     const count = shopper.page.getByTestId('available-count')
     await expect.poll(() => count.textContent()).toBe('100')
 
-    const { context, page } = await stack.newOperator()
+    const { context, page } = await stack().newOperator()
     await page.goto('/ops')
-    await page.getByLabel('API key').fill(stack.flashcore.adminKey)
+    await page.getByLabel('API key').fill(stack().flashcore.adminKey)
     await page.getByTestId('sign-in').click()
     await expect.poll(() => page.getByTestId('role').textContent()).toBe('admin')
     // The overview refreshes every second: its charts get points.
@@ -32,9 +23,9 @@ describe('operator console', () => {
     const committed = page.locator('[data-testid="chart-Committed / s"]')
     await expect.poll(() => committed.locator('polyline').getAttribute('points'), { timeout: 10_000 }).toMatch(/ /)
     // Other buyers' orders show on the orders/s chart within a few refreshes.
-    const first = await stack.api('GET', '/v1/products?limit=1')
+    const first = await stack().api('GET', '/v1/products?limit=1')
     const other = (first.body as { items: { sku: string }[] }).items[0]!.sku
-    for (let i = 0; i < 3; i++) await stack.placeOrder(other, 1)
+    for (let i = 0; i < 3; i++) await stack().placeOrder(other, 1)
     await expect.poll(async () => Number((await committed.getByTestId('chart-peak').textContent())?.split(' ')[0]), { timeout: 10_000 }).toBeGreaterThan(0)
     await screenshot(page, 'ops-overview')
 
@@ -82,10 +73,10 @@ describe('operator console', () => {
     await page.getByTestId('keys-admin-only').waitFor()
 
     // …and the server refuses it anyway.
-    const refused = await stack.api('POST', `/v1/admin/products/${SKU}/stock`, { key: secret, body: { restock: 1 } })
+    const refused = await stack().api('POST', `/v1/admin/products/${SKU}/stock`, { key: secret, body: { restock: 1 } })
     expect(refused.status).toBe(403)
     expect(refused.body).toMatchObject({ code: 'forbidden' })
-    const after = await stack.api('GET', `/v1/products/${SKU}`)
+    const after = await stack().api('GET', `/v1/products/${SKU}`)
     expect(after.body).toMatchObject({ available: 125, total: 125 })
 
     await context.close()

@@ -1,6 +1,7 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import type { Page, Request, Route } from 'playwright-core'
-import { eventually, screenshot, startStack, type Stack } from './harness'
+import { eventually, screenshot } from './harness'
+import { useStack } from './stack'
 
 /**
  * `Retry-After` as the buyer sees it. The binary limits cart edits per SKU to one a
@@ -12,23 +13,15 @@ import { eventually, screenshot, startStack, type Stack } from './harness'
  * to the real server.
  */
 const SKU = 'FLASH-SNEAKER-01'
-let stack: Stack
+const stack = useStack({ FLASHCORE_RATE_SKU: '1:1' })
 /** Products on sale with stock, other than the sneaker: one per test, so their per-SKU limits do not meet. */
 let others: string[] = []
 
 beforeAll(async () => {
-  stack = await startStack({ FLASHCORE_RATE_SKU: '1:1' })
-  const page = await stack.api('GET', '/v1/products?limit=100')
+  const page = await stack().api('GET', '/v1/products?limit=100')
   const items = (page.body as { items: { sku: string; on_sale: boolean; available: number }[] }).items
   others = items.filter((p) => p.on_sale && p.available > 10 && p.sku !== SKU).map((p) => p.sku)
   expect(others.length).toBeGreaterThanOrEqual(2)
-})
-afterEach(() => {
-  // No uncaught error and no refusal by the page CSP the binary serves.
-  expect(stack.pageErrors()).toEqual([])
-})
-afterAll(async () => {
-  await stack?.stop()
 })
 
 interface Seen {
@@ -125,7 +118,7 @@ async function addToCart(page: Page, sku: string): Promise<void> {
 
 describe('Retry-After', () => {
   it('a cart edit the server rate-limits (429, Retry-After: 1) says so in words, counts down and succeeds when retried by itself', async () => {
-    const { context, page } = await stack.newBuyer()
+    const { context, page } = await stack().newBuyer()
     const notices = await recordNotices(page)
     const puts = recordCalls(page, 'PUT', new RegExp(`^/v1/carts/[^/]+/items/${SKU}$`))
     await addToCart(page, SKU)
@@ -133,9 +126,9 @@ describe('Retry-After', () => {
 
     // Another buyer edits the sneaker: once their edit is let through, the sneaker's
     // one edit a second is spent and the next one within the second is refused.
-    const other = (await stack.api('POST', '/v1/carts')).body as { cart_id: string; token: string }
+    const other = (await stack().api('POST', '/v1/carts')).body as { cart_id: string; token: string }
     await eventually('another buyer’s edit of the sneaker let through', async () => {
-      const r = await stack.api('PUT', `/v1/carts/${other.cart_id}/items/${SKU}`, { key: other.token, body: { quantity: 1 } })
+      const r = await stack().api('PUT', `/v1/carts/${other.cart_id}/items/${SKU}`, { key: other.token, body: { quantity: 1 } })
       if (r.status === 429) return undefined
       expect(r.status).toBe(200)
       return true
@@ -164,13 +157,13 @@ describe('Retry-After', () => {
     expect(puts[2]!.sentAt - puts[1]!.answeredAt).toBeGreaterThanOrEqual(900)
 
     // The server holds 2 for this buyer and 1 for the other.
-    const p = await stack.api('GET', `/v1/products/${SKU}`)
+    const p = await stack().api('GET', `/v1/products/${SKU}`)
     expect(p.body).toMatchObject({ available: 97 })
     await context.close()
   })
 
   it('a checkout answered 503 overloaded with Retry-After: 3 counts 3, 2, 1 down and then pays, once, with the same Idempotency-Key', async () => {
-    const { context, page } = await stack.newBuyer()
+    const { context, page } = await stack().newBuyer()
     const notices = await recordNotices(page)
     const sku = others[0]!
     await addToCart(page, sku)
@@ -211,7 +204,7 @@ describe('Retry-After', () => {
     expect(checkouts[1]!.sentAt - checkouts[0]!.answeredAt).toBeGreaterThanOrEqual(2800)
     expect(checkouts[0]!.idempotencyKey).toMatch(/\S/)
     expect(checkouts[1]!.idempotencyKey).toBe(checkouts[0]!.idempotencyKey)
-    const seen = await stack.api('GET', `/v1/orders/${orderId}`, { key: stack.flashcore.adminKey })
+    const seen = await stack().api('GET', `/v1/orders/${orderId}`, { key: stack().flashcore.adminKey })
     expect(seen.body).toMatchObject({ order_id: orderId, status: 'paid', lines: [{ sku, quantity: 1 }] })
     // The countdown went down a second at a time, the retry button waiting for it.
     const states = await notices()
@@ -222,7 +215,7 @@ describe('Retry-After', () => {
   })
 
   it('under a limit that lasts, it retries by itself 5 times in a row, then leaves the retry to the buyer, whose retry goes through', async () => {
-    const { context, page } = await stack.newBuyer()
+    const { context, page } = await stack().newBuyer()
     const sku = others[1]!
     await page.goto(`/products/${sku}`)
     await page.getByTestId('available-count').waitFor()
