@@ -317,10 +317,9 @@ impl Application {
             .fallback(move |req: Request| fallback(frontend.clone(), req))
             .method_not_allowed_fallback(method_not_allowed)
             .layer(middleware::from_fn_with_state(state.clone(), pipeline::pipeline))
-            .layer(DefaultBodyLimit::max(config.http.max_body_bytes))
-            .layer(tower::util::option_layer(headers::cors(&config.http.cors_origins)?))
-            .layer(CatchPanicLayer::custom(panic_response))
             .with_state(state);
+        // Checked here so a bad list fails the build, not the serve.
+        headers::cors(&config.http.cors_origins)?;
         let store = match &config.store {
             StoreKind::Memory => "memory",
             StoreKind::Sqlite { .. } => "sqlite",
@@ -355,6 +354,17 @@ impl Application {
     /// only then does the listener stop and SSE streams end.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Application { listener, router, config, node, keys, redis_feed, feed, shutdown: tx } = self;
+        // The guards every request meets before the router: the panic guard,
+        // CORS (if configured) and the body limit. Around the router once, not
+        // `Router::layer`ed onto each route, which boxes and clones per layer
+        // on every request.
+        let edge = tower::ServiceBuilder::new()
+            .map_response(IntoResponse::into_response)
+            .layer(CatchPanicLayer::custom(panic_response))
+            .option_layer(headers::cors(&config.http.cors_origins)?)
+            .map_response(IntoResponse::into_response)
+            .layer(DefaultBodyLimit::max(config.http.max_body_bytes))
+            .service(router);
         let lifecycle = tokio::spawn(async move {
             let stores = open_stores(&config.store, feed).await?;
             keys.set_store(stores.api_keys);
@@ -373,21 +383,24 @@ impl Application {
         });
         let outcome = Arc::new(std::sync::Mutex::new(None));
         let finished = Arc::clone(&outcome);
-        axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let result = match lifecycle.await {
-                    Ok(r) => r,
-                    Err(e) => Err(anyhow::anyhow!("the node's task failed: {e}")),
-                };
-                if let Err(e) = &result {
-                    tracing::error!(error = format!("{e:#}"), "start-up failed");
-                }
-                if let Ok(mut f) = finished.lock() {
-                    *f = Some(result);
-                }
-                let _ = tx.send(true);
-            })
-            .await?;
+        axum::serve(
+            listener,
+            axum::ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(edge),
+        )
+        .with_graceful_shutdown(async move {
+            let result = match lifecycle.await {
+                Ok(r) => r,
+                Err(e) => Err(anyhow::anyhow!("the node's task failed: {e}")),
+            };
+            if let Err(e) = &result {
+                tracing::error!(error = format!("{e:#}"), "start-up failed");
+            }
+            if let Ok(mut f) = finished.lock() {
+                *f = Some(result);
+            }
+            let _ = tx.send(true);
+        })
+        .await?;
         if let Some(feed) = &redis_feed {
             feed.shutdown().await;
         }
