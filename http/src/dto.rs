@@ -4,8 +4,9 @@
 //! JSON field names or RFC 3339.
 
 use flashcore_actors::ProductView;
-use flashcore_domain::{Cart, CartStatus, Money, Order, Timestamp};
-use serde::{Deserialize, Serialize};
+use flashcore_domain::{Cart, CartLine, CartStatus, Money, Order, Timestamp};
+use serde::ser::{SerializeSeq, SerializeStruct};
+use serde::{Deserialize, Serialize, Serializer};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
@@ -155,6 +156,81 @@ impl From<&Cart> for CartDto {
             item_count: c.lines.values().map(|l| u64::from(l.qty)).sum(),
             total: c.total().ok().flatten().map(Into::into),
         }
+    }
+}
+
+/// A cart as the API answers it: serialized exactly as [`CartDto`] (whose
+/// schema the OpenAPI document shows), straight from the cart, without the
+/// strings a `CartDto` would allocate. Every cart edit answers with one.
+#[derive(Debug)]
+pub struct CartBody(pub Cart);
+
+impl Serialize for CartBody {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let c = &self.0;
+        let (status, order_id) = match &c.status {
+            CartStatus::Open => ("open", None),
+            CartStatus::CheckedOut { order_id, .. } => ("checked_out", Some(Shown(order_id))),
+        };
+        let mut m = s.serialize_struct("CartDto", 6)?;
+        m.serialize_field("cart_id", &Shown(&c.id))?;
+        m.serialize_field("status", status)?;
+        m.serialize_field("order_id", &order_id)?;
+        m.serialize_field("lines", &Lines(c))?;
+        m.serialize_field("item_count", &c.lines.values().map(|l| u64::from(l.qty)).sum::<u64>())?;
+        m.serialize_field("total", &c.total().ok().flatten().map(MoneyBody))?;
+        m.end()
+    }
+}
+
+/// A cart's lines, as [`CartLineDto`]s.
+struct Lines<'a>(&'a Cart);
+
+impl Serialize for Lines<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.lines.len()))?;
+        for l in self.0.lines.values() {
+            seq.serialize_element(&LineBody(l))?;
+        }
+        seq.end()
+    }
+}
+
+/// One line, as a [`CartLineDto`].
+struct LineBody<'a>(&'a CartLine);
+
+impl Serialize for LineBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let l = self.0;
+        let mut m = s.serialize_struct("CartLineDto", 6)?;
+        m.serialize_field("sku", l.sku.as_str())?;
+        m.serialize_field("title", &l.title)?;
+        m.serialize_field("quantity", &l.qty)?;
+        m.serialize_field("unit_price", &MoneyBody(l.unit_price))?;
+        m.serialize_field("line_total", &MoneyBody(l.unit_price.checked_mul(l.qty).unwrap_or(l.unit_price)))?;
+        m.serialize_field("hold_expires_at", &rfc3339(l.hold_expires_at))?;
+        m.end()
+    }
+}
+
+/// An amount, as a [`MoneyDto`].
+struct MoneyBody(Money);
+
+impl Serialize for MoneyBody {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_struct("MoneyDto", 2)?;
+        m.serialize_field("amount", &self.0.amount())?;
+        m.serialize_field("currency", &Shown(self.0.currency()))?;
+        m.end()
+    }
+}
+
+/// A value serialized as the string its `Display` writes, without allocating one.
+struct Shown<T>(T);
+
+impl<T: std::fmt::Display> Serialize for Shown<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
     }
 }
 
@@ -314,6 +390,31 @@ pub struct AvailabilityDto {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cart_body_is_exactly_its_cart_dto() {
+        use flashcore_domain::{CartId, Currency, HoldId, OrderId, Product, Sku};
+        let product = |sku: &str, amount| Product {
+            sku: Sku::parse(sku).unwrap(),
+            title: format!("The \"{sku}\" \u{e9}"),
+            description: String::new(),
+            price: Money::new(amount, Currency::EUR).unwrap(),
+            max_per_order: None,
+            sale_starts_at: None,
+        };
+        let mut cart = Cart::new(CartId::new());
+        let empty = cart.clone();
+        for (p, qty, at) in [(product("B-2", 250), 3, 1_764_000_000_120), (product("A-1", 1999), 1, 1_764_000_000_000)]
+        {
+            cart.apply_reserved(&p, qty, HoldId::new(), Timestamp::from_millis(at));
+        }
+        let mut done = cart.clone();
+        done.mark_checked_out(OrderId::new(), "key".into());
+        for c in [empty, cart, done] {
+            let dto = serde_json::to_string(&CartDto::from(&c)).unwrap();
+            assert_eq!(serde_json::to_string(&CartBody(c)).unwrap(), dto, "same bytes, field for field");
+        }
+    }
 
     #[test]
     fn rfc3339_round_trips() {

@@ -4,8 +4,8 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -94,7 +94,14 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
-        axum::Json(self.0).into_response()
+        // Sized for a cart or a product page's first kilobyte at once: axum's
+        // own starts at 128 bytes and grows (copying) on most answers.
+        let mut body = Vec::with_capacity(1024);
+        match serde_json::to_writer(&mut body, &self.0) {
+            Ok(()) => ([(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body)
+                .into_response(),
+            Err(e) => ApiError::internal(format!("response did not serialize: {e}")).into_response(),
+        }
     }
 }
 

@@ -16,20 +16,29 @@ pub const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'se
      connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
      frame-ancestors 'none'";
 
+/// The security headers of every response, in the order they are added.
+const SECURITY: [(HeaderName, HeaderValue); 5] = [
+    (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+    (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+    (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+    (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(API_CSP)),
+    (HeaderName::from_static("cross-origin-opener-policy"), HeaderValue::from_static("same-origin")),
+];
+
+/// `/v1/` answers are never cached.
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+
 /// Adds the security headers a response doesn't set itself (`api`: a `/v1/` route).
 pub fn secure(res: &mut Response, api: bool) {
     let h = res.headers_mut();
-    let mut set = |name: HeaderName, value: &'static str| {
-        h.entry(name).or_insert(HeaderValue::from_static(value));
-    };
-    set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(header::X_FRAME_OPTIONS, "DENY");
-    set(header::REFERRER_POLICY, "no-referrer");
-    set(header::CONTENT_SECURITY_POLICY, API_CSP);
-    set(HeaderName::from_static("cross-origin-opener-policy"), "same-origin");
+    // Room for all of them at once: the map otherwise grows (and rehashes)
+    // more than once per response.
+    h.reserve(SECURITY.len() + 1);
+    for (name, value) in SECURITY {
+        h.entry(name).or_insert(value);
+    }
     if api {
-        // Carts, orders and availability are per-moment and often personal.
-        set(header::CACHE_CONTROL, "no-store");
+        h.entry(header::CACHE_CONTROL).or_insert(NO_STORE);
     }
 }
 

@@ -90,9 +90,9 @@ async fn api_request(s: &AppState, route: &str, req: Request, next: Next) -> Res
 
 async fn steps(s: &AppState, route: &str, peer: Option<SocketAddr>, mut req: Request, next: Next) -> Response {
     let resolved = principal::resolve(req.headers(), &s.keys, &s.tokens).await;
-    // An invalid credential is limited as the anonymous caller it then is.
-    let scope = resolved.as_ref().unwrap_or(&Principal::Anonymous).scope(peer);
     if s.limits.enabled() {
+        // An invalid credential is limited as the anonymous caller it then is.
+        let scope = resolved.as_ref().unwrap_or(&Principal::Anonymous).scope(peer);
         let sku = if s.limits.per_sku() { edited_sku(route, &mut req).await } else { None };
         // Boxed, like the idempotency claim: Redis futures are large.
         if let Err(limited) = Box::pin(s.limits.check(&scope, sku.as_ref())).await {
@@ -103,14 +103,17 @@ async fn steps(s: &AppState, route: &str, peer: Option<SocketAddr>, mut req: Req
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    // No route, nothing to make idempotent; nor a request without a key.
+    let idempotent = (route != UNMATCHED && Idempotency::applies(&req)).then(|| principal.scope(peer));
     req.extensions_mut().insert(principal);
-    if route == UNMATCHED {
-        // No route, nothing to make idempotent.
-        return deadline(s.request_timeout, next.run(req)).await;
+    match idempotent {
+        None => deadline(s.request_timeout, next.run(req)).await,
+        Some(scope) => run_idempotent(&s.idempotency, &scope, s.request_timeout, req, next).await,
     }
-    run_idempotent(&s.idempotency, &scope, s.request_timeout, req, next).await
 }
 
+/// A request with an `Idempotency-Key`, for the client `scope`: claimed,
+/// replayed or refused, and its outcome kept.
 async fn run_idempotent(
     idempotency: &Idempotency,
     scope: &str,
@@ -118,9 +121,6 @@ async fn run_idempotent(
     req: Request,
     next: Next,
 ) -> Response {
-    if !Idempotency::applies(&req) {
-        return deadline(timeout, next.run(req)).await;
-    }
     // Boxed: the claim and the settle go to the key store (Redis), whose futures
     // are large; a request without a key never carries them.
     Box::pin(async move {

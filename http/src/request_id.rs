@@ -29,8 +29,13 @@ impl RequestId {
         static PREFIX: LazyLock<String> = LazyLock::new(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_owned());
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{}-{n:x}", *PREFIX);
-        RequestId(HeaderValue::from_str(&id).expect("hex and a dash are a valid header value"))
+        // `<prefix>-<n in hex>`, written without the formatting machinery: one
+        // of these is made for nearly every request.
+        let mut id = [0u8; 12 + 1 + 16];
+        id[..12].copy_from_slice(PREFIX.as_bytes());
+        id[12] = b'-';
+        let digits = hex(n, &mut id[13..]);
+        RequestId(HeaderValue::from_bytes(&id[..13 + digits]).expect("hex and a dash are a valid header value"))
     }
 
     /// The id as the header value.
@@ -43,6 +48,16 @@ impl RequestId {
         // Only ever built from visible ASCII (checked or made here).
         self.0.to_str().unwrap_or_default()
     }
+}
+
+/// Writes `n` in lower-case hex, without leading zeros, at the start of `out`
+/// (16 bytes fit any `u64`); returns how many digits it wrote.
+fn hex(n: u64, out: &mut [u8]) -> usize {
+    let digits = (16 - n.leading_zeros() as usize / 4).max(1);
+    for (i, slot) in out[..digits].iter_mut().enumerate() {
+        *slot = b"0123456789abcdef"[((n >> (4 * (digits - 1 - i))) & 0xf) as usize];
+    }
+    digits
 }
 
 fn usable(id: &[u8]) -> bool {
@@ -66,6 +81,15 @@ pub fn current() -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counters_are_written_in_hex() {
+        for n in [0, 1, 9, 10, 15, 16, 255, 256, 0xdead_beef, u64::MAX] {
+            let mut out = [0u8; 16];
+            let len = hex(n, &mut out);
+            assert_eq!(std::str::from_utf8(&out[..len]).unwrap(), format!("{n:x}"));
+        }
+    }
 
     #[test]
     fn a_usable_caller_id_is_kept_and_anything_else_replaced() {

@@ -8,7 +8,7 @@ use axum::routing::{get, post, put};
 use flashcore_actors::CheckoutRequest;
 use flashcore_domain::{CartId, MAX_LINE_QUANTITY};
 
-use crate::dto::{CartDto, CheckoutBody, NewCartDto, OrderDto, SetQuantityBody};
+use crate::dto::{CartBody, CartDto, CheckoutBody, NewCartDto, OrderDto, SetQuantityBody};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{IdempotencyKey, Json, Path};
 use crate::principal::CartBearer;
@@ -56,10 +56,10 @@ pub async fn get_cart(
     State(s): State<AppState>,
     auth: CartBearer,
     Path(cart_id): Path<String>,
-) -> ApiResult<Json<CartDto>> {
+) -> ApiResult<Json<CartBody>> {
     let id = parse_cart(&cart_id)?;
     auth.require(id)?;
-    Ok(Json(CartDto::from(&s.engine()?.cart(id).await?)))
+    Ok(Json(CartBody(s.engine()?.cart(id).await?)))
 }
 
 /// Sets a line's quantity (0 removes it), reserving or releasing stock first.
@@ -76,7 +76,7 @@ pub async fn set_item(
     auth: CartBearer,
     Path((cart_id, sku)): Path<(String, String)>,
     Json(body): Json<SetQuantityBody>,
-) -> ApiResult<Json<CartDto>> {
+) -> ApiResult<Json<CartBody>> {
     let id = parse_cart(&cart_id)?;
     auth.require(id)?;
     let sku = parse_sku(&sku)?;
@@ -88,7 +88,7 @@ pub async fn set_item(
         .with("max", MAX_LINE_QUANTITY));
     }
     let cart = s.engine()?.set_quantity(id, sku, body.quantity).await?;
-    Ok(Json(CartDto::from(&cart)))
+    Ok(Json(CartBody(cart)))
 }
 
 /// Removes a line and releases its stock.
@@ -101,12 +101,12 @@ pub async fn remove_item(
     State(s): State<AppState>,
     auth: CartBearer,
     Path((cart_id, sku)): Path<(String, String)>,
-) -> ApiResult<Json<CartDto>> {
+) -> ApiResult<Json<CartBody>> {
     let id = parse_cart(&cart_id)?;
     auth.require(id)?;
     let sku = parse_sku(&sku)?;
     let cart = s.engine()?.set_quantity(id, sku, 0).await?;
-    Ok(Json(CartDto::from(&cart)))
+    Ok(Json(CartBody(cart)))
 }
 
 /// Checks the cart out: reserves become sold once payment is authorized and the
