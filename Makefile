@@ -1,5 +1,5 @@
 # The two commands a newcomer needs (see README): `make run` and `make test`.
-.PHONY: run frontend test bench bench-criterion bench-sidebyside bench-scale loadtest loadtest-smoke fmt lint
+.PHONY: run frontend test bench bench-criterion bench-sidebyside bench-scale bench-instructions loadtest loadtest-smoke fmt lint
 
 ## Run flashcore with the embedded defaults and the demo catalog on :8080, the
 ## storefront at / and the operator console at /ops.
@@ -27,6 +27,11 @@ bench-criterion:
 ## flashcore reserve and durable checkout (DURATION=10 seconds each).
 bench-sidebyside:
 	./scripts/sidebyside.sh
+
+## Instructions per hot-SKU reserve request, counted by callgrind (steady on a
+## loaded machine, unlike requests per second): BIN=path compares another build.
+bench-instructions:
+	./scripts/bench-instructions.sh $${BIN:-}
 
 ## Issue 13's scale benchmark: seeds SKUS=100000 products, ORDERS=1000000 orders and
 ## CARTS=1000000 carts into Postgres and SQLite, times start-up to /ready (first,
