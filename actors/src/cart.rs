@@ -17,6 +17,7 @@ use flashcore_domain::{
     StockFact,
 };
 use futures::future::join_all;
+use tracing::Instrument;
 
 use crate::catalog::CatalogCache;
 use crate::clock;
@@ -32,6 +33,7 @@ use crate::ports::{
 use crate::registry::{Activation, Registry, RegistryError};
 use crate::reply::Reply;
 use crate::sku::{PrepareReq, ReserveReq, SkuMsg};
+use crate::trace::SPANS;
 
 /// What every cart shares, behind one `Arc` (a cart holds the pointer, not a copy).
 pub struct CartDeps {
@@ -84,7 +86,14 @@ pub enum CartMsg {
         reply: Reply<Result<Cart, EngineError>>,
     },
     /// Check out; answers the order and whether it is a replay of an earlier one.
-    Checkout { ticket: Ticket, req: CheckoutRequest, reply: Reply<Result<(Order, bool), EngineError>> },
+    /// Boxed: rare, and the largest message. `span` is the checkout's span
+    /// (a child of the caller's), under which the cart runs it.
+    Checkout {
+        ticket: Ticket,
+        req: Box<CheckoutRequest>,
+        span: tracing::Span,
+        reply: Reply<Result<(Order, bool), EngineError>>,
+    },
     /// Serialize state for write-behind (marks the cart clean).
     Snapshot { reply: Reply<SnapshotRecord> },
 }
@@ -210,7 +219,10 @@ impl CartState {
         let results = join_all(lines.iter().map(|(sku, hold)| {
             let holds = vec![*hold];
             let req = Box::new(PrepareReq { order: order_id, cart: cart_id, holds });
-            self.deps.skus.call(sku, move |ticket, reply| SkuMsg::Prepare { ticket, req, reply })
+            self.deps
+                .skus
+                .call(sku, move |ticket, reply| SkuMsg::Prepare { ticket, req, reply })
+                .instrument(tracing::info_span!(target: SPANS, "sku.prepare", sku = %sku, order.id = %order_id))
         }))
         .await;
         let mut prepared = Vec::new();
@@ -234,7 +246,8 @@ impl CartState {
         // 2. Authorize payment.
         let amount = self.cart.total()?.ok_or(CartError::Empty)?;
         let payment = PaymentRequest { order_id, amount, token: req.payment_token.clone() };
-        let reference = match self.deps.payments.authorize(&payment).await {
+        let authorizing = tracing::info_span!(target: SPANS, "payment.authorize", order.id = %order_id);
+        let reference = match self.deps.payments.authorize(&payment).instrument(authorizing).await {
             Ok(r) => r,
             Err(e) => {
                 self.abort(order_id, &prepared).await;
@@ -307,7 +320,8 @@ impl CartState {
     /// not fail) and freeze the cart.
     async fn finish(&mut self, order: Order, facts: Vec<StockFact>) {
         for fact in facts {
-            deliver_commit(Arc::clone(&self.deps.skus), fact).await;
+            let span = tracing::info_span!(target: SPANS, "sku.commit", sku = %fact.sku, order.id = %order.id);
+            deliver_commit(Arc::clone(&self.deps.skus), fact).instrument(span).await;
         }
         self.cart.mark_checked_out(order.id, order.idempotency_key);
         metrics::counter!(m::ORDERS).increment(1);
@@ -406,9 +420,14 @@ impl Entity for CartState {
                 }
                 let _ = reply.send(result.map(|_| self.cart.clone()));
             }
-            CartMsg::Checkout { ticket: _ticket, req, reply } => {
+            CartMsg::Checkout { ticket: _ticket, req, span, reply } => {
                 let before = self.cart.clone();
-                let result = self.checkout(req).await;
+                // Boxed: checkout's future is the largest by far, and every
+                // message's handler future (moved on each turn) would be its size.
+                let result = Box::pin(self.checkout(*req).instrument(span.clone())).await;
+                if let Ok((order, _)) = &result {
+                    span.record("order.id", tracing::field::display(order.id));
+                }
                 // A placed order needs no snapshot: the journal holds it, and
                 // recovery marks the cart checked out from there (`recover`).
                 // At flash-sale rates that is one write-behind row per order saved.

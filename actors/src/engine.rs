@@ -29,6 +29,7 @@ use crate::registry::{Registry, RegistryConfig, RegistryStats, Spawner};
 use crate::reply::{Reply, ask};
 use crate::sku::{SkuActor, SkuDeps, SkuMsg, StockChange};
 use crate::supervisor::{EntitySupervisor, RestartPolicy, Supervision, SupervisorMsg};
+use crate::trace::SPANS;
 
 /// Tunables. Defaults suit a single node serving a flash sale.
 #[derive(Debug, Clone)]
@@ -369,7 +370,9 @@ impl Engine {
 
     /// Checks a cart out; returns the order and whether it replays an earlier checkout.
     pub async fn checkout(&self, id: CartId, req: CheckoutRequest) -> Result<(Order, bool), EngineError> {
-        self.0.carts.call(&id, |ticket, reply| CartMsg::Checkout { ticket, req, reply }).await?
+        let span = tracing::info_span!(target: SPANS, "cart.checkout", cart.id = %id, order.id = tracing::field::Empty);
+        let req = Box::new(req);
+        self.0.carts.call(&id, |ticket, reply| CartMsg::Checkout { ticket, req, span, reply }).await?
     }
 
     /// An order by id.

@@ -16,14 +16,18 @@ use flashcore_domain::JournalEntry;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::metrics as m;
 use crate::ownership::Ownership;
 use crate::ports::{AppendOutcome, Journal, StoreError};
+use crate::trace::SPANS;
 
 struct Pending {
     entry: JournalEntry,
     reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+    /// The append's span: the batch that writes the entry links to it.
+    span: tracing::Span,
 }
 
 /// Figures for operators (`GET /v1/admin/journal`).
@@ -90,10 +94,16 @@ impl JournalWriter {
 
     /// Appends `entry` and waits until its batch has committed.
     pub async fn append(&self, entry: JournalEntry) -> Result<AppendOutcome, StoreError> {
+        let span = tracing::info_span!(target: SPANS, "journal.append");
         let (reply, rx) = oneshot::channel();
         let stopped = || StoreError::Unavailable("journal writer stopped".into());
-        self.tx.send(Pending { entry, reply }).await.map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?
+        let pending = Pending { entry, reply, span: span.clone() };
+        async {
+            self.tx.send(pending).await.map_err(|_| stopped())?;
+            rx.await.map_err(|_| stopped())?
+        }
+        .instrument(span)
+        .await
     }
 
     /// The journal itself, for reads.
@@ -128,14 +138,17 @@ async fn run(
     let mut entries: Vec<JournalEntry> = Vec::with_capacity(max_batch);
     let mut replies = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
+        // One span per batch, linked to the appends it carries (their traces).
+        let span = tracing::info_span!(target: SPANS, parent: None, "journal.batch", entries = batch.len());
         // Move the entries out (no copies on the hot path); keep the reply ports.
         for p in batch.drain(..) {
+            span.follows_from(&p.span);
             entries.push(p.entry);
             replies.push(p.reply);
         }
         let started = Instant::now();
         let result = match ownership.write_fence() {
-            Ok(fence) => journal.append(&entries, &fence).await,
+            Ok(fence) => journal.append(&entries, &fence).instrument(span).await,
             Err(e) => Err(e),
         };
         if let Err(e) = &result

@@ -51,6 +51,7 @@ pub mod reply;
 pub mod sku;
 pub mod supervisor;
 pub(crate) mod sync;
+pub mod trace;
 
 pub use cart::CheckoutRequest;
 pub use engine::{Engine, EngineConfig, Ports, ProductView};

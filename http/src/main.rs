@@ -10,19 +10,27 @@ use flashcore_http::{Application, Config, telemetry};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::from_env()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Some(Command::Keys { action }) => {
             telemetry::init_for_cli();
-            flashcore_http::cli::keys(&config, action).await
+            runtime.block_on(flashcore_http::cli::keys(&config, action))
         }
         None | Some(Command::Serve) => {
-            telemetry::init(&config.log_format);
-            let app = Application::build(config).await?;
-            app.run_until_stopped(shutdown_signal()).await
+            // Outside the runtime: the trace exporter's client blocks, and
+            // must be made and dropped where blocking is allowed.
+            let telemetry = telemetry::init(&config.log_format);
+            let served = runtime.block_on(async {
+                let app = Application::build(config).await?;
+                app.run_until_stopped(shutdown_signal()).await
+            });
+            drop(runtime);
+            // Spans still queued go out before the process ends.
+            telemetry.shutdown();
+            served
         }
     }
 }

@@ -30,6 +30,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use flashcore_actors::ownership::{NotServing, Phase};
 use flashcore_domain::Sku;
+use tracing::Instrument;
 
 use crate::deadline::deadline;
 use crate::error::Denied;
@@ -39,7 +40,7 @@ use crate::principal::{self, Principal};
 use crate::request_id::{self, RequestId};
 use crate::routes::carts;
 use crate::state::AppState;
-use crate::{headers, http_metrics};
+use crate::{headers, http_metrics, telemetry};
 
 /// The route label of a request no route matched.
 pub const UNMATCHED: &str = "unmatched";
@@ -56,10 +57,18 @@ pub async fn pipeline(State(s): State<AppState>, req: Request, next: Next) -> Re
     let api = req.uri().path().starts_with("/v1/");
     let id = RequestId::for_request(req.headers());
     let id_header = id.header().clone();
-    let mut res = request_id::scope(id, async {
+    let span = telemetry::request_span(&req, route, &id);
+    let work = async {
         if api { api_request(&s, route, req, next).await } else { deadline(s.request_timeout, next.run(req)).await }
-    })
-    .await;
+    };
+    // Wrapped in the span only when traces are on: the wrapper moves the
+    // whole request future once more, on every request.
+    let mut res = if span.is_disabled() {
+        request_id::scope(id, work).await
+    } else {
+        request_id::scope(id, work).instrument(span.clone()).await
+    };
+    telemetry::answer(&span, &mut res);
     headers::secure(&mut res, api);
     res.headers_mut().insert(request_id::HEADER.clone(), id_header);
     // The storefront's pages and files are one route to the metrics, apart from

@@ -20,3 +20,4 @@ mod recovery;
 mod request_ids;
 mod shared_state;
 mod supervision;
+mod traces;
