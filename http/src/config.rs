@@ -111,6 +111,9 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Origins allowed by CORS (`FLASHCORE_CORS_ORIGINS`: comma-separated, or `*`); empty means no CORS.
     pub cors_origins: Vec<String>,
+    /// Load balancers whose `Forwarded` / `X-Forwarded-For` name the client
+    /// (`FLASHCORE_TRUSTED_PROXIES`: comma-separated networks or addresses; none by default).
+    pub trusted_proxies: crate::client::TrustedProxies,
     /// The built storefront and console to serve at `/` and `/ops`
     /// (`FLASHCORE_FRONTEND_DIR`; default `frontend/dist` when it holds a build,
     /// `off` for none).
@@ -133,6 +136,7 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
             cors_origins: Vec::new(),
+            trusted_proxies: crate::client::TrustedProxies::default(),
             frontend_dir: None,
         }
     }
@@ -295,6 +299,10 @@ impl Config {
         }
         if let Some(n) = parse::<usize>("FLASHCORE_MAX_BODY_BYTES")? {
             c.http.max_body_bytes = n.max(1024);
+        }
+        if let Some(list) = var("FLASHCORE_TRUSTED_PROXIES") {
+            c.http.trusted_proxies = crate::client::TrustedProxies::parse(&list)
+                .map_err(|e| anyhow::anyhow!("FLASHCORE_TRUSTED_PROXIES: {e}"))?;
         }
         if let Some(o) = var("FLASHCORE_CORS_ORIGINS") {
             c.http.cors_origins = o.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();

@@ -28,12 +28,19 @@ const SECURITY: [(HeaderName, HeaderValue); 5] = [
 /// `/v1/` answers are never cached.
 const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 
-/// Adds the security headers a response doesn't set itself (`api`: a `/v1/` route).
-pub fn secure(res: &mut Response, api: bool) {
+/// Browsers keep to HTTPS for this host for a year once they saw it over HTTPS.
+const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includeSubDomains");
+
+/// Adds the security headers a response doesn't set itself (`api`: a `/v1/`
+/// route; `https`: the request came over HTTPS, so HSTS too).
+pub fn secure(res: &mut Response, api: bool, https: bool) {
     let h = res.headers_mut();
     // Room for all of them at once: the map otherwise grows (and rehashes)
     // more than once per response.
-    h.reserve(SECURITY.len() + 1);
+    h.reserve(SECURITY.len() + 2);
+    if https {
+        h.entry(header::STRICT_TRANSPORT_SECURITY).or_insert(HSTS);
+    }
     for (name, value) in SECURITY {
         h.entry(name).or_insert(value);
     }

@@ -21,7 +21,7 @@
 //! it needs and never calls the next: the order lives here alone. One layer
 //! rather than five: axum boxes and clones per layer, on every request.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::time::Instant;
 
 use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
@@ -57,9 +57,14 @@ pub async fn pipeline(State(s): State<AppState>, req: Request, next: Next) -> Re
     let api = req.uri().path().starts_with("/v1/");
     let id = RequestId::for_request(req.headers());
     let id_header = id.header().clone();
+    let client = s.proxies.client(principal::peer(&req).map(|p| p.ip()), req.headers());
     let span = telemetry::request_span(&req, route, &id);
     let work = async {
-        if api { api_request(&s, route, req, next).await } else { deadline(s.request_timeout, next.run(req)).await }
+        if api {
+            api_request(&s, route, client.addr, req, next).await
+        } else {
+            deadline(s.request_timeout, next.run(req)).await
+        }
     };
     // Wrapped in the span only when traces are on: the wrapper moves the
     // whole request future once more, on every request.
@@ -69,7 +74,7 @@ pub async fn pipeline(State(s): State<AppState>, req: Request, next: Next) -> Re
         request_id::scope(id, work).instrument(span.clone()).await
     };
     telemetry::answer(&span, &mut res);
-    headers::secure(&mut res, api);
+    headers::secure(&mut res, api, client.https);
     res.headers_mut().insert(request_id::HEADER.clone(), id_header);
     // The storefront's pages and files are one route to the metrics, apart from
     // the paths nothing answers.
@@ -79,7 +84,7 @@ pub async fn pipeline(State(s): State<AppState>, req: Request, next: Next) -> Re
 }
 
 /// A `/v1/` request: admitted under this node's lease, then the steps in order.
-async fn api_request(s: &AppState, route: &str, req: Request, next: Next) -> Response {
+async fn api_request(s: &AppState, route: &str, client: Option<IpAddr>, req: Request, next: Next) -> Response {
     // Only the owner of the store answers the API, and only from the lease
     // term it admitted the request under: an answer computed while the lease
     // was lost (a frozen process waking up) leaves as 503, never from stale memory.
@@ -88,20 +93,19 @@ async fn api_request(s: &AppState, route: &str, req: Request, next: Next) -> Res
         Err(NotServing(phase)) => return s.not_serving(phase).into_response(),
     };
     let method = req.method().clone();
-    let peer = principal::peer(&req);
-    let res = steps(s, route, peer, req, next).await;
+    let res = steps(s, route, client, req, next).await;
     let res = if admission.still_valid() { res } else { s.not_serving(Phase::Lost).into_response() };
     if let Some(&Denied(reason)) = res.extensions().get::<Denied>() {
-        report_denial(reason, res.status().as_u16(), &method, route, peer);
+        report_denial(reason, res.status().as_u16(), &method, route, client);
     }
     res
 }
 
-async fn steps(s: &AppState, route: &str, peer: Option<SocketAddr>, mut req: Request, next: Next) -> Response {
+async fn steps(s: &AppState, route: &str, client: Option<IpAddr>, mut req: Request, next: Next) -> Response {
     let resolved = principal::resolve(req.headers(), &s.keys, &s.tokens).await;
     if s.limits.enabled() {
         // An invalid credential is limited as the anonymous caller it then is.
-        let scope = resolved.as_ref().unwrap_or(&Principal::Anonymous).scope(peer);
+        let scope = resolved.as_ref().unwrap_or(&Principal::Anonymous).scope(client);
         let sku = if s.limits.per_sku() { edited_sku(route, &mut req).await } else { None };
         // Boxed, like the idempotency claim: Redis futures are large.
         if let Err(limited) = Box::pin(s.limits.check(&scope, sku.as_ref())).await {
@@ -113,7 +117,7 @@ async fn steps(s: &AppState, route: &str, peer: Option<SocketAddr>, mut req: Req
         Err(e) => return e.into_response(),
     };
     // No route, nothing to make idempotent; nor a request without a key.
-    let idempotent = (route != UNMATCHED && Idempotency::applies(&req)).then(|| principal.scope(peer));
+    let idempotent = (route != UNMATCHED && Idempotency::applies(&req)).then(|| principal.scope(client));
     req.extensions_mut().insert(principal);
     match idempotent {
         None => deadline(s.request_timeout, next.run(req)).await,
@@ -158,7 +162,7 @@ async fn edited_sku(route: &str, req: &mut Request) -> Option<Sku> {
 }
 
 /// Logs a 401/403 once, as a structured security event, and counts it.
-fn report_denial(reason: &'static str, status: u16, method: &Method, route: &str, peer: Option<SocketAddr>) {
+fn report_denial(reason: &'static str, status: u16, method: &Method, route: &str, client: Option<IpAddr>) {
     tracing::warn!(
         target: "flashcore::security",
         event = "auth.denied",
@@ -166,7 +170,7 @@ fn report_denial(reason: &'static str, status: u16, method: &Method, route: &str
         reason,
         method = %method,
         route = %route,
-        client = %peer.map(|p| p.ip().to_string()).unwrap_or_default(),
+        client = %client.map(|ip| ip.to_string()).unwrap_or_default(),
         request_id = request_id::current().unwrap_or_default(),
         "request denied"
     );

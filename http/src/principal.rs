@@ -4,7 +4,7 @@
 //! that check what a route needs. Every refusal is an [`ApiError`] marked
 //! [`ApiError::denied`], which the pipeline reports once as a security event.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -34,12 +34,12 @@ pub enum Principal {
 
 impl Principal {
     /// The client identity rate limits and idempotency keys are scoped by.
-    pub fn scope(&self, peer: Option<SocketAddr>) -> String {
+    pub fn scope(&self, client: Option<IpAddr>) -> String {
         match self {
             Principal::Cart(id) => format!("cart:{id}"),
             Principal::Key { id, .. } => format!("key:{id}"),
-            Principal::Anonymous => match peer {
-                Some(addr) => format!("ip:{}", addr.ip()),
+            Principal::Anonymous => match client {
+                Some(ip) => format!("ip:{ip}"),
                 None => "ip:unknown".into(),
             },
         }

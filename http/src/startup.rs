@@ -299,6 +299,7 @@ impl Application {
             metrics,
             shutdown: shutdown_rx,
             request_timeout: config.http.request_timeout,
+            proxies: config.http.trusted_proxies.clone(),
         });
         // A request meets the panic guard, CORS (if configured), the body limit,
         // then the pipeline (see `crate::pipeline` for its steps and their

@@ -54,6 +54,8 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// Longest a handler may run before it is answered 503 `timeout`.
     pub request_timeout: std::time::Duration,
+    /// Whose forwarding headers name the client.
+    pub proxies: crate::client::TrustedProxies,
 }
 
 impl Shared {

@@ -16,6 +16,7 @@ mod outage;
 mod oversell;
 mod ownership;
 mod process;
+mod proxies;
 mod recovery;
 mod request_ids;
 mod shared_state;
