@@ -1,5 +1,5 @@
 # The two commands a newcomer needs (see README): `make run` and `make test`.
-.PHONY: run frontend test bench bench-criterion bench-sidebyside bench-scale bench-instructions loadtest loadtest-smoke fmt lint
+.PHONY: run frontend test coverage bench bench-criterion bench-sidebyside bench-scale bench-instructions loadtest loadtest-smoke fmt lint
 
 ## Run flashcore with the embedded defaults and the demo catalog on :8080, the
 ## storefront at / and the operator console at /ops.
@@ -14,6 +14,12 @@ frontend:
 ## Run every test (fmt, clippy, unit, property, black-box, loom, k6 smoke, API contract, frontend and browser tests).
 test:
 	./scripts/test.sh
+
+## Line coverage of the Rust workspace (the instrumented release binary and tests,
+## `cargo test --workspace`) and of the frontend's unit tests: the summary table with
+## its thresholds, target/coverage/summary.md, and target/coverage/html/index.html.
+coverage:
+	./scripts/coverage.sh
 
 ## Every benchmark (not part of `make test`): criterion, then the side-by-side.
 bench: bench-criterion bench-sidebyside

@@ -48,7 +48,8 @@ trap 'exit 130' INT
 export FC_ADMIN_KEY="fck_check_api_$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 # In memory (nothing to clean up), port 0, no rate limits (schemathesis is one
 # fast client; 429 is documented, but a limited run would test nothing else).
-env -i PATH="$PATH" HOME="${HOME:-/tmp}" \
+# LLVM_PROFILE_FILE: where an instrumented binary (make test's coverage) writes its counters.
+env -i PATH="$PATH" HOME="${HOME:-/tmp}" ${LLVM_PROFILE_FILE:+"LLVM_PROFILE_FILE=$LLVM_PROFILE_FILE"} \
   FLASHCORE_ADDR=127.0.0.1:0 \
   FLASHCORE_STORE=memory \
   FLASHCORE_DATA_DIR="$work/data" \

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every check of the frontend, from the repository root: install (npm ci), the
 # generated client against its snapshot and against the server's live document,
-# type-check, lint, unit tests, build with the bundle budget, browser tests in
+# type-check, lint, unit tests with their coverage (stores and composables: at
+# least 80 % of lines, vitest.config.ts), build with the bundle budget, browser tests in
 # Debian's Chromium against a real flashcore binary.
 #
 #   FLASHCORE_BIN  the binary the browser tests start (default target/release/flashcore,
@@ -32,7 +33,8 @@ step "check:api";         npm run --silent check:api
 step "check:api:live";    npm run --silent check:api:live
 step "type-check";        npm run --silent type-check
 step "lint";              npm run --silent lint
-step "unit tests";        npm run --silent test
+step "unit tests + coverage (stores, composables >= 80 % of lines)"
+npm run --silent test -- --coverage
 step "build + budget";    npm run --silent build
 step "browser tests";     npm run --silent test:browser
 step "frontend checks passed"

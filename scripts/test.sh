@@ -3,7 +3,8 @@
 # loom model tests, the k6 smoke suite, the API contract (schemathesis), the
 # deploy checks (deploy/README.md, "Checks"), and the
 # frontend's checks with its browser tests in Chromium (installed with apt-get
-# when missing). Exits non-zero on the first failure. `make test` calls this.
+# when missing), all measured for line coverage, whose thresholds it checks last.
+# Exits non-zero on the first failure. `make test` calls this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -69,11 +70,23 @@ cargo deny --log-level error check licenses bans sources
 step "cargo clippy (all targets, -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "the release binary (the black-box process tests and the k6 smoke suite run it)"
-cargo build --release --locked -p flashcore-http --bin flashcore
+# Coverage (scripts/coverage.sh): the tests run once, instrumented. The release
+# binary is built with -C instrument-coverage in target/coverage, and every stage
+# below that starts flashcore (the black-box tests, k6, schemathesis, the deploy
+# drill, the browser tests) runs that one binary, each process writing its
+# counters to LLVM_PROFILE_FILE; the report and its thresholds come last.
+# shellcheck source=scripts/coverage.sh
+. scripts/coverage.sh
+step "coverage tools: rustc's profiler runtime, llvm-cov and llvm-profdata of its LLVM (Debian)"
+coverage_tools
+coverage_reset
+export FLASHCORE_BIN="$COV_TARGET/release/flashcore"
 
-step "cargo test (unit, property and black-box tests)"
-cargo test --workspace --locked
+step "the release binary, instrumented (every black-box stage below runs it)"
+coverage_cargo build --release --locked -p flashcore-http --bin flashcore
+
+step "cargo test (unit, property and black-box tests), instrumented"
+coverage_cargo test --workspace --locked
 
 step "loom models of the registry gate and the node's admissions (cfg(loom))"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
@@ -84,17 +97,20 @@ step "k6 smoke suite: the release binary on Postgres + Redis, every route once (
 # shellcheck source=loadtests/lib/harness.sh
 . loadtests/lib/harness.sh
 ensure_k6
-SKIP_BUILD=1 timeout --kill-after=10 60 ./scripts/loadtest.sh smoke
+CARGO_TARGET_DIR="$COV_TARGET" SKIP_BUILD=1 timeout --kill-after=10 60 ./scripts/loadtest.sh smoke
 
 step "API contract: schemathesis against the release binary, every operation, all default checks, a fixed and a random seed (at most 3 min)"
 # schemathesis comes from PyPI when missing.
 timeout --kill-after=10 200 ./scripts/check-api.sh
 
 step "deploy: manifests, Dockerfile, rule files and their unit tests, dashboards and rules against a real Prometheus scraping a drilled flashcore"
-FLASHCORE_BIN="${CARGO_TARGET_DIR:-target}/release/flashcore" timeout --kill-after=10 600 ./scripts/check-deploy.sh
+timeout --kill-after=10 600 ./scripts/check-deploy.sh
 
 step "frontend: generated client, type-check, lint, unit tests, build + budget, browser tests in Chromium"
 ensure_chromium
 ./scripts/check-frontend.sh
+
+step "coverage: line coverage per crate and of the critical paths, against their thresholds (README, Coverage)"
+coverage_report
 
 step "all tests passed"

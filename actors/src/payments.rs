@@ -24,20 +24,26 @@ pub struct TestPayments;
 #[async_trait]
 impl Payments for TestPayments {
     async fn authorize(&self, req: &PaymentRequest) -> Result<String, PaymentError> {
-        match req.token.as_str() {
-            "tok_decline" => Err(PaymentError::Declined),
-            "tok_error" => Err(PaymentError::Provider("test provider: tok_error always fails".into())),
-            "tok_slow" => {
-                tokio::time::sleep(SLOW_AUTHORIZATION).await;
-                Ok(format!("pay_test_{}", uuid::Uuid::new_v4().simple()))
-            }
-            t if t.starts_with("tok_") && t.len() <= 128 => Ok(format!("pay_test_{}", uuid::Uuid::new_v4().simple())),
-            _ => Err(PaymentError::InvalidToken),
-        }
+        authorize(&req.token).await
     }
 
     async fn void(&self, _reference: &str) -> Result<(), PaymentError> {
         Ok(())
+    }
+}
+
+/// The provider's rules, outside the `#[async_trait]` method: line coverage does
+/// not see into the body of one (README, Coverage).
+async fn authorize(token: &str) -> Result<String, PaymentError> {
+    match token {
+        "tok_decline" => Err(PaymentError::Declined),
+        "tok_error" => Err(PaymentError::Provider("test provider: tok_error always fails".into())),
+        "tok_slow" => {
+            tokio::time::sleep(SLOW_AUTHORIZATION).await;
+            Ok(format!("pay_test_{}", uuid::Uuid::new_v4().simple()))
+        }
+        t if t.starts_with("tok_") && t.len() <= 128 => Ok(format!("pay_test_{}", uuid::Uuid::new_v4().simple())),
+        _ => Err(PaymentError::InvalidToken),
     }
 }
 
@@ -61,5 +67,7 @@ mod tests {
         assert!(p.authorize(&req("tok_slow")).await.is_ok());
         assert!(started.elapsed() >= SLOW_AUTHORIZATION);
         assert_eq!(p.authorize(&req("card_4242")).await, Err(PaymentError::InvalidToken));
+        let overlong = format!("tok_{}", "x".repeat(125));
+        assert_eq!(p.authorize(&req(&overlong)).await, Err(PaymentError::InvalidToken));
     }
 }

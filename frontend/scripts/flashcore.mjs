@@ -46,6 +46,8 @@ export async function startFlashcore(options = {}) {
     FLASHCORE_TOKEN_SECRET: 'frontend-test-token-secret-0123456789abcdef',
     FLASHCORE_LOG_FORMAT: 'json',
     RUST_LOG: 'info',
+    // An instrumented binary (make test's coverage) writes its counters there.
+    ...(process.env.LLVM_PROFILE_FILE ? { LLVM_PROFILE_FILE: process.env.LLVM_PROFILE_FILE } : {}),
     ...options.env,
   }
   const child = spawn(bin, [], { env, stdio: ['ignore', 'pipe', 'pipe'] })
