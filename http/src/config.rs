@@ -114,6 +114,9 @@ pub struct HttpConfig {
     /// Load balancers whose `Forwarded` / `X-Forwarded-For` name the client
     /// (`FLASHCORE_TRUSTED_PROXIES`: comma-separated networks or addresses; none by default).
     pub trusted_proxies: crate::client::TrustedProxies,
+    /// HTTPS on the public port (`FLASHCORE_TLS_CERT` and `FLASHCORE_TLS_KEY`, PEM;
+    /// both or neither); unset: plain HTTP (behind a TLS-terminating proxy).
+    pub tls: Option<crate::tls::TlsFiles>,
     /// The built storefront and console to serve at `/` and `/ops`
     /// (`FLASHCORE_FRONTEND_DIR`; default `frontend/dist` when it holds a build,
     /// `off` for none).
@@ -137,6 +140,7 @@ impl Default for HttpConfig {
             max_body_bytes: 64 * 1024,
             cors_origins: Vec::new(),
             trusted_proxies: crate::client::TrustedProxies::default(),
+            tls: None,
             frontend_dir: None,
         }
     }
@@ -300,6 +304,11 @@ impl Config {
         if let Some(n) = parse::<usize>("FLASHCORE_MAX_BODY_BYTES")? {
             c.http.max_body_bytes = n.max(1024);
         }
+        c.http.tls = match (var("FLASHCORE_TLS_CERT"), var("FLASHCORE_TLS_KEY")) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { cert: cert.trim().into(), key: key.trim().into() }),
+            (None, None) => None,
+            _ => bail!("FLASHCORE_TLS_CERT and FLASHCORE_TLS_KEY go together: set both or neither"),
+        };
         if let Some(list) = var("FLASHCORE_TRUSTED_PROXIES") {
             c.http.trusted_proxies = crate::client::TrustedProxies::parse(&list)
                 .map_err(|e| anyhow::anyhow!("FLASHCORE_TRUSTED_PROXIES: {e}"))?;

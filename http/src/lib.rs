@@ -37,6 +37,7 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::Config;
 pub use startup::Application;

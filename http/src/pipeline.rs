@@ -74,7 +74,7 @@ pub async fn pipeline(State(s): State<AppState>, req: Request, next: Next) -> Re
         request_id::scope(id, work).instrument(span.clone()).await
     };
     telemetry::answer(&span, &mut res);
-    headers::secure(&mut res, api, client.https);
+    headers::secure(&mut res, api, client.https || s.tls);
     res.headers_mut().insert(request_id::HEADER.clone(), id_header);
     // The storefront's pages and files are one route to the metrics, apart from
     // the paths nothing answers.

@@ -41,6 +41,8 @@ use crate::{headers, http_metrics, openapi, pipeline};
 /// A bound, ready-to-run flashcore.
 pub struct Application {
     listener: TcpListener,
+    /// HTTPS: the files and the rustls configuration loaded from them.
+    tls: Option<(crate::tls::TlsFiles, axum_server::tls_rustls::RustlsConfig)>,
     router: Router,
     config: Config,
     node: Arc<Node>,
@@ -300,6 +302,7 @@ impl Application {
             shutdown: shutdown_rx,
             request_timeout: config.http.request_timeout,
             proxies: config.http.trusted_proxies.clone(),
+            tls: config.http.tls.is_some(),
         });
         // A request meets the panic guard, CORS (if configured), the body limit,
         // then the pipeline (see `crate::pipeline` for its steps and their
@@ -334,7 +337,11 @@ impl Application {
             node = %node.ownership().owner(),
             "flashcore listening"
         );
-        Ok(Application { listener, router, config, node, keys, redis_feed, feed, shutdown })
+        let tls = match &config.http.tls {
+            Some(files) => Some((files.clone(), files.load().await?)),
+            None => None,
+        };
+        Ok(Application { listener, tls, router, config, node, keys, redis_feed, feed, shutdown })
     }
 
     /// The port actually bound.
@@ -354,7 +361,7 @@ impl Application {
     /// is flushed, the leases are released (a standby takes over at once), and
     /// only then does the listener stop and SSE streams end.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, router, config, node, keys, redis_feed, feed, shutdown: tx } = self;
+        let Application { listener, tls, router, config, node, keys, redis_feed, feed, shutdown: tx } = self;
         // The guards every request meets before the router: the panic guard,
         // CORS (if configured) and the body limit. Around the router once, not
         // `Router::layer`ed onto each route, which boxes and clones per layer
@@ -384,11 +391,7 @@ impl Application {
         });
         let outcome = Arc::new(std::sync::Mutex::new(None));
         let finished = Arc::clone(&outcome);
-        axum::serve(
-            listener,
-            axum::ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(edge),
-        )
-        .with_graceful_shutdown(async move {
+        let stopped = async move {
             let result = match lifecycle.await {
                 Ok(r) => r,
                 Err(e) => Err(anyhow::anyhow!("the node's task failed: {e}")),
@@ -400,8 +403,31 @@ impl Application {
                 *f = Some(result);
             }
             let _ = tx.send(true);
-        })
-        .await?;
+        };
+        match tls {
+            None => {
+                let make_service =
+                    axum::ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(edge);
+                axum::serve(listener, make_service).with_graceful_shutdown(stopped).await?;
+            }
+            Some((files, rustls)) => {
+                // The same service over rustls; stops as gracefully (in-flight
+                // requests finish) once the node has handed off.
+                let watcher = files.watch(rustls.clone());
+                let handle = axum_server::Handle::new();
+                let graceful = handle.clone();
+                tokio::spawn(async move {
+                    stopped.await;
+                    graceful.graceful_shutdown(None);
+                });
+                // Behind a router (one box per request): axum-server's serve
+                // cannot name the guards' types when spawned.
+                let make_service =
+                    Router::new().fallback_service(edge).into_make_service_with_connect_info::<std::net::SocketAddr>();
+                axum_server::from_tcp_rustls(listener.into_std()?, rustls)?.handle(handle).serve(make_service).await?;
+                watcher.abort();
+            }
+        }
         if let Some(feed) = &redis_feed {
             feed.shutdown().await;
         }

@@ -56,6 +56,8 @@ pub struct Shared {
     pub request_timeout: std::time::Duration,
     /// Whose forwarding headers name the client.
     pub proxies: crate::client::TrustedProxies,
+    /// This listener speaks HTTPS (so every answer carries HSTS).
+    pub tls: bool,
 }
 
 impl Shared {

@@ -21,4 +21,5 @@ mod recovery;
 mod request_ids;
 mod shared_state;
 mod supervision;
+mod tls;
 mod traces;
