@@ -12,6 +12,7 @@ pub mod ids;
 pub mod inventory;
 pub mod money;
 pub mod order;
+pub mod placement;
 pub mod product;
 pub mod shard;
 pub mod time;
