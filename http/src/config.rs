@@ -63,6 +63,8 @@ pub struct Config {
     pub lease: LeaseConfig,
     /// The HTTP layer: Redis, limits, idempotency, credentials, timeouts, CORS.
     pub http: HttpConfig,
+    /// The node-to-node port (`FLASHCORE_CLUSTER_ADDR` and its identity); unset: none.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// A configured secret: its `Debug` never shows the value, so it cannot reach a log.
@@ -173,6 +175,7 @@ impl Default for Config {
             engine: EngineConfig::default(),
             lease: LeaseConfig { owner_gone: crate::startup::local_owner_gone, ..LeaseConfig::default() },
             http: HttpConfig::default(),
+            cluster: None,
         }
     }
 }
@@ -322,6 +325,7 @@ impl Config {
             // `make run` builds it here, and runs from the repository root.
             None => Some(PathBuf::from(DEFAULT_FRONTEND_DIR)).filter(|d| crate::frontend::holds_build(d)),
         };
+        c.cluster = crate::cluster::ClusterConfig::from_vars(var, crate::startup::default_node_id, c.addr)?;
         Ok(c)
     }
 }

@@ -18,6 +18,7 @@ pub mod api_keys;
 pub mod cart_tokens;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod deadline;
 pub mod demo;

@@ -50,6 +50,8 @@ pub struct Application {
     redis_feed: Option<Arc<RedisFeed>>,
     feed: Arc<dyn AvailabilityFeed>,
     shutdown: watch::Sender<bool>,
+    /// The node-to-node port, bound, when `FLASHCORE_CLUSTER_ADDR` is set.
+    internal: Option<crate::cluster::InternalPort>,
 }
 
 impl std::fmt::Debug for Application {
@@ -148,11 +150,16 @@ fn host_name() -> String {
         .unwrap_or_else(|| "flashcore".to_owned())
 }
 
+/// This node's id when `FLASHCORE_NODE_ID` is unset: `{host}-{pid}`.
+pub fn default_node_id() -> String {
+    format!("{}-{}", host_name(), std::process::id())
+}
+
 /// This process as the membership table knows it: `{host}-{pid}`, and a
 /// generation new for every start.
 fn this_process() -> Owner {
     let generation = flashcore_actors::clock::now().as_millis();
-    Owner { node: format!("{}-{}", host_name(), std::process::id()), generation }
+    Owner { node: default_node_id(), generation }
 }
 
 /// [`LeaseConfig::owner_gone`] for this host: a holder named `{host}-{pid}` of
@@ -330,18 +337,24 @@ impl Application {
             StoreKind::Postgres { .. } => "postgres",
         };
         let redis = if config.http.redis_url.is_some() { "redis" } else { "in-process" };
+        let internal = match &config.cluster {
+            Some(cluster) => Some(crate::cluster::InternalPort::bind(cluster).await?),
+            None => None,
+        };
+        let cluster_addr = internal.as_ref().and_then(|p| p.local_addr().ok()).map(|a| a.to_string());
         tracing::info!(
             addr = %listener.local_addr()?,
             store,
             shared_state = redis,
             node = %node.ownership().owner(),
+            cluster_addr = cluster_addr.as_deref().unwrap_or("none"),
             "flashcore listening"
         );
         let tls = match &config.http.tls {
             Some(files) => Some((files.clone(), files.load().await?)),
             None => None,
         };
-        Ok(Application { listener, tls, router, config, node, keys, redis_feed, feed, shutdown })
+        Ok(Application { listener, tls, router, config, node, keys, redis_feed, feed, shutdown, internal })
     }
 
     /// The port actually bound.
@@ -361,7 +374,14 @@ impl Application {
     /// is flushed, the leases are released (a standby takes over at once), and
     /// only then does the listener stop and SSE streams end.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, tls, router, config, node, keys, redis_feed, feed, shutdown: tx } = self;
+        let Application { listener, tls, router, config, node, keys, redis_feed, feed, shutdown: tx, internal } = self;
+        // The node-to-node port stops with the public one.
+        let internal = internal.map(|port| {
+            let mut stop = tx.subscribe();
+            tokio::spawn(port.serve(async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            }))
+        });
         // The guards every request meets before the router: the panic guard,
         // CORS (if configured) and the body limit. Around the router once, not
         // `Router::layer`ed onto each route, which boxes and clones per layer
@@ -426,6 +446,13 @@ impl Application {
                     Router::new().fallback_service(edge).into_make_service_with_connect_info::<std::net::SocketAddr>();
                 axum_server::from_tcp_rustls(listener.into_std()?, rustls)?.handle(handle).serve(make_service).await?;
                 watcher.abort();
+            }
+        }
+        if let Some(port) = internal {
+            match port.await {
+                Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "the node-to-node port failed"),
+                Err(e) => tracing::error!(error = %e, "the node-to-node port's task failed"),
+                Ok(Ok(())) => {}
             }
         }
         if let Some(feed) = &redis_feed {
