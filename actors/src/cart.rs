@@ -29,6 +29,7 @@ use crate::journal::JournalWriter;
 use crate::metrics as m;
 use crate::ports::{
     AppendOutcome, EntityKind, PaymentError, PaymentRequest, Payments, SnapshotRecord, SnapshotStore, StateJson,
+    StoreError,
 };
 use crate::registry::{Activation, Registry, RegistryError};
 use crate::reply::Reply;
@@ -105,6 +106,12 @@ pub struct CartState {
     deps: Arc<CartDeps>,
     dirty: bool,
     version: u64,
+    /// A checkout whose journal write has an unknown outcome (it failed, and the
+    /// journal could not be read to tell whether it committed anyway). Its holds
+    /// stay prepared and its authorization stands until the journal answers:
+    /// releasing either could resell sold units or lose an acknowledged
+    /// order's payment. Resolved before anything else touches the cart.
+    unresolved: Option<Order>,
 }
 
 /// The registry of carts.
@@ -201,7 +208,37 @@ impl CartState {
         }
     }
 
+    /// Settles an earlier checkout whose outcome was unknown, from the journal:
+    /// journaled → the cart is checked out with it; absent → its holds return and
+    /// its authorization is voided. `Err` while the journal cannot be read (the
+    /// attempt stays unresolved, its holds and authorization kept).
+    async fn resolve_unresolved(&mut self) -> Result<(), EngineError> {
+        let Some(attempt) = self.unresolved.take() else { return Ok(()) };
+        match self.reconcile(&attempt).await {
+            Ok(Some((stored, facts))) => {
+                if stored.id != attempt.id {
+                    self.abort(attempt.id, &order_skus(&attempt)).await;
+                    self.void(&attempt).await;
+                }
+                tracing::warn!(order.id = %stored.id, "unresolved checkout found in the journal");
+                self.finish(stored, facts).await;
+                Ok(())
+            }
+            Ok(None) => {
+                tracing::warn!(order.id = %attempt.id, "unresolved checkout not in the journal; holds returned");
+                self.abort(attempt.id, &order_skus(&attempt)).await;
+                self.void(&attempt).await;
+                Ok(())
+            }
+            Err(e) => {
+                self.unresolved = Some(attempt);
+                Err(EngineError::store(e))
+            }
+        }
+    }
+
     async fn checkout(&mut self, req: CheckoutRequest) -> Result<(Order, bool), EngineError> {
+        self.resolve_unresolved().await?;
         if let CartStatus::CheckedOut { order_id, idempotency_key } = &self.cart.status {
             if *idempotency_key != req.idempotency_key {
                 return Err(EngineError::CartCheckedOut(*order_id));
@@ -272,7 +309,7 @@ impl CartState {
                 // commit whose acknowledgment was lost, or an earlier attempt of this
                 // checkout). The journal is the truth; ask it before giving up.
                 match self.reconcile(&order).await {
-                    Some((stored, facts)) => {
+                    Ok(Some((stored, facts))) => {
                         if stored.id != order.id {
                             self.void(&order).await;
                         }
@@ -280,13 +317,30 @@ impl CartState {
                         self.finish(stored.clone(), facts).await;
                         return Ok((stored, false));
                     }
-                    None => {
+                    Ok(None) => {
                         self.abort(order_id, &prepared).await;
                         self.void(&order).await;
                         return Err(match other {
                             Ok(_) => EngineError::IdempotencyKeyReused,
                             Err(e) => EngineError::store(e),
                         });
+                    }
+                    Err(read) => {
+                        let Err(write) = other else {
+                            // Nothing of ours was written (the key exists): safe to undo.
+                            self.abort(order_id, &prepared).await;
+                            self.void(&order).await;
+                            return Err(EngineError::store(read));
+                        };
+                        // The write's outcome is unknown and the journal cannot
+                        // tell: the order may be durable. Keep its holds prepared
+                        // and its authorization; the next checkout (or a retry)
+                        // settles it from the journal first.
+                        tracing::error!(order.id = %order.id, error = %write, read_error = %read,
+                            "checkout outcome unknown; holds and authorization kept until the journal answers");
+                        metrics::counter!(m::CHECKOUTS_UNRESOLVED).increment(1);
+                        self.unresolved = Some(order);
+                        return Err(EngineError::store(write));
                     }
                 }
             }
@@ -297,17 +351,18 @@ impl CartState {
 
     /// The order this cart already has in the journal under the same key, with its
     /// sold facts (real positions), if any.
-    async fn reconcile(&self, attempt: &Order) -> Option<(Order, Vec<StockFact>)> {
+    /// `Err` if the journal could not be read: then nobody knows.
+    async fn reconcile(&self, attempt: &Order) -> Result<Option<(Order, Vec<StockFact>)>, StoreError> {
         let journal = self.deps.journal.journal();
-        let stored = journal.order_for_cart(attempt.cart_id).await.ok()??;
+        let Some(stored) = journal.order_for_cart(attempt.cart_id).await? else { return Ok(None) };
         if stored.idempotency_key != attempt.idempotency_key {
-            return None;
+            return Ok(None);
         }
         let mut facts = Vec::new();
         for line in &stored.lines {
-            facts.extend(journal.stock_facts(&line.sku, JournalPos(u64::MAX), &[stored.id]).await.ok()?);
+            facts.extend(journal.stock_facts(&line.sku, JournalPos(u64::MAX), &[stored.id]).await?);
         }
-        Some((stored, facts))
+        Ok(Some((stored, facts)))
     }
 
     async fn void(&self, order: &Order) {
@@ -326,6 +381,11 @@ impl CartState {
         self.cart.mark_checked_out(order.id, order.idempotency_key);
         metrics::counter!(m::ORDERS).increment(1);
     }
+}
+
+/// The SKUs an order's lines take stock from (where its holds were prepared).
+fn order_skus(order: &Order) -> Vec<Sku> {
+    order.lines.iter().map(|l| l.sku.clone()).collect()
 }
 
 /// Delivers a committed fact to its SKU actor, retrying in the background until
@@ -396,7 +456,7 @@ impl Activate<CartState> for CartActivator {
             Activation::Recover => recover(*id, &deps).await.map_err(|e| e.to_string())?,
         };
         let version = crate::flusher::next_incarnation(version);
-        let mut state = CartState { cart, deps, dirty: false, version };
+        let mut state = CartState { cart, deps, dirty: false, version, unresolved: None };
         if changed {
             state.changed(me);
         }
@@ -414,7 +474,11 @@ impl Entity for CartState {
                 let _ = reply.send(self.cart.clone());
             }
             CartMsg::SetQuantity { ticket: _ticket, sku, qty, reply } => {
-                let result = self.set_quantity(sku, qty).await;
+                // A resolution needs no snapshot: the journal holds its order.
+                let result = match self.resolve_unresolved().await {
+                    Ok(()) => self.set_quantity(sku, qty).await,
+                    Err(e) => Err(e),
+                };
                 if let Ok(true) = result {
                     self.changed(me);
                 }
@@ -448,6 +512,8 @@ impl Entity for CartState {
     }
 
     async fn passivate(&mut self) -> Result<bool, String> {
+        // An unresolved checkout lives only here: settle it before going, or stay.
+        self.resolve_unresolved().await.map_err(|e| e.to_string())?;
         // Always save: a flush in progress may not have landed yet, and the
         // next activation must see this state.
         self.deps.flusher.save_now(&[self.record()]).await.map_err(|e| e.to_string())?;

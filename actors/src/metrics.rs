@@ -32,6 +32,9 @@ pub const SNAPSHOT_ERRORS: &str = "flashcore_snapshot_errors_total";
 pub const FLUSH_SECONDS: &str = "flashcore_flush_duration_seconds";
 /// Orders placed: counted once the order is journalled and its cart frozen.
 pub const ORDERS: &str = "flashcore_orders_total";
+/// Checkouts whose journal write had an unknown outcome and could not be
+/// reconciled at once; their holds and authorization are kept until it can.
+pub const CHECKOUTS_UNRESOLVED: &str = "flashcore_checkouts_unresolved_total";
 /// Checkouts refused, by `reason`.
 pub const CHECKOUT_FAILURES: &str = "flashcore_checkout_failures_total";
 /// Holds that lapsed at their expiry, on a SKU's timer or at its recovery.
