@@ -17,19 +17,22 @@ use flashcore_domain::{
     StockFact,
 };
 use futures::future::join_all;
+use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use crate::breaker::Breaker;
+use crate::budget::{self, CheckoutBudget, OverBudget, Step};
 use crate::catalog::CatalogCache;
 use crate::clock;
 use crate::entity::{Activate, Entity, EntityRef};
 use crate::error::EngineError;
 use crate::flusher::{Flusher, SnapshotRequest};
 use crate::gate::Ticket;
+use crate::gateway::PaymentGateway;
 use crate::journal::JournalWriter;
 use crate::metrics as m;
 use crate::ports::{
-    AppendOutcome, EntityKind, PaymentError, PaymentRequest, Payments, SnapshotRecord, SnapshotStore, StateJson,
-    StoreError,
+    AppendOutcome, EntityKind, PaymentError, PaymentRequest, SnapshotRecord, SnapshotStore, StateJson, StoreError,
 };
 use crate::registry::{Activation, Registry, RegistryError};
 use crate::reply::Reply;
@@ -42,8 +45,13 @@ pub struct CartDeps {
     pub skus: Arc<Registry<Sku, SkuMsg>>,
     /// Product rules (price, limits, sale start) a line is checked against.
     pub catalog: Arc<CatalogCache>,
-    /// Authorizes a checkout's amount before its order is written.
-    pub payments: Arc<dyn Payments>,
+    /// Authorizes a checkout's amount before its order is written, and voids it
+    /// if the order is not.
+    pub gateway: PaymentGateway,
+    /// The store's breaker: checkout refuses at once while it is open.
+    pub store: Arc<Breaker>,
+    /// The checkout's per-step latency budget.
+    pub budget: CheckoutBudget,
     /// Where an order becomes durable; checkout waits for its batch to commit.
     pub journal: JournalWriter,
     /// Snapshot reads at activation.
@@ -111,7 +119,7 @@ pub struct CartState {
     /// stay prepared and its authorization stands until the journal answers:
     /// releasing either could resell sold units or lose an acknowledged
     /// order's payment. Resolved before anything else touches the cart.
-    unresolved: Option<Order>,
+    unresolved: Option<Unresolved>,
 }
 
 /// The registry of carts.
@@ -208,37 +216,74 @@ impl CartState {
         }
     }
 
-    /// Settles an earlier checkout whose outcome was unknown, from the journal:
-    /// journaled → the cart is checked out with it; absent → its holds return and
-    /// its authorization is voided. `Err` while the journal cannot be read (the
-    /// attempt stays unresolved, its holds and authorization kept).
-    async fn resolve_unresolved(&mut self) -> Result<(), EngineError> {
-        let Some(attempt) = self.unresolved.take() else { return Ok(()) };
-        match self.reconcile(&attempt).await {
+    /// Settles an earlier checkout whose outcome was unknown, from its write (if
+    /// it has finished since) or the journal: journaled → the cart is checked out
+    /// with it; absent → its holds return and its authorization is voided. `Err`
+    /// while nobody can tell (the write still running, or the journal
+    /// unreadable): the attempt stays unresolved, its holds and authorization kept.
+    /// `Ok(Some(order))` if it was journaled.
+    async fn resolve_unresolved(&mut self) -> Result<Option<Order>, EngineError> {
+        let Some(mut attempt) = self.unresolved.take() else { return Ok(None) };
+        if let Some(write) = &attempt.write
+            && !write.is_finished()
+        {
+            self.unresolved = Some(attempt);
+            return Err(EngineError::Unavailable {
+                retry_after_secs: 1,
+                reason: "an earlier checkout of this cart is still being written".into(),
+            });
+        }
+        if let Some(write) = attempt.write.take()
+            && let Ok(Ok(AppendOutcome::Written(pos))) = write.await
+        {
+            let facts = sold_facts(&attempt.order, pos);
+            tracing::warn!(order.id = %attempt.order.id, "unresolved checkout was written after its budget");
+            self.finish(attempt.order.clone(), facts).await;
+            return Ok(Some(attempt.order));
+        }
+        let order = attempt.order;
+        match self.reconcile(&order).await {
             Ok(Some((stored, facts))) => {
-                if stored.id != attempt.id {
-                    self.abort(attempt.id, &order_skus(&attempt)).await;
-                    self.void(&attempt).await;
+                if stored.id != order.id {
+                    self.abort(order.id, &order_skus(&order)).await;
+                    self.void(&order).await;
                 }
                 tracing::warn!(order.id = %stored.id, "unresolved checkout found in the journal");
-                self.finish(stored, facts).await;
-                Ok(())
+                self.finish(stored.clone(), facts).await;
+                Ok(Some(stored))
             }
             Ok(None) => {
-                tracing::warn!(order.id = %attempt.id, "unresolved checkout not in the journal; holds returned");
-                self.abort(attempt.id, &order_skus(&attempt)).await;
-                self.void(&attempt).await;
-                Ok(())
+                tracing::warn!(order.id = %order.id, "unresolved checkout not in the journal; holds returned");
+                self.abort(order.id, &order_skus(&order)).await;
+                self.void(&order).await;
+                Ok(None)
             }
             Err(e) => {
-                self.unresolved = Some(attempt);
+                self.unresolved = Some(Unresolved { order, write: None });
                 Err(EngineError::store(e))
             }
         }
     }
 
+    /// 503 at once while the store's breaker refuses calls: no hold is
+    /// prepared and no payment authorized for an order that cannot be written.
+    fn store_open(&self) -> Result<(), EngineError> {
+        match self.deps.store.rejecting() {
+            None => Ok(()),
+            Some(retry_in) => Err(EngineError::Unavailable {
+                retry_after_secs: retry_after(retry_in),
+                reason: "store circuit open".into(),
+            }),
+        }
+    }
+
     async fn checkout(&mut self, req: CheckoutRequest) -> Result<(Order, bool), EngineError> {
-        self.resolve_unresolved().await?;
+        // An earlier attempt settled now answers this request (its first success).
+        if let Some(order) = self.resolve_unresolved().await?
+            && order.idempotency_key == req.idempotency_key
+        {
+            return Ok((order, false));
+        }
         if let CartStatus::CheckedOut { order_id, idempotency_key } = &self.cart.status {
             if *idempotency_key != req.idempotency_key {
                 return Err(EngineError::CartCheckedOut(*order_id));
@@ -247,21 +292,31 @@ impl CartState {
             return order.map(|o| (o, true)).ok_or(EngineError::Internal("checked-out cart without order".into()));
         }
         self.cart.ensure_checkout_ready()?;
+        self.store_open()?;
         self.renew_lapsed_holds().await?;
+        let budget = self.deps.budget;
 
         // 1. Prepare every SKU; all or nothing.
         let order_id = OrderId::new();
         let cart_id = self.cart.id;
         let lines: Vec<_> = self.cart.lines.values().map(|l| (l.sku.clone(), l.hold_id)).collect();
-        let results = join_all(lines.iter().map(|(sku, hold)| {
+        let preparing = join_all(lines.iter().map(|(sku, hold)| {
             let holds = vec![*hold];
             let req = Box::new(PrepareReq { order: order_id, cart: cart_id, holds });
             self.deps
                 .skus
                 .call(sku, move |ticket, reply| SkuMsg::Prepare { ticket, req, reply })
                 .instrument(tracing::info_span!(target: SPANS, "sku.prepare", sku = %sku, order.id = %order_id))
-        }))
-        .await;
+        }));
+        let results = match budget::run(Step::Prepare, &budget, preparing).await {
+            Ok(results) => results,
+            Err(over) => {
+                // Every Prepare sent is queued before its Abort (one mailbox per SKU).
+                let skus: Vec<Sku> = lines.iter().map(|(sku, _)| sku.clone()).collect();
+                self.abort(order_id, &skus).await;
+                return Err(over_budget(over));
+            }
+        };
         let mut prepared = Vec::new();
         let mut failure = None;
         for ((sku, _), r) in lines.iter().zip(results) {
@@ -280,11 +335,14 @@ impl CartState {
             return Err(e);
         }
 
-        // 2. Authorize payment.
+        // 2. Authorize payment (within the payment budget, carried by the provider's breaker).
         let amount = self.cart.total()?.ok_or(CartError::Empty)?;
         let payment = PaymentRequest { order_id, amount, token: req.payment_token.clone() };
         let authorizing = tracing::info_span!(target: SPANS, "payment.authorize", order.id = %order_id);
-        let reference = match self.deps.payments.authorize(&payment).instrument(authorizing).await {
+        let started = tokio::time::Instant::now();
+        let authorized = self.deps.gateway.authorize(&payment).instrument(authorizing).await;
+        budget::observe(Step::Payment, started.elapsed());
+        let reference = match authorized {
             Ok(r) => r,
             Err(e) => {
                 self.abort(order_id, &prepared).await;
@@ -292,17 +350,40 @@ impl CartState {
                     PaymentError::Declined => EngineError::PaymentDeclined,
                     PaymentError::InvalidToken => EngineError::InvalidPaymentToken,
                     PaymentError::Provider(msg) => EngineError::PaymentProvider(msg),
+                    PaymentError::Unavailable(reason) => EngineError::Unavailable { retry_after_secs: 1, reason },
+                    PaymentError::TimedOut(reason) => {
+                        metrics::counter!(m::CHECKOUT_BUDGET_EXCEEDED, "step" => Step::Payment.as_str()).increment(1);
+                        EngineError::Unavailable { retry_after_secs: 1, reason }
+                    }
                 });
             }
         };
 
-        // 3. Write the order and wait for its batch to commit.
+        // 3. Write the order and wait for its batch to commit (within the journal
+        // budget; the write itself runs on, so its outcome is never lost).
         let order =
             Order::from_cart(&self.cart, order_id, req.idempotency_key.clone(), req.email, reference, clock::now())?;
-        let outcome = self.deps.journal.append(JournalEntry::Order(order.clone())).await;
+        let journal = self.deps.journal.clone();
+        let entry = JournalEntry::Order(order.clone());
+        let mut write = tokio::spawn(async move { journal.append(entry).await }.in_current_span());
+        let outcome = match budget::run(Step::Journal, &budget, &mut write).await {
+            Ok(joined) => joined.unwrap_or_else(|e| Err(StoreError::Unavailable(format!("journal write failed: {e}")))),
+            Err(over) => {
+                // Not known to be written nor not: keep everything until it is.
+                tracing::error!(order.id = %order.id, "journal wait over budget; holds and authorization kept");
+                metrics::counter!(m::CHECKOUTS_UNRESOLVED).increment(1);
+                self.unresolved = Some(Unresolved { order, write: Some(write) });
+                return Err(over_budget(over));
+            }
+        };
         let facts = match outcome {
-            Ok(AppendOutcome::Written(pos)) => {
-                order.sold_facts().map(|(sku, kind)| StockFact { pos, sku: sku.clone(), kind }).collect()
+            Ok(AppendOutcome::Written(pos)) => sold_facts(&order, pos),
+            Err(StoreError::Rejected(reason)) => {
+                // The breaker sent nothing: nothing was written; undo at once.
+                self.abort(order_id, &prepared).await;
+                self.void(&order).await;
+                let retry_after_secs = self.deps.store.rejecting().map_or(1, retry_after);
+                return Err(EngineError::Unavailable { retry_after_secs, reason });
             }
             other => {
                 // The write failed or hit an existing order: it may still be ours (a
@@ -339,7 +420,7 @@ impl CartState {
                         tracing::error!(order.id = %order.id, error = %write, read_error = %read,
                             "checkout outcome unknown; holds and authorization kept until the journal answers");
                         metrics::counter!(m::CHECKOUTS_UNRESOLVED).increment(1);
-                        self.unresolved = Some(order);
+                        self.unresolved = Some(Unresolved { order, write: None });
                         return Err(EngineError::store(write));
                     }
                 }
@@ -365,22 +446,54 @@ impl CartState {
         Ok(Some((stored, facts)))
     }
 
+    /// Voids `order`'s authorization (retried in the background, recorded for an
+    /// operator if it keeps failing: [`crate::gateway`]).
     async fn void(&self, order: &Order) {
-        if let Err(e) = self.deps.payments.void(&order.payment_ref).await {
-            tracing::error!(order.id = %order.id, error = %e, "could not void payment authorization");
-        }
+        self.deps.gateway.void(order.id, &order.payment_ref).await;
     }
 
     /// Step 4: the order is durable; commit its facts on every SKU (delivery must
-    /// not fail) and freeze the cart.
+    /// not fail: it runs on past the commit budget) and freeze the cart.
     async fn finish(&mut self, order: Order, facts: Vec<StockFact>) {
-        for fact in facts {
-            let span = tracing::info_span!(target: SPANS, "sku.commit", sku = %fact.sku, order.id = %order.id);
-            deliver_commit(Arc::clone(&self.deps.skus), fact).instrument(span).await;
-        }
+        let skus = Arc::clone(&self.deps.skus);
+        let order_id = order.id;
+        let mut delivery = tokio::spawn(
+            async move {
+                for fact in facts {
+                    let span = tracing::info_span!(target: SPANS, "sku.commit", sku = %fact.sku, order.id = %order_id);
+                    deliver_commit(Arc::clone(&skus), fact).instrument(span).await;
+                }
+            }
+            .in_current_span(),
+        );
+        // Over budget: answered anyway (the order is durable), delivery goes on.
+        let _ = budget::run(Step::Commit, &self.deps.budget, &mut delivery).await;
         self.cart.mark_checked_out(order.id, order.idempotency_key);
         metrics::counter!(m::ORDERS).increment(1);
     }
+}
+
+/// An order's sold facts at `pos`, where it was journaled.
+fn sold_facts(order: &Order, pos: JournalPos) -> Vec<StockFact> {
+    order.sold_facts().map(|(sku, kind)| StockFact { pos, sku: sku.clone(), kind }).collect()
+}
+
+/// `Retry-After` seconds for a wait of `d` (at least 1).
+fn retry_after(d: Duration) -> u64 {
+    d.as_secs_f64().ceil().max(1.0) as u64
+}
+
+/// A step out of its budget: 503, retry soon (with the same Idempotency-Key).
+fn over_budget(over: OverBudget) -> EngineError {
+    EngineError::Unavailable { retry_after_secs: 1, reason: over.to_string() }
+}
+
+/// A checkout whose outcome is not known yet (see [`CartState::resolve_unresolved`]).
+#[derive(Debug)]
+struct Unresolved {
+    order: Order,
+    /// Its journal write, if it was still running when the budget ran out.
+    write: Option<JoinHandle<Result<AppendOutcome, StoreError>>>,
 }
 
 /// The SKUs an order's lines take stock from (where its holds were prepared).
@@ -476,7 +589,7 @@ impl Entity for CartState {
             CartMsg::SetQuantity { ticket: _ticket, sku, qty, reply } => {
                 // A resolution needs no snapshot: the journal holds its order.
                 let result = match self.resolve_unresolved().await {
-                    Ok(()) => self.set_quantity(sku, qty).await,
+                    Ok(_) => self.set_quantity(sku, qty).await,
                     Err(e) => Err(e),
                 };
                 if let Ok(true) = result {

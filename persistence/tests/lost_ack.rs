@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use flashcore_actors::breaker::BreakerConfig;
 use flashcore_actors::ownership::{LeaseConfig, Ownership};
 use flashcore_actors::payments::TestPayments;
 use flashcore_actors::ports::{
@@ -159,7 +160,9 @@ async fn sale(journal: Arc<LostAck>, stores: MemoryStores, payments: Arc<Recordi
     };
     let owner = Owner { node: "lost-ack".into(), generation: 1 };
     let ownership = Ownership::hold(stores.leases, owner, LeaseConfig::default()).await;
-    let engine = Engine::start(EngineConfig::default(), ports, ownership).await.unwrap();
+    // The journal's failures here are the point: the breaker must not open on them.
+    let breaker = BreakerConfig { failures: 100, ..BreakerConfig::default() };
+    let engine = Engine::start(EngineConfig { breaker, ..EngineConfig::default() }, ports, ownership).await.unwrap();
     let sku = Sku::parse("UNKNOWN-OUTCOME").unwrap();
     let product = Product::new(sku.clone(), "t", "", Money::new(100, Currency::EUR).unwrap(), None, None).unwrap();
     engine.upsert_product(product).await.unwrap();
