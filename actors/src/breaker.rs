@@ -4,9 +4,13 @@
 //! Closed: calls go through; `failures` consecutive failures or timeouts open it.
 //! Open: calls fail at once ([`Guarded::Rejected`], with the time until the next
 //! probe) instead of each waiting for a dead dependency. After a backoff with
-//! jitter, exactly one call is let through as the probe (half-open): its success
-//! closes the breaker, its failure opens it again with a longer backoff (doubling
-//! up to `probe_max`). Every transition is logged once, counted, and reflected in
+//! jitter, exactly one probe goes (half-open): its success closes the breaker,
+//! its failure opens it again with a longer backoff (doubling up to
+//! `probe_max`). The probe is a cheap call of the breaker's own
+//! ([`Breaker::spawn_prober`]: the store reads, Redis pings), so no request
+//! ever waits for a dead dependency and recovery does not wait for traffic; a
+//! breaker without one (the payment provider) lets the next call through as
+//! the probe. Every transition is logged once, counted, and reflected in
 //! the `flashcore_circuit_state{dependency}` gauge.
 //!
 //! Written here rather than taken from a crate: the ones looked at (`failsafe`,
@@ -142,6 +146,20 @@ pub struct Breaker {
     name: &'static str,
     cfg: BreakerConfig,
     inner: Mutex<Inner>,
+    /// Set once a prober runs: calls then never probe themselves.
+    active: std::sync::atomic::AtomicBool,
+    /// Wakes the prober when the breaker opens (or is dropped).
+    opened: Arc<tokio::sync::Notify>,
+}
+
+/// A breaker's own probe of its dependency.
+pub type Probe = Box<dyn Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+impl Drop for Breaker {
+    fn drop(&mut self) {
+        // The prober holds only a weak reference: wake it so it sees it is gone.
+        self.opened.notify_one();
+    }
 }
 
 /// Every breaker alive in this process, for the operator views.
@@ -199,12 +217,66 @@ impl Breaker {
                 rejected: 0,
                 last_error: None,
             }),
+            active: std::sync::atomic::AtomicBool::new(false),
+            opened: Arc::new(tokio::sync::Notify::new()),
         });
         metrics::gauge!(m::CIRCUIT_STATE, "dependency" => dependency).set(CircuitState::Closed.gauge());
         if let Ok(mut reg) = REGISTRY.lock() {
             reg.push(Arc::downgrade(&b));
         }
         b
+    }
+
+    /// Probes the dependency with `probe` (bounded by `call_timeout`) whenever
+    /// the breaker is open and its backoff has passed; calls no longer probe.
+    /// Needs a tokio runtime; without one, calls keep probing themselves.
+    pub fn spawn_prober(self: &Arc<Self>, probe: Probe) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        self.active.store(true, std::sync::atomic::Ordering::Release);
+        let me = Arc::downgrade(self);
+        let opened = Arc::clone(&self.opened);
+        rt.spawn(async move {
+            loop {
+                // Until the breaker is open (or gone).
+                let notified = opened.notified();
+                let retry_at = match me.upgrade() {
+                    None => return,
+                    Some(b) => {
+                        let inner = b.lock();
+                        (inner.state == CircuitState::Open).then_some(inner.retry_at)
+                    }
+                };
+                let Some(retry_at) = retry_at else {
+                    notified.await;
+                    continue;
+                };
+                tokio::time::sleep_until(retry_at).await;
+                let Some(b) = me.upgrade() else { return };
+                if !b.begin_probe() {
+                    continue;
+                }
+                let outcome = match tokio::time::timeout(b.cfg.call_timeout, probe()).await {
+                    Ok(r) => r,
+                    Err(_) => Err(format!("probe timed out after {} ms", b.cfg.call_timeout.as_millis())),
+                };
+                b.record(true, outcome);
+            }
+        });
+    }
+
+    /// Open past its backoff → half-open, for the prober. False otherwise.
+    fn begin_probe(&self) -> bool {
+        let mut inner = self.lock();
+        if inner.state == CircuitState::Open && Instant::now() >= inner.retry_at {
+            self.transition(&mut inner, CircuitState::HalfOpen);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn is_active(&self) -> bool {
+        self.active.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The dependency's name.
@@ -229,8 +301,8 @@ impl Breaker {
         let now = Instant::now();
         match inner.state {
             CircuitState::Closed => None,
-            CircuitState::Open if now >= inner.retry_at => None,
-            CircuitState::Open => Some(inner.retry_at - now),
+            CircuitState::Open if now >= inner.retry_at && !self.is_active() => None,
+            CircuitState::Open => Some(inner.retry_at.saturating_duration_since(now).max(Duration::from_millis(1))),
             CircuitState::HalfOpen => Some(self.cfg.probe_base),
         }
     }
@@ -318,14 +390,14 @@ impl Breaker {
         let now = Instant::now();
         match inner.state {
             CircuitState::Closed => Admit::Call,
-            CircuitState::Open if now >= inner.retry_at => {
+            CircuitState::Open if now >= inner.retry_at && !self.is_active() => {
                 self.transition(&mut inner, CircuitState::HalfOpen);
                 Admit::Probe
             }
             CircuitState::Open => {
                 inner.rejected += 1;
                 metrics::counter!(m::CIRCUIT_REJECTIONS, "dependency" => self.name).increment(1);
-                Admit::Reject(inner.retry_at - now)
+                Admit::Reject(inner.retry_at.saturating_duration_since(now))
             }
             CircuitState::HalfOpen => {
                 inner.rejected += 1;
@@ -380,6 +452,9 @@ impl Breaker {
             return;
         }
         inner.state = to;
+        if to == CircuitState::Open {
+            self.opened.notify_one();
+        }
         inner.transitions += 1;
         metrics::gauge!(m::CIRCUIT_STATE, "dependency" => self.name).set(to.gauge());
         metrics::counter!(m::CIRCUIT_TRANSITIONS, "dependency" => self.name, "to" => to.as_str()).increment(1);
@@ -686,6 +761,42 @@ mod tests {
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(succeed(&b).await, Ok(()));
         assert_eq!(b.state(), CircuitState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_a_prober_calls_never_probe_and_the_prober_closes_it() {
+        use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+        let b = Breaker::new("test-prober", cfg());
+        let up = Arc::new(AtomicBool::new(false));
+        let probes = Arc::new(AtomicU32::new(0));
+        let (u, n) = (Arc::clone(&up), Arc::clone(&probes));
+        b.spawn_prober(Box::new(move || {
+            let (u, n) = (Arc::clone(&u), Arc::clone(&n));
+            Box::pin(async move {
+                n.fetch_add(1, Ordering::SeqCst);
+                if u.load(Ordering::SeqCst) { Ok(()) } else { Err("still down".into()) }
+            })
+        }));
+        for _ in 0..3 {
+            let _ = fail(&b).await;
+        }
+        assert_eq!(b.state(), CircuitState::Open);
+        // Past the backoff, a call is still refused (the prober probes, not it).
+        tokio::time::sleep(Duration::from_millis(1_001)).await;
+        assert!(matches!(succeed(&b).await, Err(Guarded::Rejected { .. })));
+        assert!(b.rejecting().is_some());
+        assert_eq!(probes.load(Ordering::SeqCst), 1, "one probe, which failed");
+        assert_eq!(b.view().failed_probes, 1);
+        // The dependency returns: the next probe (within the 2 s backoff) closes it.
+        up.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(2_001)).await;
+        assert_eq!(b.state(), CircuitState::Closed);
+        assert_eq!(probes.load(Ordering::SeqCst), 2);
+        assert_eq!(succeed(&b).await, Ok(()));
+        // Dropped, its prober ends.
+        drop(b);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(probes.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -195,6 +195,12 @@ impl Engine {
         // One breaker for the store (journal and snapshots alike), one for the provider.
         let store = Breaker::new("store", cfg.breaker);
         let payments = Breaker::new("payments", cfg.breaker);
+        let probed = Arc::clone(&ports.journal);
+        store.spawn_prober(Box::new(move || {
+            let journal = Arc::clone(&probed);
+            // A read of an order that does not exist: one round trip, nothing held.
+            Box::pin(async move { journal.order(OrderId::new()).await.map(drop).map_err(|e| e.to_string()) })
+        }));
         let ports = Ports {
             journal: Arc::new(GuardedJournal::new(ports.journal, Arc::clone(&store))),
             snapshots: Arc::new(GuardedSnapshots::new(ports.snapshots, Arc::clone(&store))),

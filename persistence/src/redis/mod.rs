@@ -82,14 +82,44 @@ impl Redis {
         // The error text of a malformed URL could echo it, password included.
         let client = redis::Client::open(url)
             .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL ({:?})", e.kind())))?;
-        Ok(Redis(Arc::new(Inner {
+        let redis = Redis(Arc::new(Inner {
             client,
             prefix: prefix.to_owned(),
             op_timeout,
             manager: Mutex::new(None),
             breaker: Breaker::new("redis", breaker_config(op_timeout)),
             down: AtomicBool::new(false),
-        })))
+        }));
+        // While open, a PING probes Redis (weakly held: the breaker is Redis's own).
+        let weak = Arc::downgrade(&redis.0);
+        redis.0.breaker.spawn_prober(Box::new(move || {
+            let weak = weak.clone();
+            Box::pin(async move {
+                let Some(inner) = weak.upgrade() else { return Err("redis connection dropped".into()) };
+                Redis(inner).probe().await
+            })
+        }));
+        Ok(redis)
+    }
+
+    /// One `PING` around the breaker (its prober's probe).
+    async fn probe(&self) -> Result<(), String> {
+        let attempt = async {
+            let mut con = self.manager()?;
+            redis::cmd("PING").query_async::<String>(&mut con).await
+        };
+        match attempt.await {
+            Ok(_) => {
+                self.mark_up();
+                Ok(())
+            }
+            Err(e) => {
+                if is_auth(&e) {
+                    self.forget_connection();
+                }
+                Err(e.to_string())
+            }
+        }
     }
 
     /// The `redis` circuit breaker.
