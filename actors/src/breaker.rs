@@ -279,6 +279,13 @@ impl Breaker {
         self.active.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// The limit of a bulk call (a page of recovery, a write-behind chunk):
+    /// five times `call_timeout`, so a large batch on a loaded store is not
+    /// taken for an outage.
+    pub fn bulk_timeout(&self) -> Duration {
+        self.cfg.call_timeout.saturating_mul(5)
+    }
+
     /// The dependency's name.
     pub fn name(&self) -> &'static str {
         self.name
@@ -528,7 +535,11 @@ impl Journal for GuardedJournal {
         self.breaker.call(self.inner.stock_facts(sku, after, orders), store_failure).await.map_err(store_error)
     }
     async fn stock_facts_page(&self, after: &FactCursor, limit: usize) -> Result<Vec<StockFact>, StoreError> {
-        self.breaker.call(self.inner.stock_facts_page(after, limit), store_failure).await.map_err(store_error)
+        let bulk = self.breaker.bulk_timeout();
+        self.breaker
+            .call_within(bulk, self.inner.stock_facts_page(after, limit), store_failure)
+            .await
+            .map_err(store_error)
     }
     async fn stock_facts_of_orders(&self, orders: &[OrderId]) -> Result<Vec<StockFact>, StoreError> {
         self.breaker.call(self.inner.stock_facts_of_orders(orders), store_failure).await.map_err(store_error)
@@ -566,7 +577,8 @@ impl GuardedSnapshots {
 #[async_trait]
 impl SnapshotStore for GuardedSnapshots {
     async fn save(&self, batch: &[SnapshotRecord], fence: &Fence) -> Result<(), StoreError> {
-        self.breaker.call(self.inner.save(batch, fence), store_failure).await.map_err(store_error)
+        let bulk = self.breaker.bulk_timeout();
+        self.breaker.call_within(bulk, self.inner.save(batch, fence), store_failure).await.map_err(store_error)
     }
     async fn load(&self, kind: EntityKind, id: &str) -> Result<Option<SnapshotRecord>, StoreError> {
         self.breaker.call(self.inner.load(kind, id), store_failure).await.map_err(store_error)
@@ -577,7 +589,11 @@ impl SnapshotStore for GuardedSnapshots {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<SnapshotRecord>, StoreError> {
-        self.breaker.call(self.inner.load_page(kind, after, limit), store_failure).await.map_err(store_error)
+        let bulk = self.breaker.bulk_timeout();
+        self.breaker
+            .call_within(bulk, self.inner.load_page(kind, after, limit), store_failure)
+            .await
+            .map_err(store_error)
     }
 }
 

@@ -201,6 +201,9 @@ impl Engine {
             // A read of an order that does not exist: one round trip, nothing held.
             Box::pin(async move { journal.order(OrderId::new()).await.map(drop).map_err(|e| e.to_string()) })
         }));
+        // Start-up recovery reads in bulk, unguarded: it has no caller to answer
+        // fast, and a failure stops the start anyway.
+        let unguarded = ports.clone();
         let ports = Ports {
             journal: Arc::new(GuardedJournal::new(ports.journal, Arc::clone(&store))),
             snapshots: Arc::new(GuardedSnapshots::new(ports.snapshots, Arc::clone(&store))),
@@ -265,7 +268,7 @@ impl Engine {
             parked,
             gateway,
         }));
-        if let Err(e) = engine.recover_skus(&ports).await {
+        if let Err(e) = engine.recover_skus(&unguarded).await {
             engine.abandon();
             return Err(e);
         }

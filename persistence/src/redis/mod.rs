@@ -102,24 +102,25 @@ impl Redis {
         Ok(redis)
     }
 
-    /// One `PING` around the breaker (its prober's probe).
+    /// One `PING` around the breaker (its prober's probe). A failed probe
+    /// forgets the connection, so the next one connects afresh: a connection
+    /// that hangs (a network path that drops packets) or was refused its
+    /// credentials is never reused.
     async fn probe(&self) -> Result<(), String> {
         let attempt = async {
             let mut con = self.manager()?;
             redis::cmd("PING").query_async::<String>(&mut con).await
         };
-        match attempt.await {
-            Ok(_) => {
-                self.mark_up();
-                Ok(())
-            }
-            Err(e) => {
-                if is_auth(&e) {
-                    self.forget_connection();
-                }
-                Err(e.to_string())
-            }
+        let outcome = match tokio::time::timeout(self.0.op_timeout, attempt).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("ping timed out after {:?}", self.0.op_timeout)),
+        };
+        match outcome {
+            Ok(()) => self.mark_up(),
+            Err(_) => self.forget_connection(),
         }
+        outcome
     }
 
     /// The `redis` circuit breaker.
