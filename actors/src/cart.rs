@@ -265,6 +265,12 @@ impl CartState {
         }
     }
 
+    /// True if `sku` is a line of the checkout whose outcome is unknown (its
+    /// hold is prepared for that order).
+    fn unresolved_line(&self, sku: &Sku) -> bool {
+        self.unresolved.as_ref().is_some_and(|u| u.order.lines.iter().any(|l| l.sku == *sku))
+    }
+
     /// 503 at once while the store's breaker refuses calls: no hold is
     /// prepared and no payment authorized for an order that cannot be written.
     fn store_open(&self) -> Result<(), EngineError> {
@@ -588,9 +594,12 @@ impl Entity for CartState {
             }
             CartMsg::SetQuantity { ticket: _ticket, sku, qty, reply } => {
                 // A resolution needs no snapshot: the journal holds its order.
+                // An unresolved checkout holds back only its own lines: the
+                // others change as usual (a line added meanwhile, if that
+                // checkout turns out placed, is held until its hold lapses).
                 let result = match self.resolve_unresolved().await {
-                    Ok(_) => self.set_quantity(sku, qty).await,
-                    Err(e) => Err(e),
+                    Err(e) if self.unresolved_line(&sku) => Err(e),
+                    _ => self.set_quantity(sku, qty).await,
                 };
                 if let Ok(true) = result {
                     self.changed(me);

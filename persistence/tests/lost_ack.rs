@@ -231,6 +231,13 @@ async fn an_unknown_outcome_that_was_not_journaled_is_undone_once_the_journal_an
     assert!(payments.voided.lock().unwrap().is_empty());
     // A line change waits for the journal too (its hold is prepared for the unknown order).
     assert_eq!(engine.set_quantity(cart, sku.clone(), 2).await.unwrap_err().code(), "unavailable");
+    // Only its own lines are held back: another product's line changes as usual.
+    let other = Sku::parse("OTHER-LINE").unwrap();
+    let product = Product::new(other.clone(), "o", "", Money::new(50, Currency::EUR).unwrap(), None, None).unwrap();
+    engine.upsert_product(product).await.unwrap();
+    engine.adjust_stock(&other, StockChange::SetTotal(5)).await.unwrap();
+    engine.set_quantity(cart, other.clone(), 1).await.expect("another line is not held back");
+    engine.set_quantity(cart, other, 0).await.unwrap();
 
     // Act: the journal answers; the retry finds nothing journaled.
     journal.reads_down.store(false, Ordering::SeqCst);
