@@ -586,9 +586,14 @@ impl ChaosProxy {
                         return;
                     }
                     let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = changes.wait_for(|m| *m == Mode::Cut) => {} // dropping both ends cuts the link
+                    let stopped = tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => false,
+                        r = changes.wait_for(|m| *m != Mode::Up) => r.is_ok(),
+                    };
+                    // Cut: dropping both ends cuts the link. Hang: both stay open,
+                    // forwarding nothing, until cut.
+                    if stopped {
+                        let _ = changes.wait_for(|m| *m == Mode::Cut).await.map(|_| ());
                     }
                 });
             }
@@ -601,7 +606,8 @@ impl ChaosProxy {
         self.up.send_replace(Mode::Cut);
     }
 
-    /// Accepts new connections but forwards nothing: the service hangs.
+    /// Accepts new connections but forwards nothing, and stops forwarding on
+    /// the open ones: the service hangs.
     pub fn hang(&self) {
         self.up.send_replace(Mode::Hang);
     }

@@ -17,18 +17,22 @@ use flashcore_domain::{
     StockFact,
 };
 use futures::future::join_all;
+use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use crate::breaker::Breaker;
+use crate::budget::{self, CheckoutBudget, OverBudget, Step};
 use crate::catalog::CatalogCache;
 use crate::clock;
 use crate::entity::{Activate, Entity, EntityRef};
 use crate::error::EngineError;
 use crate::flusher::{Flusher, SnapshotRequest};
 use crate::gate::Ticket;
+use crate::gateway::PaymentGateway;
 use crate::journal::JournalWriter;
 use crate::metrics as m;
 use crate::ports::{
-    AppendOutcome, EntityKind, PaymentError, PaymentRequest, Payments, SnapshotRecord, SnapshotStore, StateJson,
+    AppendOutcome, EntityKind, PaymentError, PaymentRequest, SnapshotRecord, SnapshotStore, StateJson, StoreError,
 };
 use crate::registry::{Activation, Registry, RegistryError};
 use crate::reply::Reply;
@@ -41,8 +45,13 @@ pub struct CartDeps {
     pub skus: Arc<Registry<Sku, SkuMsg>>,
     /// Product rules (price, limits, sale start) a line is checked against.
     pub catalog: Arc<CatalogCache>,
-    /// Authorizes a checkout's amount before its order is written.
-    pub payments: Arc<dyn Payments>,
+    /// Authorizes a checkout's amount before its order is written, and voids it
+    /// if the order is not.
+    pub gateway: PaymentGateway,
+    /// The store's breaker: checkout refuses at once while it is open.
+    pub store: Arc<Breaker>,
+    /// The checkout's per-step latency budget.
+    pub budget: CheckoutBudget,
     /// Where an order becomes durable; checkout waits for its batch to commit.
     pub journal: JournalWriter,
     /// Snapshot reads at activation.
@@ -105,6 +114,12 @@ pub struct CartState {
     deps: Arc<CartDeps>,
     dirty: bool,
     version: u64,
+    /// A checkout whose journal write has an unknown outcome (it failed, and the
+    /// journal could not be read to tell whether it committed anyway). Its holds
+    /// stay prepared and its authorization stands until the journal answers:
+    /// releasing either could resell sold units or lose an acknowledged
+    /// order's payment. Resolved before anything else touches the cart.
+    unresolved: Option<Unresolved>,
 }
 
 /// The registry of carts.
@@ -201,7 +216,80 @@ impl CartState {
         }
     }
 
+    /// Settles an earlier checkout whose outcome was unknown, from its write (if
+    /// it has finished since) or the journal: journaled → the cart is checked out
+    /// with it; absent → its holds return and its authorization is voided. `Err`
+    /// while nobody can tell (the write still running, or the journal
+    /// unreadable): the attempt stays unresolved, its holds and authorization kept.
+    /// `Ok(Some(order))` if it was journaled.
+    async fn resolve_unresolved(&mut self) -> Result<Option<Order>, EngineError> {
+        let Some(mut attempt) = self.unresolved.take() else { return Ok(None) };
+        if let Some(write) = &attempt.write
+            && !write.is_finished()
+        {
+            self.unresolved = Some(attempt);
+            return Err(EngineError::Unavailable {
+                retry_after_secs: 1,
+                reason: "an earlier checkout of this cart is still being written".into(),
+            });
+        }
+        if let Some(write) = attempt.write.take()
+            && let Ok(Ok(AppendOutcome::Written(pos))) = write.await
+        {
+            let facts = sold_facts(&attempt.order, pos);
+            tracing::warn!(order.id = %attempt.order.id, "unresolved checkout was written after its budget");
+            self.finish(attempt.order.clone(), facts).await;
+            return Ok(Some(attempt.order));
+        }
+        let order = attempt.order;
+        match self.reconcile(&order).await {
+            Ok(Some((stored, facts))) => {
+                if stored.id != order.id {
+                    self.abort(order.id, &order_skus(&order)).await;
+                    self.void(&order).await;
+                }
+                tracing::warn!(order.id = %stored.id, "unresolved checkout found in the journal");
+                self.finish(stored.clone(), facts).await;
+                Ok(Some(stored))
+            }
+            Ok(None) => {
+                tracing::warn!(order.id = %order.id, "unresolved checkout not in the journal; holds returned");
+                self.abort(order.id, &order_skus(&order)).await;
+                self.void(&order).await;
+                Ok(None)
+            }
+            Err(e) => {
+                self.unresolved = Some(Unresolved { order, write: None });
+                Err(EngineError::store(e))
+            }
+        }
+    }
+
+    /// True if `sku` is a line of the checkout whose outcome is unknown (its
+    /// hold is prepared for that order).
+    fn unresolved_line(&self, sku: &Sku) -> bool {
+        self.unresolved.as_ref().is_some_and(|u| u.order.lines.iter().any(|l| l.sku == *sku))
+    }
+
+    /// 503 at once while the store's breaker refuses calls: no hold is
+    /// prepared and no payment authorized for an order that cannot be written.
+    fn store_open(&self) -> Result<(), EngineError> {
+        match self.deps.store.rejecting() {
+            None => Ok(()),
+            Some(retry_in) => Err(EngineError::Unavailable {
+                retry_after_secs: retry_after(retry_in),
+                reason: "store circuit open".into(),
+            }),
+        }
+    }
+
     async fn checkout(&mut self, req: CheckoutRequest) -> Result<(Order, bool), EngineError> {
+        // An earlier attempt settled now answers this request (its first success).
+        if let Some(order) = self.resolve_unresolved().await?
+            && order.idempotency_key == req.idempotency_key
+        {
+            return Ok((order, false));
+        }
         if let CartStatus::CheckedOut { order_id, idempotency_key } = &self.cart.status {
             if *idempotency_key != req.idempotency_key {
                 return Err(EngineError::CartCheckedOut(*order_id));
@@ -210,21 +298,31 @@ impl CartState {
             return order.map(|o| (o, true)).ok_or(EngineError::Internal("checked-out cart without order".into()));
         }
         self.cart.ensure_checkout_ready()?;
+        self.store_open()?;
         self.renew_lapsed_holds().await?;
+        let budget = self.deps.budget;
 
         // 1. Prepare every SKU; all or nothing.
         let order_id = OrderId::new();
         let cart_id = self.cart.id;
         let lines: Vec<_> = self.cart.lines.values().map(|l| (l.sku.clone(), l.hold_id)).collect();
-        let results = join_all(lines.iter().map(|(sku, hold)| {
+        let preparing = join_all(lines.iter().map(|(sku, hold)| {
             let holds = vec![*hold];
             let req = Box::new(PrepareReq { order: order_id, cart: cart_id, holds });
             self.deps
                 .skus
                 .call(sku, move |ticket, reply| SkuMsg::Prepare { ticket, req, reply })
                 .instrument(tracing::info_span!(target: SPANS, "sku.prepare", sku = %sku, order.id = %order_id))
-        }))
-        .await;
+        }));
+        let results = match budget::run(Step::Prepare, &budget, preparing).await {
+            Ok(results) => results,
+            Err(over) => {
+                // Every Prepare sent is queued before its Abort (one mailbox per SKU).
+                let skus: Vec<Sku> = lines.iter().map(|(sku, _)| sku.clone()).collect();
+                self.abort(order_id, &skus).await;
+                return Err(over_budget(over));
+            }
+        };
         let mut prepared = Vec::new();
         let mut failure = None;
         for ((sku, _), r) in lines.iter().zip(results) {
@@ -243,11 +341,14 @@ impl CartState {
             return Err(e);
         }
 
-        // 2. Authorize payment.
+        // 2. Authorize payment (within the payment budget, carried by the provider's breaker).
         let amount = self.cart.total()?.ok_or(CartError::Empty)?;
         let payment = PaymentRequest { order_id, amount, token: req.payment_token.clone() };
         let authorizing = tracing::info_span!(target: SPANS, "payment.authorize", order.id = %order_id);
-        let reference = match self.deps.payments.authorize(&payment).instrument(authorizing).await {
+        let started = tokio::time::Instant::now();
+        let authorized = self.deps.gateway.authorize(&payment).instrument(authorizing).await;
+        budget::observe(Step::Payment, started.elapsed());
+        let reference = match authorized {
             Ok(r) => r,
             Err(e) => {
                 self.abort(order_id, &prepared).await;
@@ -255,24 +356,47 @@ impl CartState {
                     PaymentError::Declined => EngineError::PaymentDeclined,
                     PaymentError::InvalidToken => EngineError::InvalidPaymentToken,
                     PaymentError::Provider(msg) => EngineError::PaymentProvider(msg),
+                    PaymentError::Unavailable(reason) => EngineError::Unavailable { retry_after_secs: 1, reason },
+                    PaymentError::TimedOut(reason) => {
+                        metrics::counter!(m::CHECKOUT_BUDGET_EXCEEDED, "step" => Step::Payment.as_str()).increment(1);
+                        EngineError::Unavailable { retry_after_secs: 1, reason }
+                    }
                 });
             }
         };
 
-        // 3. Write the order and wait for its batch to commit.
+        // 3. Write the order and wait for its batch to commit (within the journal
+        // budget; the write itself runs on, so its outcome is never lost).
         let order =
             Order::from_cart(&self.cart, order_id, req.idempotency_key.clone(), req.email, reference, clock::now())?;
-        let outcome = self.deps.journal.append(JournalEntry::Order(order.clone())).await;
+        let journal = self.deps.journal.clone();
+        let entry = JournalEntry::Order(order.clone());
+        let mut write = tokio::spawn(async move { journal.append(entry).await }.in_current_span());
+        let outcome = match budget::run(Step::Journal, &budget, &mut write).await {
+            Ok(joined) => joined.unwrap_or_else(|e| Err(StoreError::Unavailable(format!("journal write failed: {e}")))),
+            Err(over) => {
+                // Not known to be written nor not: keep everything until it is.
+                tracing::error!(order.id = %order.id, "journal wait over budget; holds and authorization kept");
+                metrics::counter!(m::CHECKOUTS_UNRESOLVED).increment(1);
+                self.unresolved = Some(Unresolved { order, write: Some(write) });
+                return Err(over_budget(over));
+            }
+        };
         let facts = match outcome {
-            Ok(AppendOutcome::Written(pos)) => {
-                order.sold_facts().map(|(sku, kind)| StockFact { pos, sku: sku.clone(), kind }).collect()
+            Ok(AppendOutcome::Written(pos)) => sold_facts(&order, pos),
+            Err(StoreError::Rejected(reason)) => {
+                // The breaker sent nothing: nothing was written; undo at once.
+                self.abort(order_id, &prepared).await;
+                self.void(&order).await;
+                let retry_after_secs = self.deps.store.rejecting().map_or(1, retry_after);
+                return Err(EngineError::Unavailable { retry_after_secs, reason });
             }
             other => {
                 // The write failed or hit an existing order: it may still be ours (a
                 // commit whose acknowledgment was lost, or an earlier attempt of this
                 // checkout). The journal is the truth; ask it before giving up.
                 match self.reconcile(&order).await {
-                    Some((stored, facts)) => {
+                    Ok(Some((stored, facts))) => {
                         if stored.id != order.id {
                             self.void(&order).await;
                         }
@@ -280,13 +404,30 @@ impl CartState {
                         self.finish(stored.clone(), facts).await;
                         return Ok((stored, false));
                     }
-                    None => {
+                    Ok(None) => {
                         self.abort(order_id, &prepared).await;
                         self.void(&order).await;
                         return Err(match other {
                             Ok(_) => EngineError::IdempotencyKeyReused,
                             Err(e) => EngineError::store(e),
                         });
+                    }
+                    Err(read) => {
+                        let Err(write) = other else {
+                            // Nothing of ours was written (the key exists): safe to undo.
+                            self.abort(order_id, &prepared).await;
+                            self.void(&order).await;
+                            return Err(EngineError::store(read));
+                        };
+                        // The write's outcome is unknown and the journal cannot
+                        // tell: the order may be durable. Keep its holds prepared
+                        // and its authorization; the next checkout (or a retry)
+                        // settles it from the journal first.
+                        tracing::error!(order.id = %order.id, error = %write, read_error = %read,
+                            "checkout outcome unknown; holds and authorization kept until the journal answers");
+                        metrics::counter!(m::CHECKOUTS_UNRESOLVED).increment(1);
+                        self.unresolved = Some(Unresolved { order, write: None });
+                        return Err(EngineError::store(write));
                     }
                 }
             }
@@ -297,35 +438,73 @@ impl CartState {
 
     /// The order this cart already has in the journal under the same key, with its
     /// sold facts (real positions), if any.
-    async fn reconcile(&self, attempt: &Order) -> Option<(Order, Vec<StockFact>)> {
+    /// `Err` if the journal could not be read: then nobody knows.
+    async fn reconcile(&self, attempt: &Order) -> Result<Option<(Order, Vec<StockFact>)>, StoreError> {
         let journal = self.deps.journal.journal();
-        let stored = journal.order_for_cart(attempt.cart_id).await.ok()??;
+        let Some(stored) = journal.order_for_cart(attempt.cart_id).await? else { return Ok(None) };
         if stored.idempotency_key != attempt.idempotency_key {
-            return None;
+            return Ok(None);
         }
         let mut facts = Vec::new();
         for line in &stored.lines {
-            facts.extend(journal.stock_facts(&line.sku, JournalPos(u64::MAX), &[stored.id]).await.ok()?);
+            facts.extend(journal.stock_facts(&line.sku, JournalPos(u64::MAX), &[stored.id]).await?);
         }
-        Some((stored, facts))
+        Ok(Some((stored, facts)))
     }
 
+    /// Voids `order`'s authorization (retried in the background, recorded for an
+    /// operator if it keeps failing: [`crate::gateway`]).
     async fn void(&self, order: &Order) {
-        if let Err(e) = self.deps.payments.void(&order.payment_ref).await {
-            tracing::error!(order.id = %order.id, error = %e, "could not void payment authorization");
-        }
+        self.deps.gateway.void(order.id, &order.payment_ref).await;
     }
 
     /// Step 4: the order is durable; commit its facts on every SKU (delivery must
-    /// not fail) and freeze the cart.
+    /// not fail: it runs on past the commit budget) and freeze the cart.
     async fn finish(&mut self, order: Order, facts: Vec<StockFact>) {
-        for fact in facts {
-            let span = tracing::info_span!(target: SPANS, "sku.commit", sku = %fact.sku, order.id = %order.id);
-            deliver_commit(Arc::clone(&self.deps.skus), fact).instrument(span).await;
-        }
+        let skus = Arc::clone(&self.deps.skus);
+        let order_id = order.id;
+        let mut delivery = tokio::spawn(
+            async move {
+                for fact in facts {
+                    let span = tracing::info_span!(target: SPANS, "sku.commit", sku = %fact.sku, order.id = %order_id);
+                    deliver_commit(Arc::clone(&skus), fact).instrument(span).await;
+                }
+            }
+            .in_current_span(),
+        );
+        // Over budget: answered anyway (the order is durable), delivery goes on.
+        let _ = budget::run(Step::Commit, &self.deps.budget, &mut delivery).await;
         self.cart.mark_checked_out(order.id, order.idempotency_key);
         metrics::counter!(m::ORDERS).increment(1);
     }
+}
+
+/// An order's sold facts at `pos`, where it was journaled.
+fn sold_facts(order: &Order, pos: JournalPos) -> Vec<StockFact> {
+    order.sold_facts().map(|(sku, kind)| StockFact { pos, sku: sku.clone(), kind }).collect()
+}
+
+/// `Retry-After` seconds for a wait of `d` (at least 1).
+fn retry_after(d: Duration) -> u64 {
+    d.as_secs_f64().ceil().max(1.0) as u64
+}
+
+/// A step out of its budget: 503, retry soon (with the same Idempotency-Key).
+fn over_budget(over: OverBudget) -> EngineError {
+    EngineError::Unavailable { retry_after_secs: 1, reason: over.to_string() }
+}
+
+/// A checkout whose outcome is not known yet (see [`CartState::resolve_unresolved`]).
+#[derive(Debug)]
+struct Unresolved {
+    order: Order,
+    /// Its journal write, if it was still running when the budget ran out.
+    write: Option<JoinHandle<Result<AppendOutcome, StoreError>>>,
+}
+
+/// The SKUs an order's lines take stock from (where its holds were prepared).
+fn order_skus(order: &Order) -> Vec<Sku> {
+    order.lines.iter().map(|l| l.sku.clone()).collect()
 }
 
 /// Delivers a committed fact to its SKU actor, retrying in the background until
@@ -396,7 +575,7 @@ impl Activate<CartState> for CartActivator {
             Activation::Recover => recover(*id, &deps).await.map_err(|e| e.to_string())?,
         };
         let version = crate::flusher::next_incarnation(version);
-        let mut state = CartState { cart, deps, dirty: false, version };
+        let mut state = CartState { cart, deps, dirty: false, version, unresolved: None };
         if changed {
             state.changed(me);
         }
@@ -414,7 +593,14 @@ impl Entity for CartState {
                 let _ = reply.send(self.cart.clone());
             }
             CartMsg::SetQuantity { ticket: _ticket, sku, qty, reply } => {
-                let result = self.set_quantity(sku, qty).await;
+                // A resolution needs no snapshot: the journal holds its order.
+                // An unresolved checkout holds back only its own lines: the
+                // others change as usual (a line added meanwhile, if that
+                // checkout turns out placed, is held until its hold lapses).
+                let result = match self.resolve_unresolved().await {
+                    Err(e) if self.unresolved_line(&sku) => Err(e),
+                    _ => self.set_quantity(sku, qty).await,
+                };
                 if let Ok(true) = result {
                     self.changed(me);
                 }
@@ -448,6 +634,8 @@ impl Entity for CartState {
     }
 
     async fn passivate(&mut self) -> Result<bool, String> {
+        // An unresolved checkout lives only here: settle it before going, or stay.
+        self.resolve_unresolved().await.map_err(|e| e.to_string())?;
         // Always save: a flush in progress may not have landed yet, and the
         // next activation must see this state.
         self.deps.flusher.save_now(&[self.record()]).await.map_err(|e| e.to_string())?;

@@ -16,10 +16,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::alarms::{Alarms, OversoldSku};
+use crate::breaker::{Breaker, BreakerConfig, GuardedJournal, GuardedPayments, GuardedSnapshots};
+use crate::budget::CheckoutBudget;
 use crate::cart::{CartActivator, CartDeps, CartMsg, CartRegistry, CheckoutRequest};
 use crate::catalog::CatalogCache;
 use crate::error::EngineError;
 use crate::flusher::{FlushStatsView, Flusher};
+use crate::gateway::{PaymentGateway, RetryPolicy, UnvoidedAuthorization};
 use crate::journal::{JournalStatsView, JournalWriter};
 use crate::ownership::Ownership;
 use crate::parked::{ParkedSku, ParkedSkus, ParkedSource};
@@ -56,6 +59,13 @@ pub struct EngineConfig {
     pub max_restarts: usize,
     /// The window `max_restarts` is counted in, and how long a quarantine lasts.
     pub restart_period: Duration,
+    /// The store's and the payment provider's circuit breakers.
+    pub breaker: BreakerConfig,
+    /// The checkout's per-step latency budget (the payment step's is also the
+    /// provider call's timeout).
+    pub budget: CheckoutBudget,
+    /// Retries of payment calls.
+    pub payment_retry: RetryPolicy,
 }
 
 impl Default for EngineConfig {
@@ -71,6 +81,9 @@ impl Default for EngineConfig {
             call_timeout: Duration::from_secs(5),
             max_restarts: 5,
             restart_period: Duration::from_secs(10),
+            breaker: BreakerConfig::default(),
+            budget: CheckoutBudget::default(),
+            payment_retry: RetryPolicy::default(),
         }
     }
 }
@@ -161,6 +174,7 @@ struct Inner {
     ready: AtomicBool,
     alarms: Arc<Alarms>,
     parked: Arc<ParkedSkus>,
+    gateway: PaymentGateway,
 }
 
 /// The running engine. Cheap to clone.
@@ -178,6 +192,25 @@ impl Engine {
     /// recovers every SKU. Every write goes out under `ownership`'s fence: start
     /// an engine only while holding the leases.
     pub async fn start(cfg: EngineConfig, ports: Ports, ownership: Arc<Ownership>) -> Result<Engine, StoreError> {
+        // One breaker for the store (journal and snapshots alike), one for the provider.
+        let store = Breaker::new("store", cfg.breaker);
+        let payments = Breaker::new("payments", cfg.breaker);
+        let probed = Arc::clone(&ports.journal);
+        store.spawn_prober(Box::new(move || {
+            let journal = Arc::clone(&probed);
+            // A read of an order that does not exist: one round trip, nothing held.
+            Box::pin(async move { journal.order(OrderId::new()).await.map(drop).map_err(|e| e.to_string()) })
+        }));
+        // Start-up recovery reads in bulk, unguarded: it has no caller to answer
+        // fast, and a failure stops the start anyway.
+        let unguarded = ports.clone();
+        let ports = Ports {
+            journal: Arc::new(GuardedJournal::new(ports.journal, Arc::clone(&store))),
+            snapshots: Arc::new(GuardedSnapshots::new(ports.snapshots, Arc::clone(&store))),
+            payments: Arc::new(GuardedPayments::new(ports.payments, payments, cfg.budget.payment)),
+            ..ports
+        };
+        let (gateway, gateway_task) = PaymentGateway::start(Arc::clone(&ports.payments), cfg.payment_retry);
         let catalog = Arc::new(CatalogCache::load(Arc::clone(&ports.catalog)).await?);
         let (journal, journal_task) =
             JournalWriter::start(Arc::clone(&ports.journal), Arc::clone(&ownership), cfg.journal_max_batch, 65_536);
@@ -207,7 +240,9 @@ impl Engine {
         let cart_deps = Arc::new(CartDeps {
             skus: Arc::clone(&skus),
             catalog: Arc::clone(&catalog),
-            payments: Arc::clone(&ports.payments),
+            gateway: gateway.clone(),
+            store,
+            budget: cfg.budget,
             journal: journal.clone(),
             snapshots: Arc::clone(&ports.snapshots),
             flusher: flusher.clone(),
@@ -227,12 +262,13 @@ impl Engine {
             flusher,
             feed: Arc::clone(&ports.feed),
             supervisors: Supervisors { skus: sku_sup },
-            tasks: Mutex::new(vec![journal_task, flush_task, cart_reaper, sku_reaper]),
+            tasks: Mutex::new(vec![journal_task, flush_task, cart_reaper, sku_reaper, gateway_task]),
             ready: AtomicBool::new(false),
             alarms,
             parked,
+            gateway,
         }));
-        if let Err(e) = engine.recover_skus(&ports).await {
+        if let Err(e) = engine.recover_skus(&unguarded).await {
             engine.abandon();
             return Err(e);
         }
@@ -393,6 +429,11 @@ impl Engine {
     /// Journal writer counters: batches, entries, commit time, failures, queue depth.
     pub fn journal_stats(&self) -> JournalStatsView {
         self.0.journal.stats()
+    }
+
+    /// Payment authorizations not voided though their order failed (for an operator).
+    pub fn unvoided_authorizations(&self) -> Vec<UnvoidedAuthorization> {
+        self.0.gateway.unvoided()
     }
 
     /// Flusher counters: snapshots written, last flush time, pending retries, failures.

@@ -29,6 +29,8 @@
 
 pub mod admission;
 pub mod alarms;
+pub mod breaker;
+pub mod budget;
 pub mod cart;
 pub mod catalog;
 pub mod clock;
@@ -37,6 +39,7 @@ pub mod entity;
 pub mod error;
 pub mod flusher;
 pub mod gate;
+pub mod gateway;
 pub mod journal;
 pub mod mailbox;
 pub mod metrics;

@@ -32,6 +32,23 @@ pub const SNAPSHOT_ERRORS: &str = "flashcore_snapshot_errors_total";
 pub const FLUSH_SECONDS: &str = "flashcore_flush_duration_seconds";
 /// Orders placed: counted once the order is journalled and its cart frozen.
 pub const ORDERS: &str = "flashcore_orders_total";
+/// Checkouts whose journal write had an unknown outcome and could not be
+/// reconciled at once; their holds and authorization are kept until it can.
+pub const CHECKOUTS_UNRESOLVED: &str = "flashcore_checkouts_unresolved_total";
+/// A dependency's circuit breaker, by `dependency`: 0 closed, 1 half-open, 2 open.
+pub const CIRCUIT_STATE: &str = "flashcore_circuit_state";
+/// Circuit breaker transitions, by `dependency` and `to` (`open`, `half_open`, `closed`).
+pub const CIRCUIT_TRANSITIONS: &str = "flashcore_circuit_transitions_total";
+/// Calls refused at once by an open breaker, by `dependency`.
+pub const CIRCUIT_REJECTIONS: &str = "flashcore_circuit_rejections_total";
+/// Time each checkout step took, by `step` (`prepare`, `payment`, `journal`, `commit`).
+pub const CHECKOUT_STEP_SECONDS: &str = "flashcore_checkout_step_duration_seconds";
+/// Checkout steps that ran out of their budget, by `step`.
+pub const CHECKOUT_BUDGET_EXCEEDED: &str = "flashcore_checkout_budget_exceeded_total";
+/// Payment authorizations not voided after their order failed: waiting for an operator.
+pub const PAYMENTS_UNVOIDED: &str = "flashcore_payments_unvoided";
+/// Voids that failed and were retried.
+pub const PAYMENT_VOID_RETRIES: &str = "flashcore_payment_void_retries_total";
 /// Checkouts refused, by `reason`.
 pub const CHECKOUT_FAILURES: &str = "flashcore_checkout_failures_total";
 /// Holds that lapsed at their expiry, on a SKU's timer or at its recovery.

@@ -22,13 +22,17 @@ pub enum StoreError {
     /// writer must stop serving at once: its memory is no longer the truth.
     #[error("write fenced: {0}")]
     Fenced(String),
+    /// The store's circuit breaker is open: nothing was sent (so nothing was
+    /// written). Try again after the next probe.
+    #[error("store circuit open: {0}")]
+    Rejected(String),
 }
 
 impl StoreError {
     /// The cause, for logs and operator views.
     pub fn message(&self) -> &str {
         match self {
-            StoreError::Unavailable(m) | StoreError::Fenced(m) => m,
+            StoreError::Unavailable(m) | StoreError::Fenced(m) | StoreError::Rejected(m) => m,
         }
     }
 
@@ -446,6 +450,13 @@ pub enum PaymentError {
     /// The provider failed (HTTP 502).
     #[error("payment provider error: {0}")]
     Provider(String),
+    /// The provider's circuit is open: nothing was sent (HTTP 503).
+    #[error("payment provider unavailable: {0}")]
+    Unavailable(String),
+    /// The provider did not answer within the payment budget; whether it
+    /// authorized is unknown (HTTP 503).
+    #[error("payment provider timed out: {0}")]
+    TimedOut(String),
 }
 
 /// A payment provider: authorizes a checkout's charge and voids it if the order is not written.
@@ -454,7 +465,14 @@ pub trait Payments: Send + Sync + 'static {
     /// Authorizes a charge; returns the provider's reference.
     async fn authorize(&self, req: &PaymentRequest) -> Result<String, PaymentError>;
     /// Voids an authorization that will not be captured (the order was not written).
+    /// Voiding twice is harmless, so a failed void is retried.
     async fn void(&self, reference: &str) -> Result<(), PaymentError>;
+    /// True if authorizing the same [`PaymentRequest`] twice charges once (the
+    /// provider keys authorizations by order id): only then is a failed
+    /// authorization retried.
+    fn idempotent_authorize(&self) -> bool {
+        false
+    }
 }
 
 /// Where one SKU actor publishes its availability. Called after every change on

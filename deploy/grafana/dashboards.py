@@ -196,6 +196,12 @@ FLASH_SALE = dashboard(
         ts("Server errors by route", "Requests answered 5xx, by route and status.",
            [(f'sum by (route, status) (rate(flashcore_http_requests_total{{status=~"5.."}}[{RI}]))', "{{route}} {{status}}")],
            unit="reqps", w=12),
+        ts("Circuit breakers by dependency", "flashcore_circuit_state: 0 closed, 1 half-open (one probe in flight), 2 open (calls refused at once: checkout 503 + Retry-After). README, Circuit breakers and budgets.",
+           [("max by (dependency) (flashcore_circuit_state)", "{{dependency}}")],
+           thresholds=[(1, "orange"), (2, "red")], decimals=0, w=12),
+        ts("p95 checkout step time (budgets: FLASHCORE_BUDGET_*_MS)", "95th percentile of flashcore_checkout_step_duration_seconds per step: prepare, payment, journal, commit.",
+           [(f"histogram_quantile(0.95, sum by (step, le) (rate(flashcore_checkout_step_duration_seconds_bucket[{RI}])))", "{{step}}")],
+           unit="s", w=12),
     ],
 )
 

@@ -269,6 +269,31 @@ impl Config {
         if let Some(n) = parse("FLASHCORE_JOURNAL_MAX_BATCH")? {
             c.engine.journal_max_batch = n;
         }
+        if let Some(n) = parse::<u32>("FLASHCORE_BREAKER_FAILURES")? {
+            c.engine.breaker.failures = n.max(1);
+        }
+        let at_least_1ms = |d: Duration| d.max(Duration::from_millis(1));
+        if let Some(d) = ms("FLASHCORE_BREAKER_TIMEOUT_MS")? {
+            c.engine.breaker.call_timeout = at_least_1ms(d);
+        }
+        if let Some(d) = ms("FLASHCORE_BREAKER_PROBE_MS")? {
+            c.engine.breaker.probe_base = at_least_1ms(d);
+        }
+        if let Some(d) = ms("FLASHCORE_BREAKER_PROBE_MAX_MS")? {
+            c.engine.breaker.probe_max = at_least_1ms(d);
+        }
+        c.engine.breaker.probe_max = c.engine.breaker.probe_max.max(c.engine.breaker.probe_base);
+        let budget = &mut c.engine.budget;
+        for (name, step) in [
+            ("FLASHCORE_BUDGET_PREPARE_MS", &mut budget.prepare),
+            ("FLASHCORE_BUDGET_PAYMENT_MS", &mut budget.payment),
+            ("FLASHCORE_BUDGET_JOURNAL_MS", &mut budget.journal),
+            ("FLASHCORE_BUDGET_COMMIT_MS", &mut budget.commit),
+        ] {
+            if let Some(d) = ms(name)? {
+                *step = at_least_1ms(d);
+            }
+        }
         if let Some(d) = ms("FLASHCORE_LEASE_TTL_MS")? {
             if d < Duration::from_millis(500) {
                 bail!("FLASHCORE_LEASE_TTL_MS must be at least 500");

@@ -37,6 +37,7 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         admin::list_orders,
         admin::actors,
         admin::journal,
+        admin::dependencies,
         admin::cluster,
         admin::list_keys,
         admin::create_key,

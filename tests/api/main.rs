@@ -20,6 +20,7 @@ mod process;
 mod proxies;
 mod recovery;
 mod request_ids;
+mod resilience;
 mod shared_state;
 mod supervision;
 mod tls;

@@ -47,7 +47,8 @@ export interface paths {
         };
         /**
          * Readiness: this node owns the store (holds its leases), recovery is done,
-         *     and shutdown has not begun. A standby answers 503 `standby`.
+         *     and shutdown has not begun. A standby answers 503 `standby`. The body lists
+         *     each dependency's circuit breaker (`closed`, `half_open`, `open`).
          */
         get: operations["ready"];
         put?: never;
@@ -90,6 +91,27 @@ export interface paths {
          *     the lease table summarized by holder (shards, epochs, expiry).
          */
         get: operations["cluster"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/dependencies": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The external dependencies' circuit breakers (store, payments, Redis: state,
+         *     consecutive failures, next probe, transitions, refusals, last error) and the
+         *     payment authorizations not voided though their order failed.
+         */
+        get: operations["dependencies"];
         put?: never;
         post?: never;
         delete?: never;
@@ -975,6 +997,89 @@ export interface operations {
                 };
             };
             /** @description not-ready, standby, unavailable; timeout */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    dependencies: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description circuit breakers and unvoided authorizations */
+            200: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description missing-credential; unauthorized (an Authorization header that is not a valid credential) */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="flashcore"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden (a cart token) */
+            403: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate-limited */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal */
+            500: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description standby or recovering; not-ready, standby, unavailable; timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */

@@ -33,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/orders", get(list_orders))
         .route("/v1/admin/actors", get(actors))
         .route("/v1/admin/journal", get(journal))
+        .route("/v1/admin/dependencies", get(dependencies))
         .route("/v1/admin/cluster", get(cluster))
         .route("/v1/admin/keys", get(list_keys).post(create_key))
         .route("/v1/admin/keys/{key_id}", delete(revoke_key))
@@ -288,6 +289,21 @@ pub async fn cluster(State(s): State<AppState>, _op: Operator) -> ApiResult<Json
 pub async fn journal(State(s): State<AppState>, _op: Operator) -> ApiResult<Json<serde_json::Value>> {
     let engine = s.engine()?;
     Ok(Json(json!({ "journal": engine.journal_stats(), "write_behind": engine.flush_stats() })))
+}
+
+/// The external dependencies' circuit breakers (store, payments, Redis: state,
+/// consecutive failures, next probe, transitions, refusals, last error) and the
+/// payment authorizations not voided though their order failed.
+#[utoipa::path(get, path = "/v1/admin/dependencies", tag = "operators", security(("api_key" = [])),
+    responses((status = 200, body = Object, description = "circuit breakers and unvoided authorizations"),
+        (status = 401, description = "missing-credential"), (status = 403, description = "forbidden (a cart token)"),
+        (status = 503, description = "standby or recovering")))]
+pub async fn dependencies(State(s): State<AppState>, _op: Operator) -> ApiResult<Json<serde_json::Value>> {
+    let engine = s.engine()?;
+    Ok(Json(json!({
+        "dependencies": flashcore_actors::breaker::all(),
+        "unvoided_authorizations": engine.unvoided_authorizations(),
+    })))
 }
 
 /// An API key as listed (never the secret, never its hash).

@@ -22,7 +22,8 @@ pub async fn health() -> impl IntoResponse {
 }
 
 /// Readiness: this node owns the store (holds its leases), recovery is done,
-/// and shutdown has not begun. A standby answers 503 `standby`.
+/// and shutdown has not begun. A standby answers 503 `standby`. The body lists
+/// each dependency's circuit breaker (`closed`, `half_open`, `open`).
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses((status = 200, body = Object, description = "ready"), (status = 503, description = "not-ready, standby")))]
 pub async fn ready(State(s): State<AppState>) -> Response {
@@ -38,6 +39,9 @@ pub async fn ready(State(s): State<AppState>) -> Response {
                 "node": own.owner().to_string(),
                 "role": "owner",
                 "epoch": view.epochs.map(|(_, max)| max),
+                // Open circuits do not take the node out: carts stay live, and a
+                // checkout answers 503 with `Retry-After` at once.
+                "dependencies": flashcore_actors::breaker::all(),
             }))
             .into_response()
         }

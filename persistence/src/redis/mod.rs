@@ -5,9 +5,12 @@
 //! ([`feed::RedisFeed`]). Needs Redis 7 or later (`SET` with both `NX` and `GET`).
 //!
 //! Redis is never on the critical path of start-up: [`Redis::new`] does no I/O,
-//! the connection is made on first use and remade after failures, and every
-//! operation gives up after `op_timeout` with a [`StoreError`] (the caller
-//! answers 503 or falls back). Keys all live under one prefix:
+//! the connection is made on first use and remade after failures (refused
+//! credentials included: a Redis restarted with the right password is found
+//! again without a restart), and every operation gives up after `op_timeout`
+//! with a [`StoreError`] (the caller answers 503 or falls back). Operations go
+//! through the `redis` circuit breaker ([`flashcore_actors::breaker`]): after a
+//! few consecutive failures they fail at once until a probe finds Redis back. Keys all live under one prefix:
 //! `{prefix}idem:{key}`, `{prefix}rl:{key}`, the hash `{prefix}avail` (SKU → JSON)
 //! and the pub/sub channel `{prefix}avail`.
 
@@ -17,14 +20,14 @@ mod rate_limit;
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use flashcore_actors::breaker::{Breaker, BreakerConfig, Guarded};
 use flashcore_http_ports::StoreError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{RedisError, RedisResult};
-use tokio::sync::OnceCell;
+use redis::{ErrorKind, RedisError, RedisResult};
 
 pub use feed::RedisFeed;
 
@@ -41,8 +44,11 @@ struct Inner {
     client: redis::Client,
     prefix: String,
     op_timeout: Duration,
-    /// Made on first use (inside the runtime); it reconnects by itself afterwards.
-    manager: OnceCell<ConnectionManager>,
+    /// Made on first use (inside the runtime); it reconnects by itself after a
+    /// dropped connection, and is made anew after refused credentials.
+    manager: Mutex<Option<ConnectionManager>>,
+    /// Shared by every operation of this connection (and its feed's writes).
+    breaker: Arc<Breaker>,
     /// Whether the last operation failed to reach Redis (so loss and recovery are
     /// each logged once).
     down: AtomicBool,
@@ -76,13 +82,50 @@ impl Redis {
         // The error text of a malformed URL could echo it, password included.
         let client = redis::Client::open(url)
             .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL ({:?})", e.kind())))?;
-        Ok(Redis(Arc::new(Inner {
+        let redis = Redis(Arc::new(Inner {
             client,
             prefix: prefix.to_owned(),
             op_timeout,
-            manager: OnceCell::new(),
+            manager: Mutex::new(None),
+            breaker: Breaker::new("redis", breaker_config(op_timeout)),
             down: AtomicBool::new(false),
-        })))
+        }));
+        // While open, a PING probes Redis (weakly held: the breaker is Redis's own).
+        let weak = Arc::downgrade(&redis.0);
+        redis.0.breaker.spawn_prober(Box::new(move || {
+            let weak = weak.clone();
+            Box::pin(async move {
+                let Some(inner) = weak.upgrade() else { return Err("redis connection dropped".into()) };
+                Redis(inner).probe().await
+            })
+        }));
+        Ok(redis)
+    }
+
+    /// One `PING` around the breaker (its prober's probe). A failed probe
+    /// forgets the connection, so the next one connects afresh: a connection
+    /// that hangs (a network path that drops packets) or was refused its
+    /// credentials is never reused.
+    async fn probe(&self) -> Result<(), String> {
+        let attempt = async {
+            let mut con = self.manager()?;
+            redis::cmd("PING").query_async::<String>(&mut con).await
+        };
+        let outcome = match tokio::time::timeout(self.0.op_timeout, attempt).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("ping timed out after {:?}", self.0.op_timeout)),
+        };
+        match outcome {
+            Ok(()) => self.mark_up(),
+            Err(_) => self.forget_connection(),
+        }
+        outcome
+    }
+
+    /// The `redis` circuit breaker.
+    pub fn breaker(&self) -> &Arc<Breaker> {
+        &self.0.breaker
     }
 
     /// The namespace every key of this connection lives under.
@@ -145,53 +188,68 @@ impl Redis {
     }
 
     /// The shared connection, made (without I/O) on first use.
-    async fn manager(&self) -> RedisResult<ConnectionManager> {
+    fn manager(&self) -> RedisResult<ConnectionManager> {
+        let mut slot = self.0.manager.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(m) = slot.as_ref() {
+            return Ok(m.clone());
+        }
         let timeout = self.0.op_timeout;
-        let client = self.0.client.clone();
-        self.0
-            .manager
-            .get_or_try_init(|| async move {
-                // One attempt per use (no retry loop inside the manager): the caller's
-                // deadline bounds the wait and a failed attempt is remade by the next use.
-                let config = ConnectionManagerConfig::new()
-                    .set_number_of_retries(0)
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout))
-                    .set_max_delay(Duration::from_secs(1));
-                ConnectionManager::new_lazy_with_config(client, config)
-            })
-            .await
-            .cloned()
+        // One attempt per use (no retry loop inside the manager): the caller's
+        // deadline bounds the wait and a failed attempt is remade by the next use.
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_max_delay(Duration::from_secs(1));
+        let m = ConnectionManager::new_lazy_with_config(self.0.client.clone(), config)?;
+        *slot = Some(m.clone());
+        Ok(m)
     }
 
-    /// Runs one operation against the shared connection within `op_timeout`,
-    /// counting and logging (once per outage) failures.
+    /// Forgets the connection: the next use makes a new one (after refused
+    /// credentials, which a manager would otherwise keep failing with).
+    fn forget_connection(&self) {
+        *self.0.manager.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    /// Runs one operation against the shared connection within `op_timeout`
+    /// through the breaker, counting and logging (once per outage) failures.
     async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let attempt = async {
-            let con = self.manager().await?;
+            let con = self.manager()?;
             f(con).await
         };
-        match tokio::time::timeout(self.0.op_timeout, attempt).await {
-            Ok(Ok(v)) => {
+        match self.0.breaker.call(attempt, is_outage).await {
+            Ok(v) => {
                 self.mark_up();
                 Ok(v)
             }
-            Ok(Err(e)) => {
+            Err(Guarded::Rejected { retry_in }) => {
                 count_error(op);
-                if is_connectivity(&e) {
+                Err(StoreError::Rejected(format!(
+                    "redis {op}: circuit open, next probe in {} ms",
+                    retry_in.as_millis()
+                )))
+            }
+            Err(Guarded::Inner(e)) => {
+                count_error(op);
+                if is_auth(&e) {
+                    self.forget_connection();
+                }
+                if is_outage(&e) {
                     self.mark_down(op, &e.to_string());
                 } else {
                     tracing::debug!(redis.op = op, error = %e, "redis command failed");
                 }
                 Err(StoreError::Unavailable(format!("redis {op}: {e}")))
             }
-            Err(_) => {
+            Err(Guarded::TimedOut(d)) => {
                 count_error(op);
-                let msg = format!("timed out after {:?}", self.0.op_timeout);
+                let msg = format!("timed out after {d:?}");
                 self.mark_down(op, &msg);
                 Err(StoreError::Unavailable(format!("redis {op}: {msg}")))
             }
@@ -215,9 +273,28 @@ impl Redis {
     }
 }
 
-/// Errors that mean "Redis is out of reach" (as opposed to a refused command).
-fn is_connectivity(e: &RedisError) -> bool {
-    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
+/// The `redis` breaker: calls bounded by `op_timeout`, probes from half a second.
+fn breaker_config(op_timeout: Duration) -> BreakerConfig {
+    BreakerConfig {
+        failures: 3,
+        call_timeout: op_timeout,
+        probe_base: Duration::from_millis(500),
+        probe_max: Duration::from_secs(4),
+    }
+}
+
+/// Errors that mean "Redis is out of reach or refuses us" (as opposed to a
+/// refused command): they count against the breaker.
+fn is_outage(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() || is_auth(e)
+}
+
+/// Refused credentials (`WRONGPASS`, `NOAUTH`): retried like an outage, on a new connection.
+fn is_auth(e: &RedisError) -> bool {
+    matches!(e.kind(), ErrorKind::AuthenticationFailed)
+        || e.code().is_some_and(|c| c == "WRONGPASS" || c == "NOAUTH")
+        || e.to_string().contains("WRONGPASS")
+        || e.to_string().contains("NOAUTH")
 }
 
 /// Escapes the glob characters of `s` for `SCAN MATCH`.
