@@ -106,6 +106,8 @@ pub struct ProductView {
     pub product: Arc<Product>,
     /// Its counts as its SKU actor last published them.
     pub availability: Availability,
+    /// Its waiting room's settings, if it has one on.
+    pub waiting_room: Option<RoomConfig>,
 }
 
 /// Passivates `registry`'s actors idle for `idle`, checking a few times per `idle`.
@@ -378,7 +380,8 @@ impl Engine {
     pub async fn product(&self, sku: &Sku) -> Result<ProductView, EngineError> {
         let product = self.product_def(sku)?;
         let availability = self.availability(sku).await?;
-        Ok(ProductView { product, availability })
+        let waiting_room = self.0.rooms.config(sku);
+        Ok(ProductView { product, availability, waiting_room })
     }
 
     /// A page of products in SKU order after `after`.
@@ -386,7 +389,8 @@ impl Engine {
         let mut out = Vec::new();
         for product in self.0.catalog.list(limit, after) {
             let availability = self.availability(&product.sku).await?;
-            out.push(ProductView { product, availability });
+            let waiting_room = self.0.rooms.config(&product.sku);
+            out.push(ProductView { product, availability, waiting_room });
         }
         Ok(out)
     }

@@ -23,3 +23,4 @@ mod shared_state;
 mod supervision;
 mod tls;
 mod traces;
+mod waiting_room;
