@@ -23,7 +23,7 @@ import { check, sleep } from 'k6';
 import { Counter, Trend } from 'k6/metrics';
 import * as api from './lib/api.js';
 import { R, body, problemCode } from './lib/api.js';
-import { ordersAcked, unitsAcked } from './lib/flow.js';
+import { ordersAcked, soldOut, unitsAcked } from './lib/flow.js';
 import { invariantViolations, verifyStore } from './lib/store.js';
 import { suiteOptions, summarize } from './lib/summary.js';
 
@@ -109,7 +109,10 @@ export default function ({ sku, startsAt }) {
     const carts = http.batch(
       Array.from({ length: n }, () => ['POST', `${base}/v1/carts`, null, { tags: { name: R.createCart } }]),
     );
-    const made = carts.map((r) => (r.status === 201 ? body(r) : null)).filter((b) => b && b.token);
+    const made = carts
+      .map((r) => (r.status === 201 ? body(r) : null))
+      .filter((b) => b && b.token)
+      .map((b) => ({ id: b.cart_id, token: b.token }));
     check(carts, { 'cart created (201)': (rs) => rs.every((r) => r.status === 201) });
     const joins = http.batch(
       made.map((c) => ['POST', `${base}/v1/products/${sku}/queue`, null, { headers: bearer(c.token), tags: { name: JOIN } }]),
@@ -121,10 +124,14 @@ export default function ({ sku, startsAt }) {
       }
     });
   }
-  // Wait for the doors to open (a waiting page shows the countdown).
+  // Wait for the doors to open (a waiting page shows the countdown); the pages'
+  // first reads after the start spread over 3 s, as browsers' timers do.
   const untilStart = (startsAt - Date.now()) / 1000;
   if (untilStart > 0) {
-    sleep(untilStart + Math.random() * 0.5);
+    sleep(untilStart);
+  }
+  for (const b of buyers) {
+    b.next = Date.now() + Math.random() * 3000;
   }
   const deadline = Date.now() + 180 * 1000;
   while (buyers.some((b) => !b.done) && Date.now() < deadline) {
@@ -181,6 +188,9 @@ function buy(b, sku, pass) {
   }
   if (put.status !== 200) {
     const code = put.status === 409 ? problemCode(put) : '';
+    if (code === 'out-of-stock') {
+      soldOut.add(1);
+    }
     check(put, { 'admitted add-to-cart: 200 or 409 out-of-stock': () => code === 'out-of-stock' });
     return;
   }
