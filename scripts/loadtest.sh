@@ -2,7 +2,7 @@
 # Runs one k6 suite against a freshly started release flashcore and writes
 # loadtests/results/<suite>.md (and <suite>.json).
 #
-#   scripts/loadtest.sh [smoke|flash-sale|black-friday|soak]   (default: $SUITE, else flash-sale)
+#   scripts/loadtest.sh [smoke|flash-sale|black-friday|soak|waiting-room]   (default: $SUITE, else flash-sale)
 #
 # flashcore runs against a fresh Postgres database (dropped afterwards) and a
 # fresh Redis key prefix (deleted afterwards), on a free loopback port, with a
@@ -16,8 +16,8 @@ cd "$(dirname "$0")/.."
 
 suite="${1:-${SUITE:-flash-sale}}"
 case "$suite" in
-  smoke | flash-sale | black-friday | soak) ;;
-  *) echo "usage: $0 [smoke|flash-sale|black-friday|soak]" >&2; exit 2 ;;
+  smoke | flash-sale | black-friday | soak | waiting-room) ;;
+  *) echo "usage: $0 [smoke|flash-sale|black-friday|soak|waiting-room]" >&2; exit 2 ;;
 esac
 
 # shellcheck source=loadtests/lib/harness.sh
@@ -80,7 +80,7 @@ body=""
 [ -f "$results/$suite.md" ] && body="$(cat "$results/$suite.md")"
 passed="$(jq -r '.report.passed // false' "$results/$suite.json" 2>/dev/null || echo false)"
 settings=""
-for v in DURATION RATE STOCK SKUS MAX_VUS REPLAY_P P95_MS P99_MS FLASHCORE_RATE_SKU; do
+for v in DURATION RATE STOCK SKUS MAX_VUS REPLAY_P ARRIVALS VUS ADMIT_RATE START_IN P95_MS P99_MS FLASHCORE_RATE_SKU; do
   [ -n "${!v:-}" ] && settings+=" $v=${!v}"
 done
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"

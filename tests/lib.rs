@@ -154,6 +154,7 @@ impl Api {
             carts,
             orders: self.admin_get("/v1/admin/orders?limit=500").await,
             keys: self.admin_get("/v1/admin/keys").await,
+            rooms: self.admin_get("/v1/admin/queues").await,
         }
     }
 
@@ -201,6 +202,8 @@ pub struct Snapshot {
     pub orders: Value,
     /// `GET /v1/admin/keys`.
     pub keys: Value,
+    /// `GET /v1/admin/queues`: every waiting room's figures.
+    pub rooms: Value,
 }
 
 /// One cart, addressed with one token, on one [`Api`].

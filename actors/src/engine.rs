@@ -33,6 +33,9 @@ use crate::reply::{Reply, ask};
 use crate::sku::{SkuActor, SkuDeps, SkuMsg, StockChange};
 use crate::supervisor::{EntitySupervisor, RestartPolicy, Supervision, SupervisorMsg};
 use crate::trace::SPANS;
+use crate::waiting_room::{
+    QueueActor, QueueDeps, QueueError, QueueMsg, RoomConfig, RoomControl, RoomStats, Rooms, TicketView,
+};
 
 /// Tunables. Defaults suit a single node serving a flash sale.
 #[derive(Debug, Clone)]
@@ -116,6 +119,8 @@ pub struct ProductView {
     pub product: Arc<Product>,
     /// Its counts as its SKU actor last published them.
     pub availability: Availability,
+    /// Its waiting room's settings, if it has one on.
+    pub waiting_room: Option<RoomConfig>,
 }
 
 /// Passivates `registry`'s actors idle for `idle`, checking a few times per `idle`.
@@ -159,6 +164,7 @@ fn cart_reaper(carts: Arc<CartRegistry>, idle: Duration) -> JoinHandle<()> {
 /// actors: their registry carries their [`Supervision`].)
 struct Supervisors {
     skus: ActorRef<SupervisorMsg>,
+    queues: ActorRef<SupervisorMsg>,
 }
 
 struct Inner {
@@ -175,6 +181,8 @@ struct Inner {
     alarms: Arc<Alarms>,
     parked: Arc<ParkedSkus>,
     gateway: PaymentGateway,
+    queues: Arc<Registry<Sku, QueueMsg>>,
+    rooms: Arc<Rooms>,
 }
 
 /// The running engine. Cheap to clone.
@@ -250,6 +258,23 @@ impl Engine {
         });
         carts.wire(Arc::new(CartActivator(cart_deps)));
 
+        // Waiting rooms: one queue actor per SKU that has one, supervised and
+        // passivated like the SKU actors.
+        let queues = Registry::new(registry_cfg("queue", cfg.sku_max_inflight));
+        let (queue_sup, _) =
+            Actor::spawn(None, EntitySupervisor::default(), (Arc::clone(&queues), policy)).await.map_err(spawn_err)?;
+        let rooms = Arc::new(Rooms::default());
+        let queue_deps = QueueDeps {
+            flusher: flusher.clone(),
+            snapshots: Arc::clone(&ports.snapshots),
+            feed: Arc::clone(&ports.feed),
+            catalog: Arc::clone(&catalog),
+            rooms: Arc::clone(&rooms),
+        };
+        let queue_spawner = Spawner::new(QueueActor, move |sku: &Sku, _activation| (sku.clone(), queue_deps.clone()));
+        queues.wire(Arc::new(queue_spawner), queue_sup.get_cell());
+        let queue_reaper = reaper(Arc::clone(&queues), cfg.sku_idle, |reply| QueueMsg::Passivate { reply });
+
         let cart_reaper = cart_reaper(Arc::clone(&carts), cfg.cart_idle);
         let sku_reaper = reaper(Arc::clone(&skus), cfg.sku_idle, |reply| SkuMsg::Passivate { reply });
 
@@ -261,14 +286,20 @@ impl Engine {
             journal,
             flusher,
             feed: Arc::clone(&ports.feed),
-            supervisors: Supervisors { skus: sku_sup },
-            tasks: Mutex::new(vec![journal_task, flush_task, cart_reaper, sku_reaper, gateway_task]),
+            supervisors: Supervisors { skus: sku_sup, queues: queue_sup },
+            tasks: Mutex::new(vec![journal_task, flush_task, cart_reaper, sku_reaper, gateway_task, queue_reaper]),
             ready: AtomicBool::new(false),
             alarms,
             parked,
             gateway,
+            queues,
+            rooms,
         }));
-        if let Err(e) = engine.recover_skus(&unguarded).await {
+        let recovered = match engine.recover_skus(&unguarded).await {
+            Ok(()) => engine.recover_rooms(&unguarded).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = recovered {
             engine.abandon();
             return Err(e);
         }
@@ -322,6 +353,24 @@ impl Engine {
         Ok(())
     }
 
+    /// Every waiting room stored gets its actor now: its settings are
+    /// published for the cart edits' pass check, and a line with tickets
+    /// waiting needs its admission timer (idle rooms are passivated later; the
+    /// published settings stay).
+    async fn recover_rooms(&self, ports: &Ports) -> Result<(), StoreError> {
+        let stored = crate::waiting_room::stored_rooms(ports.snapshots.as_ref()).await?;
+        let count = stored.len();
+        for (sku, _config, _waiting) in stored {
+            self.0
+                .queues
+                .slot(&sku)
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("recovery of the waiting room of {sku} failed: {e}")))?;
+        }
+        tracing::info!(rooms = count, "waiting rooms recovered");
+        Ok(())
+    }
+
     /// The configuration it runs with.
     pub fn config(&self) -> &EngineConfig {
         &self.0.cfg
@@ -367,7 +416,8 @@ impl Engine {
     pub async fn product(&self, sku: &Sku) -> Result<ProductView, EngineError> {
         let product = self.product_def(sku)?;
         let availability = self.availability(sku).await?;
-        Ok(ProductView { product, availability })
+        let waiting_room = self.0.rooms.config(sku);
+        Ok(ProductView { product, availability, waiting_room })
     }
 
     /// A page of products in SKU order after `after`.
@@ -375,7 +425,8 @@ impl Engine {
         let mut out = Vec::new();
         for product in self.0.catalog.list(limit, after) {
             let availability = self.availability(&product.sku).await?;
-            out.push(ProductView { product, availability });
+            let waiting_room = self.0.rooms.config(&product.sku);
+            out.push(ProductView { product, availability, waiting_room });
         }
         Ok(out)
     }
@@ -423,7 +474,68 @@ impl Engine {
 
     /// Supervision figures per entity kind, with the `top` busiest entities.
     pub fn actor_stats(&self, top: usize) -> Vec<RegistryStats> {
-        vec![self.0.skus.stats(top), self.0.carts.stats(top)]
+        vec![self.0.skus.stats(top), self.0.carts.stats(top), self.0.queues.stats(top)]
+    }
+
+    /// Turns `sku`'s waiting room on (or changes its settings), or off with
+    /// `None` (its line is dropped); stored before it answers.
+    pub async fn configure_waiting_room(&self, sku: &Sku, config: Option<RoomConfig>) -> Result<(), QueueError> {
+        self.product_def(sku)?;
+        if config.is_none() && self.0.rooms.config(sku).is_none() {
+            return Ok(());
+        }
+        self.0.queues.call(sku, |ticket, reply| QueueMsg::Configure { ticket, config, reply }).await?
+    }
+
+    /// The settings of `sku`'s waiting room, if it has one (no actor call: cart
+    /// edits check it).
+    pub fn waiting_room(&self, sku: &Sku) -> Option<RoomConfig> {
+        self.0.rooms.config(sku)
+    }
+
+    /// The figures of `sku`'s waiting room.
+    pub fn room_stats(&self, sku: &Sku) -> Result<RoomStats, QueueError> {
+        self.product_def(sku)?;
+        self.0.rooms.stats(sku).ok_or(QueueError::NoRoom)
+    }
+
+    /// A stream of `sku`'s waiting-room figures (the SSE ticket streams and the
+    /// console follow it without asking the actor).
+    pub fn watch_room(&self, sku: &Sku) -> Result<watch::Receiver<RoomStats>, QueueError> {
+        self.product_def(sku)?;
+        self.0.rooms.watch(sku).ok_or(QueueError::NoRoom)
+    }
+
+    /// Every SKU with a waiting room.
+    pub fn rooms(&self) -> Vec<Sku> {
+        self.0.rooms.skus()
+    }
+
+    /// Gives `cart` a ticket in `sku`'s waiting room (or the one it has).
+    pub async fn join_queue(&self, sku: &Sku, cart: CartId) -> Result<TicketView, QueueError> {
+        self.product_def(sku)?;
+        if self.0.rooms.config(sku).is_none() {
+            return Err(QueueError::NoRoom);
+        }
+        self.0.queues.call(sku, |ticket, reply| QueueMsg::Join { ticket, cart, reply }).await?
+    }
+
+    /// Ticket `seq` of `sku`'s waiting room, if `cart` holds it.
+    pub async fn queue_ticket(&self, sku: &Sku, seq: u32, cart: CartId) -> Result<TicketView, QueueError> {
+        self.product_def(sku)?;
+        if self.0.rooms.config(sku).is_none() {
+            return Err(QueueError::NoRoom);
+        }
+        self.0.queues.call(sku, |ticket, reply| QueueMsg::Read { ticket, seq, cart, reply }).await?
+    }
+
+    /// An operator's pause, resume or rate change of `sku`'s waiting room.
+    pub async fn control_room(&self, sku: &Sku, op: RoomControl) -> Result<RoomStats, QueueError> {
+        self.product_def(sku)?;
+        if self.0.rooms.config(sku).is_none() {
+            return Err(QueueError::NoRoom);
+        }
+        self.0.queues.call(sku, |ticket, reply| QueueMsg::Control { ticket, op, reply }).await?
     }
 
     /// Journal writer counters: batches, entries, commit time, failures, queue depth.
@@ -460,6 +572,7 @@ impl Engine {
         self.0.ready.store(false, Ordering::Release);
         self.0.skus.close_all();
         self.0.carts.close_all();
+        self.0.queues.close_all();
         self.stop_actors();
     }
 
@@ -469,6 +582,10 @@ impl Engine {
             a.stop(Some("shutdown".into()));
         }
         self.0.supervisors.skus.stop(None);
+        for (_, a) in self.0.queues.actors() {
+            a.stop(Some("shutdown".into()));
+        }
+        self.0.supervisors.queues.stop(None);
         if let Ok(mut tasks) = self.0.tasks.lock() {
             for t in tasks.drain(..) {
                 t.abort();
@@ -484,6 +601,11 @@ impl Engine {
         // SKUs whose write-behind is paced register now, so the final flush has them.
         for (_, a) in self.0.skus.actors() {
             let _ = ask(&a, |reply| SkuMsg::RegisterDirty { reply: Some(reply) }, Some(Duration::from_secs(5))).await;
+        }
+        // Every waiting room's line goes into the final flush.
+        self.0.queues.close_all();
+        for (_, a) in self.0.queues.actors() {
+            self.0.flusher.mark_dirty(Box::new(a));
         }
         match self.0.flusher.flush_now().await {
             Ok(n) => tracing::info!(snapshots = n, "final flush done"),

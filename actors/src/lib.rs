@@ -55,6 +55,7 @@ pub mod sku;
 pub mod supervisor;
 pub(crate) mod sync;
 pub mod trace;
+pub mod waiting_room;
 
 pub use cart::CheckoutRequest;
 pub use engine::{Engine, EngineConfig, Ports, ProductView};

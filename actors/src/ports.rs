@@ -116,6 +116,8 @@ pub enum EntityKind {
     Sku,
     /// A cart actor's cart.
     Cart,
+    /// A SKU's waiting room (its line of tickets); lives with the SKU's shard.
+    Queue,
 }
 
 impl EntityKind {
@@ -124,6 +126,7 @@ impl EntityKind {
         match self {
             EntityKind::Sku => "sku",
             EntityKind::Cart => "cart",
+            EntityKind::Queue => "queue",
         }
     }
 }
@@ -210,7 +213,7 @@ impl SnapshotRecord {
     /// The shard this entity belongs to.
     pub fn shard(&self, shards: Shards) -> ShardId {
         let tag = match self.kind {
-            EntityKind::Sku => flashcore_domain::shard::SKU_TAG,
+            EntityKind::Sku | EntityKind::Queue => flashcore_domain::shard::SKU_TAG,
             EntityKind::Cart => flashcore_domain::shard::CART_TAG,
         };
         shards.of(tag, &self.id)

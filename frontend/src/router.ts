@@ -15,6 +15,7 @@ export const router = createRouter({
       children: [
         { path: '', name: 'catalog', component: CatalogView, meta: { title: 'Shop' } },
         { path: 'products/:sku', name: 'product', component: () => import('./views/store/ProductView.vue'), props: true, meta: { title: 'Product' } },
+        { path: 'products/:sku/queue', name: 'waiting-room', component: () => import('./views/store/WaitingRoomView.vue'), props: true, meta: { title: 'Waiting room' } },
         { path: 'cart', name: 'cart', component: () => import('./views/store/CartView.vue'), meta: { title: 'Your cart' } },
         { path: 'orders/:id', name: 'order', component: () => import('./views/store/OrderView.vue'), props: true, meta: { title: 'Your order' } },
       ],
@@ -27,6 +28,7 @@ export const router = createRouter({
         { path: 'stock', name: 'ops-stock', component: () => import('./ops/OpsStock.vue'), meta: { title: 'Stock' } },
         { path: 'products', name: 'ops-products', component: () => import('./ops/OpsProducts.vue'), meta: { title: 'Products' } },
         { path: 'orders', name: 'ops-orders', component: () => import('./ops/OpsOrders.vue'), meta: { title: 'Orders' } },
+        { path: 'queues', name: 'ops-queues', component: () => import('./ops/OpsQueues.vue'), meta: { title: 'Waiting rooms' } },
         { path: 'keys', name: 'ops-keys', component: () => import('./ops/OpsKeys.vue'), meta: { title: 'API keys' } },
       ],
     },

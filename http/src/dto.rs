@@ -68,6 +68,27 @@ pub struct ProductDto {
     pub available: u64,
     /// Units offered in all, sold and held ones included.
     pub total: u64,
+    /// Present when buyers must queue: join `POST /v1/products/{sku}/queue`
+    /// and add the product with the pass it gives.
+    pub waiting_room: Option<WaitingRoomDto>,
+}
+
+/// A product's waiting-room settings.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitingRoomDto {
+    /// Passes issued per second, 1 to 100,000.
+    #[schema(minimum = 1, maximum = 100_000)]
+    pub admit_per_second: u32,
+    /// How long a pass lets its cart add the product, 10 to 86,400 seconds.
+    #[schema(minimum = 10, maximum = 86_400)]
+    pub pass_ttl_secs: u32,
+}
+
+impl From<flashcore_actors::waiting_room::RoomConfig> for WaitingRoomDto {
+    fn from(c: flashcore_actors::waiting_room::RoomConfig) -> Self {
+        WaitingRoomDto { admit_per_second: c.admit_per_second, pass_ttl_secs: c.pass_ttl_secs }
+    }
 }
 
 impl From<ProductView> for ProductDto {
@@ -83,6 +104,7 @@ impl From<ProductView> for ProductDto {
             on_sale: p.on_sale(flashcore_actors::clock::now()),
             available: v.availability.available,
             total: v.availability.total,
+            waiting_room: v.waiting_room.map(WaitingRoomDto::from),
         }
     }
 }

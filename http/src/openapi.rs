@@ -11,7 +11,7 @@ use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn}
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, Required, Schema, header::HeaderBuilder};
 
-use crate::routes::{admin, carts, ops, orders, products};
+use crate::routes::{admin, carts, ops, orders, products, waiting_room};
 
 /// `/openapi.json` and `/docs` (stateless: they merge into any router).
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
@@ -45,6 +45,14 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         ops::health,
         ops::ready,
         ops::metrics_text,
+        waiting_room::join,
+        waiting_room::get_ticket,
+        waiting_room::ticket_events,
+        waiting_room::list_rooms,
+        waiting_room::get_room,
+        waiting_room::pause,
+        waiting_room::resume,
+        waiting_room::set_rate,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&CartTokenScheme, &PipelineResponses),
@@ -223,6 +231,8 @@ fn path_schema(name: &str) -> RefOr<Schema> {
     let string = utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::String);
     let schema = if name == "sku" {
         string.pattern(Some(SKU_PATTERN))
+    } else if name == "ticket_id" {
+        string.pattern(Some("^[0-9]{1,10}$"))
     } else {
         string.format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Uuid)))
     };

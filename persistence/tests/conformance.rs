@@ -225,6 +225,11 @@ pub async fn snapshots_of_one_kind_page_in_id_order(s: Stores) {
         got.extend(page);
     }
     assert_eq!(got, skus, "every SKU snapshot once, in id order, none of another kind");
+    // Waiting rooms are snapshots of their own kind, beside their SKU's.
+    let room = record(EntityKind::Queue, "S001", 4, json!({"line": [3, 1, 2]}));
+    s.snapshots.save(std::slice::from_ref(&room), &s.fence).await.unwrap();
+    assert_eq!(s.snapshots.load(EntityKind::Queue, "S001").await.unwrap(), Some(room.clone()));
+    assert_eq!(s.snapshots.load_page(EntityKind::Queue, None, 10).await.unwrap(), vec![room]);
 }
 
 pub async fn the_catalog_lists_in_sku_order_and_upserts_replace(s: Stores) {

@@ -25,3 +25,4 @@ mod shared_state;
 mod supervision;
 mod tls;
 mod traces;
+mod waiting_room;

@@ -23,6 +23,9 @@ export type ApiKey = Schemas['KeyDto']
 export type NewApiKey = Schemas['NewKeyDto']
 export type NewKeyBody = Schemas['NewKeyBody']
 export type CheckoutBody = Schemas['CheckoutBody']
+export type Ticket = Schemas['TicketDto']
+export type Room = Schemas['RoomDto']
+export type RoomList = Schemas['RoomList']
 
 export type Api = Client<paths>
 

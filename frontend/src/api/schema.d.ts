@@ -209,6 +209,74 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/products/{sku}/queue": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One product's waiting room. */
+        get: operations["get_room"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/products/{sku}/queue/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Stops admitting (joins still queue) until resumed. */
+        post: operations["pause"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/products/{sku}/queue/rate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Changes the admission rate from now on. */
+        put: operations["set_rate"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/products/{sku}/queue/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Admits again at the room's rate. */
+        post: operations["resume"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/products/{sku}/stock": {
         parameters: {
             query?: never;
@@ -220,6 +288,23 @@ export interface paths {
         put?: never;
         /** Restocks a product or sets its total. Journaled before it is acknowledged. */
         post: operations["change_stock"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/queues": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every waiting room with its figures. */
+        get: operations["list_rooms"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -362,6 +447,67 @@ export interface paths {
          *     event now and one per change (coalesced: a slow reader sees the latest value).
          */
         get: operations["availability_stream"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/products/{sku}/queue": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Joins the product's waiting room with the cart of the token: 201 with a new
+         *     ticket, 200 with the cart's ticket when it joined already.
+         */
+        post: operations["join"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/products/{sku}/queue/{ticket_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Reads the cart's ticket: its place, estimate and state; an admitted ticket
+         *     carries the pass.
+         */
+        get: operations["get_ticket"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/products/{sku}/queue/{ticket_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A Server-Sent Events stream of the cart's ticket: one `ticket` event now and
+         *     one per change (place, admission with its pass, sold out). It ends once the
+         *     ticket is no longer waiting.
+         */
+        get: operations["ticket_events"];
         put?: never;
         post?: never;
         delete?: never;
@@ -633,6 +779,7 @@ export interface components {
              * @description Sets the total stock as well (same as `POST …/stock {"set_total": n}`), at most 1,000,000,000.
              */
             total?: number | null;
+            waiting_room?: null | components["schemas"]["WaitingRoomDto"];
         };
         /** @description A product with its live availability. */
         ProductDto: {
@@ -666,6 +813,7 @@ export interface components {
              * @description Units offered in all, sold and held ones included.
              */
             total: number;
+            waiting_room?: null | components["schemas"]["WaitingRoomDto"];
         };
         /** @description A page of products. */
         ProductPage: {
@@ -673,6 +821,57 @@ export interface components {
             items: components["schemas"]["ProductDto"][];
             /** @description Pass as `cursor` for the next page; absent on the last page. */
             next_cursor?: string | null;
+        };
+        /** @description Body of `PUT /v1/admin/products/{sku}/queue/rate`. */
+        RateBody: {
+            /**
+             * Format: int32
+             * @description Passes issued per second from now on, 1 to 100,000.
+             */
+            admit_per_second: number;
+        };
+        /** @description A room's figures for operators. */
+        RoomDto: {
+            /**
+             * Format: int32
+             * @description Passes issued per second.
+             */
+            admit_per_second: number;
+            /**
+             * Format: int64
+             * @description Tickets admitted.
+             */
+            admitted: number;
+            /** @description Whether the start draw happened. */
+            drawn: boolean;
+            /**
+             * Format: int64
+             * @description Tickets handed out.
+             */
+            joined: number;
+            /**
+             * Format: int32
+             * @description How long a pass lasts, in seconds.
+             */
+            pass_ttl_secs: number;
+            /** @description An operator paused admission (joins still queue). */
+            paused: boolean;
+            /** @description When the sale starts (RFC 3339), if scheduled. */
+            sale_starts_at?: string | null;
+            /** @description The product. */
+            sku: string;
+            /** @description The product sold out: admission is over. */
+            sold_out: boolean;
+            /**
+             * Format: int64
+             * @description Tickets waiting (the queue's length).
+             */
+            waiting: number;
+        };
+        /** @description Every waiting room. */
+        RoomList: {
+            /** @description Rooms in SKU order. */
+            items: components["schemas"]["RoomDto"][];
         };
         /** @description Body of `PUT /v1/carts/{cart_id}/items/{sku}`. */
         SetQuantityBody: {
@@ -698,6 +897,61 @@ export interface components {
              * @description The new total (never below what is sold or held).
              */
             set_total: number;
+        };
+        /** @description A buyer's place in a product's waiting room. */
+        TicketDto: {
+            /**
+             * Format: int64
+             * @description Tickets admitted so far.
+             */
+            admitted: number;
+            /**
+             * Format: int64
+             * @description Seconds until admission, estimated from the rate (and the sale start).
+             */
+            estimated_wait_secs: number;
+            /**
+             * Format: int64
+             * @description Tickets handed out in this room so far.
+             */
+            joined: number;
+            /** @description The pass to send as `Waiting-Room-Pass` when adding the product (admitted tickets). */
+            pass?: string | null;
+            /** @description When the pass stops being valid (RFC 3339). */
+            pass_expires_at?: string | null;
+            /**
+             * Format: int64
+             * @description 1-based place among those waiting; `null` before the start draw (everyone
+             *     who joined before the sale starts is placed in random order then) and
+             *     once the ticket is no longer waiting.
+             */
+            position?: number | null;
+            /** @description When the sale starts (RFC 3339), if scheduled. */
+            sale_starts_at?: string | null;
+            /** @description The product. */
+            sku: string;
+            /** @description `waiting`, `admitted`, `sold-out` or `expired`. */
+            state: components["schemas"]["TicketStateDto"];
+            /** @description The ticket's id, as used in `/v1/products/{sku}/queue/{ticket_id}`. */
+            ticket_id: string;
+        };
+        /**
+         * @description A ticket's state.
+         * @enum {string}
+         */
+        TicketStateDto: "waiting" | "admitted" | "sold-out" | "expired";
+        /** @description A product's waiting-room settings. */
+        WaitingRoomDto: {
+            /**
+             * Format: int32
+             * @description Passes issued per second, 1 to 100,000.
+             */
+            admit_per_second: number;
+            /**
+             * Format: int32
+             * @description How long a pass lets its cart add the product, 10 to 86,400 seconds.
+             */
+            pass_ttl_secs: number;
         };
     };
     responses: never;
@@ -1758,7 +2012,575 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description invalid-sku, invalid-price, invalid-sale-start, invalid-stock, invalid-product; invalid-body (a member is missing, unknown or of the wrong type); idempotency-key-reused */
+            /** @description invalid-sku, invalid-price, invalid-sale-start, invalid-stock, invalid-product, invalid-waiting-room; invalid-body (a member is missing, unknown or of the wrong type); idempotency-key-reused */
+            422: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate-limited */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal */
+            500: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-ready, standby, unavailable; idempotency-unavailable; timeout */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_room: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description SKU code */
+                sku: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RoomDto"];
+                };
+            };
+            /** @description invalid-path (a path segment that is not UTF-8) */
+            400: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing-credential; unauthorized (an Authorization header that is not a valid credential) */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="flashcore"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden (a cart token) */
+            403: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description product-not-found */
+            404: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no-waiting-room */
+            409: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate-limited */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal */
+            500: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-ready, standby, unavailable; timeout */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    pause: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description 1 to 255 visible ASCII characters. A retry with the same key and request gets the first outcome again (`Idempotent-Replayed: true`). */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description SKU code */
+                sku: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RoomDto"];
+                };
+            };
+            /** @description invalid-path (a path segment that is not UTF-8); idempotency-key-invalid */
+            400: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing-credential; unauthorized (an Authorization header that is not a valid credential) */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="flashcore"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden (not an admin key, or a cart token) */
+            403: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description product-not-found */
+            404: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no-waiting-room; idempotency-key-in-use */
+            409: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload-too-large */
+            413: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency-key-reused */
+            422: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate-limited */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal */
+            500: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-ready, standby, unavailable; idempotency-unavailable; timeout */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    set_rate: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description 1 to 255 visible ASCII characters. A retry with the same key and request gets the first outcome again (`Idempotent-Replayed: true`). */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description SKU code */
+                sku: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RateBody"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RoomDto"];
+                };
+            };
+            /** @description invalid-path (a path segment that is not UTF-8); malformed-json, invalid-body; idempotency-key-invalid */
+            400: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing-credential; unauthorized (an Authorization header that is not a valid credential) */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="flashcore"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden (not an admin key, or a cart token) */
+            403: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description product-not-found */
+            404: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no-waiting-room; idempotency-key-in-use */
+            409: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload-too-large */
+            413: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported-media-type (send application/json) */
+            415: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid-rate; invalid-body (a member is missing, unknown or of the wrong type); idempotency-key-reused */
+            422: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate-limited */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal */
+            500: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-ready, standby, unavailable; idempotency-unavailable; timeout */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    resume: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description 1 to 255 visible ASCII characters. A retry with the same key and request gets the first outcome again (`Idempotent-Replayed: true`). */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description SKU code */
+                sku: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RoomDto"];
+                };
+            };
+            /** @description invalid-path (a path segment that is not UTF-8); idempotency-key-invalid */
+            400: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing-credential; unauthorized (an Authorization header that is not a valid credential) */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="flashcore"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden (not an admin key, or a cart token) */
+            403: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description product-not-found */
+            404: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no-waiting-room; idempotency-key-in-use */
+            409: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload-too-large */
+            413: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency-key-reused */
             422: {
                 headers: {
                     /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
@@ -1954,6 +2776,88 @@ export interface operations {
                 };
             };
             /** @description not-ready, standby, unavailable; idempotency-unavailable; timeout */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_rooms: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RoomList"];
+                };
+            };
+            /** @description missing-credential; unauthorized (an Authorization header that is not a valid credential) */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="flashcore"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden (a cart token) */
+            403: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate-limited */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal */
+            500: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-ready, standby, unavailable; timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -2386,6 +3290,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The pass of an admitted waiting-room ticket (required to add a product that has a waiting room) */
+                "Waiting-Room-Pass"?: string | null;
                 /** @description 1 to 255 visible ASCII characters. A retry with the same key and request gets the first outcome again (`Idempotent-Replayed: true`). */
                 "Idempotency-Key"?: string;
             };
@@ -2459,7 +3365,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description out-of-stock, limit-exceeded, sale-not-started, cart-checked-out, currency-mismatch, too-many-lines; idempotency-key-in-use */
+            /** @description out-of-stock, limit-exceeded, sale-not-started, cart-checked-out, currency-mismatch, too-many-lines, waiting-room-required (the product has a waiting room: join it, then send its pass); idempotency-key-in-use */
             409: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -3019,6 +3925,404 @@ export interface operations {
             };
             /** @description product-not-found */
             404: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate-limited */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal */
+            500: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-ready, standby, unavailable; timeout */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    join: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description 1 to 255 visible ASCII characters. A retry with the same key and request gets the first outcome again (`Idempotent-Replayed: true`). */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description SKU code */
+                sku: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description this cart's ticket, from an earlier join */
+            200: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TicketDto"];
+                };
+            };
+            /** @description joined */
+            201: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TicketDto"];
+                };
+            };
+            /** @description invalid-path (a path segment that is not UTF-8); idempotency-key-invalid */
+            400: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing-credential; unauthorized (an Authorization header that is not a valid credential) */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="flashcore"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden (an API key) */
+            403: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description product-not-found */
+            404: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no-waiting-room, sold-out; idempotency-key-in-use */
+            409: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload-too-large */
+            413: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description idempotency-key-reused */
+            422: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate-limited */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal */
+            500: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description waiting-room-full; not-ready, standby, unavailable; idempotency-unavailable; timeout */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_ticket: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description SKU code */
+                sku: string;
+                /** @description Ticket id */
+                ticket_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TicketDto"];
+                };
+            };
+            /** @description invalid-path (a path segment that is not UTF-8) */
+            400: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing-credential; unauthorized (an Authorization header that is not a valid credential) */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="flashcore"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden (an API key) */
+            403: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description product-not-found, ticket-not-found */
+            404: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no-waiting-room */
+            409: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate-limited */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal */
+            500: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-ready, standby, unavailable; timeout */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    ticket_events: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description SKU code */
+                sku: string;
+                /** @description Ticket id */
+                ticket_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description `event: ticket` events, each with a TicketDto as its JSON data */
+            200: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            /** @description invalid-path (a path segment that is not UTF-8) */
+            400: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing-credential; unauthorized (an Authorization header that is not a valid credential) */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="flashcore"` */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forbidden (an API key) */
+            403: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description product-not-found, ticket-not-found */
+            404: {
+                headers: {
+                    /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no-waiting-room */
+            409: {
                 headers: {
                     /** @description The request's id: the caller's own `x-request-id` when it sent 1 to 128 visible ASCII characters, else one made by the server. Problem documents repeat it as `request_id`; logs carry it. */
                     "x-request-id"?: string;

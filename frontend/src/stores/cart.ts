@@ -114,14 +114,17 @@ export const useCartStore = defineStore('cart', () => {
     }
   }
 
-  /** Sets the quantity of `sku` (0 removes it), opening a cart first if needed. */
-  async function setQuantity(sku: string, quantity: number): Promise<Cart> {
+  /**
+   * Sets the quantity of `sku` (0 removes it), opening a cart first if needed;
+   * `pass` is the waiting-room pass a product with a waiting room needs.
+   */
+  async function setQuantity(sku: string, quantity: number, pass?: string | null): Promise<Cart> {
     for (let tries = 0; ; tries++) {
       const c = await open()
       try {
         const updated = await unwrap(
           api.PUT('/v1/carts/{cart_id}/items/{sku}', {
-            params: { path: { cart_id: c.id, sku } },
+            params: { path: { cart_id: c.id, sku }, header: pass ? { 'Waiting-Room-Pass': pass } : undefined },
             headers: bearer(c.token),
             body: { quantity },
           }),

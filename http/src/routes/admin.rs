@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use flashcore_actors::sku::StockChange;
+use flashcore_actors::waiting_room::RoomConfig;
 use flashcore_domain::{Currency, Money, OrderId, Product};
 use flashcore_http_ports::{ApiKeyRecord, ApiKeyStore, Role};
 use serde::{Deserialize, Serialize};
@@ -14,7 +15,7 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api_keys::new_key;
-use crate::dto::{AvailabilityDto, MoneyDto, OrderDto, ProductDto, parse_rfc3339};
+use crate::dto::{AvailabilityDto, MoneyDto, OrderDto, ProductDto, WaitingRoomDto, parse_rfc3339};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::principal::{Admin, Operator};
@@ -66,6 +67,9 @@ pub struct ProductBody {
     /// Sets the total stock as well (same as `POST …/stock {"set_total": n}`), at most 1,000,000,000.
     #[schema(maximum = 1_000_000_000_u64)]
     pub total: Option<u64>,
+    /// Turns the product's waiting room on with these settings (absent or
+    /// `null`: off). While it is on, buyers queue and need a pass to add it.
+    pub waiting_room: Option<WaitingRoomDto>,
 }
 
 /// Creates or replaces a product (and optionally sets its total stock).
@@ -74,7 +78,7 @@ pub struct ProductBody {
     responses((status = 201, body = ProductDto, description = "created"), (status = 200, body = ProductDto, description = "replaced"),
         (status = 401, description = "missing-credential"), (status = 403, description = "forbidden (not an admin key, or a cart token)"),
         (status = 409, description = "total-below-committed"),
-        (status = 422, description = "invalid-sku, invalid-price, invalid-sale-start, invalid-stock, invalid-product")))]
+        (status = 422, description = "invalid-sku, invalid-price, invalid-sale-start, invalid-stock, invalid-product, invalid-waiting-room")))]
 pub async fn put_product(
     State(s): State<AppState>,
     _admin: Admin,
@@ -100,6 +104,11 @@ pub async fn put_product(
     if body.total.is_some_and(|t| t > MAX_STOCK_STEP) {
         return Err(ApiError::invalid("invalid-stock", format!("total must be at most {MAX_STOCK_STEP}.")));
     }
+    let room = body
+        .waiting_room
+        .map(|w| RoomConfig::new(w.admit_per_second, w.pass_ttl_secs))
+        .transpose()
+        .map_err(|e| ApiError::invalid("invalid-waiting-room", format!("waiting_room: {e}.")))?;
     let product = Product::new(sku.clone(), body.title, body.description, price, body.max_per_order, starts)
         .map_err(|e| ApiError::invalid("invalid-product", e.to_string()))?;
     let engine = s.engine()?;
@@ -108,6 +117,7 @@ pub async fn put_product(
     if let Some(total) = body.total {
         engine.adjust_stock(&sku, StockChange::SetTotal(total)).await?;
     }
+    engine.configure_waiting_room(&sku, room).await.map_err(crate::routes::waiting_room::problem)?;
     let view = engine.product(&sku).await?;
     let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(ProductDto::from(view))).into_response())

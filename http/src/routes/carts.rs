@@ -13,6 +13,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{IdempotencyKey, Json, Path};
 use crate::principal::CartBearer;
 use crate::routes::products::parse_sku;
+use crate::routes::waiting_room;
 use crate::state::AppState;
 
 /// A cart's line of one SKU: `PUT` sets its quantity (and counts against the
@@ -64,17 +65,19 @@ pub async fn get_cart(
 
 /// Sets a line's quantity (0 removes it), reserving or releasing stock first.
 #[utoipa::path(put, path = "/v1/carts/{cart_id}/items/{sku}", tag = "storefront", security(("cart_token" = [])),
-    params(("cart_id" = String, Path, description = "Cart id"), ("sku" = String, Path, description = "SKU code")),
+    params(("cart_id" = String, Path, description = "Cart id"), ("sku" = String, Path, description = "SKU code"),
+        ("Waiting-Room-Pass" = Option<String>, Header, description = "The pass of an admitted waiting-room ticket (required to add a product that has a waiting room)")),
     request_body = SetQuantityBody,
     responses((status = 200, body = CartDto), (status = 401, description = "missing-credential"),
         (status = 403, description = "forbidden (another cart's token, or an API key)"),
         (status = 404, description = "cart-not-found, product-not-found"),
-        (status = 409, description = "out-of-stock, limit-exceeded, sale-not-started, cart-checked-out, currency-mismatch, too-many-lines"),
+        (status = 409, description = "out-of-stock, limit-exceeded, sale-not-started, cart-checked-out, currency-mismatch, too-many-lines, waiting-room-required (the product has a waiting room: join it, then send its pass)"),
         (status = 422, description = "invalid-quantity")))]
 pub async fn set_item(
     State(s): State<AppState>,
     auth: CartBearer,
     Path((cart_id, sku)): Path<(String, String)>,
+    headers: HeaderMap,
     Json(body): Json<SetQuantityBody>,
 ) -> ApiResult<Json<CartBody>> {
     let id = parse_cart(&cart_id)?;
@@ -87,7 +90,11 @@ pub async fn set_item(
         )
         .with("max", MAX_LINE_QUANTITY));
     }
-    let cart = s.engine()?.set_quantity(id, sku, body.quantity).await?;
+    let engine = s.engine()?;
+    if body.quantity > 0 {
+        waiting_room::require_pass(&s.tokens, &engine, &headers, &id, &sku)?;
+    }
+    let cart = engine.set_quantity(id, sku, body.quantity).await?;
     Ok(Json(CartBody(cart)))
 }
 

@@ -5,6 +5,7 @@ pub mod carts;
 pub mod ops;
 pub mod orders;
 pub mod products;
+pub mod waiting_room;
 
 use axum::Router;
 
@@ -18,6 +19,7 @@ pub fn api_router() -> Router<AppState> {
         .merge(orders::router())
         .merge(admin::router())
         .merge(ops::router())
+        .merge(waiting_room::router())
 }
 
 /// Keyset paging shared by the list routes: the page size and cursor from the
