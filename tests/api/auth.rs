@@ -109,6 +109,7 @@ const MATRIX: &[Row] = &[
     row("GET",    "/v1/admin/actors",                         None,    [E401, NA,    E403, OK200, OK200]),
     row("GET",    "/v1/admin/journal",                        None,    [E401, NA,    E403, OK200, OK200]),
     row("GET",    "/v1/admin/cluster",                        None,    [E401, NA,    E403, OK200, OK200]),
+    row("GET",    "/v1/admin/dependencies",                   None,    [E401, NA,    E403, OK200, OK200]),
     row("GET",    "/v1/admin/keys",                           None,    [E401, NA,    E403, E403,  OK200]),
     row("POST",   "/v1/admin/keys",                           NEW_KEY, [E401, NA,    E403, E403,  OK201]),
     row("DELETE", "/v1/admin/keys/{key_id}",                  None,    [E401, NA,    E403, E403,  OK204]),
