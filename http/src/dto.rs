@@ -373,23 +373,30 @@ pub struct AvailabilityEvent;
 
 impl utoipa::PartialSchema for AvailabilityEvent {
     fn schema() -> RefOr<Schema> {
-        use utoipa::openapi::{ObjectBuilder, Type};
-        let data = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .content_media_type("application/json")
-            .description(Some("An AvailabilityDto"))
-            .extensions(Some(
-                [("contentSchema", serde_json::json!({ "$ref": "#/components/schemas/AvailabilityDto" }))]
-                    .into_iter()
-                    .collect(),
-            ));
-        ObjectBuilder::new()
-            .property("event", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["availability"])))
-            .required("event")
-            .property("data", data)
-            .required("data")
-            .into()
+        sse_event_schema("availability", &AvailabilityDto::name())
     }
+}
+
+/// The OpenAPI schema of one Server-Sent Event named `event` whose `data` is
+/// the JSON of the component schema `dto` (the shape schemathesis checks each
+/// event of a `text/event-stream` response against).
+pub fn sse_event_schema(event: &str, dto: &str) -> RefOr<Schema> {
+    use utoipa::openapi::{ObjectBuilder, Type};
+    let data = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .content_media_type("application/json")
+        .description(Some(format!("A {dto}")))
+        .extensions(Some(
+            [("contentSchema", serde_json::json!({ "$ref": format!("#/components/schemas/{dto}") }))]
+                .into_iter()
+                .collect(),
+        ));
+    ObjectBuilder::new()
+        .property("event", ObjectBuilder::new().schema_type(Type::String).enum_values(Some([event])))
+        .required("event")
+        .property("data", data)
+        .required("data")
+        .into()
 }
 
 impl ToSchema for AvailabilityEvent {

@@ -536,7 +536,7 @@ export interface components {
             total: number;
         };
         AvailabilityEvent: {
-            /** @description An AvailabilityDto */
+            /** @description A AvailabilityDto */
             data: string;
             /** @enum {string} */
             event: "availability";
@@ -934,6 +934,12 @@ export interface components {
             state: components["schemas"]["TicketStateDto"];
             /** @description The ticket's id, as used in `/v1/products/{sku}/queue/{ticket_id}`. */
             ticket_id: string;
+        };
+        TicketEvent: {
+            /** @description A TicketDto */
+            data: string;
+            /** @enum {string} */
+            event: "ticket";
         };
         /**
          * @description A ticket's state.
@@ -4272,7 +4278,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/event-stream": string;
+                    "text/event-stream": components["schemas"]["TicketEvent"];
                 };
             };
             /** @description invalid-path (a path segment that is not UTF-8) */

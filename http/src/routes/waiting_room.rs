@@ -160,6 +160,24 @@ pub struct TicketDto {
     pub sale_starts_at: Option<String>,
 }
 
+/// One event of a ticket's stream: `event: ticket` and a [`TicketDto`] as
+/// JSON in `data`.
+#[derive(Debug)]
+pub struct TicketEvent;
+
+impl utoipa::PartialSchema for TicketEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        crate::dto::sse_event_schema("ticket", &TicketDto::name())
+    }
+}
+
+impl ToSchema for TicketEvent {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>)>) {
+        schemas.push((TicketDto::name().into_owned(), <TicketDto as utoipa::PartialSchema>::schema()));
+        <TicketDto as ToSchema>::schemas(schemas);
+    }
+}
+
 impl TicketDto {
     fn new(v: &TicketView, sku: &Sku, cart: &CartId, tokens: &CartTokens) -> Self {
         let pass = (v.state == TicketState::Admitted)
@@ -337,7 +355,7 @@ impl Follow {
 /// ticket is no longer waiting.
 #[utoipa::path(get, path = "/v1/products/{sku}/queue/{ticket_id}/events", tag = "storefront", security(("cart_token" = [])),
     params(("sku" = String, Path, description = "SKU code"), ("ticket_id" = String, Path, description = "Ticket id")),
-    responses((status = 200, content_type = "text/event-stream", body = String,
+    responses((status = 200, content_type = "text/event-stream", body = TicketEvent,
             description = "`event: ticket` events, each with a TicketDto as its JSON data"),
         (status = 401, description = "missing-credential"),
         (status = 403, description = "forbidden (an API key)"),
