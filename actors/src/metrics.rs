@@ -66,6 +66,10 @@ pub const LEASE_RENEWALS: &str = "flashcore_lease_renewals_total";
 pub const LEASE_RENEW_FAILURES: &str = "flashcore_lease_renew_failures_total";
 /// Times this node lost the leases (deadline passed, taken over, fenced write).
 pub const LEASE_LOSSES: &str = "flashcore_lease_losses_total";
+/// Times this node's share of the shards changed (cluster mode).
+pub const SHARD_MOVES: &str = "flashcore_shard_moves_total";
+/// Shards this node holds the leases of.
+pub const SHARDS_OWNED: &str = "flashcore_shards_owned";
 /// Seconds from the start of a graceful hand-off to the release of the leases.
 pub const HANDOFF_SECONDS: &str = "flashcore_lease_handoff_duration_seconds";
 /// Seconds from taking the leases to serving (recovery on start or take-over).

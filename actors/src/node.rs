@@ -10,7 +10,10 @@
 //!    once, let what is in flight finish (its writes are refused and its answers
 //!    turned into 503s by the edge), drop the engine without writing, and go
 //!    back to standby.
-//! 3. **Graceful stop**: stop admitting, let what is in flight finish, shut the
+//! 3. **Moving** (cluster mode): the node's share of the shards changes: it
+//!    flushes as for a stop, releases the shards that move, and takes and
+//!    recovers its new share (step 1).
+//! 4. **Graceful stop**: stop admitting, let what is in flight finish, shut the
 //!    engine down (final flush, still under the lease), release the leases so
 //!    a standby takes over at once, and leave.
 
@@ -111,7 +114,11 @@ impl Node {
                     return;
                 }
                 _ = async { phases.wait_for(|p| *p != Phase::Serving).await.is_ok() } => {
-                    self.drop_engine(&engine).await;
+                    if own.phase() == Phase::Moving {
+                        self.move_shards(&engine, &*store).await;
+                    } else {
+                        self.drop_engine(&engine).await;
+                    }
                 }
             }
         }
@@ -131,6 +138,19 @@ impl Node {
         engine.abandon();
         self.ownership.back_to_standby();
         tracing::warn!(node = %self.ownership.owner(), "engine dropped; standing by");
+    }
+
+    /// Cluster mode, the node's share changes: like a hand-off (no new
+    /// requests, in-flight ones finish, final flush under the leases), then the
+    /// moving shards are released and the node takes its new share, recovering
+    /// it as on any start.
+    async fn move_shards(&self, engine: &Engine, store: &dyn LeaseStore) {
+        let began = Instant::now();
+        self.ownership.drain(self.drain_limit).await;
+        engine.shutdown().await;
+        self.engine.store(None);
+        self.ownership.finish_move(store).await;
+        tracing::info!(node = %self.ownership.owner(), move_ms = began.elapsed().as_millis() as u64, "shards moved; taking the new share");
     }
 
     /// Graceful stop: no new requests, in-flight ones finish, final flush under

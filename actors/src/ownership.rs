@@ -14,6 +14,19 @@
 //!   taken over, or a store refused a write as fenced. Nothing is admitted and
 //!   nothing is written; the node drops its engine (its memory is no longer the
 //!   truth) and goes back to standby.
+//! - **Moving** (cluster mode only): the node's share of the shards changes (a
+//!   node joined or left). Like a hand-off, nothing new is admitted and the
+//!   engine's final flush still writes; then the shards that move are released
+//!   and the node goes back to standby, where it takes its new share (the
+//!   leases it keeps plus the free ones it is short of, each epoch + 1).
+//!
+//! **Shares.** By default one process holds every shard. In cluster mode
+//! ([`LeaseConfig::share`]) every node takes the share that
+//! [`flashcore_domain::placement::plan`] gives it from the live members and the
+//! lease table: nodes race only for free leases, settled by the store's
+//! all-or-none acquisition, and a node over its quota releases the excess a few
+//! shards per round while someone is short (no thrash: when every node holds its
+//! quota, nothing moves).
 //!
 //! Two clocks keep two processes from ever selling at once. The store's clock
 //! decides when a lease has expired and may be taken over (`expires_at`); this
@@ -28,13 +41,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use flashcore_domain::Shards;
+use flashcore_domain::placement::{self, Moves};
+use flashcore_domain::{ShardId, Shards};
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::admission::Admissions;
 use crate::metrics as m;
 use crate::ports::{Fence, Lease, LeaseStore, MemberStatus, Owner, StoreError};
+
+/// The most shards a node hands off in one round of a rebalance.
+const MAX_MOVES: u32 = 32;
 
 /// How many shards there are and how leases are timed.
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +68,9 @@ pub struct LeaseConfig {
     /// standby always waits for the TTL. Only ever a shortcut for liveness; a
     /// wrong `true` costs the live holder its lease (it is fenced), never a sale.
     pub owner_gone: fn(&Owner) -> bool,
+    /// Cluster mode: take a planned share of the shards (see the module docs)
+    /// instead of all of them.
+    pub share: bool,
 }
 
 impl Default for LeaseConfig {
@@ -60,6 +80,7 @@ impl Default for LeaseConfig {
             ttl: Duration::from_secs(5),
             poll: Duration::from_millis(200),
             owner_gone: |_| false,
+            share: false,
         }
     }
 }
@@ -94,6 +115,9 @@ pub enum Phase {
     Lost = 4,
     /// Leases released; the process is stopping.
     Stopped = 5,
+    /// Cluster mode: the node's share changes; leases still held until the
+    /// engine's final flush, then the moving ones are released.
+    Moving = 6,
 }
 
 impl Phase {
@@ -104,13 +128,14 @@ impl Phase {
             3 => Phase::HandingOff,
             4 => Phase::Lost,
             5 => Phase::Stopped,
+            6 => Phase::Moving,
             _ => Phase::Standby,
         }
     }
 
     /// True while the leases are held (writes allowed).
     pub fn holds_lease(self) -> bool {
-        matches!(self, Phase::Recovering | Phase::Serving | Phase::HandingOff)
+        matches!(self, Phase::Recovering | Phase::Serving | Phase::HandingOff | Phase::Moving)
     }
 }
 
@@ -127,8 +152,12 @@ pub struct OwnershipView {
     pub generation: u64,
     /// What it is doing.
     pub phase: Phase,
-    /// Shards in the store; this process holds all or none of them.
+    /// Shards in the store.
     pub shards: u32,
+    /// Shards this process holds now (all or none of them, unless in cluster mode).
+    pub held: usize,
+    /// Times this process's share changed (cluster mode).
+    pub moves: u64,
     /// Lowest and highest epoch held (when holding).
     pub epochs: Option<(u64, u64)>,
     /// Milliseconds until this process stops on its own unless it renews.
@@ -164,6 +193,9 @@ pub struct Ownership {
     acquisitions: AtomicU64,
     losses: AtomicU64,
     fenced_writes: AtomicU64,
+    /// The shards a move in progress hands off.
+    moving: Mutex<Vec<ShardId>>,
+    moves: AtomicU64,
 }
 
 /// A request admitted while serving; counts it in flight until dropped.
@@ -207,6 +239,8 @@ impl Ownership {
             acquisitions: AtomicU64::new(0),
             losses: AtomicU64::new(0),
             fenced_writes: AtomicU64::new(0),
+            moving: Mutex::new(Vec::new()),
+            moves: AtomicU64::new(0),
         })
     }
 
@@ -305,12 +339,15 @@ impl Ownership {
         if ok {
             self.changes.send_replace(to);
             metrics::gauge!(m::LEASE_OWNED).set(if to.holds_lease() { 1.0 } else { 0.0 });
+            if !to.holds_lease() {
+                metrics::gauge!(m::SHARDS_OWNED).set(0.0);
+            }
         }
         ok
     }
 
     fn lose(&self, reason: &str) {
-        for from in [Phase::Recovering, Phase::Serving, Phase::HandingOff] {
+        for from in [Phase::Recovering, Phase::Serving, Phase::HandingOff, Phase::Moving] {
             if self.transition(from, Phase::Lost) {
                 self.deadline.store(0, Ordering::SeqCst);
                 self.fence.store(None);
@@ -374,6 +411,7 @@ impl Ownership {
         self.term.fetch_add(1, Ordering::SeqCst);
         self.acquisitions.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(m::LEASE_ACQUISITIONS).increment(1);
+        metrics::gauge!(m::SHARDS_OWNED).set(leases.len() as f64);
         if let Ok(mut h) = self.holder.lock() {
             *h = Some(self.owner.to_string());
         }
@@ -423,6 +461,8 @@ impl Ownership {
             generation: self.owner.generation,
             phase: self.phase(),
             shards: self.cfg.shards.count(),
+            held: fence.as_ref().map_or(0, |f| f.leases().len()),
+            moves: self.moves.load(Ordering::Relaxed),
             epochs,
             deadline_in_ms: (deadline > now).then(|| (deadline - now) / 1_000_000),
             holder: self.holder.lock().ok().and_then(|h| h.clone()),
@@ -458,6 +498,7 @@ impl Ownership {
         let mut last_heartbeat: Option<Instant> = None;
         let mut last_error: Option<String> = None;
         let mut released: Vec<Owner> = Vec::new();
+        let mut last_plan: Option<Instant> = None;
         let all: Vec<_> = self.cfg.shards.all().collect();
         loop {
             let phase = self.phase();
@@ -485,10 +526,28 @@ impl Ownership {
             }
             match phase {
                 Phase::Standby => {
+                    let wanted = if self.cfg.share {
+                        match self.share_to_take(&*store).await {
+                            Ok(wanted) => wanted,
+                            Err(e) => {
+                                self.note_unreachable(Some(e.message()));
+                                let _ = tokio::time::timeout(self.cfg.poll, changes.changed()).await;
+                                continue;
+                            }
+                        }
+                    } else {
+                        all.clone()
+                    };
+                    if wanted.is_empty() {
+                        // More members than shards: nothing for this one now.
+                        self.note_unreachable(None);
+                        let _ = tokio::time::timeout(self.cfg.poll, changes.changed()).await;
+                        continue;
+                    }
                     let sent = Instant::now();
                     let attempt = tokio::time::timeout(
                         self.cfg.ttl / 2,
-                        store.acquire(&self.owner, &all, self.cfg.shards, self.cfg.ttl),
+                        store.acquire(&self.owner, &wanted, self.cfg.shards, self.cfg.ttl),
                     )
                     .await
                     .unwrap_or_else(|_| Err(StoreError::Unavailable("lease acquisition timed out".into())));
@@ -516,8 +575,19 @@ impl Ownership {
                     }
                     let _ = tokio::time::timeout(self.cfg.poll, changes.changed()).await;
                 }
-                Phase::Recovering | Phase::Serving | Phase::HandingOff => {
+                Phase::Recovering | Phase::Serving | Phase::HandingOff | Phase::Moving => {
                     self.renew_once(&*store, &mut changes).await;
+                    if self.cfg.share
+                        && self.phase() == Phase::Serving
+                        && last_plan.is_none_or(|t: Instant| t.elapsed() >= self.cfg.renew_every())
+                    {
+                        last_plan = Some(Instant::now());
+                        match self.plan_round(&*store).await {
+                            Ok((_, moves)) if !moves.is_empty() => self.begin_move(&moves),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(node = %self.owner, error = %e, "cannot read the shard map"),
+                        }
+                    }
                 }
                 Phase::Lost => {
                     // The node drops its engine, then sets the phase back to standby.
@@ -565,6 +635,109 @@ impl Ownership {
         any
     }
 
+    /// The live members and the shard map as the store has them now, and this
+    /// node's moves by [`placement::plan`]: the shards whose unexpired leases it
+    /// holds, and what it should take or hand off.
+    ///
+    /// A member is live unless it left, or its heartbeat is more than two TTLs
+    /// older than the newest one (compared on the store's clock only); this
+    /// node counts as live.
+    async fn plan_round(&self, store: &dyn LeaseStore) -> Result<(Vec<ShardId>, Moves), StoreError> {
+        let members = store.members().await?;
+        let rows = store.leases().await?;
+        let me = self.owner.to_string();
+        let newest = members.iter().map(|m| m.heartbeat_at).max();
+        let window = u64::try_from((self.cfg.ttl * 2).as_millis()).unwrap_or(u64::MAX);
+        let mut live: Vec<String> = members
+            .iter()
+            .filter(|m| {
+                m.status != MemberStatus::Left && newest.is_some_and(|n| m.heartbeat_at.millis_until(n) <= window)
+            })
+            .map(|m| m.owner.to_string())
+            .collect();
+        if !live.contains(&me) {
+            live.push(me.clone());
+        }
+        let now = crate::clock::now();
+        let mut owners: Vec<Option<String>> = vec![None; self.cfg.shards.count() as usize];
+        for row in rows {
+            if let (Some(o), Some(slot)) =
+                (row.owner.filter(|_| row.expires_at > now), owners.get_mut(row.shard.get() as usize))
+            {
+                *slot = Some(o.to_string());
+            }
+        }
+        let owner_refs: Vec<Option<&str>> = owners.iter().map(Option::as_deref).collect();
+        let live_refs: Vec<&str> = live.iter().map(String::as_str).collect();
+        let moves = placement::plan(self.cfg.shards, &owner_refs, &live_refs, &me, MAX_MOVES);
+        let mine = self.cfg.shards.all().filter(|s| owner_refs[s.get() as usize] == Some(me.as_str())).collect();
+        Ok((mine, moves))
+    }
+
+    /// A standby's share to acquire (cluster mode): the unexpired leases it
+    /// still holds (a move keeps them) and the free shards it is short of. The
+    /// ones it should hand off are released here first, so whoever is short
+    /// takes them at once.
+    async fn share_to_take(&self, store: &dyn LeaseStore) -> Result<Vec<ShardId>, StoreError> {
+        let (mine, moves) = self.plan_round(store).await?;
+        if !moves.release.is_empty() {
+            let rows = store.leases().await?;
+            let leases: Vec<Lease> = rows
+                .iter()
+                .filter(|r| moves.release.contains(&r.shard) && r.owner.as_ref() == Some(&self.owner))
+                .map(|r| Lease { shard: r.shard, epoch: r.epoch })
+                .collect();
+            store.release(&self.owner, &leases).await?;
+        }
+        let mut wanted: Vec<ShardId> = mine.into_iter().filter(|s| !moves.release.contains(s)).collect();
+        wanted.extend(moves.take);
+        wanted.sort_unstable();
+        wanted.dedup();
+        Ok(wanted)
+    }
+
+    /// Cluster mode: this node's share should change. Stop admitting; the node
+    /// flushes and calls [`Ownership::finish_move`].
+    fn begin_move(&self, moves: &Moves) {
+        if let Ok(mut m) = self.moving.lock() {
+            m.clone_from(&moves.release);
+        }
+        if self.transition(Phase::Serving, Phase::Moving) {
+            self.moves.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(m::SHARD_MOVES).increment(1);
+            tracing::info!(
+                node = %self.owner,
+                take = moves.take.len(),
+                release = moves.release.len(),
+                "the cluster's shard map changed: moving shards"
+            );
+        }
+    }
+
+    /// The engine of a move has flushed: release the shards that move, keep the
+    /// others (they are taken again, epoch + 1, with the new share), and look
+    /// for the new share.
+    pub async fn finish_move(&self, store: &dyn LeaseStore) {
+        let fence = self.fence.swap(None);
+        self.deadline.store(0, Ordering::SeqCst);
+        let release = self.moving.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default();
+        if let Some(fence) = fence {
+            let leases: Vec<Lease> = fence.leases().into_iter().filter(|l| release.contains(&l.shard)).collect();
+            if let Err(e) = store.release(&self.owner, &leases).await {
+                tracing::warn!(node = %self.owner, error = %e, "could not release the moving shards; they expire");
+            }
+        }
+        if !self.transition(Phase::Moving, Phase::Standby) {
+            // Lost meanwhile: the node goes back to standby all the same.
+            self.back_to_standby();
+        }
+    }
+
+    /// The shards this process holds the leases of now.
+    pub fn held(&self) -> Vec<ShardId> {
+        self.fence().map(|f| f.leases().into_iter().map(|l| l.shard).collect()).unwrap_or_default()
+    }
+
     /// Records who holds the leases (for the standby's answers and the console).
     async fn note_holder(&self, store: &dyn LeaseStore) {
         if let Ok(rows) = store.leases().await {
@@ -586,6 +759,11 @@ impl Ownership {
     /// One renewal at the next third of the TTL; loses the leases at the deadline.
     async fn renew_once(&self, store: &dyn LeaseStore, changes: &mut watch::Receiver<Phase>) {
         let Some(fence) = self.fence.load_full() else {
+            if self.phase() == Phase::Moving {
+                // The move is releasing its leases: nothing to renew.
+                let _ = changes.changed().await;
+                return;
+            }
             self.lose("no fence while holding the lease");
             return;
         };

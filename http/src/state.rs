@@ -80,6 +80,14 @@ impl Shared {
         match phase {
             // Recovering, or still opening the store (no lease looked for yet).
             Phase::Recovering => retry.retry_after(1),
+            // Cluster mode: this node's share of the shards is changing.
+            Phase::Moving => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-ready",
+                "Not ready",
+                "Shards are moving between the cluster's nodes.",
+            )
+            .retry_after(1),
             Phase::Standby if self.node.lease_store().is_none() => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", "The store is being opened.")
                     .retry_after(1)

@@ -540,7 +540,13 @@ async fn old_owner_left(new: &Process) -> bool {
     let (status, view) = get_json(&format!("{}/v1/admin/cluster", new.base)).await;
     assert_eq!(status, StatusCode::OK, "{view}");
     let members = view["members"].as_array().cloned().unwrap_or_default();
-    members.iter().any(|m| m["status"] == "left") && view["leases"]["held"].as_array().is_some_and(|h| h.len() == 1)
+    // The shard map: every shard held by the one new owner, at an epoch above 0.
+    let holder = view["leases"]["held"][0]["owner"].clone();
+    let map = view["shard_map"].as_array().cloned().unwrap_or_default();
+    let mapped = !map.is_empty() && map.iter().all(|s| s["owner"] == holder && s["epoch"].as_u64() > Some(0));
+    members.iter().any(|m| m["status"] == "left")
+        && view["leases"]["held"].as_array().is_some_and(|h| h.len() == 1)
+        && mapped
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -242,8 +242,9 @@ pub async fn actors(State(s): State<AppState>, _op: Operator) -> ApiResult<Json<
     })))
 }
 
-/// Who owns the store: this node's lease state, every member's heartbeat, and
-/// the lease table summarized by holder (shards, epochs, expiry).
+/// Who owns the store: this node's lease state, every member's heartbeat, the
+/// lease table summarized by holder (shards, epochs, expiry), and the shard map
+/// (each shard's owner while its lease is unexpired, and its epoch).
 #[utoipa::path(get, path = "/v1/admin/cluster", tag = "operators", security(("api_key" = [])),
     responses((status = 200, body = Object, description = "membership and leases"),
         (status = 401, description = "missing-credential"), (status = 403, description = "forbidden (a cart token)")))]
@@ -284,10 +285,23 @@ pub async fn cluster(State(s): State<AppState>, _op: Operator) -> ApiResult<Json
             })
         })
         .collect();
+    let map: Vec<_> = leases
+        .iter()
+        .map(|l| {
+            let live = l.expires_at > now;
+            json!({
+                "shard": l.shard.get(),
+                "owner": l.owner.as_ref().filter(|_| live).map(ToString::to_string),
+                "epoch": l.epoch,
+                "expires_in_ms": live.then(|| now.millis_until(l.expires_at)),
+            })
+        })
+        .collect();
     Ok(Json(json!({
         "this_node": s.node.ownership().view(),
         "members": members,
         "leases": { "shards": leases.len(), "held": holders, "free": free },
+        "shard_map": map,
     })))
 }
 
