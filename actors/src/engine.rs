@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use flashcore_domain::{Availability, Cart, CartId, Order, OrderId, Product, Sku};
+use flashcore_domain::{Availability, Cart, CartId, Order, OrderId, Product, ShardId, Sku};
 use ractor::{Actor, ActorRef};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -183,6 +183,8 @@ struct Inner {
     gateway: PaymentGateway,
     queues: Arc<Registry<Sku, QueueMsg>>,
     rooms: Arc<Rooms>,
+    /// Whose leases decide which shards this engine serves (cluster mode).
+    ownership: Arc<Ownership>,
 }
 
 /// The running engine. Cheap to clone.
@@ -222,7 +224,8 @@ impl Engine {
         let catalog = Arc::new(CatalogCache::load(Arc::clone(&ports.catalog)).await?);
         let (journal, journal_task) =
             JournalWriter::start(Arc::clone(&ports.journal), Arc::clone(&ownership), cfg.journal_max_batch, 65_536);
-        let (flusher, flush_task) = Flusher::start(Arc::clone(&ports.snapshots), ownership, cfg.flush_interval);
+        let (flusher, flush_task) =
+            Flusher::start(Arc::clone(&ports.snapshots), Arc::clone(&ownership), cfg.flush_interval);
         let alarms = Arc::new(Alarms::default());
         let parked = Arc::new(ParkedSkus::default());
 
@@ -294,6 +297,7 @@ impl Engine {
             gateway,
             queues,
             rooms,
+            ownership,
         }));
         let recovered = match engine.recover_skus(&unguarded).await {
             Ok(()) => engine.recover_rooms(&unguarded).await,
@@ -313,7 +317,10 @@ impl Engine {
     /// stock for carts get an actor (their holds' expiry timer must run).
     async fn recover_skus(&self, ports: &Ports) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
-        let skus = self.0.catalog.list(usize::MAX, None).into_iter().map(|p| p.sku.clone());
+        // Cluster mode: only the SKUs of this node's shards (their figures are
+        // published for everyone; another node's are its to publish).
+        let skus =
+            self.0.catalog.list(usize::MAX, None).into_iter().map(|p| p.sku.clone()).filter(|sku| self.serves_sku(sku));
         let mut holding = Vec::new();
         let mut unsaved = 0;
         let (parked, flusher, alarms, feed) = (&self.0.parked, &self.0.flusher, &self.0.alarms, &ports.feed);
@@ -360,7 +367,7 @@ impl Engine {
     async fn recover_rooms(&self, ports: &Ports) -> Result<(), StoreError> {
         let stored = crate::waiting_room::stored_rooms(ports.snapshots.as_ref()).await?;
         let count = stored.len();
-        for (sku, _config, _waiting) in stored {
+        for (sku, _config, _waiting) in stored.into_iter().filter(|(sku, _, _)| self.serves_sku(sku)) {
             self.0
                 .queues
                 .slot(&sku)
@@ -389,7 +396,9 @@ impl Engine {
     /// Creates or replaces a product definition.
     pub async fn upsert_product(&self, product: Product) -> Result<Arc<Product>, EngineError> {
         let p = self.0.catalog.upsert(product).await.map_err(EngineError::store)?;
-        self.availability(&p.sku).await?;
+        if self.serves_sku(&p.sku) {
+            self.availability(&p.sku).await?;
+        }
         Ok(p)
     }
 
@@ -400,8 +409,33 @@ impl Engine {
         r.map_err(EngineError::from)
     }
 
+    /// The definition of a product this node serves: `ProductNotFound`, or in
+    /// cluster mode `Elsewhere` when another node holds the SKU's shard.
     fn product_def(&self, sku: &Sku) -> Result<Arc<Product>, EngineError> {
-        self.0.catalog.get(sku).ok_or(EngineError::ProductNotFound)
+        let product = self.0.catalog.get(sku).ok_or(EngineError::ProductNotFound)?;
+        self.here(self.0.ownership.config().shards.of_sku(sku))?;
+        Ok(product)
+    }
+
+    /// Cluster mode: `Elsewhere` unless this node holds `shard`'s lease now.
+    /// (One node holds every shard otherwise.)
+    fn here(&self, shard: ShardId) -> Result<(), EngineError> {
+        if !self.0.ownership.config().share {
+            return Ok(());
+        }
+        match self.0.ownership.fence() {
+            Some(f) if f.epoch(shard) > 0 => Ok(()),
+            _ => Err(EngineError::Elsewhere { shard: shard.get() }),
+        }
+    }
+
+    /// True when this node serves `sku` (always, unless in cluster mode).
+    pub fn serves_sku(&self, sku: &Sku) -> bool {
+        self.here(self.0.ownership.config().shards.of_sku(sku)).is_ok()
+    }
+
+    fn here_cart(&self, id: CartId) -> Result<(), EngineError> {
+        self.here(self.0.ownership.config().shards.of_cart(id))
     }
 
     /// A SKU's stock, from the availability feed (or its actor if nothing was published yet).
@@ -409,6 +443,7 @@ impl Engine {
         if let Some(a) = self.0.feed.latest(sku) {
             return Ok(a);
         }
+        self.here(self.0.ownership.config().shards.of_sku(sku))?;
         Ok(self.0.skus.call(sku, |ticket, reply| SkuMsg::Get { ticket, reply }).await?)
     }
 
@@ -440,23 +475,42 @@ impl Engine {
 
     /// Opens a new, empty cart.
     pub async fn create_cart(&self) -> Result<Cart, EngineError> {
-        let id = CartId::new();
+        let mut id = CartId::new();
+        // Cluster mode: a new cart lives in a shard of this node (about one
+        // try per node of the cluster).
+        for _ in 0..10_000 {
+            if self.here_cart(id).is_ok() {
+                break;
+            }
+            id = CartId::new();
+        }
+        self.here_cart(id)?;
         Ok(self.0.carts.call_new(&id, |ticket, reply| CartMsg::Get { ticket, reply }).await?)
     }
 
     /// A cart as it is.
     pub async fn cart(&self, id: CartId) -> Result<Cart, EngineError> {
+        self.here_cart(id)?;
         Ok(self.0.carts.call(&id, |ticket, reply| CartMsg::Get { ticket, reply }).await?)
     }
 
     /// Sets a line's quantity (0 removes the line).
     pub async fn set_quantity(&self, id: CartId, sku: Sku, qty: u32) -> Result<Cart, EngineError> {
+        self.here_cart(id)?;
         self.product_def(&sku)?;
         self.0.carts.call(&id, |ticket, reply| CartMsg::SetQuantity { ticket, sku, qty, reply }).await?
     }
 
     /// Checks a cart out; returns the order and whether it replays an earlier checkout.
     pub async fn checkout(&self, id: CartId, req: CheckoutRequest) -> Result<(Order, bool), EngineError> {
+        self.here_cart(id)?;
+        if self.0.ownership.config().share {
+            // A line whose SKU moved to another node since it was added: its
+            // stock is that node's (cross-node checkout is not built yet).
+            for line in self.cart(id).await?.lines.values() {
+                self.here(self.0.ownership.config().shards.of_sku(&line.sku))?;
+            }
+        }
         let span = tracing::info_span!(target: SPANS, "cart.checkout", cart.id = %id, order.id = tracing::field::Empty);
         let req = Box::new(req);
         self.0.carts.call(&id, |ticket, reply| CartMsg::Checkout { ticket, req, span, reply }).await?

@@ -62,6 +62,13 @@ pub enum EngineError {
         /// For the log, never the client.
         reason: String,
     },
+    /// Cluster mode: the entity's shard is served by another node (this one
+    /// does not hold its lease now).
+    #[error("shard {shard} is served by another node")]
+    Elsewhere {
+        /// The entity's shard.
+        shard: u32,
+    },
     /// An actor's mailbox is full; try again.
     #[error("overloaded")]
     Overloaded {
@@ -103,6 +110,7 @@ impl EngineError {
             EngineError::IdempotencyKeyReused => "idempotency-key-reused",
             EngineError::Unavailable { .. } => "unavailable",
             EngineError::Overloaded { .. } => "overloaded",
+            EngineError::Elsewhere { .. } => "shard-elsewhere",
             EngineError::Internal(_) => "internal",
         }
     }

@@ -65,6 +65,9 @@ pub struct Config {
     pub http: HttpConfig,
     /// The node-to-node port (`FLASHCORE_CLUSTER_ADDR` and its identity); unset: none.
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// Cluster mode (`FLASHCORE_NODE_ID`, Postgres only): this node's id; it
+    /// takes a share of the shards instead of all of them.
+    pub node_id: Option<String>,
 }
 
 /// A configured secret: its `Debug` never shows the value, so it cannot reach a log.
@@ -176,6 +179,7 @@ impl Default for Config {
             lease: LeaseConfig { owner_gone: crate::startup::local_owner_gone, ..LeaseConfig::default() },
             http: HttpConfig::default(),
             cluster: None,
+            node_id: None,
         }
     }
 }
@@ -351,6 +355,19 @@ impl Config {
             None => Some(PathBuf::from(DEFAULT_FRONTEND_DIR)).filter(|d| crate::frontend::holds_build(d)),
         };
         c.cluster = crate::cluster::ClusterConfig::from_vars(var, crate::startup::default_node_id, c.addr)?;
+        if let Some(id) = var("FLASHCORE_NODE_ID") {
+            let id = id.trim().to_owned();
+            if !crate::cluster::valid_node_id(&id) {
+                bail!("FLASHCORE_NODE_ID {id:?}: 1 to 64 of A-Z a-z 0-9 . _ -");
+            }
+            if !matches!(c.store, StoreKind::Postgres { .. }) {
+                bail!("cluster mode (FLASHCORE_NODE_ID) needs the Postgres store: set DATABASE_URL=postgres://…");
+            }
+            c.lease.share = true;
+            // Node ids are names, not `{host}-{pid}`: nobody is known gone.
+            c.lease.owner_gone = |_| false;
+            c.node_id = Some(id);
+        }
         Ok(c)
     }
 }

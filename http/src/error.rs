@@ -284,6 +284,14 @@ impl From<EngineError> for ApiError {
                 "Too many requests are queued for this item; retry shortly.",
             )
             .retry_after(retry_after_secs),
+            EngineError::Elsewhere { shard } => ApiError::new(
+                S::SERVICE_UNAVAILABLE,
+                code,
+                "Served by another node",
+                "Another node of the cluster serves this item; retry through it, or shortly here.",
+            )
+            .with("shard", shard)
+            .retry_after(1),
             EngineError::Internal(cause) => ApiError::internal(cause),
         }
     }

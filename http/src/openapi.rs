@@ -178,7 +178,7 @@ fn document_pipeline(op: &mut Operation, api: bool, write: bool) {
         // Resolved for every /v1/ route, secured or not.
         add(op, "401", "unauthorized (an Authorization header that is not a valid credential)");
         add(op, "429", "rate-limited");
-        add(op, "503", "not-ready, standby, unavailable");
+        add(op, "503", "not-ready, standby, unavailable, shard-elsewhere (cluster mode)");
     }
     if api && write {
         let params = op.parameters.get_or_insert_with(Vec::new);

@@ -155,11 +155,11 @@ pub fn default_node_id() -> String {
     format!("{}-{}", host_name(), std::process::id())
 }
 
-/// This process as the membership table knows it: `{host}-{pid}`, and a
-/// generation new for every start.
-fn this_process() -> Owner {
+/// This process as the membership table knows it: `FLASHCORE_NODE_ID` in
+/// cluster mode, else `{host}-{pid}`; and a generation new for every start.
+fn this_process(node_id: Option<&str>) -> Owner {
     let generation = flashcore_actors::clock::now().as_millis();
-    Owner { node: default_node_id(), generation }
+    Owner { node: node_id.map_or_else(default_node_id, str::to_owned), generation }
 }
 
 /// [`LeaseConfig::owner_gone`] for this host: a holder named `{host}-{pid}` of
@@ -290,7 +290,7 @@ impl Application {
         let listener =
             TcpListener::bind(config.addr).await.with_context(|| format!("cannot listen on {}", config.addr))?;
         let address = listener.local_addr()?.to_string();
-        let ownership = Ownership::new(this_process(), address, config.lease);
+        let ownership = Ownership::new(this_process(config.node_id.as_deref()), address, config.lease);
         let node = Node::new(ownership, config.http.request_timeout);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = shared_state(&config.http)?;
@@ -490,7 +490,7 @@ mod tests {
         alive.wait().expect("wait sleep");
 
         // Never this process, never another host, never a name of another shape.
-        assert!(!local_owner_gone(&this_process()));
+        assert!(!local_owner_gone(&this_process(None)));
         assert!(!local_owner_gone(&named(format!("{host}x-{dead}"))));
         for node in ["seeder", "host-", "-12", &format!("{host}-abc"), &format!("{host}-0")] {
             assert!(!local_owner_gone(&named(node.to_owned())), "{node}");

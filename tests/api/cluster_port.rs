@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flashcore_http::cluster::NodeTokens;
 use flashcore_http::config::Secret;
-use flashcore_tests::{Process, data_dir, eventually};
+use flashcore_tests::{Process, TestDatabase, data_dir, eventually, test_server_url};
 use reqwest::{Certificate, Client, Identity, StatusCode};
 use serde_json::Value;
 
@@ -46,8 +46,11 @@ async fn identity(client: &Client, base: &str, authorization: Option<String>) ->
 #[tokio::test]
 async fn the_node_port_admits_a_valid_token_only_and_reports_every_refusal() {
     let data = data_dir();
+    // A node id is cluster mode, which runs on Postgres.
+    let db = TestDatabase::create(&test_server_url()).await.expect("a database of its own");
     let fc = Process::start(&[
         ("FLASHCORE_DATA_DIR", data.path().to_str().unwrap()),
+        ("DATABASE_URL", &db.url),
         ("FLASHCORE_CLUSTER_ADDR", "127.0.0.1:0"),
         ("FLASHCORE_CLUSTER_SECRET", SECRET),
         ("FLASHCORE_NODE_ID", "node-a"),
@@ -189,8 +192,10 @@ async fn with_a_cluster_ca_only_a_certificate_it_issued_gets_in() {
     let pki_dir = tempfile::tempdir().unwrap();
     let pki = write_pki(pki_dir.path());
     let path = |f: &str| pki_dir.path().join(f).to_str().unwrap().to_owned();
+    let db = TestDatabase::create(&test_server_url()).await.expect("a database of its own");
     let fc = Process::start(&[
         ("FLASHCORE_DATA_DIR", data.path().to_str().unwrap()),
+        ("DATABASE_URL", &db.url),
         ("FLASHCORE_CLUSTER_ADDR", "127.0.0.1:0"),
         ("FLASHCORE_CLUSTER_CA", &path("ca.pem")),
         ("FLASHCORE_CLUSTER_CERT", &path("node.pem")),

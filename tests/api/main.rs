@@ -5,6 +5,7 @@
 mod auth;
 mod backup;
 mod bad_input;
+mod cluster;
 mod cluster_port;
 mod crash;
 mod flows;

@@ -87,8 +87,9 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Who owns the store: this node's lease state, every member's heartbeat, and
-         *     the lease table summarized by holder (shards, epochs, expiry).
+         * Who owns the store: this node's lease state, every member's heartbeat, the
+         *     lease table summarized by holder (shards, epochs, expiry), and the shard map
+         *     (each shard's owner while its lease is unexpired, and its epoch).
          */
         get: operations["cluster"];
         put?: never;
@@ -1173,7 +1174,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -1256,7 +1257,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -1339,7 +1340,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description standby or recovering; not-ready, standby, unavailable; timeout */
+            /** @description standby or recovering; not-ready, standby, unavailable, shard-elsewhere (cluster mode); timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -1422,7 +1423,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -1504,7 +1505,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -1650,7 +1651,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; idempotency-unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); idempotency-unavailable; timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -1794,7 +1795,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; idempotency-unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); idempotency-unavailable; timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -1892,7 +1893,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -2053,7 +2054,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; idempotency-unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); idempotency-unavailable; timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -2171,7 +2172,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -2316,7 +2317,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; idempotency-unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); idempotency-unavailable; timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -2476,7 +2477,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; idempotency-unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); idempotency-unavailable; timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -2621,7 +2622,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; idempotency-unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); idempotency-unavailable; timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -2781,7 +2782,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; idempotency-unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); idempotency-unavailable; timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -2863,7 +2864,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -2985,7 +2986,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; idempotency-unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); idempotency-unavailable; timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -3092,7 +3093,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -3277,7 +3278,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; idempotency-unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); idempotency-unavailable; timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -3441,7 +3442,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; idempotency-unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); idempotency-unavailable; timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -3588,7 +3589,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; idempotency-unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); idempotency-unavailable; timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -3684,7 +3685,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -3771,7 +3772,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -3867,7 +3868,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -3964,7 +3965,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -4121,7 +4122,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description waiting-room-full; not-ready, standby, unavailable; idempotency-unavailable; timeout */
+            /** @description waiting-room-full; not-ready, standby, unavailable, shard-elsewhere (cluster mode); idempotency-unavailable; timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -4241,7 +4242,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -4362,7 +4363,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description not-ready, standby, unavailable; timeout */
+            /** @description not-ready, standby, unavailable, shard-elsewhere (cluster mode); timeout */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
