@@ -224,6 +224,14 @@ impl Ownership {
     /// A process named `owner`, serving at `address`, that holds nothing yet.
     pub fn new(owner: Owner, address: String, cfg: LeaseConfig) -> Arc<Self> {
         let (changes, _) = watch::channel(Phase::Standby);
+        // Counters that may stay at zero for a long time exist from the start
+        // (dashboards and rate() see 0, not nothing).
+        metrics::counter!(m::SHARD_MOVES).increment(0);
+        metrics::counter!(m::LEASE_RENEW_FAILURES).increment(0);
+        metrics::counter!(m::LEASE_LOSSES).increment(0);
+        for by in ["node", "store"] {
+            metrics::counter!(m::FENCED_WRITES, "by" => by).increment(0);
+        }
         Arc::new(Ownership {
             owner,
             address,

@@ -286,11 +286,37 @@ EDGE = dashboard(
     ],
 )
 
+CLUSTER = dashboard(
+    "flashcore-cluster",
+    "flashcore / Cluster",
+    "Shard leases across the nodes: who holds how many shards, moves, renewals, losses and fenced writes (DESIGN §9).",
+    [
+        ts("Shards owned by instance", "flashcore_shards_owned: shards whose leases the node holds (all of them on a single node; its share in cluster mode).",
+           [("max by (instance) (flashcore_shards_owned)", "{{instance}}")]),
+        stat("Nodes holding shards", "Instances that hold at least one shard's lease now.",
+             [("count(max by (instance) (flashcore_shards_owned) > 0) or vector(0)", "nodes")]),
+        ts("Shard moves in the time range", "flashcore_shard_moves_total: times a node's share changed (a node joined or left); each move flushes and recovers the node's new share.",
+           [("sum by (instance) (increase(flashcore_shard_moves_total[$__range]))", "{{instance}}")]),
+        ts("Lease renewals per second", "flashcore_lease_renewals_total: renewals of the held leases (every third of FLASHCORE_LEASE_TTL_MS).",
+           [(f"sum by (instance) (rate(flashcore_lease_renewals_total[{RI}]))", "{{instance}}")]),
+        ts("Lease renew failures per second", "flashcore_lease_renew_failures_total: renewals that failed; a node that cannot renew before its deadline stops serving.",
+           [(f"sum by (instance) (rate(flashcore_lease_renew_failures_total[{RI}])) or vector(0)", "{{instance}}")],
+           thresholds=[(0.001, "red")]),
+        ts("Fenced writes per second", "flashcore_fenced_writes_total: writes refused because the writer no longer held the shard's lease (by: node = refused before sending, store = refused by the store's epoch check).",
+           [(f"sum by (by) (rate(flashcore_fenced_writes_total[{RI}])) or vector(0)", "{{by}}")], thresholds=[(0.001, "red")]),
+        ts("Lease losses in the time range", "flashcore_lease_losses_total: a node lost its leases (deadline passed, taken over, or a write fenced) and dropped its engine.",
+           [("sum by (instance) (increase(flashcore_lease_losses_total[$__range])) or vector(0)", "{{instance}}")]),
+        ts("Lease acquisitions in the time range", "flashcore_lease_acquisitions_total: a node took leases (its start, a take-over, or its new share after a move).",
+           [("sum by (instance) (increase(flashcore_lease_acquisitions_total[$__range]))", "{{instance}}")]),
+    ],
+)
+
 DASHBOARDS = {
     "flash-sale.json": FLASH_SALE,
     "actors.json": ACTORS,
     "durability.json": DURABILITY,
     "edge.json": EDGE,
+    "cluster.json": CLUSTER,
 }
 
 
