@@ -6,14 +6,17 @@
 //! (a seeded shuffle, so the fastest script gains nothing); later arrivals queue
 //! first-come first-served. A timer admits `admit_per_second` tickets; the edge
 //! turns an admitted ticket into a signed pass for its cart and SKU. Admission
-//! pauses while nothing is free to reserve and ends when the SKU is sold out
-//! (every waiting ticket then reads `sold-out`).
+//! never leaves more unused valid passes than free units (so an admitted buyer
+//! finds stock; a cart edit with a pass tells the room it was used), and ends
+//! when the SKU is sold out (every waiting ticket then reads `sold-out`).
 //!
 //! The line is kept compact ([`Line`]): a cart id per ticket and two `u32`
-//! indexes, plus the cart → ticket map, about 50 bytes per ticket. Its state is
+//! indexes, plus the cart → ticket map, about 32 bytes per ticket. Its state is
 //! written behind as a snapshot (kind `queue`) and recovered on activation; a
 //! restart loses at most the joins and admissions of one flush interval, and
-//! tickets admitted again after one keep their place in line.
+//! tickets admitted again after one keep their place in line. Ticket reads are
+//! answered from the line as the actor last published it ([`Rooms::ticket`]),
+//! not by the actor, and tell pollers when to come back ([`poll_after_ms`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -722,7 +725,7 @@ pub struct QueueDeps {
     pub flusher: Flusher,
     /// Where it is read back on activation.
     pub snapshots: Arc<dyn SnapshotStore>,
-    /// The SKU's counts: admission pauses at 0 available and ends at 0 left.
+    /// The SKU's counts: admission leaves room for the available units and ends at 0 left.
     pub feed: Arc<dyn AvailabilityFeed>,
     /// The product's sale start.
     pub catalog: Arc<CatalogCache>,
