@@ -5,9 +5,11 @@
 // second. VUS virtual users each bring ARRIVALS / VUS buyers: every buyer opens
 // a cart and joins the line before the start (the spike), so they are all drawn
 // into random order when the sale opens. Each then polls its ticket the way the
-// waiting page does (sooner when its estimate is short): an admitted buyer adds
-// the product with its Waiting-Room-Pass and checks out; a `sold-out` ticket is
-// the expected end for everyone else.
+// waiting page does when its stream is down: when the ticket says
+// (`poll_after_ms`: after the start, spread, for a ticket not drawn yet; then
+// about when its place may come up): an admitted buyer adds the product with
+// its Waiting-Room-Pass and checks out; a `sold-out` ticket is the expected end
+// for everyone else.
 //
 // Asserted: admitted buyers never see a 429 (`admitted_429` == 0), their
 // checkout p99 <= P99_MS (250), exactly STOCK units sold (orders of the run ==
@@ -46,6 +48,16 @@ const soldOutTickets = new Counter('tickets_sold_out');
 const unresolved = new Counter('tickets_unresolved');
 /** Seconds from the sale start to a buyer's admission. */
 const waitToAdmission = new Trend('wait_to_admission_s');
+/** Ticket reads per buyer. */
+const readsPerBuyer = new Trend('ticket_reads_per_buyer');
+
+/** When to read a ticket `t` again (ms since the epoch): its `poll_after_ms`,
+ * or, from a server that gives none, the old rule (half the estimate, 0.5 to 5 s). */
+function nextRead(t) {
+  const hint = typeof t.poll_after_ms === 'number' ? t.poll_after_ms
+    : 1000 * Math.min(5, Math.max(0.5, (t.estimated_wait_secs || 1) / 2)) * (0.8 + Math.random() * 0.4);
+  return Date.now() + hint;
+}
 
 export const options = Object.assign(suiteOptions({
   scenarios: {
@@ -120,20 +132,14 @@ export default function ({ sku, startsAt }) {
     joins.forEach((r, k) => {
       const t = r.status === 201 ? body(r) : null;
       if (check(r, { 'joined (201 ticket)': () => t && t.ticket_id !== undefined })) {
-        buyers.push({ cart: made[k], ticket: t.ticket_id, next: 0, done: false });
+        buyers.push({ cart: made[k], ticket: t.ticket_id, next: nextRead(t), reads: 0, done: false });
       }
     });
   }
-  // Wait for the doors to open (a waiting page shows the countdown); the pages'
-  // first reads after the start spread over 3 s, as browsers' timers do.
-  const untilStart = (startsAt - Date.now()) / 1000;
-  if (untilStart > 0) {
-    sleep(untilStart);
-  }
-  for (const b of buyers) {
-    b.next = Date.now() + Math.random() * 3000;
-  }
-  const deadline = Date.now() + 180 * 1000;
+  // Read each ticket when it says: a ticket read long before the start says to
+  // come back shortly before it, then after it (spread over a window that grows
+  // with the crowd), then about when its place may come up.
+  const deadline = startsAt + 180 * 1000;
   while (buyers.some((b) => !b.done) && Date.now() < deadline) {
     const now = Date.now();
     const due = buyers.filter((b) => !b.done && b.next <= now);
@@ -149,6 +155,7 @@ export default function ({ sku, startsAt }) {
       );
       reads.forEach((r, k) => {
         const b = chunk[k];
+        b.reads += 1;
         const t = r.status === 200 ? body(r) : null;
         if (!t) {
           check(r, { 'ticket read (200)': () => false });
@@ -164,9 +171,7 @@ export default function ({ sku, startsAt }) {
           soldOutTickets.add(1);
           b.done = true;
         } else {
-          // Like the waiting page: poll about when the estimate says, 0.5 to 5 s.
-          const wait = Math.min(5, Math.max(0.5, (t.estimated_wait_secs || 1) / 2));
-          b.next = Date.now() + wait * 1000 * (0.8 + Math.random() * 0.4);
+          b.next = nextRead(t);
         }
       });
     }
@@ -177,6 +182,9 @@ export default function ({ sku, startsAt }) {
     }
   }
   unresolved.add(buyers.filter((b) => !b.done).length);
+  for (const b of buyers) {
+    readsPerBuyer.add(b.reads);
+  }
 }
 
 /** An admitted buyer: add with the pass, check out. A 429 on either is a failure. */

@@ -574,13 +574,29 @@ impl Engine {
         self.0.queues.call(sku, |ticket, reply| QueueMsg::Join { ticket, cart, reply }).await?
     }
 
-    /// Ticket `seq` of `sku`'s waiting room, if `cart` holds it.
+    /// Ticket `seq` of `sku`'s waiting room, if `cart` holds it: from the line
+    /// the queue actor last published, else (a ticket newer than that) from the actor.
     pub async fn queue_ticket(&self, sku: &Sku, seq: u32, cart: CartId) -> Result<TicketView, QueueError> {
         self.product_def(sku)?;
         if self.0.rooms.config(sku).is_none() {
             return Err(QueueError::NoRoom);
         }
+        if let Some(view) = self.0.rooms.ticket(sku, seq, cart, crate::clock::now()) {
+            return view;
+        }
         self.0.queues.call(sku, |ticket, reply| QueueMsg::Read { ticket, seq, cart, reply }).await?
+    }
+
+    /// Tells `sku`'s waiting room that `cart` reserved the product with its
+    /// pass, so the pass no longer holds a free unit back from admission. Best
+    /// effort: a room too busy to take it admits less until the pass lapses.
+    pub async fn pass_redeemed(&self, sku: &Sku, cart: CartId) {
+        if self.0.rooms.config(sku).is_none() {
+            return;
+        }
+        if let Err(e) = self.0.queues.cast(sku, |ticket| QueueMsg::Redeemed { ticket, cart }).await {
+            tracing::debug!(sku = %sku, error = %e, "waiting room not told of a used pass");
+        }
     }
 
     /// An operator's pause, resume or rate change of `sku`'s waiting room.

@@ -6,18 +6,23 @@
 //! (a seeded shuffle, so the fastest script gains nothing); later arrivals queue
 //! first-come first-served. A timer admits `admit_per_second` tickets; the edge
 //! turns an admitted ticket into a signed pass for its cart and SKU. Admission
-//! pauses while nothing is free to reserve and ends when the SKU is sold out
-//! (every waiting ticket then reads `sold-out`).
+//! never leaves more unused valid passes than free units (so an admitted buyer
+//! finds stock; a cart edit with a pass tells the room it was used), and ends
+//! when the SKU is sold out (every waiting ticket then reads `sold-out`).
 //!
 //! The line is kept compact ([`Line`]): a cart id per ticket and two `u32`
-//! indexes, plus the cart → ticket map, about 50 bytes per ticket. Its state is
+//! indexes, plus the cart → ticket map, about 32 bytes per ticket. Its state is
 //! written behind as a snapshot (kind `queue`) and recovered on activation; a
 //! restart loses at most the joins and admissions of one flush interval, and
-//! tickets admitted again after one keep their place in line.
+//! tickets admitted again after one keep their place in line. Ticket reads are
+//! answered from the line as the actor last published it ([`Rooms::ticket`]),
+//! not by the actor, and tell pollers when to come back ([`poll_after_ms`]).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use dashmap::DashMap;
 use flashcore_domain::{CartId, Sku, Timestamp};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -35,6 +40,9 @@ use crate::gate::Ticket;
 use crate::ports::{AvailabilityFeed, EntityKind, SnapshotRecord, SnapshotStore, StateJson, StoreError};
 use crate::registry::RegistryError;
 use crate::reply::Reply;
+
+mod chunked;
+use chunked::Chunked;
 
 /// How often a room admits (and notices a sale start or a sell-out).
 pub const TICK: Duration = Duration::from_millis(100);
@@ -65,6 +73,11 @@ pub enum RoomConfigError {
 }
 
 impl RoomConfig {
+    /// How long a pass lasts, in milliseconds.
+    pub fn pass_ttl_ms(&self) -> u64 {
+        u64::from(self.pass_ttl_secs) * 1_000
+    }
+
     /// Validates a room's settings.
     pub fn new(admit_per_second: u32, pass_ttl_secs: u32) -> Result<Self, RoomConfigError> {
         check_rate(admit_per_second)?;
@@ -103,18 +116,79 @@ pub enum Place {
 ///
 /// Ticket numbers (`seq`) are handed out in arrival order; `order` holds them in
 /// queue order (arrival order, except that the draw shuffles the pre-start
-/// pool); `order[..head]` are admitted. `admissions` records, per admission
-/// step, how far `head` got and when, so an admitted ticket's pass expiry is
-/// known without a timestamp per ticket.
+/// pool); `order[..head]` are admitted. What ticket reads need is kept apart in
+/// [`Tickets`], which the queue actor publishes. `redeemed` holds the line
+/// indexes of admitted tickets whose pass has reserved the product (only those
+/// whose pass is still valid are kept): the other valid passes are claims on
+/// free units that admission leaves room for.
 #[derive(Debug, Default, Clone)]
 pub struct Line {
-    carts: Vec<u128>,
+    tickets: Tickets,
     order: Vec<u32>,
-    pos_of: Vec<u32>,
     by_cart: CartIndex,
+    redeemed: BTreeSet<u32>,
+}
+
+/// The part of a [`Line`] that answers ticket reads: each ticket's cart and
+/// place, how far admission got, and when. Clones share its chunks, so the
+/// queue actor publishes one per tick and reads need no call to the actor.
+///
+/// `admissions` records, per admission step, how far `head` got and when, so an
+/// admitted ticket's pass expiry is known without a timestamp per ticket.
+#[derive(Debug, Default, Clone)]
+pub struct Tickets {
+    carts: Chunked<u128>,
+    pos_of: Chunked<u32>,
+    admissions: Chunked<(u32, u64)>,
     head: u32,
-    admissions: Vec<(u32, u64)>,
     drawn: bool,
+}
+
+impl Tickets {
+    /// Tickets ever handed out.
+    pub fn len(&self) -> u64 {
+        self.carts.len() as u64
+    }
+
+    /// True when nobody ever joined.
+    pub fn is_empty(&self) -> bool {
+        self.carts.len() == 0
+    }
+
+    /// Tickets admitted so far.
+    pub fn admitted(&self) -> u64 {
+        u64::from(self.head)
+    }
+
+    /// Tickets still waiting.
+    pub fn waiting(&self) -> u64 {
+        self.len() - self.admitted()
+    }
+
+    /// The cart that holds ticket `seq`.
+    pub fn cart_of(&self, seq: u32) -> Option<u128> {
+        self.carts.get(seq as usize)
+    }
+
+    /// Where ticket `seq` stands.
+    pub fn place(&self, seq: u32) -> Option<Place> {
+        let index = self.pos_of.get(seq as usize)?;
+        if index < self.head {
+            // The first admission step whose end is past the ticket admitted it.
+            let step = self.admissions.partition_point(|(end, _)| *end <= index);
+            let at = self.admissions.get(step).map_or(0, |(_, at)| at);
+            return Some(Place::Admitted { at: Timestamp::from_millis(at) });
+        }
+        let position = self.drawn.then(|| u64::from(index - self.head) + 1);
+        Some(Place::Waiting { position })
+    }
+
+    /// The first line index whose pass is still valid at `now`, passes lasting
+    /// `ttl_ms`: admission steps are in time order, so the lapsed ones are a prefix.
+    fn live_from(&self, now: Timestamp, ttl_ms: u64) -> u32 {
+        let lapsed = self.admissions.partition_point(|(_, at)| at.saturating_add(ttl_ms) <= now.as_millis());
+        lapsed.checked_sub(1).and_then(|step| self.admissions.get(step)).map_or(0, |(end, _)| end)
+    }
 }
 
 /// Cart id → ticket number: an open-addressing table of ticket numbers (4
@@ -136,7 +210,7 @@ impl CartIndex {
         (folded.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - bits)) as usize
     }
 
-    fn get(&self, carts: &[u128], cart: u128) -> Option<u32> {
+    fn get(&self, carts: &Chunked<u128>, cart: u128) -> Option<u32> {
         if self.slots.is_empty() {
             return None;
         }
@@ -145,14 +219,14 @@ impl CartIndex {
         loop {
             match self.slots[i] {
                 EMPTY => return None,
-                seq if carts[seq as usize] == cart => return Some(seq),
+                seq if carts.get(seq as usize) == Some(cart) => return Some(seq),
                 _ => i = (i + 1) & mask,
             }
         }
     }
 
     /// Adds `seq` (whose cart, `carts[seq]`, is not in the index yet).
-    fn insert(&mut self, carts: &[u128], seq: u32) {
+    fn insert(&mut self, carts: &Chunked<u128>, seq: u32) {
         if (self.len + 1) * 2 > self.slots.len() {
             let size = (self.slots.len() * 2).max(16);
             let old = std::mem::replace(&mut self.slots, vec![EMPTY; size]);
@@ -164,9 +238,10 @@ impl CartIndex {
         self.len += 1;
     }
 
-    fn place(&mut self, carts: &[u128], seq: u32) {
+    fn place(&mut self, carts: &Chunked<u128>, seq: u32) {
         let mask = self.slots.len() - 1;
-        let mut i = Self::slot(self.slots.len(), carts[seq as usize]);
+        let cart = carts.get(seq as usize).expect("an indexed ticket has a cart");
+        let mut i = Self::slot(self.slots.len(), cart);
         while self.slots[i] != EMPTY {
             i = (i + 1) & mask;
         }
@@ -182,6 +257,11 @@ struct StoredLine {
     head: u32,
     admissions: Vec<(u32, u64)>,
     drawn: bool,
+    /// Line indexes of admitted tickets whose pass was used (absent in lines
+    /// stored before passes were tracked: a restart then counts them unused,
+    /// which admits less, never more).
+    #[serde(default)]
+    redeemed: Vec<u32>,
 }
 
 /// Why a stored line was refused.
@@ -193,42 +273,52 @@ impl Line {
     /// An empty line; `drawn` says whether the start draw is behind it already
     /// (a sale that has started, or has no start).
     pub fn new(drawn: bool) -> Self {
-        Line { drawn, ..Line::default() }
+        Line { tickets: Tickets { drawn, ..Tickets::default() }, ..Line::default() }
+    }
+
+    /// What ticket reads need (clone it to publish it).
+    pub fn tickets(&self) -> &Tickets {
+        &self.tickets
     }
 
     /// Tickets ever handed out.
     pub fn len(&self) -> u64 {
-        self.carts.len() as u64
+        self.tickets.len()
     }
 
     /// True when nobody ever joined.
     pub fn is_empty(&self) -> bool {
-        self.carts.is_empty()
+        self.tickets.is_empty()
     }
 
     /// Tickets admitted so far.
     pub fn admitted(&self) -> u64 {
-        u64::from(self.head)
+        self.tickets.admitted()
     }
 
     /// Tickets still waiting.
     pub fn waiting(&self) -> u64 {
-        self.len() - self.admitted()
+        self.tickets.waiting()
     }
 
     /// Whether the pre-start pool has been shuffled (or never needed it).
     pub fn drawn(&self) -> bool {
-        self.drawn
+        self.tickets.drawn
     }
 
     /// `cart`'s ticket number, if it joined.
     pub fn ticket_of(&self, cart: u128) -> Option<u32> {
-        self.by_cart.get(&self.carts, cart)
+        self.by_cart.get(&self.tickets.carts, cart)
     }
 
     /// The cart that holds ticket `seq`.
     pub fn cart_of(&self, seq: u32) -> Option<u128> {
-        self.carts.get(seq as usize).copied()
+        self.tickets.cart_of(seq)
+    }
+
+    /// Where ticket `seq` stands.
+    pub fn place(&self, seq: u32) -> Option<Place> {
+        self.tickets.place(seq)
     }
 
     /// Gives `cart` a ticket at the end of the line (or in the pre-start pool
@@ -238,79 +328,96 @@ impl Line {
         if let Some(seq) = self.ticket_of(cart) {
             return Some((seq, false));
         }
-        let seq = u32::try_from(self.carts.len()).ok().filter(|s| *s < u32::MAX)?;
-        self.carts.push(cart);
-        self.pos_of.push(seq);
+        let t = &mut self.tickets;
+        let seq = u32::try_from(t.carts.len()).ok().filter(|s| *s < u32::MAX)?;
+        t.carts.push(cart);
+        t.pos_of.push(seq);
         self.order.push(seq);
-        self.by_cart.insert(&self.carts, seq);
+        self.by_cart.insert(&t.carts, seq);
         Some((seq, true))
     }
 
     /// The start draw: shuffles every ticket not admitted yet with an RNG seeded
     /// by `seed`, then the line is first-come first-served. Idempotent.
     pub fn draw(&mut self, seed: u64) {
-        if self.drawn {
+        let t = &mut self.tickets;
+        if t.drawn {
             return;
         }
-        let head = self.head as usize;
+        let head = t.head as usize;
         self.order[head..].shuffle(&mut StdRng::seed_from_u64(seed));
         for (i, seq) in self.order.iter().enumerate().skip(head) {
-            self.pos_of[*seq as usize] = i as u32;
+            t.pos_of.set(*seq as usize, i as u32);
         }
-        self.drawn = true;
+        t.drawn = true;
     }
 
     /// Admits up to `n` waiting tickets at `now`; returns how many. Nothing is
     /// admitted before the draw.
     pub fn admit(&mut self, n: u64, now: Timestamp) -> u64 {
-        if !self.drawn {
+        if !self.drawn() {
             return 0;
         }
         let n = n.min(self.waiting());
         if n > 0 {
-            self.head += n as u32;
-            self.admissions.push((self.head, now.as_millis()));
+            let t = &mut self.tickets;
+            t.head += n as u32;
+            t.admissions.push((t.head, now.as_millis()));
         }
         n
     }
 
-    /// Where ticket `seq` stands.
-    pub fn place(&self, seq: u32) -> Option<Place> {
-        let index = *self.pos_of.get(seq as usize)?;
-        if index < self.head {
-            // The first admission step whose end is past the ticket admitted it.
-            let step = self.admissions.partition_point(|(end, _)| *end <= index);
-            let at = self.admissions.get(step).map_or(0, |(_, at)| *at);
-            return Some(Place::Admitted { at: Timestamp::from_millis(at) });
-        }
-        let position = self.drawn.then(|| u64::from(index - self.head) + 1);
-        Some(Place::Waiting { position })
+    /// Passes valid at `now` whose cart has not used them yet: each may still
+    /// claim a free unit.
+    pub fn outstanding(&self, now: Timestamp, ttl_ms: u64) -> u64 {
+        let from = self.tickets.live_from(now, ttl_ms);
+        u64::from(self.tickets.head - from) - self.redeemed.range(from..).count() as u64
+    }
+
+    /// Records that ticket `seq`'s pass reserved the product, so it claims no
+    /// free unit any more. False when the ticket is not admitted, its pass has
+    /// lapsed, or it was recorded already.
+    pub fn redeem(&mut self, seq: u32, now: Timestamp, ttl_ms: u64) -> bool {
+        let Some(index) = self.tickets.pos_of.get(seq as usize) else { return false };
+        index < self.tickets.head && index >= self.tickets.live_from(now, ttl_ms) && self.redeemed.insert(index)
+    }
+
+    /// Admits up to `due` waiting tickets at `now`, but never so many that the
+    /// unused valid passes outnumber the `free` units (available, not held):
+    /// an admitted buyer finds stock. More are admitted as holds are released
+    /// (`free` grows) or unused passes lapse. Returns how many.
+    pub fn admit_within(&mut self, due: u64, free: u64, now: Timestamp, ttl_ms: u64) -> u64 {
+        let from = self.tickets.live_from(now, ttl_ms);
+        self.redeemed = self.redeemed.split_off(&from);
+        let room = free.saturating_sub(self.outstanding(now, ttl_ms));
+        self.admit(due.min(room), now)
     }
 
     /// Bytes this line holds on the heap (capacity, not length): what 1M
     /// waiting tickets cost.
     pub fn heap_bytes(&self) -> usize {
-        use std::mem::size_of;
-        self.carts.capacity() * size_of::<u128>()
+        self.tickets.carts.heap_bytes()
+            + self.tickets.pos_of.heap_bytes()
+            + self.tickets.admissions.heap_bytes()
             + self.order.capacity() * size_of::<u32>()
-            + self.pos_of.capacity() * size_of::<u32>()
             + self.by_cart.slots.capacity() * size_of::<u32>()
-            + self.admissions.capacity() * size_of::<(u32, u64)>()
+            + self.redeemed.len() * size_of::<u32>()
     }
 
     fn stored(&self) -> StoredLine {
         StoredLine {
-            carts: self.carts.clone(),
+            carts: self.tickets.carts.to_vec(),
             order: self.order.clone(),
-            head: self.head,
-            admissions: self.admissions.clone(),
-            drawn: self.drawn,
+            head: self.tickets.head,
+            admissions: self.tickets.admissions.to_vec(),
+            drawn: self.tickets.drawn,
+            redeemed: self.redeemed.iter().copied().collect(),
         }
     }
 
     fn restore(s: StoredLine) -> Result<Self, CorruptLine> {
         let n = s.carts.len();
-        if s.order.len() != n || s.head as usize > n {
+        if s.order.len() != n || s.head as usize > n || s.redeemed.iter().any(|i| *i >= s.head) {
             return Err(CorruptLine);
         }
         let mut pos_of = vec![u32::MAX; n];
@@ -321,21 +428,25 @@ impl Line {
             }
             *slot = i as u32;
         }
+        let carts: Chunked<u128> = s.carts.into_iter().collect();
         let mut by_cart = CartIndex::default();
         for seq in 0..n as u32 {
-            if by_cart.get(&s.carts, s.carts[seq as usize]).is_some() {
+            if by_cart.get(&carts, carts.get(seq as usize).ok_or(CorruptLine)?).is_some() {
                 return Err(CorruptLine);
             }
-            by_cart.insert(&s.carts, seq);
+            by_cart.insert(&carts, seq);
         }
         Ok(Line {
-            carts: s.carts,
+            tickets: Tickets {
+                carts,
+                pos_of: pos_of.into_iter().collect(),
+                admissions: s.admissions.into_iter().collect(),
+                head: s.head,
+                drawn: s.drawn,
+            },
             order: s.order,
-            pos_of,
             by_cart,
-            head: s.head,
-            admissions: s.admissions,
-            drawn: s.drawn,
+            redeemed: s.redeemed.into_iter().collect(),
         })
     }
 }
@@ -374,8 +485,87 @@ pub struct TicketView {
     pub estimated_wait_secs: u64,
     /// When its pass stops being valid (admitted or expired tickets).
     pub pass_expires_at: Option<Timestamp>,
+    /// When to read it again, in milliseconds (waiting tickets only): see
+    /// [`poll_after_ms`].
+    pub poll_after_ms: Option<u64>,
     /// The room's figures at that moment (for a progress bar).
     pub room: RoomStats,
+}
+
+/// Shortest and longest wait a waiting ticket is told before reading it again.
+pub const POLL_MS: std::ops::RangeInclusive<u64> = 500..=60_000;
+/// Before the draw nobody knows their place, so every pre-start ticket is read
+/// again after the start; those reads are spread over a window long enough
+/// that about this many arrive per admission the rate allows…
+const FIRST_READS_PER_ADMISSION: u64 = 8;
+/// …but no longer than this.
+const FIRST_READS_SPREAD_MAX_MS: u64 = 10_000;
+/// A ticket read earlier than this before the start is told to read again in
+/// the last seconds before it, when the pool (and so the window) is about known.
+const RECHECK_BEFORE_START_MS: u64 = 20_000;
+
+/// When a waiting ticket should be read again, in milliseconds: about when it
+/// may be admitted (its place over the rate, within [`POLL_MS`]), so the
+/// polling load of a room follows its admission rate, not the size of its
+/// crowd. Before the draw: after the start, at a point of a window that grows
+/// with the pool (fixed per ticket by its number, which says nothing about the
+/// place it will draw); long before the start, once more shortly before it,
+/// when the pool is about complete.
+pub fn poll_after_ms(position: Option<u64>, seq: u32, waiting: u64, rate: u64, to_start_ms: u64) -> u64 {
+    let rate = rate.max(1);
+    // A fixed share of a window per ticket: a multiplicative hash of its number.
+    let share = u64::from(seq).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    let at_share = |window: u64| (window * share) >> 32;
+    match position {
+        Some(p) => (p.saturating_mul(1_000) / rate).clamp(*POLL_MS.start(), *POLL_MS.end()),
+        None if to_start_ms > RECHECK_BEFORE_START_MS => {
+            to_start_ms - RECHECK_BEFORE_START_MS + at_share(RECHECK_BEFORE_START_MS / 2)
+        }
+        None => {
+            let spread =
+                (waiting.saturating_mul(1_000) / (FIRST_READS_PER_ADMISSION * rate)).min(FIRST_READS_SPREAD_MAX_MS);
+            to_start_ms + POLL_MS.start() + at_share(spread)
+        }
+    }
+}
+
+/// Ticket `seq` as it reads at `now`, from a line and its room's figures: the
+/// one rule for the actor's answers and for reads of a published line.
+fn ticket_view(
+    tickets: &Tickets,
+    room: &RoomStats,
+    seq: u32,
+    created: bool,
+    now: Timestamp,
+) -> Result<TicketView, QueueError> {
+    let config = room.config;
+    let place = tickets.place(seq).ok_or(QueueError::TicketNotFound)?;
+    let rate = u64::from(config.admit_per_second.max(1));
+    let view = |state, position, estimated_wait_secs, pass_expires_at, poll_after_ms| TicketView {
+        ticket: seq,
+        created,
+        state,
+        position,
+        estimated_wait_secs,
+        pass_expires_at,
+        poll_after_ms,
+        room: room.clone(),
+    };
+    Ok(match place {
+        Place::Admitted { at } => {
+            let expires = at.plus_millis(config.pass_ttl_ms());
+            let state = if now < expires { TicketState::Admitted } else { TicketState::Expired };
+            view(state, None, 0, Some(expires), None)
+        }
+        Place::Waiting { .. } if room.sold_out => view(TicketState::SoldOut, None, 0, None, None),
+        Place::Waiting { position } => {
+            let to_start_ms = room.sale_starts_at.map_or(0, |s| now.millis_until(s));
+            // Before the draw, the expected place is the middle of the pool.
+            let ahead = position.unwrap_or_else(|| tickets.waiting().div_ceil(2));
+            let poll = poll_after_ms(position, seq, tickets.waiting(), rate, to_start_ms);
+            view(TicketState::Waiting, position, to_start_ms.div_ceil(1_000) + ahead.div_ceil(rate), None, Some(poll))
+        }
+    })
 }
 
 /// A room's figures, published on every change (the SSE streams and the
@@ -441,27 +631,44 @@ impl From<RegistryError> for QueueError {
 // The rooms' directory: which SKUs have a room, readable without an actor.
 // ---------------------------------------------------------------------------
 
-/// Which SKUs have a waiting room, and each room's latest figures. Cart edits
-/// check it on the hot path, so it is a concurrent map, not an actor call.
+/// Which SKUs have a waiting room, each room's latest figures, and its line as
+/// last published. Cart edits check it on the hot path and ticket reads are
+/// answered from it, so it is a concurrent map, not an actor call.
 #[derive(Debug, Default)]
 pub struct Rooms {
-    rooms: DashMap<Sku, watch::Sender<RoomStats>>,
+    rooms: DashMap<Sku, Room>,
+}
+
+/// One room as its queue actor last published it.
+#[derive(Debug)]
+struct Room {
+    stats: watch::Sender<RoomStats>,
+    /// The line with the figures it was published with; `None` while the actor
+    /// is passivated (a read then wakes it, which notices a restock).
+    line: ArcSwapOption<Published>,
+}
+
+/// A line and its room's figures, published together so a read sees one moment.
+#[derive(Debug)]
+struct Published {
+    tickets: Tickets,
+    stats: RoomStats,
 }
 
 impl Rooms {
     /// The settings of `sku`'s room, if it has one.
     pub fn config(&self, sku: &Sku) -> Option<RoomConfig> {
-        self.rooms.get(sku).map(|r| r.borrow().config)
+        self.rooms.get(sku).map(|r| r.stats.borrow().config)
     }
 
     /// The figures of `sku`'s room as last published.
     pub fn stats(&self, sku: &Sku) -> Option<RoomStats> {
-        self.rooms.get(sku).map(|r| r.borrow().clone())
+        self.rooms.get(sku).map(|r| r.stats.borrow().clone())
     }
 
     /// A stream of `sku`'s room figures.
     pub fn watch(&self, sku: &Sku) -> Option<watch::Receiver<RoomStats>> {
-        self.rooms.get(sku).map(|r| r.subscribe())
+        self.rooms.get(sku).map(|r| r.stats.subscribe())
     }
 
     /// Every SKU with a room.
@@ -469,23 +676,40 @@ impl Rooms {
         self.rooms.iter().map(|r| r.key().clone()).collect()
     }
 
-    fn publish(&self, sku: &Sku, stats: Option<RoomStats>) {
-        match stats {
-            None => {
-                self.rooms.remove(sku);
+    /// Ticket `seq` of `sku`'s room for `cart`, from the line as last published
+    /// (at most one [`TICK`] old); `None` when that line does not have the
+    /// ticket yet (or none is published): the queue actor answers then.
+    pub fn ticket(&self, sku: &Sku, seq: u32, cart: CartId, now: Timestamp) -> Option<Result<TicketView, QueueError>> {
+        let line = self.rooms.get(sku)?.line.load_full()?;
+        if u64::from(seq) >= line.tickets.len() {
+            return None;
+        }
+        if line.tickets.cart_of(seq) != Some(cart.as_uuid().as_u128()) {
+            return Some(Err(QueueError::TicketNotFound));
+        }
+        Some(ticket_view(&line.tickets, &line.stats, seq, false, now))
+    }
+
+    fn publish(&self, sku: &Sku, stats: Option<RoomStats>, tickets: Option<&Tickets>) {
+        let Some(stats) = stats else {
+            self.rooms.remove(sku);
+            return;
+        };
+        let line = tickets.map(|t| Arc::new(Published { tickets: t.clone(), stats: stats.clone() }));
+        match self.rooms.get(sku) {
+            Some(room) => {
+                // The line first: whoever the figures wake reads a line as new.
+                room.line.store(line);
+                room.stats.send_if_modified(|old| {
+                    let changed = *old != stats;
+                    *old = stats;
+                    changed
+                });
             }
-            Some(stats) => match self.rooms.get(sku) {
-                Some(tx) => {
-                    tx.send_if_modified(|old| {
-                        let changed = *old != stats;
-                        *old = stats;
-                        changed
-                    });
-                }
-                None => {
-                    self.rooms.insert(sku.clone(), watch::channel(stats).0);
-                }
-            },
+            None => {
+                let room = Room { stats: watch::channel(stats).0, line: ArcSwapOption::new(line) };
+                self.rooms.insert(sku.clone(), room);
+            }
         }
     }
 }
@@ -501,7 +725,7 @@ pub struct QueueDeps {
     pub flusher: Flusher,
     /// Where it is read back on activation.
     pub snapshots: Arc<dyn SnapshotStore>,
-    /// The SKU's counts: admission pauses at 0 available and ends at 0 left.
+    /// The SKU's counts: admission leaves room for the available units and ends at 0 left.
     pub feed: Arc<dyn AvailabilityFeed>,
     /// The product's sale start.
     pub catalog: Arc<CatalogCache>,
@@ -524,6 +748,8 @@ pub enum QueueMsg {
     Join { ticket: Ticket, cart: CartId, reply: Reply<Result<TicketView, QueueError>> },
     /// Read a ticket, for the cart that holds it.
     Read { ticket: Ticket, seq: u32, cart: CartId, reply: Reply<Result<TicketView, QueueError>> },
+    /// The cart's pass reserved the product: its claim on a free unit is spent.
+    Redeemed { ticket: Ticket, cart: CartId },
     /// An operator's pause, resume or rate change.
     Control { ticket: Ticket, op: RoomControl, reply: Reply<Result<RoomStats, QueueError>> },
     /// Timer: draw at the start, admit, notice a sell-out.
@@ -571,6 +797,8 @@ pub struct QueueState {
     /// Admissions owed by the rate but not made yet (fractions carry over).
     credit: f64,
     last_tick: Instant,
+    /// Changed since it last published its line and figures (done once a tick).
+    unpublished: bool,
     version: u64,
     dirty: bool,
     deferred: bool,
@@ -639,8 +867,10 @@ impl QueueState {
         })
     }
 
-    fn publish(&self) {
-        self.deps.rooms.publish(&self.sku, self.stats());
+    /// Publishes the line and the figures now.
+    fn publish(&mut self) {
+        self.unpublished = false;
+        self.deps.rooms.publish(&self.sku, self.stats(), Some(self.line.tickets()));
     }
 
     fn record(&self) -> SnapshotRecord {
@@ -654,9 +884,11 @@ impl QueueState {
         }
     }
 
+    /// A change to write behind, and to publish at the next tick (a join storm
+    /// publishes ten times a second, not once per join).
     fn changed(&mut self, myself: &ActorRef<QueueMsg>) {
         self.version += 1;
-        self.publish();
+        self.unpublished = true;
         if !self.dirty {
             self.dirty = true;
             let now = Instant::now();
@@ -699,50 +931,26 @@ impl QueueState {
         }
         let avail = self.check_sold_out(now);
         changed |= was_sold_out != self.sold_out;
-        let free = avail.is_some_and(|a| a.available > 0);
-        if self.paused || self.sold_out || !free || !self.line.drawn() {
+        if self.paused || self.sold_out || !self.line.drawn() {
             self.credit = 0.0;
             return changed;
         }
+        let free = avail.map_or(0, |a| a.available);
         self.credit += f64::from(config.admit_per_second) * elapsed.as_secs_f64();
         let due = self.credit.floor() as u64;
-        let admitted = self.line.admit(due, now);
+        let admitted = self.line.admit_within(due, free, now, config.pass_ttl_ms());
         self.credit -= admitted as f64;
-        if self.line.waiting() == 0 {
-            // No one to admit: the rate does not bank a burst for later arrivals.
+        if admitted < due {
+            // No one to admit, or no unit to admit them to: the rate does not
+            // bank a burst for later.
             self.credit = self.credit.min(1.0);
         }
         changed || admitted > 0
     }
 
     fn view(&self, seq: u32, created: bool, now: Timestamp) -> Result<TicketView, QueueError> {
-        let config = self.config.ok_or(QueueError::NoRoom)?;
         let room = self.stats().ok_or(QueueError::NoRoom)?;
-        let place = self.line.place(seq).ok_or(QueueError::TicketNotFound)?;
-        let rate = u64::from(config.admit_per_second);
-        let view = |state, position, estimated_wait_secs, pass_expires_at| TicketView {
-            ticket: seq,
-            created,
-            state,
-            position,
-            estimated_wait_secs,
-            pass_expires_at,
-            room: room.clone(),
-        };
-        Ok(match place {
-            Place::Admitted { at } => {
-                let expires = at.plus_millis(u64::from(config.pass_ttl_secs) * 1_000);
-                let state = if now < expires { TicketState::Admitted } else { TicketState::Expired };
-                view(state, None, 0, Some(expires))
-            }
-            Place::Waiting { .. } if self.sold_out => view(TicketState::SoldOut, None, 0, None),
-            Place::Waiting { position } => {
-                let to_start = self.sale_starts_at().map_or(0, |s| now.millis_until(s).div_ceil(1_000));
-                // Before the draw, the expected place is the middle of the pool.
-                let ahead = position.unwrap_or_else(|| self.line.waiting().div_ceil(2));
-                view(TicketState::Waiting, position, to_start + ahead.div_ceil(rate), None)
-            }
-        })
+        ticket_view(self.line.tickets(), &room, seq, created, now)
     }
 
     async fn passivate(&mut self) -> Result<bool, StoreError> {
@@ -750,6 +958,8 @@ impl QueueState {
             return Ok(false);
         }
         self.deps.flusher.save_now(&[self.record()]).await?;
+        // Reads wake the actor again (so a restock reopens the room).
+        self.deps.rooms.publish(&self.sku, self.stats(), None);
         Ok(true)
     }
 }
@@ -776,6 +986,7 @@ impl Actor for QueueActor {
             sold_out: false,
             credit: 0.0,
             last_tick: Instant::now(),
+            unpublished: false,
             version: crate::flusher::next_incarnation(version),
             dirty: false,
             deferred: false,
@@ -847,6 +1058,13 @@ impl Actor for QueueActor {
                 let result = if owned { state.view(seq, false, clock::now()) } else { Err(QueueError::TicketNotFound) };
                 let _ = reply.send(result);
             }
+            QueueMsg::Redeemed { ticket: _ticket, cart } => {
+                let ttl_ms = state.config.map_or(0, |c| c.pass_ttl_ms());
+                let seq = state.line.ticket_of(cart.as_uuid().as_u128());
+                if seq.is_some_and(|seq| state.line.redeem(seq, clock::now(), ttl_ms)) {
+                    state.changed(&myself);
+                }
+            }
             QueueMsg::Control { ticket: _ticket, op, reply } => {
                 let Some(config) = state.config.as_mut() else {
                     let _ = reply.send(Err(QueueError::NoRoom));
@@ -869,6 +1087,9 @@ impl Actor for QueueActor {
             QueueMsg::Tick => {
                 if state.tick() {
                     state.changed(&myself);
+                }
+                if state.unpublished {
+                    state.publish();
                 }
             }
             QueueMsg::Snapshot { reply } => {
@@ -1001,9 +1222,23 @@ mod tests {
             assert_eq!(back.place(seq), line.place(seq));
         }
         assert_eq!(back.ticket_of(cart(3)), Some(3));
-        let bad = StoredLine { carts: vec![1, 2], order: vec![0, 0], head: 0, admissions: vec![], drawn: true };
+        let bad = StoredLine {
+            carts: vec![1, 2],
+            order: vec![0, 0],
+            head: 0,
+            admissions: vec![],
+            drawn: true,
+            redeemed: vec![],
+        };
         assert_eq!(Line::restore(bad).unwrap_err(), CorruptLine);
-        let twice = StoredLine { carts: vec![1, 1], order: vec![0, 1], head: 0, admissions: vec![], drawn: true };
+        let twice = StoredLine {
+            carts: vec![1, 1],
+            order: vec![0, 1],
+            head: 0,
+            admissions: vec![],
+            drawn: true,
+            redeemed: vec![],
+        };
         assert_eq!(Line::restore(twice).unwrap_err(), CorruptLine);
     }
 
@@ -1025,10 +1260,211 @@ mod tests {
     }
 
     #[test]
+    fn admission_leaves_room_only_for_free_units() {
+        let mut line = Line::new(true);
+        for i in 0..10 {
+            line.join(cart(i));
+        }
+        let ttl = 60_000;
+        let t = Timestamp::from_millis(1_000);
+        // 3 free units: 3 admitted, however much the rate allows.
+        assert_eq!(line.admit_within(8, 3, t, ttl), 3);
+        assert_eq!(line.outstanding(t, ttl), 3);
+        assert_eq!(line.admit_within(8, 3, t, ttl), 0, "every free unit is claimed");
+        // Ticket 0 uses its pass: one unit fewer free, one claim fewer.
+        assert!(line.redeem(0, t, ttl));
+        assert!(!line.redeem(0, t, ttl), "once");
+        assert!(!line.redeem(5, t, ttl), "not admitted");
+        assert_eq!((line.outstanding(t, ttl), line.admit_within(8, 2, t, ttl)), (2, 0));
+        // Its hold is released: a unit is free again.
+        assert_eq!(line.admit_within(8, 3, t, ttl), 1);
+        // The unused passes lapse: their units go to the next in line.
+        let later = t.plus_millis(ttl);
+        assert_eq!(line.outstanding(later, ttl), 0);
+        assert!(!line.redeem(1, later, ttl), "a lapsed pass");
+        assert_eq!(line.admit_within(8, 3, later, ttl), 3);
+        assert_eq!(line.admitted(), 7);
+    }
+
+    #[test]
+    fn polls_follow_the_admission_rate_not_the_crowd() {
+        // After the draw: about when the place comes up, within POLL_MS.
+        assert_eq!(poll_after_ms(Some(1), 0, 10, 250, 0), 500);
+        assert_eq!(poll_after_ms(Some(2_500), 0, 10, 250, 0), 10_000);
+        assert_eq!(poll_after_ms(Some(10_000_000), 0, 10, 250, 0), 60_000);
+        // Reads per second of a whole line: about rate x (1 + ln(120)) for
+        // the first minute of admissions, plus the tail once a minute.
+        let load = |waiting: u64, rate: u64| -> f64 {
+            (1..=waiting).map(|p| 1_000.0 / poll_after_ms(Some(p), 0, waiting, rate, 0) as f64).sum()
+        };
+        let bound = |waiting: u64, rate: u64| rate as f64 * 6.0 + waiting.saturating_sub(60 * rate) as f64 / 60.0;
+        for (waiting, rate) in [(20_000, 250), (20_000, 10), (1_000_000, 250), (100, 5)] {
+            let l = load(waiting, rate);
+            assert!(l <= bound(waiting, rate), "{waiting} waiting at {rate}/s: {l:.0} reads/s");
+        }
+        // Before the draw: everyone after the start, spread over a window that
+        // grows with the pool (here 20,000 / (8 x 250) s = 10 s) and is fixed per ticket.
+        let first: Vec<u64> = (0..20_000).map(|seq| poll_after_ms(None, seq, 20_000, 250, 4_000)).collect();
+        assert!(first.iter().all(|ms| (4_500..4_500 + 10_000).contains(ms)));
+        let early = first.iter().filter(|ms| **ms < 4_500 + 5_000).count();
+        assert!((9_500..10_500).contains(&early), "{early} in the first half of the window");
+        assert_eq!(poll_after_ms(None, 7, 20_000, 250, 4_000), first[7]);
+        // Long before the start: once more 20 to 10 s before it.
+        assert!((0..50).all(|seq| (40_000..50_000).contains(&poll_after_ms(None, seq, 10, 250, 60_000))));
+        assert!(poll_after_ms(None, 7, 20, 250, 0) < 510, "a small pool comes back at once");
+    }
+
+    #[test]
+    fn a_published_line_answers_reads_like_the_actor() {
+        let sku = Sku::parse("ROOM-1").unwrap();
+        let rooms = Rooms::default();
+        let config = RoomConfig::new(10, 60).unwrap();
+        let mut line = Line::new(true);
+        let carts: Vec<CartId> = (0..5).map(|_| CartId::new()).collect();
+        for c in &carts {
+            line.join(c.as_uuid().as_u128());
+        }
+        let now = Timestamp::from_millis(10_000);
+        line.admit(2, now);
+        let stats = |line: &Line| RoomStats {
+            config,
+            paused: false,
+            sold_out: false,
+            drawn: true,
+            joined: line.len(),
+            admitted: line.admitted(),
+            waiting: line.waiting(),
+            sale_starts_at: None,
+        };
+        rooms.publish(&sku, Some(stats(&line)), Some(line.tickets()));
+        for (seq, c) in carts.iter().enumerate() {
+            let read = rooms.ticket(&sku, seq as u32, *c, now).unwrap().unwrap();
+            assert_eq!(read, ticket_view(line.tickets(), &stats(&line), seq as u32, false, now).unwrap());
+        }
+        let t = rooms.ticket(&sku, 2, carts[2], now).unwrap().unwrap();
+        assert_eq!((t.state, t.position, t.poll_after_ms), (TicketState::Waiting, Some(1), Some(500)));
+        assert!(matches!(rooms.ticket(&sku, 2, carts[0], now), Some(Err(QueueError::TicketNotFound))));
+        // Changes since the publication are not seen; a newer ticket is the actor's to answer.
+        line.admit(1, now);
+        line.join(CartId::new().as_uuid().as_u128());
+        assert_eq!(rooms.ticket(&sku, 2, carts[2], now).unwrap().unwrap().state, TicketState::Waiting);
+        assert!(rooms.ticket(&sku, 5, carts[0], now).is_none());
+        rooms.publish(&sku, Some(stats(&line)), Some(line.tickets()));
+        assert_eq!(rooms.ticket(&sku, 2, carts[2], now).unwrap().unwrap().state, TicketState::Admitted);
+        // A passivated room publishes no line: reads go to the actor.
+        rooms.publish(&sku, Some(stats(&line)), None);
+        assert!(rooms.ticket(&sku, 2, carts[2], now).is_none());
+        assert_eq!(rooms.config(&sku), Some(config));
+    }
+
+    #[test]
     fn room_settings_are_validated() {
         assert!(RoomConfig::new(50, 120).is_ok());
         assert_eq!(RoomConfig::new(0, 120), Err(RoomConfigError::Rate));
         assert_eq!(RoomConfig::new(MAX_ADMIT_PER_SECOND + 1, 120), Err(RoomConfigError::Rate));
         assert_eq!(RoomConfig::new(5, 9), Err(RoomConfigError::PassTtl));
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What happens to a room between two checks.
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Buyers join.
+        Join(u8),
+        /// A timer step that the rate allows `due` admissions in, `ms` later.
+        Tick { due: u8, ms: u16 },
+        /// The `n`-th admitted ticket's cart adds the product with its pass.
+        Buy(u16),
+        /// A cart's hold is released (abandoned, expired, removed).
+        Release,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (1u8..20).prop_map(Op::Join),
+            (0u8..30, 0u16..3_000).prop_map(|(due, ms)| Op::Tick { due, ms }),
+            any::<u16>().prop_map(Op::Buy),
+            Just(Op::Release),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the joins, timer steps, purchases and releases: unused
+        /// valid passes never outnumber the free units (admitted buyers find
+        /// stock), admission takes the line in order (the first `n` waiting,
+        /// the others move up by `n`), and a stored line comes back the same.
+        #[test]
+        fn admission_never_promises_more_than_is_free(
+            stock in 0u64..40,
+            ttl_ms in 1_000u64..5_000,
+            ops in proptest::collection::vec(op(), 1..120),
+        ) {
+            let mut line = Line::new(true);
+            let (mut free, mut held) = (stock, 0u64);
+            let mut now = Timestamp::from_millis(1_000_000);
+            let mut next_cart = 1u128;
+            for op in ops {
+                match op {
+                    Op::Join(n) => {
+                        for _ in 0..n {
+                            line.join(next_cart);
+                            next_cart += 1;
+                        }
+                    }
+                    Op::Tick { due, ms } => {
+                        now = now.plus_millis(u64::from(ms));
+                        let before: Vec<Option<Place>> = (0..line.len() as u32).map(|s| line.place(s)).collect();
+                        let n = line.admit_within(u64::from(due), free, now, ttl_ms);
+                        prop_assert!(n <= u64::from(due));
+                        for (seq, was) in before.iter().enumerate() {
+                            let is = line.place(seq as u32);
+                            match (was, is) {
+                                (Some(Place::Waiting { position: Some(p) }), Some(Place::Admitted { at })) => {
+                                    prop_assert!(*p <= n, "ticket {} admitted from place {} of {} admitted", seq, p, n);
+                                    prop_assert_eq!(at, now);
+                                }
+                                (Some(Place::Waiting { position: Some(p) }), Some(Place::Waiting { position: Some(q) })) => {
+                                    prop_assert!(*p > n && q == p - n, "place {} became {} after {} admitted", p, q, n);
+                                }
+                                (Some(a @ Place::Admitted { .. }), b) => prop_assert_eq!(Some(*a), b),
+                                (a, b) => prop_assert!(false, "ticket {}: {:?} -> {:?}", seq, a, b),
+                            }
+                        }
+                    }
+                    Op::Buy(k) => {
+                        let admitted = line.admitted();
+                        if admitted > 0 {
+                            let index = u64::from(k) % admitted;
+                            let seq = (0..line.len() as u32)
+                                .find(|s| line.tickets.pos_of.get(*s as usize) == Some(index as u32))
+                                .expect("every place has a ticket");
+                            if line.redeem(seq, now, ttl_ms) {
+                                prop_assert!(free > 0, "a valid unused pass found no free unit");
+                                free -= 1;
+                                held += 1;
+                            }
+                        }
+                    }
+                    Op::Release => {
+                        if held > 0 {
+                            held -= 1;
+                            free += 1;
+                        }
+                    }
+                }
+                prop_assert!(line.outstanding(now, ttl_ms) <= free,
+                    "{} unused passes for {} free units", line.outstanding(now, ttl_ms), free);
+            }
+            let back = Line::restore(line.stored()).expect("a stored line restores");
+            prop_assert_eq!(back.outstanding(now, ttl_ms), line.outstanding(now, ttl_ms));
+            for seq in 0..line.len() as u32 {
+                prop_assert_eq!(back.place(seq), line.place(seq));
+            }
+        }
     }
 }

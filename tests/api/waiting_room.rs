@@ -102,9 +102,10 @@ async fn put_with_pass(api: &Api, cart: &TestCart, sku: &str, pass: Option<&str>
     req.send().await.unwrap()
 }
 
-/// Joins `n` new carts, `concurrency` at a time; returns (cart, ticket id) in join order.
+/// Joins `n` new carts, 64 at a time; returns (cart, ticket id) in join order
+/// (ticket numbers follow arrival at the server).
 async fn join_many(api: &Api, sku: &str, n: usize) -> Vec<(TestCart, String)> {
-    futures::stream::iter(0..n)
+    let mut tickets: Vec<(TestCart, String)> = futures::stream::iter(0..n)
         .map(|_| async {
             let cart = api.new_cart().await;
             let t = joined(api, &cart, sku).await;
@@ -112,7 +113,9 @@ async fn join_many(api: &Api, sku: &str, n: usize) -> Vec<(TestCart, String)> {
         })
         .buffered(64)
         .collect()
-        .await
+        .await;
+    tickets.sort_by_key(|(_, id)| id.parse::<u64>().unwrap());
+    tickets
 }
 
 async fn room(api: &Api, sku: &str) -> Value {
@@ -283,6 +286,77 @@ async fn cart_edits_need_a_valid_pass_for_their_own_cart() {
     assert_eq!(other.set("PLAIN-1", 1).await.status(), StatusCode::OK, "no pass needed without a room");
 }
 
+/// Reads every ticket; returns the admitted ones (cart, ticket) and the rest's
+/// poll hints.
+async fn split_admitted<'a>(api: &Api, sku: &str, tickets: &'a [(TestCart, String)]) -> Vec<(&'a TestCart, Value)> {
+    let mut admitted = Vec::new();
+    for (cart, id) in tickets {
+        let t = ticket(api, cart, sku, id).await;
+        if t["state"] == "admitted" {
+            assert_eq!(t["poll_after_ms"], Value::Null, "an admitted ticket needs no more polls");
+            admitted.push((cart, t));
+        } else {
+            assert_eq!(t["state"], "waiting");
+            let poll = t["poll_after_ms"].as_u64().expect("a waiting ticket says when to come back");
+            assert!((500..=60_000).contains(&poll), "poll after {poll} ms");
+        }
+    }
+    admitted
+}
+
+/// Watches the room for `window` and asserts it admits exactly `n` all along.
+async fn admitted_stays(api: &Api, sku: &str, n: u64, window: Duration) {
+    let t0 = Instant::now();
+    eventually(window * 2, "the end of the observation window", || async {
+        assert_eq!(room(api, sku).await["admitted"], n, "admitted beyond the free units");
+        (t0.elapsed() >= window).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn admission_stops_at_the_units_a_pass_can_still_buy() {
+    let dir = data_dir();
+    let p = start(&dir).await;
+    let sku = "CAP-1";
+    // 3 units, 50 admissions a second, passes valid 10 s.
+    put_product(&p, sku, 3, None, Some((50, 10))).await;
+    admin(&p, &format!("/v1/admin/products/{sku}/queue/pause")).await;
+    let tickets = join_many(&p, sku, 8).await;
+    assert!(split_admitted(&p, sku, &tickets).await.is_empty());
+
+    // Three free units: three passes, however much the rate allows (it would
+    // admit all 8 within 200 ms).
+    admin(&p, &format!("/v1/admin/products/{sku}/queue/resume")).await;
+    eventually(Duration::from_secs(5), "3 admitted", || async { (room(&p, sku).await["admitted"] == 3).then_some(()) })
+        .await;
+    admitted_stays(&p, sku, 3, Duration::from_secs(1)).await;
+    let admitted = split_admitted(&p, sku, &tickets).await;
+    assert_eq!(admitted.len(), 3);
+
+    // One buys with its pass: one unit fewer free, one claim fewer: still 3.
+    let (buyer, t) = &admitted[0];
+    assert_eq!(put_with_pass(&p, buyer, sku, t["pass"].as_str()).await.status(), StatusCode::OK);
+    assert_eq!(buyer.checkout("cap-1").await.status(), StatusCode::CREATED);
+    // Another adds with its pass, then changes its mind: the released unit
+    // goes to the next in line.
+    let (leaver, t) = &admitted[1];
+    assert_eq!(put_with_pass(&p, leaver, sku, t["pass"].as_str()).await.status(), StatusCode::OK);
+    admitted_stays(&p, sku, 3, Duration::from_millis(500)).await;
+    assert_eq!(leaver.set(sku, 0).await.status(), StatusCode::OK);
+    eventually(Duration::from_secs(5), "a 4th admitted", || async {
+        (room(&p, sku).await["admitted"] == 4).then_some(())
+    })
+    .await;
+    // The third never uses its pass: once it lapses (10 s), its unit is the next one's.
+    eventually(Duration::from_secs(20), "a 5th admitted", || async {
+        (room(&p, sku).await["admitted"] == 5).then_some(())
+    })
+    .await;
+    let r = room(&p, sku).await;
+    assert_eq!((r["sold_out"].as_bool(), r["waiting"].as_u64()), (Some(false), Some(3)));
+}
+
 #[tokio::test]
 async fn a_sell_out_closes_the_line_at_once() {
     let dir = data_dir();
@@ -304,6 +378,7 @@ async fn a_sell_out_closes_the_line_at_once() {
     let mut seen = String::new();
 
     admin(&p, &format!("/v1/admin/products/{sku}/queue/resume")).await;
+    // Two units: the first two in line are admitted, and nobody else.
     for (cart, id) in &tickets[..2] {
         let t = wait_admitted(&p, cart, sku, id).await;
         assert_eq!(put_with_pass(&p, cart, sku, t["pass"].as_str()).await.status(), StatusCode::OK);

@@ -922,6 +922,14 @@ export interface components {
             pass_expires_at?: string | null;
             /**
              * Format: int64
+             * @description When to read the ticket again, in milliseconds (waiting tickets; `null`
+             *     once it is no longer waiting): about when it may be admitted, between 0.5
+             *     and 60 s, so polling keeps pace with admission. Before the sale starts it
+             *     points past the start, spread over a few seconds per ticket.
+             */
+            poll_after_ms?: number | null;
+            /**
+             * Format: int64
              * @description 1-based place among those waiting; `null` before the start draw (everyone
              *     who joined before the sale starts is placed in random order then) and
              *     once the ticket is no longer waiting.

@@ -8,8 +8,9 @@
  * page sends as `Waiting-Room-Pass` when adding the product.
  *
  * `follow` keeps a ticket live: the ticket's Server-Sent Events stream (read with
- * fetch, since it needs the cart token), and while that is down a poll every
- * few seconds, until the ticket is no longer waiting.
+ * fetch, since it needs the cart token), and while that is down a poll when the
+ * ticket says (`poll_after_ms`: about when its place may come up, so a crowd's
+ * polls keep pace with admission), until the ticket is no longer waiting.
  */
 import { defineStore } from 'pinia'
 import { reactive } from 'vue'
@@ -23,8 +24,14 @@ export type StreamFetch = (url: string, init: RequestInit) => Promise<Response>
 
 export const WAITING_STORAGE_KEY = 'flashcore.waiting.v1'
 
-/** Seconds between polls while the live stream is down. */
+/** Seconds between polls while the live stream is down, for a ticket that gives no hint. */
 export const POLL_SECONDS = 3
+
+/** Milliseconds until the next read of `t` while the live stream is down: the server's hint. */
+export function pollDelayMs(t: Ticket | null | undefined): number {
+  const hint = t?.poll_after_ms
+  return typeof hint === 'number' && hint > 0 ? hint : POLL_SECONDS * 1000
+}
 
 function storage(): Storage | undefined {
   return globalThis.localStorage
@@ -155,7 +162,7 @@ export const useWaitingRoomStore = defineStore('waitingRoom', () => {
         }
         if (!waiting()) return
         await new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, POLL_SECONDS * 1000)
+          timer = setTimeout(resolve, pollDelayMs(tickets[sku]))
         })
         if (!waiting()) return
         try {

@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import type { Ticket } from '@/api/client'
 import { SseParser } from '@/lib/sse'
 import { useCartStore } from '@/stores/cart'
-import { POLL_SECONDS, WAITING_STORAGE_KEY, passUsable, progress, useWaitingRoomStore, type StreamFetch } from '@/stores/waitingRoom'
+import { POLL_SECONDS, WAITING_STORAGE_KEY, passUsable, pollDelayMs, progress, useWaitingRoomStore, type StreamFetch } from '@/stores/waitingRoom'
 import { cartWith, emptyCart, fakeServer, json, problem } from './fakeServer'
 
 beforeEach(() => {
@@ -25,6 +25,7 @@ function ticket(extra: Partial<Ticket> = {}): Ticket {
     state: 'waiting',
     position: 40,
     estimated_wait_secs: 4,
+    poll_after_ms: null,
     pass: null,
     pass_expires_at: null,
     joined: 100,
@@ -124,6 +125,25 @@ describe('waiting room store', () => {
     await vi.advanceTimersByTimeAsync(POLL_SECONDS * 1000 + 10)
     await vi.waitFor(() => expect(room.tickets[SKU]?.state).toBe('sold-out'))
     expect(room.live[SKU] ?? false).toBe(false)
+    stop()
+  })
+
+  it('polls when the ticket says, while the stream is down', async () => {
+    vi.useFakeTimers({ shouldAdvanceTime: true })
+    let t = ticket({ poll_after_ms: 20_000 })
+    server(() => t)
+    const room = useWaitingRoomStore()
+    await room.join(SKU)
+    await room.refresh(SKU)
+    const down = vi.fn<StreamFetch>(() => Promise.resolve(new Response('no', { status: 503 })))
+    const stop = room.follow(SKU, down)
+    t = ticket({ state: 'sold-out', position: null })
+    await vi.advanceTimersByTimeAsync(POLL_SECONDS * 1000 + 10)
+    expect(room.tickets[SKU]?.state).toBe('waiting')
+    await vi.advanceTimersByTimeAsync(20_000)
+    await vi.waitFor(() => expect(room.tickets[SKU]?.state).toBe('sold-out'))
+    expect(pollDelayMs(ticket({ poll_after_ms: 1_500 }))).toBe(1_500)
+    expect(pollDelayMs(ticket())).toBe(POLL_SECONDS * 1000)
     stop()
   })
 

@@ -91,10 +91,11 @@ pub async fn set_item(
         .with("max", MAX_LINE_QUANTITY));
     }
     let engine = s.engine()?;
-    if body.quantity > 0 {
-        waiting_room::require_pass(&s.tokens, &engine, &headers, &id, &sku)?;
+    let with_pass = body.quantity > 0 && waiting_room::require_pass(&s.tokens, &engine, &headers, &id, &sku)?;
+    let cart = engine.set_quantity(id, sku.clone(), body.quantity).await?;
+    if with_pass {
+        engine.pass_redeemed(&sku, id).await;
     }
-    let cart = engine.set_quantity(id, sku, body.quantity).await?;
     Ok(Json(CartBody(cart)))
 }
 

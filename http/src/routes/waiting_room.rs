@@ -76,16 +76,17 @@ pub fn join_path(sku: &Sku) -> String {
 
 /// The check cart edits of a product with a waiting room pass: a valid
 /// `Waiting-Room-Pass` for this cart and SKU, else 409 `waiting-room-required`
-/// saying where to join.
+/// saying where to join. `Ok(true)` when a pass was checked (the room is then
+/// told once the edit went through), `Ok(false)` for a product without a room.
 pub fn require_pass(
     tokens: &CartTokens,
     engine: &Engine,
     headers: &HeaderMap,
     cart: &CartId,
     sku: &Sku,
-) -> ApiResult<()> {
+) -> ApiResult<bool> {
     if engine.waiting_room(sku).is_none() {
-        return Ok(());
+        return Ok(false);
     }
     let refuse = |reason: &'static str, detail: &str| {
         ApiError::new(StatusCode::CONFLICT, "waiting-room-required", "Waiting room", detail.to_owned())
@@ -98,7 +99,7 @@ pub fn require_pass(
     };
     let pass = raw.to_str().map_err(|_| refuse("invalid", "The Waiting-Room-Pass is not valid."))?;
     match tokens.verify_pass(pass, cart, sku, flashcore_actors::clock::now()) {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(true),
         Err(PassError::Expired) => Err(refuse("expired", "The Waiting-Room-Pass has expired: join the line again.")),
         Err(PassError::Invalid) => {
             Err(refuse("invalid", "The Waiting-Room-Pass is not valid for this cart and product."))
@@ -148,6 +149,11 @@ pub struct TicketDto {
     pub position: Option<u64>,
     /// Seconds until admission, estimated from the rate (and the sale start).
     pub estimated_wait_secs: u64,
+    /// When to read the ticket again, in milliseconds (waiting tickets; `null`
+    /// once it is no longer waiting): about when it may be admitted, between 0.5
+    /// and 60 s, so polling keeps pace with admission. Before the sale starts it
+    /// points past the start, spread over a few seconds per ticket.
+    pub poll_after_ms: Option<u64>,
     /// The pass to send as `Waiting-Room-Pass` when adding the product (admitted tickets).
     pub pass: Option<String>,
     /// When the pass stops being valid (RFC 3339).
@@ -190,6 +196,7 @@ impl TicketDto {
             state: v.state.into(),
             position: v.position,
             estimated_wait_secs: v.estimated_wait_secs,
+            poll_after_ms: v.poll_after_ms,
             pass,
             pass_expires_at: v.pass_expires_at.map(rfc3339),
             joined: v.room.joined,
@@ -314,39 +321,10 @@ struct Follow {
 }
 
 impl Follow {
-    /// The ticket after the room changed to `room`: derived from the figures
-    /// while it only moves up the line; read from the actor when it may have
-    /// been drawn or admitted (once per such step).
-    async fn next(&mut self, room: RoomStats) -> Option<TicketView> {
-        let v = &self.view;
-        if v.state != TicketState::Waiting {
-            return None;
-        }
-        if room.sold_out {
-            let mut sold = v.clone();
-            sold.state = TicketState::SoldOut;
-            sold.position = None;
-            sold.estimated_wait_secs = 0;
-            sold.room = room;
-            return Some(sold);
-        }
-        // 0-based index in the line: fixed once drawn.
-        let index = v.position.map(|p| p - 1 + v.room.admitted);
-        let ask = match index {
-            None => room.drawn,
-            Some(i) => i < room.admitted,
-        };
-        if ask {
-            return self.engine.queue_ticket(&self.sku, v.ticket, self.cart).await.ok();
-        }
-        let mut next = v.clone();
-        if let Some(i) = index {
-            let position = i - room.admitted + 1;
-            next.position = Some(position);
-            next.estimated_wait_secs = position.div_ceil(u64::from(room.config.admit_per_second.max(1)));
-        }
-        next.room = room;
-        Some(next)
+    /// The ticket after its room changed: read again (from the line the queue
+    /// actor published with the change, so a stream costs the actor nothing).
+    async fn next(&mut self) -> Option<TicketView> {
+        self.engine.queue_ticket(&self.sku, self.view.ticket, self.cart).await.ok()
     }
 }
 
@@ -384,8 +362,8 @@ pub async fn ticket_events(
             if f.view.state != TicketState::Waiting || f.rooms.changed().await.is_err() {
                 return None;
             }
-            let room = f.rooms.borrow_and_update().clone();
-            f.view = f.next(room).await?;
+            f.rooms.borrow_and_update();
+            f.view = f.next().await?;
         }
     });
     let mut shutdown = s.shutdown.clone();
