@@ -4,12 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use flashcore_actors::breaker::BreakerConfig;
+use flashcore_actors::budget::CheckoutBudget;
 use flashcore_actors::ownership::{LeaseConfig, Ownership};
 use flashcore_actors::payments::TestPayments;
 use flashcore_actors::ports::{
@@ -23,11 +24,13 @@ use flashcore_test_support::eventually;
 
 /// The real in-memory journal, except that the next append commits and then
 /// reports a failure (`lose_next`), or fails without committing (`fail_next`),
-/// and that reads of orders fail while `reads_down`.
+/// or takes `slow_next_ms` before it commits, and that reads of orders fail
+/// while `reads_down`.
 struct LostAck {
     inner: MemoryJournal,
     lose_next: AtomicBool,
     fail_next: AtomicBool,
+    slow_next_ms: AtomicU64,
     reads_down: AtomicBool,
 }
 
@@ -37,6 +40,7 @@ impl LostAck {
             inner: MemoryJournal::new(Arc::clone(&stores.leases)),
             lose_next: AtomicBool::new(false),
             fail_next: AtomicBool::new(false),
+            slow_next_ms: AtomicU64::new(0),
             reads_down: AtomicBool::new(false),
         }
     }
@@ -71,6 +75,10 @@ impl Journal for LostAck {
     async fn append(&self, batch: &[JournalEntry], fence: &Fence) -> Result<Vec<AppendOutcome>, StoreError> {
         if self.fail_next.swap(false, Ordering::SeqCst) {
             return Err(StoreError::Unavailable("connection reset before COMMIT".into()));
+        }
+        let slow = self.slow_next_ms.swap(0, Ordering::SeqCst);
+        if slow > 0 {
+            tokio::time::sleep(Duration::from_millis(slow)).await;
         }
         let written = self.inner.append(batch, fence).await?;
         if self.lose_next.swap(false, Ordering::SeqCst) {
@@ -151,6 +159,16 @@ async fn a_checkout_whose_commit_acknowledgment_was_lost_is_reconciled_not_relea
 /// An engine over `journal` and `payments`, selling 10 units of one SKU, with a
 /// cart holding 3 of them.
 async fn sale(journal: Arc<LostAck>, stores: MemoryStores, payments: Arc<RecordingPayments>) -> (Engine, Sku, CartId) {
+    sale_within(journal, stores, payments, EngineConfig::default()).await
+}
+
+/// [`sale`] on an engine configured like `cfg`.
+async fn sale_within(
+    journal: Arc<LostAck>,
+    stores: MemoryStores,
+    payments: Arc<RecordingPayments>,
+    cfg: EngineConfig,
+) -> (Engine, Sku, CartId) {
     let ports = Ports {
         journal,
         snapshots: stores.snapshots,
@@ -162,7 +180,7 @@ async fn sale(journal: Arc<LostAck>, stores: MemoryStores, payments: Arc<Recordi
     let ownership = Ownership::hold(stores.leases, owner, LeaseConfig::default()).await;
     // The journal's failures here are the point: the breaker must not open on them.
     let breaker = BreakerConfig { failures: 100, ..BreakerConfig::default() };
-    let engine = Engine::start(EngineConfig { breaker, ..EngineConfig::default() }, ports, ownership).await.unwrap();
+    let engine = Engine::start(EngineConfig { breaker, ..cfg }, ports, ownership).await.unwrap();
     let sku = Sku::parse("UNKNOWN-OUTCOME").unwrap();
     let product = Product::new(sku.clone(), "t", "", Money::new(100, Currency::EUR).unwrap(), None, None).unwrap();
     engine.upsert_product(product).await.unwrap();
@@ -252,5 +270,99 @@ async fn an_unknown_outcome_that_was_not_journaled_is_undone_once_the_journal_an
         ((stock.sold, stock.held, stock.available) == (3, 0, 7)).then_some(())
     })
     .await;
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_journal_write_past_its_budget_keeps_the_checkout_unresolved_until_it_lands() {
+    // Arrange: the journal step may take 100 ms; the order's write takes 800.
+    let stores = MemoryStores::default();
+    let journal = Arc::new(LostAck::new(&stores));
+    let payments = Arc::new(RecordingPayments::default());
+    let budget = CheckoutBudget { journal: Duration::from_millis(100), ..CheckoutBudget::default() };
+    let cfg = EngineConfig { budget, ..EngineConfig::default() };
+    let (engine, sku, cart) = sale_within(Arc::clone(&journal), stores, Arc::clone(&payments), cfg).await;
+    journal.slow_next_ms.store(800, Ordering::SeqCst);
+
+    // Act: the checkout gives up waiting; a retry comes while the write still runs.
+    let req = CheckoutRequest { payment_token: "tok_visa".into(), email: None, idempotency_key: "k".into() };
+    assert_eq!(engine.checkout(cart, req.clone()).await.unwrap_err().code(), "unavailable");
+    let retry = engine.checkout(cart, req.clone()).await.unwrap_err();
+
+    // Assert: 503 both times, and the units stay held, the payment kept.
+    assert_eq!(retry.code(), "unavailable");
+    assert!(retry.to_string().contains("still being written"), "{retry}");
+    let stock = engine.availability(&sku).await.unwrap();
+    assert_eq!((stock.sold, stock.held, stock.available), (0, 3, 7));
+    assert!(payments.voided.lock().unwrap().is_empty());
+
+    // Once the write lands, the retry answers the order it wrote, sold, never voided.
+    let (order, _) = eventually(Duration::from_secs(5), "the late write to settle the checkout", || async {
+        engine.checkout(cart, req.clone()).await.ok()
+    })
+    .await;
+    assert_eq!(journal.inner.order_for_cart(cart).await.unwrap().unwrap().id, order.id);
+    eventually(Duration::from_secs(5), "the units to become sold", || async {
+        let stock = engine.availability(&sku).await.unwrap();
+        ((stock.sold, stock.held, stock.available) == (3, 0, 7)).then_some(())
+    })
+    .await;
+    assert!(payments.voided.lock().unwrap().is_empty());
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_write_that_failed_before_commit_is_undone_at_once_when_the_journal_says_so() {
+    // Arrange
+    let stores = MemoryStores::default();
+    let journal = Arc::new(LostAck::new(&stores));
+    let payments = Arc::new(RecordingPayments::default());
+    let (engine, sku, cart) = sale(Arc::clone(&journal), stores, Arc::clone(&payments)).await;
+
+    // Act: the write fails before COMMIT; the journal answers that nothing was written.
+    journal.fail_next.store(true, Ordering::SeqCst);
+    let req = CheckoutRequest { payment_token: "tok_visa".into(), email: None, idempotency_key: "k".into() };
+    let err = engine.checkout(cart, req.clone()).await.unwrap_err();
+
+    // Assert: 503 at once, the authorization voided, the prepared units back in the
+    // cart's hold (not sold, not resold), and a retry places the order.
+    assert_eq!(err.code(), "unavailable");
+    assert_eq!(journal.inner.order_for_cart(cart).await.unwrap(), None);
+    assert_eq!(payments.voided.lock().unwrap().len(), 1, "the failed attempt's authorization is voided");
+    let stock = engine.availability(&sku).await.unwrap();
+    assert_eq!((stock.sold, stock.held, stock.available), (0, 3, 7));
+    let (order, replayed) = engine.checkout(cart, req).await.expect("the retry succeeds");
+    assert!(!replayed);
+    assert_eq!(journal.inner.order_for_cart(cart).await.unwrap().unwrap().id, order.id);
+    assert_eq!(payments.voided.lock().unwrap().len(), 1);
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hold_the_sku_lost_in_a_crash_fails_the_checkout_as_stock_lost() {
+    // Arrange: nothing is written behind (the holds exist only in the SKU
+    // actor's memory), then the SKU actor crashes and recovers without them.
+    let stores = MemoryStores::default();
+    let journal = Arc::new(LostAck::new(&stores));
+    let payments = Arc::new(RecordingPayments::default());
+    let cfg = EngineConfig { flush_interval: Duration::from_secs(3600), ..EngineConfig::default() };
+    let (engine, sku, cart) = sale_within(Arc::clone(&journal), stores, Arc::clone(&payments), cfg).await;
+    engine.inject_sku_failure(&sku).await.unwrap();
+    eventually(Duration::from_secs(5), "the SKU to recover without the hold", || async {
+        let stock = engine.availability(&sku).await.ok()?;
+        (stock.held == 0).then_some(())
+    })
+    .await;
+
+    // Act
+    let req = CheckoutRequest { payment_token: "tok_visa".into(), email: None, idempotency_key: "k".into() };
+    let err = engine.checkout(cart, req).await.unwrap_err();
+
+    // Assert: 409 stock-lost, nothing written, nothing charged or sold.
+    assert_eq!(err.code(), "stock-lost");
+    assert_eq!(journal.inner.order_for_cart(cart).await.unwrap(), None);
+    assert!(payments.voided.lock().unwrap().is_empty());
+    let stock = engine.availability(&sku).await.unwrap();
+    assert_eq!((stock.sold, stock.held), (0, 0));
     engine.shutdown().await;
 }
