@@ -644,13 +644,13 @@ impl Ownership {
     }
 
     /// The live members and the shard map as the store has them now, and this
-    /// node's moves by [`placement::plan`]: the shards whose unexpired leases it
-    /// holds, and what it should take or hand off.
+    /// node's moves by [`placement::plan`]: the unexpired leases it holds, and
+    /// what it should take or hand off.
     ///
     /// A member is live unless it left, or its heartbeat is more than two TTLs
     /// older than the newest one (compared on the store's clock only); this
     /// node counts as live.
-    async fn plan_round(&self, store: &dyn LeaseStore) -> Result<(Vec<ShardId>, Moves), StoreError> {
+    async fn plan_round(&self, store: &dyn LeaseStore) -> Result<(Vec<Lease>, Moves), StoreError> {
         let members = store.members().await?;
         let rows = store.leases().await?;
         let me = self.owner.to_string();
@@ -668,17 +668,20 @@ impl Ownership {
         }
         let now = crate::clock::now();
         let mut owners: Vec<Option<String>> = vec![None; self.cfg.shards.count() as usize];
+        let mut mine = Vec::new();
         for row in rows {
             if let (Some(o), Some(slot)) =
                 (row.owner.filter(|_| row.expires_at > now), owners.get_mut(row.shard.get() as usize))
             {
+                if o == self.owner {
+                    mine.push(Lease { shard: row.shard, epoch: row.epoch });
+                }
                 *slot = Some(o.to_string());
             }
         }
         let owner_refs: Vec<Option<&str>> = owners.iter().map(Option::as_deref).collect();
         let live_refs: Vec<&str> = live.iter().map(String::as_str).collect();
         let moves = placement::plan(self.cfg.shards, &owner_refs, &live_refs, &me, MAX_MOVES);
-        let mine = self.cfg.shards.all().filter(|s| owner_refs[s.get() as usize] == Some(me.as_str())).collect();
         Ok((mine, moves))
     }
 
@@ -688,16 +691,12 @@ impl Ownership {
     /// takes them at once.
     async fn share_to_take(&self, store: &dyn LeaseStore) -> Result<Vec<ShardId>, StoreError> {
         let (mine, moves) = self.plan_round(store).await?;
-        if !moves.release.is_empty() {
-            let rows = store.leases().await?;
-            let leases: Vec<Lease> = rows
-                .iter()
-                .filter(|r| moves.release.contains(&r.shard) && r.owner.as_ref() == Some(&self.owner))
-                .map(|r| Lease { shard: r.shard, epoch: r.epoch })
-                .collect();
-            store.release(&self.owner, &leases).await?;
+        let (release, keep): (Vec<Lease>, Vec<Lease>) =
+            mine.into_iter().partition(|l| moves.release.contains(&l.shard));
+        if !release.is_empty() {
+            store.release(&self.owner, &release).await?;
         }
-        let mut wanted: Vec<ShardId> = mine.into_iter().filter(|s| !moves.release.contains(s)).collect();
+        let mut wanted: Vec<ShardId> = keep.into_iter().map(|l| l.shard).collect();
         wanted.extend(moves.take);
         wanted.sort_unstable();
         wanted.dedup();
