@@ -551,6 +551,21 @@ pub fn data_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
 
+/// Starts the binary with `env` (on a free port, in a fresh data directory)
+/// expecting it to refuse to start: asserts it exits unsuccessfully within
+/// 30 s and returns what it printed (stdout and stderr).
+pub async fn refused_start(env: &[(&str, &str)]) -> String {
+    let data = data_dir();
+    let out = tokio::process::Command::new(flashcore_binary())
+        .env("FLASHCORE_DATA_DIR", data.path())
+        .env("FLASHCORE_ADDR", "127.0.0.1:0")
+        .envs(env.iter().copied())
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), out).await.expect("exits at once").expect("runs");
+    assert!(!out.status.success(), "{env:?} started");
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+}
+
 /// A TCP proxy between flashcore and a service that a test can cut and restore,
 /// so outage tests never stop the machine's shared services.
 #[derive(Debug)]

@@ -261,15 +261,7 @@ async fn cluster_mode_needs_postgres_and_a_valid_node_id() {
         (vec![("FLASHCORE_NODE_ID", "node-a"), ("FLASHCORE_STORE", "memory")], "needs the Postgres store"),
         (vec![("FLASHCORE_NODE_ID", "no spaces"), ("DATABASE_URL", "postgres://127.0.0.1/x")], "FLASHCORE_NODE_ID"),
     ] {
-        let data = flashcore_tests::data_dir();
-        let out = tokio::process::Command::new(flashcore_tests::flashcore_binary())
-            .env("FLASHCORE_DATA_DIR", data.path())
-            .env("FLASHCORE_ADDR", "127.0.0.1:0")
-            .envs(env.iter().copied())
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(30), out).await.expect("exits at once").unwrap();
-        assert!(!out.status.success(), "{env:?} started");
-        let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        let said = flashcore_tests::refused_start(&env).await;
         assert!(said.contains(says), "{env:?}: {said}");
     }
 }

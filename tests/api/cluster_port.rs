@@ -114,15 +114,7 @@ async fn a_node_port_without_an_identity_or_on_the_public_port_does_not_start() 
             ("FLASHCORE_CLUSTER_SECRET", SECRET),
         ],
     ] {
-        let data = data_dir();
-        let out = tokio::process::Command::new(flashcore_tests::flashcore_binary())
-            .env("FLASHCORE_DATA_DIR", data.path())
-            .env("FLASHCORE_ADDR", "127.0.0.1:0")
-            .envs(env.iter().copied())
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(30), out).await.expect("exits at once").unwrap();
-        assert!(!out.status.success(), "{env:?} started");
-        let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        let said = flashcore_tests::refused_start(&env).await;
         assert!(said.contains("FLASHCORE_CLUSTER"), "{env:?}: {said}");
     }
 }
