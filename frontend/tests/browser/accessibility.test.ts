@@ -161,6 +161,9 @@ describe('accessibility', () => {
     // A search that matches nothing shows its own text, still fitting.
     await page.getByLabel('Search').fill('no such thing anywhere')
     await expect.poll(() => page.locator('[data-testid=product-card]').count()).toBe(0)
+    // Checked once the search has settled (its text shown), not while the
+    // catalog's last pages are still loading and the button is being replaced.
+    await page.getByText('Nothing matches').waitFor()
     await expectLabelledAndFits(page, 'catalog, no match')
     await page.getByLabel('Search').fill('')
 
