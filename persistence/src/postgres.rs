@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use flashcore_actors::ports::{
-    AppendOutcome, Catalog, EntityKind, FactCursor, Fence, Journal, Lease, LeaseRow, LeaseStore, Member, MemberStatus,
-    Owner, SnapshotRecord, SnapshotStore, StoreError,
+    AppendOutcome, Catalog, EntityKind, FactCursor, Fence, ForeignLease, Journal, Lease, LeaseRow, LeaseStore, Member,
+    MemberStatus, Owner, SnapshotRecord, SnapshotStore, StoreError,
 };
 use flashcore_domain::{
     CartId, JournalEntry, JournalPos, Order, OrderId, Product, ShardId, Shards, Sku, StockFact, StockFactKind,
@@ -179,8 +179,10 @@ const ORDER_COLUMNS: &str = "order_id::text AS order_id, cart_id::text AS cart_i
                              currency, email, payment_ref, created_at_ms";
 
 /// Writes one batch in one statement (so one implicit transaction and one round
-/// trip): checks the writer's fence (`flashcore_fence`, which keeps the lease
-/// rows locked until commit), takes the append lock, draws `$6` positions and
+/// trip): checks the writer's fence (`flashcore_fence`, which holds the fence
+/// lock shared until commit), then the other nodes' leases the batch relies on
+/// (`flashcore_fence_foreign`, `$33`–`$37`; skipped without a call when there
+/// are none, the usual batch), takes the append lock, draws `$6` positions and
 /// numbers them in increasing order (`p`: entry number → position), then inserts
 /// the orders (skipping duplicates, earlier entries first), the lines and sold
 /// facts of the orders actually written, and the operator facts. Rows name their
@@ -190,8 +192,12 @@ const ORDER_COLUMNS: &str = "order_id::text AS order_id, cart_id::text AS cart_i
 const APPEND: &str = "\
 WITH fence AS MATERIALIZED (
     SELECT flashcore_fence($1, $2, $3::int4[], $4::int8[]) AS ok
+), foreign_fence AS MATERIALIZED (
+    SELECT CASE WHEN cardinality($33::int4[]) = 0 THEN TRUE
+                ELSE flashcore_fence_foreign($33::int4[], $34::int8[], $35::text[], $36::int8[], $37::int8[]) END AS ok
+    FROM fence
 ), lk AS MATERIALIZED (
-    SELECT pg_advisory_xact_lock($5) FROM fence
+    SELECT pg_advisory_xact_lock($5) FROM foreign_fence
 ), p AS MATERIALIZED (
     SELECT row_number() OVER (ORDER BY s.pos) AS i, s.pos
     FROM (SELECT nextval('journal_pos_seq') AS pos FROM lk, generate_series(1, $6)) AS s
@@ -231,6 +237,30 @@ fn fence_columns(claims: &[Lease]) -> Result<(Vec<i32>, Vec<i64>), StoreError> {
     let shards = claims.iter().map(|c| c.shard).collect::<Vec<_>>();
     let epochs = claims.iter().map(|c| to_i64(c.epoch)).collect::<Result<_, _>>()?;
     Ok((shard_numbers(&shards), epochs))
+}
+
+/// Other nodes' leases as the arrays `flashcore_fence_foreign` takes.
+#[derive(Default)]
+struct ForeignColumns {
+    shards: Vec<i32>,
+    epochs: Vec<i64>,
+    nodes: Vec<String>,
+    generations: Vec<i64>,
+    until_ms: Vec<i64>,
+}
+
+impl ForeignColumns {
+    fn of(claims: &[ForeignLease]) -> Result<Self, StoreError> {
+        let shards = shard_numbers(&claims.iter().map(|f| f.shard).collect::<Vec<_>>());
+        let mut c = ForeignColumns { shards, ..ForeignColumns::default() };
+        for f in claims {
+            c.epochs.push(to_i64(f.epoch)?);
+            c.nodes.push(f.owner.node.clone());
+            c.generations.push(to_i64(f.owner.generation)?);
+            c.until_ms.push(to_i64(f.until.as_millis())?);
+        }
+        Ok(c)
+    }
 }
 
 /// The columns of one batch, as arrays for `UNNEST`; rows name their entry by
@@ -328,6 +358,7 @@ impl Journal for PgStore {
         }
         let n = i64::try_from(batch.len()).map_err(|_| StoreError::Unavailable("batch too large".into()))?;
         let (shards, epochs) = fence_columns(&fence.claims_for_entries(batch))?;
+        let foreign = ForeignColumns::of(&fence.foreign_claims_for_entries(batch))?;
         let mut c = BatchColumns::default();
         for (entry, number) in batch.iter().zip(1..) {
             match entry {
@@ -368,6 +399,11 @@ impl Journal for PgStore {
             .bind(&c.fact_hold_id)
             .bind(&c.fact_of_order)
             .bind(&c.fact_epoch)
+            .bind(&foreign.shards)
+            .bind(&foreign.epochs)
+            .bind(&foreign.nodes)
+            .bind(&foreign.generations)
+            .bind(&foreign.until_ms)
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;

@@ -19,11 +19,18 @@ fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
 /// SQLSTATE of Postgres' `flashcore_fence` when a writer's epochs are stale.
 pub const FENCED_SQLSTATE: &str = "FC409";
 
-/// A `sqlx::Error` as a [`StoreError`]: the fence's refusal as
-/// [`StoreError::Fenced`], anything else as unavailable.
+/// SQLSTATE of Postgres' `flashcore_fence_foreign` when another node's lease a
+/// write relied on is no longer current.
+pub const MOVED_SQLSTATE: &str = "FC410";
+
+/// A `sqlx::Error` as a [`StoreError`]: the fences' refusals as
+/// [`StoreError::Fenced`] and [`StoreError::Moved`], anything else as unavailable.
 pub fn db(e: sqlx::Error) -> StoreError {
-    let fenced = e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == FENCED_SQLSTATE);
-    if fenced { StoreError::Fenced(e.to_string()) } else { StoreError::Unavailable(e.to_string()) }
+    match e.as_database_error().and_then(|d| d.code()).as_deref() {
+        Some(FENCED_SQLSTATE) => StoreError::Fenced(e.to_string()),
+        Some(MOVED_SQLSTATE) => StoreError::Moved(e.to_string()),
+        _ => StoreError::Unavailable(e.to_string()),
+    }
 }
 
 /// Parses a stored SKU.
