@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use dashmap::DashMap;
 use flashcore_actors::ports::{
-    AppendOutcome, AvailabilityFeed, AvailabilityPublisher, Catalog, EntityKind, FactCursor, Fence, Journal, Lease,
-    LeaseRow, LeaseStore, Member, MemberStatus, Owner, SnapshotRecord, SnapshotStore, StoreError,
+    AppendOutcome, AvailabilityFeed, AvailabilityPublisher, Catalog, EntityKind, FactCursor, Fence, ForeignLease,
+    Journal, Lease, LeaseRow, LeaseStore, Member, MemberStatus, Owner, SnapshotRecord, SnapshotStore, StoreError,
 };
 use flashcore_domain::{
     Availability, CartId, JournalEntry, JournalPos, Order, OrderId, Product, ShardId, Shards, Sku, StockFact,
@@ -39,15 +39,35 @@ fn now() -> Timestamp {
 }
 
 impl MemoryLeases {
-    /// Runs `write` if `fence` holds `claims`, with the lease table locked
+    /// Runs `write` if `fence` holds `claims` (else [`StoreError::Fenced`]) and
+    /// every one of `foreign` is still its owner's at its epoch, before its
+    /// `until` (else [`StoreError::Moved`]), with the lease table locked
     /// throughout (so no take-over can come between the check and the write).
-    fn fenced<T>(&self, fence: &Fence, claims: &[Lease], write: impl FnOnce() -> T) -> Result<T, StoreError> {
+    fn fenced<T>(
+        &self,
+        fence: &Fence,
+        claims: &[Lease],
+        foreign: &[ForeignLease],
+        write: impl FnOnce() -> T,
+    ) -> Result<T, StoreError> {
         let d = lock(&self.0);
-        let held = claims.iter().all(|c| {
-            d.leases.get(&c.shard.get()).is_some_and(|r| r.epoch == c.epoch && r.owner.as_ref() == Some(fence.owner()))
-        });
-        if !held {
+        let held_by = |shard: ShardId, epoch: u64, owner: &Owner| {
+            d.leases.get(&shard.get()).is_some_and(|r| r.epoch == epoch && r.owner.as_ref() == Some(owner))
+        };
+        if !claims.iter().all(|c| held_by(c.shard, c.epoch, fence.owner())) {
             return Err(StoreError::Fenced(format!("{} does not hold the leases it writes under", fence.owner())));
+        }
+        if !foreign.is_empty() {
+            let now = now();
+            if let Some(f) = foreign.iter().find(|f| now >= f.until || !held_by(f.shard, f.epoch, &f.owner)) {
+                return Err(StoreError::Moved(format!(
+                    "shard {} is no longer {}'s at epoch {} before {}",
+                    f.shard,
+                    f.owner,
+                    f.epoch,
+                    f.until.as_millis()
+                )));
+            }
         }
         Ok(write())
     }
@@ -206,8 +226,8 @@ impl MemoryJournal {
 #[async_trait]
 impl Journal for MemoryJournal {
     async fn append(&self, batch: &[JournalEntry], fence: &Fence) -> Result<Vec<AppendOutcome>, StoreError> {
-        let claims = fence.claims_for_entries(batch);
-        self.leases.fenced(fence, &claims, || self.append_unfenced(batch))
+        let (claims, foreign) = (fence.claims_for_entries(batch), fence.foreign_claims_for_entries(batch));
+        self.leases.fenced(fence, &claims, &foreign, || self.append_unfenced(batch))
     }
 
     async fn stock_facts(
@@ -288,7 +308,7 @@ impl MemorySnapshots {
 impl SnapshotStore for MemorySnapshots {
     async fn save(&self, batch: &[SnapshotRecord], fence: &Fence) -> Result<(), StoreError> {
         let claims = fence.claims_for_snapshots(batch);
-        self.leases.fenced(fence, &claims, || {
+        self.leases.fenced(fence, &claims, &[], || {
             for r in batch {
                 self.data
                     .entry((r.kind, r.id.clone()))

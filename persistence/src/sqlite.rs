@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use flashcore_actors::ports::{
-    AppendOutcome, Catalog, EntityKind, FactCursor, Fence, Journal, Lease, LeaseRow, LeaseStore, Member, MemberStatus,
-    Owner, SnapshotRecord, SnapshotStore, StoreError,
+    AppendOutcome, Catalog, EntityKind, FactCursor, Fence, ForeignLease, Journal, Lease, LeaseRow, LeaseStore, Member,
+    MemberStatus, Owner, SnapshotRecord, SnapshotStore, StoreError,
 };
 use flashcore_domain::{CartId, JournalEntry, JournalPos, Order, OrderId, Product, ShardId, Shards, Sku, StockFact};
 use flashcore_http_ports::{ApiKeyRecord, ApiKeyStore};
@@ -131,6 +131,40 @@ async fn check_fence(tx: &mut SqliteConnection, owner: &Owner, claims: &[Lease])
     Ok(())
 }
 
+/// Refuses the transaction's write unless every one of `claims` (another node's
+/// lease the write relies on) is still held by its owner at its epoch, and this
+/// host's clock is before its `until`. Called after [`check_fence`], in the
+/// same `BEGIN IMMEDIATE` transaction, so no take-over comes in between.
+async fn check_foreign(tx: &mut SqliteConnection, claims: &[ForeignLease]) -> Result<(), StoreError> {
+    if claims.is_empty() {
+        return Ok(());
+    }
+    let now = now_ms()?;
+    for c in claims {
+        if to_i64(c.until.as_millis())? <= now {
+            return Err(StoreError::Moved(format!("the hold on shard {} was due by {}", c.shard, c.until.as_millis())));
+        }
+    }
+    for chunk in claims.chunks(ROWS_PER_STATEMENT / 4) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT count(*) FROM shard_leases WHERE (shard, epoch, owner_node, owner_generation) IN (VALUES ",
+        );
+        let mut rows = q.separated(", ");
+        for c in chunk {
+            rows.push("(").push_bind_unseparated(i64::from(c.shard.get())).push_unseparated(", ");
+            rows.push_bind_unseparated(to_i64(c.epoch)?).push_unseparated(", ");
+            rows.push_bind_unseparated(c.owner.node.clone()).push_unseparated(", ");
+            rows.push_bind_unseparated(to_i64(c.owner.generation)?).push_unseparated(")");
+        }
+        q.push(")");
+        let held: i64 = q.build_query_scalar().fetch_one(&mut *tx).await.map_err(db)?;
+        if held != chunk.len() as i64 {
+            return Err(StoreError::Moved("a shard the write relies on is no longer held as it was prepared".into()));
+        }
+    }
+    Ok(())
+}
+
 /// Now, by this host's clock (every process on a SQLite file shares the host).
 fn now_ms() -> Result<i64, StoreError> {
     to_i64(flashcore_actors::clock::now().as_millis())
@@ -143,6 +177,7 @@ impl Journal for SqliteStore {
         // statement is a round trip to SQLite's worker thread.
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         check_fence(&mut tx, fence.owner(), &fence.claims_for_entries(batch)).await?;
+        check_foreign(&mut tx, &fence.foreign_claims_for_entries(batch)).await?;
         let epoch_of = |shard| to_i64(fence.epoch(shard));
         let head: i64 =
             sqlx::query_scalar("SELECT pos FROM journal_head WHERE id = 1").fetch_one(&mut *tx).await.map_err(db)?;
