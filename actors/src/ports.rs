@@ -26,13 +26,18 @@ pub enum StoreError {
     /// written). Try again after the next probe.
     #[error("store circuit open: {0}")]
     Rejected(String),
+    /// A [`ForeignLease`] the write relied on is no longer current (its shard
+    /// moved, or its `until` passed): nothing was written. The writer's own
+    /// leases are fine; only the entries that relied on it must fail.
+    #[error("a shard this write relied on moved: {0}")]
+    Moved(String),
 }
 
 impl StoreError {
     /// The cause, for logs and operator views.
     pub fn message(&self) -> &str {
         match self {
-            StoreError::Unavailable(m) | StoreError::Fenced(m) | StoreError::Rejected(m) => m,
+            StoreError::Unavailable(m) | StoreError::Fenced(m) | StoreError::Rejected(m) | StoreError::Moved(m) => m,
         }
     }
 
@@ -252,14 +257,48 @@ pub struct Lease {
     pub epoch: u64,
 }
 
+/// Where a shard is served, as the last look at the lease table found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The shard.
+    pub shard: ShardId,
+    /// The node holding its lease.
+    pub owner: Owner,
+    /// The lease's epoch.
+    pub epoch: u64,
+    /// The owner's node-to-node address (from the membership table).
+    pub address: String,
+}
+
+/// The lease of a shard another node holds, as a write of this node relies on
+/// it: a checkout whose cart lives here journals an order that sells stock a
+/// hold on that node's SKU kept, prepared there under `epoch`. The store writes
+/// it only while `owner` still holds the shard at `epoch` and its clock is before
+/// `until` (after which the owner may settle the prepared hold on its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignLease {
+    /// The shard of the SKU the hold is on.
+    pub shard: ShardId,
+    /// The owner's epoch when it prepared the hold.
+    pub epoch: u64,
+    /// The node that prepared it.
+    pub owner: Owner,
+    /// The last moment (the store's clock, milliseconds) the write may commit.
+    pub until: Timestamp,
+}
+
 /// What a writer shows the store with every write: who it is and the epochs of
-/// the leases it holds. Built once per acquisition; cheap to share.
+/// the leases it holds (and, for a batch, the [`ForeignLease`]s its entries
+/// rely on). Built once per acquisition; cheap to share.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
     owner: Owner,
     shards: Shards,
     /// Epoch by shard number; 0 where this node holds no lease.
     epochs: Box<[u64]>,
+    /// Other nodes' leases a batch relies on (empty but for batches of
+    /// cross-node checkouts).
+    foreign: Vec<ForeignLease>,
 }
 
 impl Fence {
@@ -271,7 +310,27 @@ impl Fence {
                 *e = l.epoch;
             }
         }
-        Fence { owner, shards, epochs }
+        Fence { owner, shards, epochs, foreign: Vec::new() }
+    }
+
+    /// This fence for one batch that also relies on `foreign` (a shard this
+    /// node holds itself is checked as its own, whatever `foreign` says).
+    pub fn with_foreign(&self, foreign: Vec<ForeignLease>) -> Fence {
+        let foreign = foreign.into_iter().filter(|f| self.own_epoch(f.shard) == 0).collect();
+        Fence { foreign, ..self.clone() }
+    }
+
+    /// The other nodes' leases this fence relies on.
+    pub fn foreign(&self) -> &[ForeignLease] {
+        &self.foreign
+    }
+
+    fn own_epoch(&self, shard: ShardId) -> u64 {
+        self.epochs.get(shard.get() as usize).copied().unwrap_or(0)
+    }
+
+    fn foreign_lease(&self, shard: ShardId) -> Option<&ForeignLease> {
+        self.foreign.iter().find(|f| f.shard == shard)
     }
 
     /// The process whose writes this fence vouches for.
@@ -294,36 +353,68 @@ impl Fence {
             .collect()
     }
 
-    /// The epoch this fence holds for `shard` (0: none).
+    /// The epoch this fence writes `shard` under (0: none): its own lease's,
+    /// else that of a [`ForeignLease`] it relies on.
     pub fn epoch(&self, shard: ShardId) -> u64 {
-        self.epochs.get(shard.get() as usize).copied().unwrap_or(0)
+        match self.own_epoch(shard) {
+            0 => self.foreign_lease(shard).map_or(0, |f| f.epoch),
+            own => own,
+        }
     }
 
-    /// The distinct leases that `shards` need, in shard order: what a store checks.
+    /// The distinct leases of its own that `shards` need, in shard order: what
+    /// a store checks (shards covered by a [`ForeignLease`] are left to
+    /// [`Fence::foreign_claims`]).
     pub fn claims(&self, shards: impl IntoIterator<Item = ShardId>) -> Vec<Lease> {
-        let mut v: Vec<ShardId> = shards.into_iter().collect();
+        let mut v: Vec<ShardId> = shards.into_iter().filter(|&s| self.foreign_lease(s).is_none()).collect();
         v.sort_unstable();
         v.dedup();
         v.into_iter().map(|shard| Lease { shard, epoch: self.epoch(shard) }).collect()
     }
 
-    /// The leases a journal batch needs: each order's cart and SKUs, each stock
-    /// fact's SKU.
-    pub fn claims_for_entries(&self, batch: &[JournalEntry]) -> Vec<Lease> {
-        let s = self.shards;
-        self.claims(batch.iter().flat_map(|e| -> Vec<ShardId> {
-            match e {
-                JournalEntry::Order(o) => {
-                    std::iter::once(s.of_cart(o.cart_id)).chain(o.lines.iter().map(|l| s.of_sku(&l.sku))).collect()
-                }
-                JournalEntry::Stock { sku, .. } => vec![s.of_sku(sku)],
-            }
-        }))
+    /// The [`ForeignLease`]s among `shards`, in shard order: what a store
+    /// checks against the other owners' lease rows.
+    pub fn foreign_claims(&self, shards: impl IntoIterator<Item = ShardId>) -> Vec<ForeignLease> {
+        let mut v: Vec<ShardId> = shards.into_iter().collect();
+        v.sort_unstable();
+        v.dedup();
+        v.into_iter().filter_map(|s| self.foreign_lease(s).cloned()).collect()
     }
 
-    /// The leases a snapshot batch needs.
+    fn entry_shards(&self, batch: &[JournalEntry]) -> Vec<ShardId> {
+        let s = self.shards;
+        batch
+            .iter()
+            .flat_map(|e| -> Vec<ShardId> {
+                match e {
+                    JournalEntry::Order(o) => std::iter::once(s.of_cart(o.cart_id))
+                        .chain(o.lines.iter().map(|l| s.of_sku(&l.sku)))
+                        .collect(),
+                    JournalEntry::Stock { sku, .. } => vec![s.of_sku(sku)],
+                }
+            })
+            .collect()
+    }
+
+    /// The leases of its own a journal batch needs: each order's cart and SKUs,
+    /// each stock fact's SKU (but those a [`ForeignLease`] covers).
+    pub fn claims_for_entries(&self, batch: &[JournalEntry]) -> Vec<Lease> {
+        self.claims(self.entry_shards(batch))
+    }
+
+    /// The other nodes' leases a journal batch relies on.
+    pub fn foreign_claims_for_entries(&self, batch: &[JournalEntry]) -> Vec<ForeignLease> {
+        self.foreign_claims(self.entry_shards(batch))
+    }
+
+    /// The leases a snapshot batch needs: all its own, whatever [`ForeignLease`]s
+    /// the fence carries (only a shard's owner writes its snapshots, so a
+    /// foreign lease must not take a shard out of the check).
     pub fn claims_for_snapshots(&self, batch: &[SnapshotRecord]) -> Vec<Lease> {
-        self.claims(batch.iter().map(|r| r.shard(self.shards)))
+        let mut v: Vec<ShardId> = batch.iter().map(|r| r.shard(self.shards)).collect();
+        v.sort_unstable();
+        v.dedup();
+        v.into_iter().map(|shard| Lease { shard, epoch: self.own_epoch(shard) }).collect()
     }
 }
 
