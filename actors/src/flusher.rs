@@ -187,7 +187,10 @@ const ASK_CONCURRENCY: usize = 256;
 async fn run(writer: Arc<Writer>, interval: Duration, mut rx: mpsc::UnboundedReceiver<Control>) {
     let mut dirty: Vec<Box<dyn SnapshotSource>> = Vec::new();
     let mut retry: HashMap<(EntityKind, String), SnapshotRecord> = HashMap::new();
-    let mut ticker = tokio::time::interval(interval);
+    // The first flush one interval after the start, like every later one (an
+    // immediate first tick would write whatever turned dirty in the first
+    // instant early, unlike the rest).
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut waiters = Vec::new();
     loop {
