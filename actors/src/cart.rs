@@ -31,18 +31,20 @@ use crate::gate::Ticket;
 use crate::gateway::PaymentGateway;
 use crate::journal::JournalWriter;
 use crate::metrics as m;
+use crate::ports::ForeignLease;
 use crate::ports::{
     AppendOutcome, EntityKind, PaymentError, PaymentRequest, SnapshotRecord, SnapshotStore, StateJson, StoreError,
 };
-use crate::registry::{Activation, Registry, RegistryError};
+use crate::registry::Activation;
 use crate::reply::Reply;
-use crate::sku::{PrepareReq, ReserveReq, SkuMsg};
+use crate::sku_link::{SkuLink, Undelivered};
 use crate::trace::SPANS;
 
 /// What every cart shares, behind one `Arc` (a cart holds the pointer, not a copy).
 pub struct CartDeps {
-    /// Where holds are reserved, prepared and committed: the cart never counts stock.
-    pub skus: Arc<Registry<Sku, SkuMsg>>,
+    /// Where holds are reserved, prepared and committed (here or on the SKU's
+    /// node): the cart never counts stock.
+    pub skus: SkuLink,
     /// Product rules (price, limits, sale start) a line is checked against.
     pub catalog: Arc<CatalogCache>,
     /// Authorizes a checkout's amount before its order is written, and voids it
@@ -69,7 +71,7 @@ impl std::fmt::Debug for CartDeps {
 }
 
 /// A checkout request, already validated by the edge.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CheckoutRequest {
     /// What the payment provider authorizes the amount against.
     pub payment_token: String,
@@ -153,14 +155,7 @@ impl CartState {
             LineChange::Reserve { hold_id, qty } => {
                 let cart = self.cart.id;
                 let expires_at = now.plus_millis(self.deps.hold_ttl.as_millis() as u64);
-                let result = self
-                    .deps
-                    .skus
-                    .call(&sku, |ticket, reply| {
-                        ReserveReq { ticket, hold: hold_id, cart, qty, expires_at, reply }.into()
-                    })
-                    .await
-                    .map_err(EngineError::from)?;
+                let result = self.deps.skus.reserve(&sku, hold_id, cart, qty, expires_at).await?;
                 match result {
                     Ok(()) => {
                         self.cart.apply_reserved(&product, qty, hold_id, expires_at);
@@ -175,12 +170,7 @@ impl CartState {
                 }
             }
             LineChange::Release { hold_id } => {
-                let result = self
-                    .deps
-                    .skus
-                    .force_call(&sku, |ticket, reply| SkuMsg::Release { ticket, hold: hold_id, reply: Some(reply) })
-                    .await
-                    .map_err(EngineError::from)?;
+                let result = self.deps.skus.release(&sku, hold_id).await?;
                 match result {
                     // Unknown: the hold already lapsed; the line goes either way.
                     Ok(_) | Err(InventoryError::UnknownHold(_)) => Ok(self.cart.apply_released(&sku).is_some()),
@@ -209,8 +199,9 @@ impl CartState {
 
     async fn abort(&self, order: OrderId, skus: &[Sku]) {
         for sku in skus {
-            if let Err(e) = self.deps.skus.force_cast(sku, |ticket| SkuMsg::Abort { ticket, order }).await {
-                // A dead SKU actor aborts every prepared hold when it recovers.
+            if let Err(e) = self.deps.skus.abort(sku, order).await {
+                // A dead SKU actor aborts every prepared hold when it recovers;
+                // a SKU elsewhere settles them after the order's deadline.
                 tracing::warn!(sku = %sku, order.id = %order, error = %e, "abort not delivered");
             }
         }
@@ -307,11 +298,9 @@ impl CartState {
         let cart_id = self.cart.id;
         let lines: Vec<_> = self.cart.lines.values().map(|l| (l.sku.clone(), l.hold_id)).collect();
         let preparing = join_all(lines.iter().map(|(sku, hold)| {
-            let holds = vec![*hold];
-            let req = Box::new(PrepareReq { order: order_id, cart: cart_id, holds });
             self.deps
                 .skus
-                .call(sku, move |ticket, reply| SkuMsg::Prepare { ticket, req, reply })
+                .prepare(sku, order_id, cart_id, vec![*hold])
                 .instrument(tracing::info_span!(target: SPANS, "sku.prepare", sku = %sku, order.id = %order_id))
         }));
         let results = match budget::run(Step::Prepare, &budget, preparing).await {
@@ -324,15 +313,19 @@ impl CartState {
             }
         };
         let mut prepared = Vec::new();
+        let mut foreign: Vec<ForeignLease> = Vec::new();
         let mut failure = None;
         for ((sku, _), r) in lines.iter().zip(results) {
             match r {
-                Ok(Ok(())) => prepared.push(sku.clone()),
+                Ok(Ok(lease)) => {
+                    prepared.push(sku.clone());
+                    foreign.extend(lease);
+                }
                 Ok(Err(_)) => {
                     failure.get_or_insert(EngineError::StockLost { sku: sku.clone() });
                 }
                 Err(e) => {
-                    failure.get_or_insert(EngineError::from(e));
+                    failure.get_or_insert(e);
                 }
             }
         }
@@ -371,7 +364,7 @@ impl CartState {
             Order::from_cart(&self.cart, order_id, req.idempotency_key.clone(), req.email, reference, clock::now())?;
         let journal = self.deps.journal.clone();
         let entry = JournalEntry::Order(order.clone());
-        let mut write = tokio::spawn(async move { journal.append(entry).await }.in_current_span());
+        let mut write = tokio::spawn(async move { journal.append_relying(entry, foreign).await }.in_current_span());
         let outcome = match budget::run(Step::Journal, &budget, &mut write).await {
             Ok(joined) => joined.unwrap_or_else(|e| Err(StoreError::Unavailable(format!("journal write failed: {e}")))),
             Err(over) => {
@@ -461,13 +454,13 @@ impl CartState {
     /// Step 4: the order is durable; commit its facts on every SKU (delivery must
     /// not fail: it runs on past the commit budget) and freeze the cart.
     async fn finish(&mut self, order: Order, facts: Vec<StockFact>) {
-        let skus = Arc::clone(&self.deps.skus);
+        let skus = self.deps.skus.clone();
         let order_id = order.id;
         let mut delivery = tokio::spawn(
             async move {
                 for fact in facts {
                     let span = tracing::info_span!(target: SPANS, "sku.commit", sku = %fact.sku, order.id = %order_id);
-                    deliver_commit(Arc::clone(&skus), fact).instrument(span).await;
+                    deliver_commit(skus.clone(), fact).instrument(span).await;
                 }
             }
             .in_current_span(),
@@ -507,25 +500,31 @@ fn order_skus(order: &Order) -> Vec<Sku> {
     order.lines.iter().map(|l| l.sku.clone()).collect()
 }
 
-/// Delivers a committed fact to its SKU actor, retrying in the background until
-/// it lands. If the SKU actor is restarting, its recovery reads the fact from the
-/// journal and the late delivery is a no-op (facts apply idempotently).
-async fn deliver_commit(skus: Arc<Registry<Sku, SkuMsg>>, fact: StockFact) {
+/// Delivers a committed fact to its SKU actor (here or on the SKU's node),
+/// retrying in the background until it lands. If the SKU actor is restarting,
+/// its recovery reads the fact from the journal and the late delivery is a
+/// no-op (facts apply idempotently); a SKU elsewhere that never hears of it
+/// settles its prepared hold from the journal after the order's deadline.
+async fn deliver_commit(skus: SkuLink, fact: StockFact) {
     let sku = fact.sku.clone();
     let facts = vec![fact];
-    let first = skus.force_cast(&sku, |ticket| SkuMsg::Commit { ticket, facts: facts.clone() }).await;
-    if first.is_ok() {
+    if !matches!(skus.commit(&sku, facts.clone()).await, Err(Undelivered::Retry(_))) {
         return;
     }
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(50);
+        let give_up = tokio::time::Instant::now() + crate::peers::REMOTE_PREPARE_TTL + crate::peers::SETTLE_MARGIN;
         loop {
             tokio::time::sleep(delay).await;
-            match skus.force_cast(&sku, |ticket| SkuMsg::Commit { ticket, facts: facts.clone() }).await {
-                Ok(()) => return,
-                // The engine stopped: whoever recovers the SKU next reads the fact.
-                Err(RegistryError::NotRunning) => return,
-                Err(e) => tracing::warn!(sku = %sku, error = %e, "commit delivery retrying"),
+            match skus.commit(&sku, facts.clone()).await {
+                // Delivered, or nobody to deliver to: whoever recovers the SKU
+                // next reads the fact.
+                Ok(()) | Err(Undelivered::Moot) => return,
+                Err(Undelivered::Retry(e)) if !skus.is_here(&sku) && tokio::time::Instant::now() >= give_up => {
+                    tracing::warn!(sku = %sku, error = %e, "commit not delivered; the SKU settles it from the journal");
+                    return;
+                }
+                Err(Undelivered::Retry(e)) => tracing::warn!(sku = %sku, error = %e, "commit delivery retrying"),
             }
             delay = (delay * 2).min(Duration::from_secs(2));
         }

@@ -26,11 +26,13 @@ use crate::gateway::{PaymentGateway, RetryPolicy, UnvoidedAuthorization};
 use crate::journal::{JournalStatsView, JournalWriter};
 use crate::ownership::Ownership;
 use crate::parked::{ParkedSku, ParkedSkus, ParkedSource};
+use crate::peers::{ForeignLeaseWire, PeerAnswer, PeerCall, PeerOp, Peers, REMOTE_PREPARE_TTL, RemotePrepares};
 use crate::ports::{AvailabilityFeed, Catalog, Journal, Payments, SnapshotStore, StoreError};
 use crate::recovery::recover_all;
 use crate::registry::{Registry, RegistryConfig, RegistryStats, Spawner};
 use crate::reply::{Reply, ask};
-use crate::sku::{SkuActor, SkuDeps, SkuMsg, StockChange};
+use crate::sku::{PrepareReq, SkuActor, SkuDeps, SkuMsg, StockChange};
+use crate::sku_link::SkuLink;
 use crate::supervisor::{EntitySupervisor, RestartPolicy, Supervision, SupervisorMsg};
 use crate::trace::SPANS;
 use crate::waiting_room::{
@@ -104,6 +106,9 @@ pub struct Ports {
     pub payments: Arc<dyn Payments>,
     /// Carries each SKU's counts from its actor to readers and streams.
     pub feed: Arc<dyn AvailabilityFeed>,
+    /// Cluster mode: the other nodes, for work on their shards (`None`: such
+    /// work is refused as `Elsewhere`).
+    pub peers: Option<Arc<dyn Peers>>,
 }
 
 impl std::fmt::Debug for Ports {
@@ -185,6 +190,10 @@ struct Inner {
     rooms: Arc<Rooms>,
     /// Whose leases decide which shards this engine serves (cluster mode).
     ownership: Arc<Ownership>,
+    /// The other nodes (cluster mode).
+    peers: Option<Arc<dyn Peers>>,
+    /// Holds prepared here for other nodes' orders.
+    remote_prepares: Arc<RemotePrepares>,
 }
 
 /// The running engine. Cheap to clone.
@@ -248,8 +257,9 @@ impl Engine {
         // SKU ids come from the catalog, never minted: a SKU always recovers.
         let sku_spawner = Spawner::new(SkuActor, move |sku: &Sku, _activation| (sku.clone(), sku_deps.clone()));
         skus.wire(Arc::new(sku_spawner), sku_sup.get_cell());
+        let link = SkuLink::new(Arc::clone(&skus), Arc::clone(&ownership), ports.peers.clone(), cfg.call_timeout);
         let cart_deps = Arc::new(CartDeps {
-            skus: Arc::clone(&skus),
+            skus: link,
             catalog: Arc::clone(&catalog),
             gateway: gateway.clone(),
             store,
@@ -280,6 +290,8 @@ impl Engine {
 
         let cart_reaper = cart_reaper(Arc::clone(&carts), cfg.cart_idle);
         let sku_reaper = reaper(Arc::clone(&skus), cfg.sku_idle, |reply| SkuMsg::Passivate { reply });
+        let remote_prepares = Arc::new(RemotePrepares::default());
+        let settler = settle_remote_prepares(Arc::clone(&remote_prepares), Arc::clone(&skus), journal.clone());
 
         let engine = Engine(Arc::new(Inner {
             cfg,
@@ -290,7 +302,15 @@ impl Engine {
             flusher,
             feed: Arc::clone(&ports.feed),
             supervisors: Supervisors { skus: sku_sup, queues: queue_sup },
-            tasks: Mutex::new(vec![journal_task, flush_task, cart_reaper, sku_reaper, gateway_task, queue_reaper]),
+            tasks: Mutex::new(vec![
+                journal_task,
+                flush_task,
+                cart_reaper,
+                sku_reaper,
+                gateway_task,
+                queue_reaper,
+                settler,
+            ]),
             ready: AtomicBool::new(false),
             alarms,
             parked,
@@ -298,6 +318,8 @@ impl Engine {
             queues,
             rooms,
             ownership,
+            peers: ports.peers.clone(),
+            remote_prepares,
         }));
         let recovered = match engine.recover_skus(&unguarded).await {
             Ok(()) => engine.recover_rooms(&unguarded).await,
@@ -420,13 +442,25 @@ impl Engine {
     /// Cluster mode: `Elsewhere` unless this node holds `shard`'s lease now.
     /// (One node holds every shard otherwise.)
     fn here(&self, shard: ShardId) -> Result<(), EngineError> {
-        if !self.0.ownership.config().share {
-            return Ok(());
-        }
-        match self.0.ownership.fence() {
-            Some(f) if f.epoch(shard) > 0 => Ok(()),
-            _ => Err(EngineError::Elsewhere { shard: shard.get() }),
-        }
+        if self.0.ownership.serves(shard) { Ok(()) } else { Err(EngineError::Elsewhere { shard: shard.get() }) }
+    }
+
+    /// Cluster mode: sends `op` about `shard` to the node that holds it;
+    /// `Elsewhere` without peers or while nobody is known to hold it.
+    async fn forward(&self, shard: ShardId, op: PeerOp) -> Result<PeerAnswer, EngineError> {
+        let elsewhere = || EngineError::Elsewhere { shard: shard.get() };
+        let peers = self.0.peers.as_ref().ok_or_else(elsewhere)?;
+        let route =
+            self.0.ownership.route(shard).filter(|r| r.owner != *self.0.ownership.owner()).ok_or_else(elsewhere)?;
+        crate::sku_link::forward(peers.as_ref(), &self.0.ownership, &route, op, self.0.cfg.call_timeout).await
+    }
+
+    fn sku_shard(&self, sku: &Sku) -> ShardId {
+        self.0.ownership.config().shards.of_sku(sku)
+    }
+
+    fn cart_shard(&self, id: CartId) -> ShardId {
+        self.0.ownership.config().shards.of_cart(id)
     }
 
     /// True when this node serves `sku` (always, unless in cluster mode).
@@ -438,18 +472,28 @@ impl Engine {
         self.here(self.0.ownership.config().shards.of_cart(id))
     }
 
-    /// A SKU's stock, from the availability feed (or its actor if nothing was published yet).
+    /// A SKU's stock, from the availability feed (or its actor if nothing was
+    /// published yet; in cluster mode its owner's, for a SKU elsewhere that no
+    /// shared feed carries).
     pub async fn availability(&self, sku: &Sku) -> Result<Availability, EngineError> {
+        let shard = self.sku_shard(sku);
+        if self.here(shard).is_err() {
+            // This process's feed may still hold what it published before the
+            // shard moved away; the owner's figures are the truth.
+            return match self.forward(shard, PeerOp::Availability { sku: sku.clone() }).await? {
+                PeerAnswer::Availability { availability } => Ok(availability),
+                other => Err(EngineError::Internal(format!("a peer answered {other:?}"))),
+            };
+        }
         if let Some(a) = self.0.feed.latest(sku) {
             return Ok(a);
         }
-        self.here(self.0.ownership.config().shards.of_sku(sku))?;
         Ok(self.0.skus.call(sku, |ticket, reply| SkuMsg::Get { ticket, reply }).await?)
     }
 
-    /// One product with its availability.
+    /// One product with its availability (in cluster mode, wherever its SKU is served).
     pub async fn product(&self, sku: &Sku) -> Result<ProductView, EngineError> {
-        let product = self.product_def(sku)?;
+        let product = self.0.catalog.get(sku).ok_or(EngineError::ProductNotFound)?;
         let availability = self.availability(sku).await?;
         let waiting_room = self.0.rooms.config(sku);
         Ok(ProductView { product, availability, waiting_room })
@@ -488,32 +532,146 @@ impl Engine {
         Ok(self.0.carts.call_new(&id, |ticket, reply| CartMsg::Get { ticket, reply }).await?)
     }
 
-    /// A cart as it is.
+    /// A cart as it is (in cluster mode, from whichever node serves it).
     pub async fn cart(&self, id: CartId) -> Result<Cart, EngineError> {
+        if self.here_cart(id).is_err() {
+            return as_cart(self.forward(self.cart_shard(id), PeerOp::Cart { cart: id }).await?);
+        }
+        self.cart_here(id).await
+    }
+
+    async fn cart_here(&self, id: CartId) -> Result<Cart, EngineError> {
         self.here_cart(id)?;
         Ok(self.0.carts.call(&id, |ticket, reply| CartMsg::Get { ticket, reply }).await?)
     }
 
-    /// Sets a line's quantity (0 removes the line).
+    /// Sets a line's quantity (0 removes the line). In cluster mode the cart's
+    /// node does it, reserving on the SKU's node.
     pub async fn set_quantity(&self, id: CartId, sku: Sku, qty: u32) -> Result<Cart, EngineError> {
+        self.0.catalog.get(&sku).ok_or(EngineError::ProductNotFound)?;
+        if self.here_cart(id).is_err() {
+            return as_cart(self.forward(self.cart_shard(id), PeerOp::SetQuantity { cart: id, sku, qty }).await?);
+        }
+        self.set_quantity_here(id, sku, qty).await
+    }
+
+    async fn set_quantity_here(&self, id: CartId, sku: Sku, qty: u32) -> Result<Cart, EngineError> {
         self.here_cart(id)?;
-        self.product_def(&sku)?;
+        self.0.catalog.get(&sku).ok_or(EngineError::ProductNotFound)?;
         self.0.carts.call(&id, |ticket, reply| CartMsg::SetQuantity { ticket, sku, qty, reply }).await?
     }
 
-    /// Checks a cart out; returns the order and whether it replays an earlier checkout.
+    /// Checks a cart out; returns the order and whether it replays an earlier
+    /// checkout. In cluster mode the cart's node runs it, preparing on the
+    /// SKUs' nodes.
     pub async fn checkout(&self, id: CartId, req: CheckoutRequest) -> Result<(Order, bool), EngineError> {
-        self.here_cart(id)?;
-        if self.0.ownership.config().share {
-            // A line whose SKU moved to another node since it was added: its
-            // stock is that node's (cross-node checkout is not built yet).
-            for line in self.cart(id).await?.lines.values() {
-                self.here(self.0.ownership.config().shards.of_sku(&line.sku))?;
-            }
+        if self.here_cart(id).is_err() {
+            return match self.forward(self.cart_shard(id), PeerOp::Checkout { cart: id, req }).await? {
+                PeerAnswer::Order { order, replay } => Ok((order, replay)),
+                other => Err(EngineError::Internal(format!("a peer answered {other:?}"))),
+            };
         }
+        self.checkout_here(id, req).await
+    }
+
+    async fn checkout_here(&self, id: CartId, req: CheckoutRequest) -> Result<(Order, bool), EngineError> {
+        self.here_cart(id)?;
         let span = tracing::info_span!(target: SPANS, "cart.checkout", cart.id = %id, order.id = tracing::field::Empty);
         let req = Box::new(req);
         self.0.carts.call(&id, |ticket, reply| CartMsg::Checkout { ticket, req, span, reply }).await?
+    }
+
+    /// Serves a call from another node about a shard this one holds: refused
+    /// as `Elsewhere` unless it holds the shard under the epoch the caller
+    /// named (and the entity is of that shard).
+    pub async fn serve_peer(&self, call: PeerCall) -> Result<PeerAnswer, EngineError> {
+        let own = &self.0.ownership;
+        let shards = own.config().shards;
+        let shard = shards.shard(call.shard).ok_or(EngineError::Elsewhere { shard: call.shard })?;
+        let of_entity = match &call.op {
+            PeerOp::Reserve { sku, .. }
+            | PeerOp::Release { sku, .. }
+            | PeerOp::Prepare { sku, .. }
+            | PeerOp::Abort { sku, .. }
+            | PeerOp::Commit { sku, .. }
+            | PeerOp::Availability { sku } => shards.of_sku(sku),
+            PeerOp::Cart { cart } | PeerOp::SetQuantity { cart, .. } | PeerOp::Checkout { cart, .. } => {
+                shards.of_cart(*cart)
+            }
+        };
+        let epoch = own.fence().map_or(0, |f| f.epoch(shard));
+        if of_entity != shard || epoch == 0 || epoch != call.epoch || !own.config().share {
+            return Err(EngineError::Elsewhere { shard: call.shard });
+        }
+        let skus = &self.0.skus;
+        match call.op {
+            PeerOp::Reserve { sku, hold, cart, qty, expires_at } => {
+                self.0.catalog.get(&sku).ok_or(EngineError::ProductNotFound)?;
+                let result = skus
+                    .call(&sku, |ticket, reply| {
+                        crate::sku::ReserveReq { ticket, hold, cart, qty, expires_at, reply }.into()
+                    })
+                    .await?;
+                Ok(PeerAnswer::Inventory { result: result.map(|()| qty) })
+            }
+            PeerOp::Release { sku, hold } => {
+                let result =
+                    skus.force_call(&sku, |ticket, reply| SkuMsg::Release { ticket, hold, reply: Some(reply) }).await?;
+                Ok(PeerAnswer::Inventory { result })
+            }
+            PeerOp::Prepare { sku, order, cart, holds } => {
+                let req = Box::new(PrepareReq { order, cart, holds });
+                let result = skus.call(&sku, move |ticket, reply| SkuMsg::Prepare { ticket, req, reply }).await?;
+                let result = result.map(|()| {
+                    let until = crate::clock::now().plus_millis(REMOTE_PREPARE_TTL.as_millis() as u64);
+                    self.0.remote_prepares.add(order, sku.clone(), until);
+                    ForeignLeaseWire {
+                        shard: shard.get(),
+                        epoch,
+                        node: own.owner().node.clone(),
+                        generation: own.owner().generation,
+                        until,
+                    }
+                });
+                Ok(PeerAnswer::Prepared { result })
+            }
+            PeerOp::Abort { sku, order } => {
+                skus.force_cast(&sku, |ticket| SkuMsg::Abort { ticket, order }).await?;
+                self.0.remote_prepares.done(order, &sku);
+                Ok(PeerAnswer::Done)
+            }
+            PeerOp::Commit { sku, facts } => {
+                let orders: Vec<OrderId> = facts
+                    .iter()
+                    .filter_map(|f| match f.kind {
+                        flashcore_domain::StockFactKind::Sold { order, .. } => Some(order),
+                        _ => None,
+                    })
+                    .collect();
+                skus.force_cast(&sku, |ticket| SkuMsg::Commit { ticket, facts }).await?;
+                for order in orders {
+                    self.0.remote_prepares.done(order, &sku);
+                }
+                Ok(PeerAnswer::Done)
+            }
+            PeerOp::Availability { sku } => {
+                self.0.catalog.get(&sku).ok_or(EngineError::ProductNotFound)?;
+                Ok(PeerAnswer::Availability { availability: self.availability(&sku).await? })
+            }
+            PeerOp::Cart { cart } => Ok(PeerAnswer::Cart { cart: self.cart_here(cart).await? }),
+            PeerOp::SetQuantity { cart, sku, qty } => {
+                Ok(PeerAnswer::Cart { cart: self.set_quantity_here(cart, sku, qty).await? })
+            }
+            PeerOp::Checkout { cart, req } => {
+                let (order, replay) = self.checkout_here(cart, req).await?;
+                Ok(PeerAnswer::Order { order, replay })
+            }
+        }
+    }
+
+    /// Holds prepared here for other nodes' orders and not settled yet.
+    pub fn remote_prepares(&self) -> usize {
+        self.0.remote_prepares.len()
     }
 
     /// An order by id.
@@ -683,4 +841,57 @@ impl Engine {
         }
         self.stop_actors();
     }
+}
+
+fn as_cart(answer: PeerAnswer) -> Result<Cart, EngineError> {
+    match answer {
+        PeerAnswer::Cart { cart } => Ok(cart),
+        other => Err(EngineError::Internal(format!("a peer answered {other:?}"))),
+    }
+}
+
+/// Settles, once a second, the holds prepared here for other nodes' orders
+/// whose deadline (plus the margin) has passed without a commit or abort: the
+/// store accepts no write relying on them any more, so the journal is final.
+/// The order's facts there: committed; none: the holds return.
+fn settle_remote_prepares(
+    prepares: Arc<RemotePrepares>,
+    skus: Arc<Registry<Sku, SkuMsg>>,
+    journal: JournalWriter,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for (order, sku, until) in prepares.overdue(crate::clock::now()) {
+                let facts = match journal.journal().stock_facts_of_orders(&[order]).await {
+                    Ok(facts) => facts.into_iter().filter(|f| f.sku == sku).collect::<Vec<_>>(),
+                    Err(e) => {
+                        tracing::warn!(order.id = %order, sku = %sku, error = %e, "cannot settle a remote prepare yet");
+                        prepares.add(order, sku, until);
+                        continue;
+                    }
+                };
+                let outcome = if facts.is_empty() { "aborted" } else { "committed" };
+                let sent = if facts.is_empty() {
+                    skus.force_cast(&sku, |ticket| SkuMsg::Abort { ticket, order }).await
+                } else {
+                    skus.force_cast(&sku, |ticket| SkuMsg::Commit { ticket, facts }).await
+                };
+                match sent {
+                    Ok(()) => {
+                        tracing::warn!(order.id = %order, sku = %sku, outcome, "settled a hold prepared for another node's order after its deadline");
+                        metrics::counter!(crate::metrics::REMOTE_PREPARES_SETTLED, "outcome" => outcome).increment(1);
+                    }
+                    // Stopped: whoever recovers the SKU settles every prepared hold.
+                    Err(crate::registry::RegistryError::NotRunning) => return,
+                    Err(e) => {
+                        tracing::warn!(order.id = %order, sku = %sku, error = %e, "cannot settle a remote prepare yet");
+                        prepares.add(order, sku, until);
+                    }
+                }
+            }
+        }
+    })
 }

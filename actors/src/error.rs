@@ -11,7 +11,7 @@ use crate::registry::RegistryError;
 use crate::sku::StockChangeError;
 
 /// Everything an engine call can fail with. Each has a stable [`EngineError::code`].
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum EngineError {
     /// The catalog has no product with that SKU.
     #[error("product not found")]

@@ -20,11 +20,13 @@ use tracing::Instrument;
 
 use crate::metrics as m;
 use crate::ownership::Ownership;
-use crate::ports::{AppendOutcome, Journal, StoreError};
+use crate::ports::{AppendOutcome, Fence, ForeignLease, Journal, StoreError};
 use crate::trace::SPANS;
 
 struct Pending {
     entry: JournalEntry,
+    /// Other nodes' leases the entry relies on (a cross-node checkout's SKUs).
+    foreign: Vec<ForeignLease>,
     reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
     /// The append's span: the batch that writes the entry links to it.
     span: tracing::Span,
@@ -94,10 +96,23 @@ impl JournalWriter {
 
     /// Appends `entry` and waits until its batch has committed.
     pub async fn append(&self, entry: JournalEntry) -> Result<AppendOutcome, StoreError> {
+        self.append_relying(entry, Vec::new()).await
+    }
+
+    /// Appends `entry`, which relies on other nodes' leases (`foreign`: an
+    /// order selling holds prepared there), and waits until its batch has
+    /// committed. If one of them is no longer current the entry fails with
+    /// [`StoreError::Moved`] and nothing of it is written; the other entries of
+    /// its batch are written all the same.
+    pub async fn append_relying(
+        &self,
+        entry: JournalEntry,
+        foreign: Vec<ForeignLease>,
+    ) -> Result<AppendOutcome, StoreError> {
         let span = tracing::info_span!(target: SPANS, "journal.append");
         let (reply, rx) = oneshot::channel();
         let stopped = || StoreError::Unavailable("journal writer stopped".into());
-        let pending = Pending { entry, reply, span: span.clone() };
+        let pending = Pending { entry, foreign, reply, span: span.clone() };
         async {
             self.tx.send(pending).await.map_err(|_| stopped())?;
             rx.await.map_err(|_| stopped())?
@@ -136,6 +151,7 @@ async fn run(
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     let mut entries: Vec<JournalEntry> = Vec::with_capacity(max_batch);
+    let mut foreign: Vec<Vec<ForeignLease>> = Vec::with_capacity(max_batch);
     let mut replies = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
         // One span per batch, linked to the appends it carries (their traces).
@@ -144,17 +160,34 @@ async fn run(
         for p in batch.drain(..) {
             span.follows_from(&p.span);
             entries.push(p.entry);
+            foreign.push(p.foreign);
             replies.push(p.reply);
         }
         let started = Instant::now();
+        let relying = foreign.iter().any(|f| !f.is_empty());
         let result = match ownership.write_fence() {
-            Ok(fence) => journal.append(&entries, &fence).instrument(span).await,
+            Ok(fence) if relying => {
+                let all = foreign.iter().flatten().cloned().collect();
+                match journal.append(&entries, &fence.with_foreign(all)).instrument(span).await {
+                    // A lease some entry relied on moved: write each entry on
+                    // its own, so only those relying on it fail.
+                    Err(StoreError::Moved(_)) if entries.len() > 1 => {
+                        Ok(one_by_one(journal.as_ref(), &fence, &entries, &foreign).await)
+                    }
+                    other => other.map(|o| o.into_iter().map(Ok).collect()),
+                }
+            }
+            Ok(fence) => {
+                journal.append(&entries, &fence).instrument(span).await.map(|o| o.into_iter().map(Ok).collect())
+            }
             Err(e) => Err(e),
         };
-        if let Err(e) = &result
-            && e.is_fenced()
-            && ownership.phase().holds_lease()
-        {
+        foreign.clear();
+        let fenced = match &result {
+            Err(e) => e.is_fenced(),
+            Ok(outcomes) => outcomes.iter().any(|o| o.as_ref().is_err_and(StoreError::is_fenced)),
+        };
+        if fenced && ownership.phase().holds_lease() {
             ownership.fenced("journal");
         }
         let took = started.elapsed();
@@ -171,7 +204,7 @@ async fn run(
                 metrics::histogram!(m::JOURNAL_BATCH_SIZE).record(n as f64);
                 metrics::histogram!(m::JOURNAL_COMMIT_SECONDS).record(took.as_secs_f64());
                 for (reply, outcome) in replies.drain(..).zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
+                    let _ = reply.send(outcome);
                 }
             }
             other => {
@@ -191,4 +224,24 @@ async fn run(
             }
         }
     }
+}
+
+/// Writes `entries` one per transaction, each under `fence` and its own
+/// foreign leases: after a batch failed because one of them moved.
+async fn one_by_one(
+    journal: &dyn Journal,
+    fence: &Fence,
+    entries: &[JournalEntry],
+    foreign: &[Vec<ForeignLease>],
+) -> Vec<Result<AppendOutcome, StoreError>> {
+    let mut out = Vec::with_capacity(entries.len());
+    for (entry, relies) in entries.iter().zip(foreign) {
+        let fence = fence.with_foreign(relies.clone());
+        let written = journal.append(std::slice::from_ref(entry), &fence).await;
+        out.push(
+            written
+                .and_then(|mut o| o.pop().ok_or_else(|| StoreError::Unavailable("journal returned no outcome".into()))),
+        );
+    }
+    out
 }

@@ -78,3 +78,12 @@ pub const TAKEOVER_SECONDS: &str = "flashcore_lease_takeover_recovery_duration_s
 pub const INVARIANT_VIOLATIONS: &str = "flashcore_invariant_violations_total";
 /// Units a SKU's journal says were sold beyond its total, by `sku` (0 normally).
 pub const OVERSOLD_UNITS: &str = "flashcore_sku_oversold_units";
+/// Calls sent to the node that holds an entity's shard, by `op` and `outcome`
+/// (`ok`, `refused`: the callee's own error, `elsewhere`: it no longer holds
+/// the shard, `failed`: the transport).
+pub const FORWARDED: &str = "flashcore_forwarded_requests_total";
+/// How long a call to another node took, by `op`.
+pub const FORWARD_SECONDS: &str = "flashcore_forwarded_request_duration_seconds";
+/// Holds prepared for another node's order that this node settled itself from
+/// the journal after the order's deadline, by `outcome` (`committed`, `aborted`).
+pub const REMOTE_PREPARES_SETTLED: &str = "flashcore_remote_prepares_settled_total";

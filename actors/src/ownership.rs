@@ -37,7 +37,7 @@
 //! which checks the writer's epochs in the same transaction ([`Fence`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -48,7 +48,7 @@ use tokio::sync::watch;
 
 use crate::admission::Admissions;
 use crate::metrics as m;
-use crate::ports::{Fence, Lease, LeaseStore, MemberStatus, Owner, StoreError};
+use crate::ports::{Fence, Lease, LeaseRow, LeaseStore, Member, MemberStatus, Owner, Route, StoreError};
 
 /// The most shards a node hands off in one round of a rebalance.
 const MAX_MOVES: u32 = 32;
@@ -196,6 +196,24 @@ pub struct Ownership {
     /// The shards a move in progress hands off.
     moving: Mutex<Vec<ShardId>>,
     moves: AtomicU64,
+    /// Cluster mode: who serves each shard, as the last round read the lease
+    /// and membership tables (by shard number).
+    routes: ArcSwapOption<Vec<Option<Route>>>,
+    /// When the routes were last read on demand ([`Ownership::reroute`]), one
+    /// read at a time.
+    rerouted: tokio::sync::Mutex<Option<Instant>>,
+    /// The lease store, once [`Ownership::keep`] runs.
+    store: StoreCell,
+}
+
+/// The lease store, once known.
+#[derive(Default)]
+struct StoreCell(OnceLock<Arc<dyn LeaseStore>>);
+
+impl std::fmt::Debug for StoreCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() { "StoreCell(set)" } else { "StoreCell(unset)" })
+    }
 }
 
 /// A request admitted while serving; counts it in flight until dropped.
@@ -249,6 +267,9 @@ impl Ownership {
             fenced_writes: AtomicU64::new(0),
             moving: Mutex::new(Vec::new()),
             moves: AtomicU64::new(0),
+            routes: ArcSwapOption::empty(),
+            rerouted: tokio::sync::Mutex::new(None),
+            store: StoreCell::default(),
         })
     }
 
@@ -502,6 +523,7 @@ impl Ownership {
     /// owner renews them at a third of the TTL and loses them at its deadline.
     /// Runs until [`Phase::Stopped`].
     pub async fn keep(self: Arc<Self>, store: Arc<dyn LeaseStore>) {
+        let _ = self.store.0.set(Arc::clone(&store));
         let mut changes = self.watch();
         let mut last_heartbeat: Option<Instant> = None;
         let mut last_error: Option<String> = None;
@@ -669,6 +691,7 @@ impl Ownership {
         let now = crate::clock::now();
         let mut owners: Vec<Option<String>> = vec![None; self.cfg.shards.count() as usize];
         let mut mine = Vec::new();
+        self.note_routes(&members, &rows);
         for row in rows {
             if let (Some(o), Some(slot)) =
                 (row.owner.filter(|_| row.expires_at > now), owners.get_mut(row.shard.get() as usize))
@@ -738,6 +761,50 @@ impl Ownership {
             // Lost meanwhile: the node goes back to standby all the same.
             self.back_to_standby();
         }
+    }
+
+    /// True when this process serves `shard`: always, unless in cluster mode,
+    /// where only while it holds the shard's lease.
+    pub fn serves(&self, shard: ShardId) -> bool {
+        !self.cfg.share || self.fence().is_some_and(|f| f.epoch(shard) > 0)
+    }
+
+    /// Cluster mode: where `shard` is served, as the last renewal round read
+    /// the store (`None` before the first round, or while nobody holds it).
+    pub fn route(&self, shard: ShardId) -> Option<Route> {
+        self.routes.load().as_ref().and_then(|r| r.get(shard.get() as usize).cloned().flatten())
+    }
+
+    /// Who serves each shard by `members` and the lease `rows` (unexpired by
+    /// this host's clock), for [`Ownership::route`].
+    fn note_routes(&self, members: &[Member], rows: &[LeaseRow]) {
+        let now = crate::clock::now();
+        let mut routes: Vec<Option<Route>> = vec![None; self.cfg.shards.count() as usize];
+        for row in rows {
+            let Some(owner) = row.owner.as_ref().filter(|_| row.expires_at > now) else { continue };
+            let address = members.iter().find(|m| m.owner == *owner).map(|m| m.address.clone());
+            if let (Some(address), Some(slot)) = (address, routes.get_mut(row.shard.get() as usize)) {
+                *slot = Some(Route { shard: row.shard, owner: owner.clone(), epoch: row.epoch, address });
+            }
+        }
+        self.routes.store(Some(Arc::new(routes)));
+    }
+
+    /// A call to `shard`'s owner was refused (the shard moved since the last
+    /// round): reads the tables again, at most once per 100 ms however many
+    /// calls were refused, and answers the shard's route now.
+    pub async fn reroute(&self, shard: ShardId) -> Option<Route> {
+        let store = self.store.0.get()?;
+        let mut last = self.rerouted.lock().await;
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_millis(100)) {
+            *last = Some(Instant::now());
+            match tokio::try_join!(store.members(), store.leases()) {
+                Ok((members, rows)) => self.note_routes(&members, &rows),
+                Err(e) => tracing::warn!(node = %self.owner, error = %e, "cannot read the shard map"),
+            }
+        }
+        drop(last);
+        self.route(shard)
     }
 
     /// The shards this process holds the leases of now.

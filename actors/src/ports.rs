@@ -387,9 +387,9 @@ impl Fence {
             .iter()
             .flat_map(|e| -> Vec<ShardId> {
                 match e {
-                    JournalEntry::Order(o) => std::iter::once(s.of_cart(o.cart_id))
-                        .chain(o.lines.iter().map(|l| s.of_sku(&l.sku)))
-                        .collect(),
+                    JournalEntry::Order(o) => {
+                        std::iter::once(s.of_cart(o.cart_id)).chain(o.lines.iter().map(|l| s.of_sku(&l.sku))).collect()
+                    }
                     JournalEntry::Stock { sku, .. } => vec![s.of_sku(sku)],
                 }
             })

@@ -11,7 +11,7 @@ use crate::{CartId, HoldId, Money, MoneyError, OrderId, Product, Sku, Timestamp}
 pub const MAX_LINES: usize = 100;
 
 /// Why a cart operation was refused. Nothing changed when one is returned.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum CartError {
     /// The cart was already checked out.
     #[error("cart is already checked out as order {0}")]

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::{CartId, HoldId, JournalPos, OrderId, StockFact, StockFactKind, Timestamp};
 
 /// Why an inventory operation was refused. Nothing changed when one is returned.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum InventoryError {
     /// Reservations are for at least one unit.
     #[error("quantity must be at least 1")]

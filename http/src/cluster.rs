@@ -39,6 +39,11 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
+use flashcore_actors::EngineError;
+use flashcore_actors::node::Node;
+use flashcore_actors::peers::{PeerAnswer, PeerCall, Peers};
+use flashcore_actors::ports::Route;
+
 use crate::config::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -51,6 +56,12 @@ pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(30);
 /// The route a caller checks a node's identity with (and the port's health).
 pub const IDENTITY: &str = "/internal/v1/identity";
+/// The route of calls about a shard this node holds ([`flashcore_actors::peers`]).
+pub const PEER: &str = "/internal/v1/peer";
+/// The caller's deadline for a [`PEER`] call, in milliseconds.
+pub const DEADLINE_HEADER: &str = "x-flashcore-deadline-ms";
+/// The longest a [`PEER`] call may run, whatever its caller asks.
+const MAX_PEER_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The files of mutual TLS on the node-to-node port (PEM).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,6 +256,8 @@ pub fn report_denial(reason: &'static str, peer: Option<SocketAddr>, detail: &st
 struct Port {
     node_id: Arc<str>,
     tokens: Option<NodeTokens>,
+    /// This process: its engine serves the calls.
+    node: Arc<Node>,
 }
 
 fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
@@ -302,10 +315,109 @@ async fn identity(State(port): State<Port>, caller: Option<axum::Extension<Calle
     axum::Json(json!({ "node": &*port.node_id, "caller": caller })).into_response()
 }
 
+/// A call from another node about a shard this one holds: answered with the
+/// engine's verdict as JSON (`{"Ok": answer}` or `{"Err": engine error}`),
+/// `Elsewhere` when this node does not serve now.
+async fn peer(State(port): State<Port>, headers: axum::http::HeaderMap, body: axum::body::Bytes) -> Response {
+    let call: PeerCall = match serde_json::from_slice(&body) {
+        Ok(call) => call,
+        Err(e) => {
+            let mut res = problem(StatusCode::BAD_REQUEST, "invalid-body", &format!("not a peer call: {e}"));
+            res.headers_mut().remove(header::WWW_AUTHENTICATE);
+            return res;
+        }
+    };
+    let elsewhere = EngineError::Elsewhere { shard: call.shard };
+    let deadline = headers
+        .get(DEADLINE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(MAX_PEER_DEADLINE, Duration::from_millis)
+        .min(MAX_PEER_DEADLINE);
+    let result: Result<PeerAnswer, EngineError> = match (port.node.ownership().admit(), port.node.engine()) {
+        (Ok(admission), Some(engine)) => {
+            let answer = tokio::time::timeout(deadline, engine.serve_peer(call)).await.unwrap_or_else(|_| {
+                Err(EngineError::Unavailable { retry_after_secs: 1, reason: "peer call past its deadline".into() })
+            });
+            // An answer computed while the lease was lost never leaves.
+            if admission.still_valid() { answer } else { Err(elsewhere) }
+        }
+        _ => Err(elsewhere),
+    };
+    axum::Json(result).into_response()
+}
+
+/// The other nodes, as this one calls them: the node port's client, with a
+/// token per call (and the node's certificate under mutual TLS).
+pub struct NodeClient {
+    http: reqwest::Client,
+    scheme: &'static str,
+    node_id: String,
+    tokens: Option<NodeTokens>,
+}
+
+impl std::fmt::Debug for NodeClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeClient").field("node_id", &self.node_id).field("scheme", &self.scheme).finish()
+    }
+}
+
+impl NodeClient {
+    /// The client of a node configured with `config`.
+    pub fn new(config: &ClusterConfig) -> anyhow::Result<Self> {
+        let mut http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true);
+        let mut scheme = "http";
+        if let Some(files) = &config.mtls {
+            let ca = std::fs::read(&files.ca).with_context(|| format!("{}", files.ca.display()))?;
+            let mut identity = std::fs::read(&files.cert).with_context(|| format!("{}", files.cert.display()))?;
+            identity.extend(std::fs::read(&files.key).with_context(|| format!("{}", files.key.display()))?);
+            http = http
+                .use_rustls_tls()
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(reqwest::Certificate::from_pem(&ca).context("FLASHCORE_CLUSTER_CA")?)
+                .identity(reqwest::Identity::from_pem(&identity).context("FLASHCORE_CLUSTER_CERT / _KEY")?);
+            scheme = "https";
+        }
+        Ok(NodeClient {
+            http: http.build().context("the node-to-node client")?,
+            scheme,
+            node_id: config.node_id.clone(),
+            tokens: config.secret.as_ref().map(NodeTokens::new),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Peers for NodeClient {
+    async fn call(&self, route: &Route, call: PeerCall, deadline: Duration) -> Result<PeerAnswer, EngineError> {
+        let failed = |why: String| EngineError::Unavailable { retry_after_secs: 1, reason: why };
+        let mut req = self
+            .http
+            .post(format!("{}://{}{PEER}", self.scheme, route.address))
+            .timeout(deadline)
+            .header(DEADLINE_HEADER, deadline.as_millis().to_string())
+            .json(&call);
+        if let Some(tokens) = &self.tokens {
+            req = req.header(header::AUTHORIZATION, tokens.authorization(&self.node_id, &route.owner.node));
+        }
+        let res = req.send().await.map_err(|e| failed(format!("node {}: {e}", route.owner)))?;
+        if !res.status().is_success() {
+            return Err(failed(format!("node {} answered {}", route.owner, res.status())));
+        }
+        res.json::<Result<PeerAnswer, EngineError>>()
+            .await
+            .map_err(|e| failed(format!("node {}: unreadable answer: {e}", route.owner)))?
+    }
+}
+
 /// The node-to-node port, bound: [`InternalPort::serve`] serves it.
 pub struct InternalPort {
     listener: tokio::net::TcpListener,
-    router: Router,
+    node_id: Arc<str>,
+    tokens: Option<NodeTokens>,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
 }
 
@@ -324,18 +436,12 @@ impl InternalPort {
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("FLASHCORE_CLUSTER_ADDR {}: cannot listen", config.addr))?;
-        let port =
-            Port { node_id: config.node_id.as_str().into(), tokens: config.secret.as_ref().map(NodeTokens::new) };
-        let router = Router::new()
-            .route(IDENTITY, get(identity))
-            .layer(axum::middleware::from_fn_with_state(port.clone(), authenticate))
-            .fallback(|| async { problem(StatusCode::NOT_FOUND, "not-found", "no such node-to-node route") })
-            .with_state(port);
         let tls = match &config.mtls {
             Some(files) => Some(mtls_config(files)?),
             None => None,
         };
-        Ok(InternalPort { listener, router, tls })
+        let tokens = config.secret.as_ref().map(NodeTokens::new);
+        Ok(InternalPort { listener, node_id: config.node_id.as_str().into(), tokens, tls })
     }
 
     /// The address actually bound.
@@ -343,9 +449,16 @@ impl InternalPort {
         self.listener.local_addr()
     }
 
-    /// Serves until `stop` resolves.
-    pub async fn serve(self, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let InternalPort { listener, router, tls } = self;
+    /// Serves `node`'s calls until `stop` resolves.
+    pub async fn serve(self, node: Arc<Node>, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let InternalPort { listener, node_id, tokens, tls } = self;
+        let port = Port { node_id, tokens, node };
+        let router = Router::new()
+            .route(IDENTITY, get(identity))
+            .route(PEER, axum::routing::post(peer))
+            .layer(axum::middleware::from_fn_with_state(port.clone(), authenticate))
+            .fallback(|| async { problem(StatusCode::NOT_FOUND, "not-found", "no such node-to-node route") })
+            .with_state(port);
         match tls {
             None => {
                 let svc = router.into_make_service_with_connect_info::<SocketAddr>();

@@ -363,6 +363,12 @@ impl Config {
             if !matches!(c.store, StoreKind::Postgres { .. }) {
                 bail!("cluster mode (FLASHCORE_NODE_ID) needs the Postgres store: set DATABASE_URL=postgres://…");
             }
+            if c.cluster.is_none() {
+                bail!(
+                    "cluster mode (FLASHCORE_NODE_ID) needs the node-to-node port: set FLASHCORE_CLUSTER_ADDR and \
+                     FLASHCORE_CLUSTER_SECRET (or the FLASHCORE_CLUSTER_CA / _CERT / _KEY of mutual TLS)"
+                );
+            }
             c.lease.share = true;
             // Node ids are names, not `{host}-{pid}`: nobody is known gone.
             c.lease.owner_gone = |_| false;

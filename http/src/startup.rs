@@ -114,12 +114,14 @@ pub async fn open_stores(store: &StoreKind, feed: Arc<dyn AvailabilityFeed>) -> 
     Ok(match store {
         StoreKind::Memory => {
             let m = MemoryStores::default();
-            let ports = Ports { journal: m.journal, snapshots: m.snapshots, catalog: m.catalog, payments, feed };
+            let ports =
+                Ports { journal: m.journal, snapshots: m.snapshots, catalog: m.catalog, payments, feed, peers: None };
             Stores { ports, api_keys: Arc::new(MemoryApiKeys::default()), leases: m.leases }
         }
         StoreKind::Sqlite { url } => {
             let db = Arc::new(SqliteStore::open(url).await.with_context(|| format!("cannot open SQLite at {url}"))?);
-            let ports = Ports { journal: db.clone(), snapshots: db.clone(), catalog: db.clone(), payments, feed };
+            let ports =
+                Ports { journal: db.clone(), snapshots: db.clone(), catalog: db.clone(), payments, feed, peers: None };
             Stores { ports, api_keys: db.clone(), leases: db }
         }
         StoreKind::Postgres { url, migrate_url } => {
@@ -128,7 +130,8 @@ pub async fn open_stores(store: &StoreKind, feed: Arc<dyn AvailabilityFeed>) -> 
                     .await
                     .context("cannot connect to Postgres (DATABASE_URL)")?,
             );
-            let ports = Ports { journal: db.clone(), snapshots: db.clone(), catalog: db.clone(), payments, feed };
+            let ports =
+                Ports { journal: db.clone(), snapshots: db.clone(), catalog: db.clone(), payments, feed, peers: None };
             Stores { ports, api_keys: db.clone(), leases: db }
         }
     })
@@ -289,7 +292,17 @@ impl Application {
         let tokens = token_key(&config)?;
         let listener =
             TcpListener::bind(config.addr).await.with_context(|| format!("cannot listen on {}", config.addr))?;
-        let address = listener.local_addr()?.to_string();
+        let internal = match &config.cluster {
+            Some(cluster) => Some(crate::cluster::InternalPort::bind(cluster).await?),
+            None => None,
+        };
+        let cluster_addr = internal.as_ref().and_then(|p| p.local_addr().ok()).map(|a| a.to_string());
+        // The membership table announces where the other nodes call this one:
+        // the node port in cluster mode (else the public address, for operators).
+        let address = match (&config.node_id, &cluster_addr) {
+            (Some(_), Some(internal)) => internal.clone(),
+            _ => listener.local_addr()?.to_string(),
+        };
         let ownership = Ownership::new(this_process(config.node_id.as_deref()), address, config.lease);
         let node = Node::new(ownership, config.http.request_timeout);
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -337,11 +350,6 @@ impl Application {
             StoreKind::Postgres { .. } => "postgres",
         };
         let redis = if config.http.redis_url.is_some() { "redis" } else { "in-process" };
-        let internal = match &config.cluster {
-            Some(cluster) => Some(crate::cluster::InternalPort::bind(cluster).await?),
-            None => None,
-        };
-        let cluster_addr = internal.as_ref().and_then(|p| p.local_addr().ok()).map(|a| a.to_string());
         tracing::info!(
             addr = %listener.local_addr()?,
             store,
@@ -378,7 +386,7 @@ impl Application {
         // The node-to-node port stops with the public one.
         let internal = internal.map(|port| {
             let mut stop = tx.subscribe();
-            tokio::spawn(port.serve(async move {
+            tokio::spawn(port.serve(Arc::clone(&node), async move {
                 let _ = stop.wait_for(|stopped| *stopped).await;
             }))
         });
@@ -396,7 +404,13 @@ impl Application {
         let lifecycle = tokio::spawn(async move {
             let stores = open_stores(&config.store, feed).await?;
             keys.set_store(stores.api_keys);
-            let ports = stores.ports;
+            let mut ports = stores.ports;
+            // Cluster mode: work on other nodes' shards goes to them.
+            if let (Some(_), Some(cluster)) = (&config.node_id, &config.cluster) {
+                let peers: Arc<dyn flashcore_actors::peers::Peers> =
+                    Arc::new(crate::cluster::NodeClient::new(cluster)?);
+                ports.peers = Some(peers);
+            }
             let config = Arc::new(config);
             node.run(
                 stores.leases,

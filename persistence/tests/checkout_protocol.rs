@@ -143,6 +143,7 @@ impl World {
             catalog: stores.catalog.clone(),
             payments: payments.clone(),
             feed: Arc::new(LocalFeed::default()),
+            peers: None,
         };
         let owner = Owner { node: "checkout-protocol".into(), generation };
         let ownership = Ownership::hold(stores.leases.clone(), owner, LeaseConfig::default()).await;

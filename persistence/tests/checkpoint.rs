@@ -40,6 +40,7 @@ async fn checkouts_leave_the_sku_snapshot_to_the_journal(stores: Stores) {
         catalog: stores.catalog,
         payments: Arc::new(TestPayments),
         feed: Arc::new(LocalFeed::default()),
+        peers: None,
     };
     let cfg = EngineConfig { flush_interval: Duration::from_millis(10), ..EngineConfig::default() };
     let engine = Engine::start(cfg, ports, ownership).await.unwrap();

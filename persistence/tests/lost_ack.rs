@@ -124,6 +124,7 @@ async fn a_checkout_whose_commit_acknowledgment_was_lost_is_reconciled_not_relea
         catalog: Arc::new(MemoryCatalog::default()),
         payments: Arc::new(TestPayments),
         feed: Arc::new(LocalFeed::default()),
+        peers: None,
     };
     let owner = Owner { node: "lost-ack".into(), generation: 1 };
     let ownership = Ownership::hold(stores.leases, owner, LeaseConfig::default()).await;
@@ -175,6 +176,7 @@ async fn sale_within(
         catalog: Arc::new(MemoryCatalog::default()),
         payments,
         feed: Arc::new(LocalFeed::default()),
+        peers: None,
     };
     let owner = Owner { node: "lost-ack".into(), generation: 1 };
     let ownership = Ownership::hold(stores.leases, owner, LeaseConfig::default()).await;

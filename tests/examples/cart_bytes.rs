@@ -112,6 +112,7 @@ async fn main() {
         catalog: stores.catalog,
         payments: Arc::new(TestPayments),
         feed: Arc::new(LocalFeed::default()),
+        peers: None,
     };
     let owner = Owner { node: "cart-bytes".into(), generation: 1 };
     let ownership = Ownership::hold(stores.leases, owner, LeaseConfig::default()).await;

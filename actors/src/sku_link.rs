@@ -1,0 +1,214 @@
+//! How a cart reaches a SKU: its actor here, or (cluster mode) the SKU's owner
+//! over the node port ([`crate::peers`]). The cart sends the same requests
+//! either way; only a prepare's answer differs: a SKU elsewhere answers the
+//! [`ForeignLease`] the order's journal write must rely on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flashcore_domain::{CartId, HoldId, InventoryError, OrderId, Sku, StockFact, Timestamp};
+
+use crate::error::EngineError;
+use crate::metrics as m;
+use crate::ownership::Ownership;
+use crate::peers::{PeerAnswer, PeerCall, PeerOp, Peers};
+use crate::ports::{ForeignLease, Route};
+use crate::registry::{Registry, RegistryError};
+use crate::sku::{PrepareReq, ReserveReq, SkuMsg};
+
+/// Where a SKU is served.
+enum Place {
+    Here,
+    There(Route),
+}
+
+/// A cart's way to its SKUs. Cheap to clone.
+#[derive(Clone)]
+pub struct SkuLink {
+    local: Arc<Registry<Sku, SkuMsg>>,
+    ownership: Arc<Ownership>,
+    peers: Option<Arc<dyn Peers>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for SkuLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SkuLink").field("remote", &self.peers.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// A commit that could not be delivered.
+#[derive(Debug)]
+pub enum Undelivered {
+    /// Try again later.
+    Retry(String),
+    /// Nobody here or there will take it: the engine stopped, or the SKU's
+    /// owner changed (whoever serves it now recovered the order from the journal).
+    Moot,
+}
+
+impl SkuLink {
+    /// The SKUs of `local`, and those of other nodes through `peers` (calls
+    /// bounded by `timeout`).
+    pub fn new(
+        local: Arc<Registry<Sku, SkuMsg>>,
+        ownership: Arc<Ownership>,
+        peers: Option<Arc<dyn Peers>>,
+        timeout: Duration,
+    ) -> Self {
+        SkuLink { local, ownership, peers, timeout }
+    }
+
+    fn place(&self, sku: &Sku) -> Result<Place, EngineError> {
+        let shard = self.ownership.config().shards.of_sku(sku);
+        if self.ownership.serves(shard) {
+            return Ok(Place::Here);
+        }
+        match self.ownership.route(shard) {
+            Some(route) if self.peers.is_some() && route.owner != *self.ownership.owner() => Ok(Place::There(route)),
+            _ => Err(EngineError::Elsewhere { shard: shard.get() }),
+        }
+    }
+
+    /// True when `sku`'s actor is this node's.
+    pub fn is_here(&self, sku: &Sku) -> bool {
+        matches!(self.place(sku), Ok(Place::Here))
+    }
+
+    async fn remote(&self, route: &Route, op: PeerOp) -> Result<PeerAnswer, EngineError> {
+        let Some(peers) = &self.peers else { return Err(EngineError::Elsewhere { shard: route.shard.get() }) };
+        forward(peers.as_ref(), &self.ownership, route, op, self.timeout).await
+    }
+
+    /// Creates or resizes a hold.
+    pub async fn reserve(
+        &self,
+        sku: &Sku,
+        hold: HoldId,
+        cart: CartId,
+        qty: u32,
+        expires_at: Timestamp,
+    ) -> Result<Result<(), InventoryError>, EngineError> {
+        match self.place(sku)? {
+            Place::Here => Ok(self
+                .local
+                .call(sku, |ticket, reply| ReserveReq { ticket, hold, cart, qty, expires_at, reply }.into())
+                .await?),
+            Place::There(route) => {
+                match self.remote(&route, PeerOp::Reserve { sku: sku.clone(), hold, cart, qty, expires_at }).await? {
+                    PeerAnswer::Inventory { result } => Ok(result.map(drop)),
+                    other => Err(unexpected(&other)),
+                }
+            }
+        }
+    }
+
+    /// Drops a hold; answers the units freed.
+    pub async fn release(&self, sku: &Sku, hold: HoldId) -> Result<Result<u32, InventoryError>, EngineError> {
+        match self.place(sku)? {
+            Place::Here => Ok(self
+                .local
+                .force_call(sku, |ticket, reply| SkuMsg::Release { ticket, hold, reply: Some(reply) })
+                .await?),
+            Place::There(route) => match self.remote(&route, PeerOp::Release { sku: sku.clone(), hold }).await? {
+                PeerAnswer::Inventory { result } => Ok(result),
+                other => Err(unexpected(&other)),
+            },
+        }
+    }
+
+    /// Prepares `holds` for `order`, all or nothing; a SKU elsewhere answers
+    /// the lease the order's write relies on.
+    pub async fn prepare(
+        &self,
+        sku: &Sku,
+        order: OrderId,
+        cart: CartId,
+        holds: Vec<HoldId>,
+    ) -> Result<Result<Option<ForeignLease>, InventoryError>, EngineError> {
+        match self.place(sku)? {
+            Place::Here => {
+                let req = Box::new(PrepareReq { order, cart, holds });
+                let r = self.local.call(sku, move |ticket, reply| SkuMsg::Prepare { ticket, req, reply }).await?;
+                Ok(r.map(|()| None))
+            }
+            Place::There(route) => {
+                match self.remote(&route, PeerOp::Prepare { sku: sku.clone(), order, cart, holds }).await? {
+                    PeerAnswer::Prepared { result } => {
+                        Ok(match result {
+                            Ok(wire) => Ok(Some(wire.into_lease(self.ownership.config().shards).ok_or_else(|| {
+                                EngineError::Internal("a prepare answered a shard out of range".into())
+                            })?)),
+                            Err(e) => Err(e),
+                        })
+                    }
+                    other => Err(unexpected(&other)),
+                }
+            }
+        }
+    }
+
+    /// Returns `order`'s prepared holds (best effort: a SKU elsewhere settles
+    /// them itself after the deadline; one here when its actor recovers).
+    pub async fn abort(&self, sku: &Sku, order: OrderId) -> Result<(), EngineError> {
+        match self.place(sku)? {
+            Place::Here => Ok(self.local.force_cast(sku, |ticket| SkuMsg::Abort { ticket, order }).await?),
+            Place::There(route) => self.remote(&route, PeerOp::Abort { sku: sku.clone(), order }).await.map(drop),
+        }
+    }
+
+    /// Delivers committed facts of `sku`.
+    pub async fn commit(&self, sku: &Sku, facts: Vec<StockFact>) -> Result<(), Undelivered> {
+        match self.place(sku) {
+            Ok(Place::Here) => match self.local.force_cast(sku, |ticket| SkuMsg::Commit { ticket, facts }).await {
+                Ok(()) => Ok(()),
+                Err(RegistryError::NotRunning) => Err(Undelivered::Moot),
+                Err(e) => Err(Undelivered::Retry(e.to_string())),
+            },
+            Ok(Place::There(route)) => match self.remote(&route, PeerOp::Commit { sku: sku.clone(), facts }).await {
+                Ok(_) => Ok(()),
+                Err(EngineError::Elsewhere { .. }) => Err(Undelivered::Moot),
+                Err(e) => Err(Undelivered::Retry(e.to_string())),
+            },
+            // Nobody known to serve it now: its next owner recovers the order.
+            Err(_) => Err(Undelivered::Moot),
+        }
+    }
+}
+
+/// Sends `op` about `route`'s shard to its owner, counting it: a refusal
+/// because the owner moved makes this node forget the route (the next
+/// renewal round reads it again).
+pub async fn forward(
+    peers: &dyn Peers,
+    ownership: &Ownership,
+    route: &Route,
+    op: PeerOp,
+    timeout: Duration,
+) -> Result<PeerAnswer, EngineError> {
+    let name = op.name();
+    let started = std::time::Instant::now();
+    let call = PeerCall { shard: route.shard.get(), epoch: route.epoch, op };
+    let mut answer = peers.call(route, call.clone(), timeout).await;
+    if matches!(answer, Err(EngineError::Elsewhere { .. })) {
+        // The shard moved since this node last looked: once more, to whoever
+        // the lease table names now (the callee checks the epoch again).
+        let fresh = ownership.reroute(route.shard).await;
+        if let Some(fresh) = fresh.filter(|f| f != route && f.owner != *ownership.owner()) {
+            answer = peers.call(&fresh, PeerCall { epoch: fresh.epoch, ..call }, timeout).await;
+        }
+    }
+    metrics::histogram!(m::FORWARD_SECONDS, "op" => name).record(started.elapsed().as_secs_f64());
+    let outcome = match &answer {
+        Ok(_) => "ok",
+        Err(EngineError::Elsewhere { .. }) => "elsewhere",
+        Err(EngineError::Unavailable { .. }) => "failed",
+        Err(_) => "refused",
+    };
+    metrics::counter!(m::FORWARDED, "op" => name, "outcome" => outcome).increment(1);
+    answer
+}
+
+fn unexpected(answer: &PeerAnswer) -> EngineError {
+    EngineError::Internal(format!("a peer answered {answer:?}"))
+}
