@@ -26,7 +26,9 @@ use crate::gateway::{PaymentGateway, RetryPolicy, UnvoidedAuthorization};
 use crate::journal::{JournalStatsView, JournalWriter};
 use crate::ownership::Ownership;
 use crate::parked::{ParkedSku, ParkedSkus, ParkedSource};
-use crate::peers::{ForeignLeaseWire, PeerAnswer, PeerCall, PeerOp, Peers, REMOTE_PREPARE_TTL, RemotePrepares};
+use crate::peers::{
+    ForeignLeaseWire, PeerAnswer, PeerCall, PeerOp, Peers, REMOTE_PREPARE_TTL, RemotePrepares, SETTLE_MARGIN,
+};
 use crate::ports::{AvailabilityFeed, Catalog, Journal, Payments, SnapshotStore, StoreError};
 use crate::recovery::recover_all;
 use crate::registry::{Registry, RegistryConfig, RegistryStats, Spawner};
@@ -71,6 +73,13 @@ pub struct EngineConfig {
     pub budget: CheckoutBudget,
     /// Retries of payment calls.
     pub payment_retry: RetryPolicy,
+    /// Cluster mode: how long a hold prepared here for another node's order
+    /// waits for it (the order's write must commit before then).
+    pub remote_prepare_ttl: Duration,
+    /// Cluster mode: how much longer than that this node waits before it
+    /// settles such a hold from the journal (covers its clock's difference
+    /// from the store's).
+    pub settle_margin: Duration,
 }
 
 impl Default for EngineConfig {
@@ -89,6 +98,8 @@ impl Default for EngineConfig {
             breaker: BreakerConfig::default(),
             budget: CheckoutBudget::default(),
             payment_retry: RetryPolicy::default(),
+            remote_prepare_ttl: REMOTE_PREPARE_TTL,
+            settle_margin: SETTLE_MARGIN,
         }
     }
 }
@@ -291,7 +302,8 @@ impl Engine {
         let cart_reaper = cart_reaper(Arc::clone(&carts), cfg.cart_idle);
         let sku_reaper = reaper(Arc::clone(&skus), cfg.sku_idle, |reply| SkuMsg::Passivate { reply });
         let remote_prepares = Arc::new(RemotePrepares::default());
-        let settler = settle_remote_prepares(Arc::clone(&remote_prepares), Arc::clone(&skus), journal.clone());
+        let settler =
+            settle_remote_prepares(Arc::clone(&remote_prepares), Arc::clone(&skus), journal.clone(), cfg.settle_margin);
 
         let engine = Engine(Arc::new(Inner {
             cfg,
@@ -448,10 +460,8 @@ impl Engine {
     /// Cluster mode: sends `op` about `shard` to the node that holds it;
     /// `Elsewhere` without peers or while nobody is known to hold it.
     async fn forward(&self, shard: ShardId, op: PeerOp) -> Result<PeerAnswer, EngineError> {
-        let elsewhere = || EngineError::Elsewhere { shard: shard.get() };
-        let peers = self.0.peers.as_ref().ok_or_else(elsewhere)?;
-        let route =
-            self.0.ownership.route(shard).filter(|r| r.owner != *self.0.ownership.owner()).ok_or_else(elsewhere)?;
+        let peers = self.0.peers.as_ref().ok_or(EngineError::Elsewhere { shard: shard.get() })?;
+        let route = crate::sku_link::route_to(&self.0.ownership, shard).await?;
         crate::sku_link::forward(peers.as_ref(), &self.0.ownership, &route, op, self.0.cfg.call_timeout).await
     }
 
@@ -623,7 +633,7 @@ impl Engine {
                 let req = Box::new(PrepareReq { order, cart, holds });
                 let result = skus.call(&sku, move |ticket, reply| SkuMsg::Prepare { ticket, req, reply }).await?;
                 let result = result.map(|()| {
-                    let until = crate::clock::now().plus_millis(REMOTE_PREPARE_TTL.as_millis() as u64);
+                    let until = crate::clock::now().plus_millis(self.0.cfg.remote_prepare_ttl.as_millis() as u64);
                     self.0.remote_prepares.add(order, sku.clone(), until);
                     ForeignLeaseWire {
                         shard: shard.get(),
@@ -858,13 +868,14 @@ fn settle_remote_prepares(
     prepares: Arc<RemotePrepares>,
     skus: Arc<Registry<Sku, SkuMsg>>,
     journal: JournalWriter,
+    margin: Duration,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            for (order, sku, until) in prepares.overdue(crate::clock::now()) {
+            for (order, sku, until) in prepares.overdue(crate::clock::now(), margin) {
                 let facts = match journal.journal().stock_facts_of_orders(&[order]).await {
                     Ok(facts) => facts.into_iter().filter(|f| f.sku == sku).collect::<Vec<_>>(),
                     Err(e) => {

@@ -253,9 +253,9 @@ impl RemotePrepares {
         self.with(|v| v.retain(|(o, s, _)| !(*o == order && s == sku)));
     }
 
-    /// Takes out those whose deadline plus the margin is before `now`.
-    pub fn overdue(&self, now: Timestamp) -> Vec<(OrderId, Sku, Timestamp)> {
-        let margin = SETTLE_MARGIN.as_millis() as u64;
+    /// Takes out those whose deadline plus `margin` is before `now`.
+    pub fn overdue(&self, now: Timestamp, margin: Duration) -> Vec<(OrderId, Sku, Timestamp)> {
+        let margin = margin.as_millis() as u64;
         self.with(|v| {
             let (due, keep) = std::mem::take(v).into_iter().partition(|(_, _, until)| until.plus_millis(margin) < now);
             *v = keep;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use flashcore_domain::{CartId, HoldId, InventoryError, OrderId, Sku, StockFact, Timestamp};
+use flashcore_domain::{CartId, HoldId, InventoryError, OrderId, ShardId, Sku, StockFact, Timestamp};
 
 use crate::error::EngineError;
 use crate::metrics as m;
@@ -59,20 +59,20 @@ impl SkuLink {
         SkuLink { local, ownership, peers, timeout }
     }
 
-    fn place(&self, sku: &Sku) -> Result<Place, EngineError> {
+    async fn place(&self, sku: &Sku) -> Result<Place, EngineError> {
         let shard = self.ownership.config().shards.of_sku(sku);
         if self.ownership.serves(shard) {
             return Ok(Place::Here);
         }
-        match self.ownership.route(shard) {
-            Some(route) if self.peers.is_some() && route.owner != *self.ownership.owner() => Ok(Place::There(route)),
-            _ => Err(EngineError::Elsewhere { shard: shard.get() }),
+        if self.peers.is_none() {
+            return Err(EngineError::Elsewhere { shard: shard.get() });
         }
+        route_to(&self.ownership, shard).await.map(Place::There)
     }
 
     /// True when `sku`'s actor is this node's.
     pub fn is_here(&self, sku: &Sku) -> bool {
-        matches!(self.place(sku), Ok(Place::Here))
+        self.ownership.serves(self.ownership.config().shards.of_sku(sku))
     }
 
     async fn remote(&self, route: &Route, op: PeerOp) -> Result<PeerAnswer, EngineError> {
@@ -89,7 +89,7 @@ impl SkuLink {
         qty: u32,
         expires_at: Timestamp,
     ) -> Result<Result<(), InventoryError>, EngineError> {
-        match self.place(sku)? {
+        match self.place(sku).await? {
             Place::Here => Ok(self
                 .local
                 .call(sku, |ticket, reply| ReserveReq { ticket, hold, cart, qty, expires_at, reply }.into())
@@ -105,7 +105,7 @@ impl SkuLink {
 
     /// Drops a hold; answers the units freed.
     pub async fn release(&self, sku: &Sku, hold: HoldId) -> Result<Result<u32, InventoryError>, EngineError> {
-        match self.place(sku)? {
+        match self.place(sku).await? {
             Place::Here => Ok(self
                 .local
                 .force_call(sku, |ticket, reply| SkuMsg::Release { ticket, hold, reply: Some(reply) })
@@ -126,7 +126,7 @@ impl SkuLink {
         cart: CartId,
         holds: Vec<HoldId>,
     ) -> Result<Result<Option<ForeignLease>, InventoryError>, EngineError> {
-        match self.place(sku)? {
+        match self.place(sku).await? {
             Place::Here => {
                 let req = Box::new(PrepareReq { order, cart, holds });
                 let r = self.local.call(sku, move |ticket, reply| SkuMsg::Prepare { ticket, req, reply }).await?;
@@ -151,7 +151,7 @@ impl SkuLink {
     /// Returns `order`'s prepared holds (best effort: a SKU elsewhere settles
     /// them itself after the deadline; one here when its actor recovers).
     pub async fn abort(&self, sku: &Sku, order: OrderId) -> Result<(), EngineError> {
-        match self.place(sku)? {
+        match self.place(sku).await? {
             Place::Here => Ok(self.local.force_cast(sku, |ticket| SkuMsg::Abort { ticket, order }).await?),
             Place::There(route) => self.remote(&route, PeerOp::Abort { sku: sku.clone(), order }).await.map(drop),
         }
@@ -159,7 +159,7 @@ impl SkuLink {
 
     /// Delivers committed facts of `sku`.
     pub async fn commit(&self, sku: &Sku, facts: Vec<StockFact>) -> Result<(), Undelivered> {
-        match self.place(sku) {
+        match self.place(sku).await {
             Ok(Place::Here) => match self.local.force_cast(sku, |ticket| SkuMsg::Commit { ticket, facts }).await {
                 Ok(()) => Ok(()),
                 Err(RegistryError::NotRunning) => Err(Undelivered::Moot),
@@ -173,6 +173,16 @@ impl SkuLink {
             // Nobody known to serve it now: its next owner recovers the order.
             Err(_) => Err(Undelivered::Moot),
         }
+    }
+}
+
+/// Where `shard` is served by another node: the last round's route, else the
+/// tables read again now; `Elsewhere` while nobody else holds it.
+pub async fn route_to(ownership: &Ownership, shard: ShardId) -> Result<Route, EngineError> {
+    let other = |r: &Route| r.owner != *ownership.owner();
+    match ownership.route(shard).filter(other) {
+        Some(route) => Ok(route),
+        None => ownership.reroute(shard).await.filter(other).ok_or(EngineError::Elsewhere { shard: shard.get() }),
     }
 }
 

@@ -1,0 +1,230 @@
+//! Checkout across nodes (DESIGN §9) with two nodes in one process on the
+//! in-memory stores: node a's cart buys node b's SKU (reserve, prepare and
+//! commit on b, the order journaled by a under b's lease), and when the cart's
+//! node never tells the SKU's node how the order ended (a commit or an abort
+//! lost on the way: the node died, froze or was cut off), the SKU's node
+//! settles the prepared hold itself from the journal once the order's deadline
+//! has passed: sold if the order is there, back to the cart (and then to stock)
+//! if not.
+//!
+//! The nodes are real [`Node`]s with their engines and leases (share mode);
+//! only the transport between them is in-process, and it can lose a kind of
+//! call on purpose.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use flashcore_actors::node::Node;
+use flashcore_actors::ownership::{LeaseConfig, Ownership, Phase};
+use flashcore_actors::payments::TestPayments;
+use flashcore_actors::peers::{PeerAnswer, PeerCall, Peers};
+use flashcore_actors::ports::{Catalog, Journal, LeaseStore, Owner, Route};
+use flashcore_actors::sku::StockChange;
+use flashcore_actors::{CheckoutRequest, Engine, EngineConfig, EngineError, Ports};
+use flashcore_domain::{Currency, Money, Product, Shards, Sku};
+use flashcore_persistence::memory::{LocalFeed, MemoryStores};
+use flashcore_test_support::eventually;
+
+const STOCK: u64 = 10;
+
+fn shards() -> Shards {
+    Shards::new(4).unwrap()
+}
+
+/// The nodes by address, and the kinds of call (`PeerOp::name`) lost on the way.
+#[derive(Default)]
+struct Wire {
+    nodes: Mutex<HashMap<String, Arc<Node>>>,
+    lost: Mutex<Vec<&'static str>>,
+}
+
+#[async_trait]
+impl Peers for Wire {
+    async fn call(&self, route: &Route, call: PeerCall, deadline: Duration) -> Result<PeerAnswer, EngineError> {
+        let unavailable = |why: &str| EngineError::Unavailable { retry_after_secs: 1, reason: why.into() };
+        if self.lost.lock().unwrap().contains(&call.op.name()) {
+            return Err(unavailable("lost on the way"));
+        }
+        let node = self.nodes.lock().unwrap().get(&route.address).cloned().ok_or_else(|| unavailable("no node"))?;
+        let elsewhere = EngineError::Elsewhere { shard: call.shard };
+        let (Ok(_admitted), Some(engine)) = (node.ownership().admit(), node.engine()) else { return Err(elsewhere) };
+        tokio::time::timeout(deadline, engine.serve_peer(call)).await.unwrap_or_else(|_| Err(unavailable("timed out")))
+    }
+}
+
+struct Cluster {
+    stores: MemoryStores,
+    wire: Arc<Wire>,
+    nodes: Vec<Arc<Node>>,
+}
+
+impl Cluster {
+    /// Nodes `a` and `b` sharing the shards of `stores`, whose catalog has `skus`.
+    async fn start(skus: &[Sku]) -> Cluster {
+        let stores = MemoryStores::default();
+        for sku in skus {
+            let price = Money::new(500, Currency::EUR).unwrap();
+            stores.catalog.upsert(&Product::new(sku.clone(), "t", "", price, None, None).unwrap()).await.unwrap();
+        }
+        let wire = Arc::new(Wire::default());
+        let mut cluster = Cluster { stores, wire, nodes: Vec::new() };
+        for name in ["a", "b"] {
+            cluster.add(name);
+        }
+        eventually(Duration::from_secs(20), "both nodes to serve 2 shards each", || async {
+            let serving = cluster.nodes.iter().all(|n| {
+                n.ownership().phase() == Phase::Serving && n.ownership().held().len() == 2 && n.engine().is_some()
+            });
+            serving.then_some(())
+        })
+        .await;
+        cluster
+    }
+
+    fn add(&mut self, name: &str) {
+        let cfg = LeaseConfig {
+            shards: shards(),
+            ttl: Duration::from_millis(900),
+            poll: Duration::from_millis(50),
+            share: true,
+            ..LeaseConfig::default()
+        };
+        let own = Ownership::new(Owner { node: name.into(), generation: 1 }, name.into(), cfg);
+        let node = Node::new(own, Duration::from_secs(1));
+        self.wire.nodes.lock().unwrap().insert(name.into(), Arc::clone(&node));
+        let ports = Ports {
+            journal: self.stores.journal.clone(),
+            snapshots: self.stores.snapshots.clone(),
+            catalog: self.stores.catalog.clone(),
+            payments: Arc::new(TestPayments),
+            feed: Arc::new(LocalFeed::default()),
+            peers: Some(self.wire.clone()),
+        };
+        let engine_cfg = EngineConfig {
+            hold_ttl: Duration::from_secs(3),
+            remote_prepare_ttl: Duration::from_millis(800),
+            settle_margin: Duration::from_millis(200),
+            ..EngineConfig::default()
+        };
+        let leases: Arc<dyn LeaseStore> = self.stores.leases.clone();
+        tokio::spawn(Arc::clone(&node).run(
+            leases,
+            move |ownership| {
+                let (ports, cfg) = (ports.clone(), engine_cfg.clone());
+                async move { Engine::start(cfg, ports, ownership).await.map_err(|e| e.to_string()) }
+            },
+            std::future::pending(),
+        ));
+        self.nodes.push(node);
+    }
+
+    fn engine(&self, i: usize) -> Arc<Engine> {
+        self.nodes[i].engine().expect("serving")
+    }
+
+    /// The node serving `sku`'s shard.
+    fn owner_of(&self, sku: &Sku) -> usize {
+        let shard = shards().of_sku(sku);
+        self.nodes.iter().position(|n| n.ownership().held().contains(&shard)).expect("an owner")
+    }
+}
+
+/// A SKU of each node's: `(on a, on b)` by the shard map now.
+fn skus() -> Vec<Sku> {
+    (0..16).map(|i| Sku::parse(&format!("XN-{i}")).unwrap()).collect()
+}
+
+async fn setup() -> (Cluster, Sku) {
+    let all = skus();
+    let cluster = Cluster::start(&all).await;
+    let on_b = all.iter().find(|s| cluster.owner_of(s) == 1).expect("a SKU on node b").clone();
+    cluster.engine(1).adjust_stock(&on_b, StockChange::SetTotal(STOCK)).await.unwrap();
+    (cluster, on_b)
+}
+
+fn checkout(key: &str, token: &str) -> CheckoutRequest {
+    CheckoutRequest { payment_token: token.into(), email: None, idempotency_key: key.into() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cart_on_one_node_buys_a_sku_of_the_other() {
+    // Arrange: a cart on node a, a line of node b's SKU.
+    let (cluster, sku) = setup().await;
+    let (a, b) = (cluster.engine(0), cluster.engine(1));
+    let cart = a.create_cart().await.unwrap();
+    a.set_quantity(cart.id, sku.clone(), 3).await.unwrap();
+    assert_eq!(b.availability(&sku).await.unwrap().held, 3, "the hold is on node b");
+    assert_eq!(a.availability(&sku).await.unwrap().held, 3, "node a reads node b's counts");
+
+    // Act: checked out through node b (which forwards it to the cart's node a).
+    let (order, replay) = b.checkout(cart.id, checkout("k1", "tok_visa")).await.unwrap();
+
+    // Assert: journaled by node a under node b's lease, sold on node b.
+    assert!(!replay);
+    assert_eq!(cluster.stores.journal.order_for_cart(cart.id).await.unwrap().unwrap().id, order.id);
+    eventually(Duration::from_secs(5), "node b to count the units sold", || async {
+        let stock = b.availability(&sku).await.ok()?;
+        ((stock.sold, stock.held, stock.available) == (3, 0, STOCK - 3)).then_some(())
+    })
+    .await;
+    assert_eq!(b.remote_prepares(), 0, "the commit settled the prepared hold");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_never_arrives_is_settled_from_the_journal_after_the_deadline() {
+    // Arrange: node a's commits to node b are lost on the way.
+    let (cluster, sku) = setup().await;
+    let (a, b) = (cluster.engine(0), cluster.engine(1));
+    let cart = a.create_cart().await.unwrap();
+    a.set_quantity(cart.id, sku.clone(), 2).await.unwrap();
+    cluster.wire.lost.lock().unwrap().push("commit");
+
+    // Act
+    let (order, _) = a.checkout(cart.id, checkout("k2", "tok_visa")).await.unwrap();
+
+    // Assert: prepared on b until the deadline, then sold from the journal.
+    assert_eq!(b.remote_prepares(), 1, "node b waits for the order's outcome");
+    assert_eq!(cluster.stores.journal.order(order.id).await.unwrap().map(|o| o.id), Some(order.id));
+    eventually(Duration::from_secs(10), "node b to settle the hold as sold", || async {
+        let stock = b.availability(&sku).await.ok()?;
+        ((stock.sold, stock.held, stock.available) == (2, 0, STOCK - 2) && b.remote_prepares() == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_that_never_arrives_returns_the_hold_after_the_deadline() {
+    // Arrange: node a's aborts to node b are lost; the payment is declined
+    // after the prepare, so the order is never written.
+    let (cluster, sku) = setup().await;
+    let (a, b) = (cluster.engine(0), cluster.engine(1));
+    let cart = a.create_cart().await.unwrap();
+    a.set_quantity(cart.id, sku.clone(), 4).await.unwrap();
+    cluster.wire.lost.lock().unwrap().push("abort");
+
+    // Act
+    let err = a.checkout(cart.id, checkout("k3", "tok_decline")).await.unwrap_err();
+
+    // Assert: nothing journaled; node b returns the prepared hold to the cart
+    // after the deadline, and its units to stock when the hold lapses.
+    assert_eq!(err.code(), "payment-declined");
+    assert_eq!(cluster.stores.journal.order_for_cart(cart.id).await.unwrap(), None);
+    assert_eq!(b.remote_prepares(), 1, "node b waits for the order's outcome");
+    eventually(Duration::from_secs(10), "node b to settle the hold as aborted", || async {
+        (b.remote_prepares() == 0).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(10), "the units back in stock once the hold lapses", || async {
+        let stock = b.availability(&sku).await.ok()?;
+        ((stock.sold, stock.held, stock.available) == (0, 0, STOCK)).then_some(())
+    })
+    .await;
+    // The cart can still buy once the way is clear again.
+    cluster.wire.lost.lock().unwrap().clear();
+    a.set_quantity(cart.id, sku.clone(), 1).await.unwrap();
+    a.checkout(cart.id, checkout("k4", "tok_visa")).await.unwrap();
+}
