@@ -308,6 +308,12 @@ CLUSTER = dashboard(
            [("sum by (instance) (increase(flashcore_lease_losses_total[$__range])) or vector(0)", "{{instance}}")]),
         ts("Lease acquisitions in the time range", "flashcore_lease_acquisitions_total: a node took leases (its start, a take-over, or its new share after a move).",
            [("sum by (instance) (increase(flashcore_lease_acquisitions_total[$__range]))", "{{instance}}")]),
+        ts("Forwarded calls per second", "flashcore_forwarded_requests_total: calls sent to the node holding an entity's shard (a cart's reads, line changes and checkouts; a SKU's reserve, prepare, commit and counts), by op and outcome (ok, refused: the owner's own answer, elsewhere: the shard had moved, failed: the transport).",
+           [(f"sum by (op, outcome) (rate(flashcore_forwarded_requests_total[{RI}])) or vector(0)", "{{op}} {{outcome}}")]),
+        ts("Forwarded call latency p99", "flashcore_forwarded_request_duration_seconds: the round trip to the owner node, by op (the forwarding cost).",
+           [(f"histogram_quantile(0.99, sum by (le, op) (rate(flashcore_forwarded_request_duration_seconds_bucket[{RI}]))) or vector(0)", "{{op}}")], unit="s"),
+        ts("Remote prepares settled in the time range", "flashcore_remote_prepares_settled_total: holds prepared for another node's order that this node settled from the journal after the order's deadline (its commit or abort never came: the cart's node died, froze or was cut off).",
+           [("sum by (outcome) (increase(flashcore_remote_prepares_settled_total[$__range])) or vector(0)", "{{outcome}}")]),
     ],
 )
 
