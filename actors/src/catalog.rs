@@ -66,6 +66,18 @@ impl CatalogCache {
         self.len() == 0
     }
 
+    /// Reads `sku` from the store again (another node changed it): the cache
+    /// then has what the store has, or drops it. Answers the product.
+    pub async fn reload(&self, sku: &Sku) -> Result<Option<Arc<Product>>, StoreError> {
+        let product = self.store.get(sku).await?.map(Arc::new);
+        let mut map = self.products.write().unwrap_or_else(|p| p.into_inner());
+        match &product {
+            Some(p) => map.insert(sku.clone(), Arc::clone(p)),
+            None => map.remove(sku),
+        };
+        Ok(product)
+    }
+
     /// Writes a product through to the store, then to the cache.
     pub async fn upsert(&self, product: Product) -> Result<Arc<Product>, StoreError> {
         self.store.upsert(&product).await?;

@@ -427,17 +427,42 @@ impl Engine {
         self.0.catalog.is_empty()
     }
 
-    /// Creates or replaces a product definition.
+    /// Creates or replaces a product definition. In cluster mode every other
+    /// node is told to read it again from the store (best effort: a node that
+    /// misses it reads the whole catalog when its engine next starts).
     pub async fn upsert_product(&self, product: Product) -> Result<Arc<Product>, EngineError> {
         let p = self.0.catalog.upsert(product).await.map_err(EngineError::store)?;
         if self.serves_sku(&p.sku) {
             self.availability(&p.sku).await?;
         }
+        if let Some(peers) = &self.0.peers {
+            let shard = self.sku_shard(&p.sku);
+            let members = self.0.ownership.other_members().await.map_err(EngineError::store)?;
+            let calls = members.into_iter().map(|(owner, address)| {
+                let route = crate::ports::Route { shard, owner, epoch: 0, address };
+                let call = PeerCall { shard: shard.get(), epoch: 0, op: PeerOp::CatalogChanged { sku: p.sku.clone() } };
+                async move {
+                    if let Err(e) = peers.call(&route, call, self.0.cfg.call_timeout).await {
+                        tracing::warn!(node = %route.owner, error = %e, "a node was not told of a catalog change");
+                    }
+                }
+            });
+            futures::future::join_all(calls).await;
+        }
         Ok(p)
     }
 
-    /// Journals and applies an operator's stock change.
+    /// Journals and applies an operator's stock change (in cluster mode, on
+    /// the SKU's node).
     pub async fn adjust_stock(&self, sku: &Sku, change: StockChange) -> Result<Availability, EngineError> {
+        self.0.catalog.get(sku).ok_or(EngineError::ProductNotFound)?;
+        let shard = self.sku_shard(sku);
+        if self.here(shard).is_err() {
+            return match self.forward(shard, PeerOp::AdjustStock { sku: sku.clone(), change }).await? {
+                PeerAnswer::Availability { availability } => Ok(availability),
+                other => Err(EngineError::Internal(format!("a peer answered {other:?}"))),
+            };
+        }
         self.product_def(sku)?;
         let r = self.0.skus.call(sku, |ticket, reply| SkuMsg::Adjust { ticket, change, reply }).await?;
         r.map_err(EngineError::from)
@@ -597,6 +622,13 @@ impl Engine {
     pub async fn serve_peer(&self, call: PeerCall) -> Result<PeerAnswer, EngineError> {
         let own = &self.0.ownership;
         let shards = own.config().shards;
+        if let PeerOp::CatalogChanged { sku } = &call.op {
+            let product = self.0.catalog.reload(sku).await.map_err(EngineError::store)?;
+            if product.is_some() && self.serves_sku(sku) {
+                self.availability(sku).await?;
+            }
+            return Ok(PeerAnswer::Done);
+        }
         let shard = shards.shard(call.shard).ok_or(EngineError::Elsewhere { shard: call.shard })?;
         let of_entity = match &call.op {
             PeerOp::Reserve { sku, .. }
@@ -604,7 +636,9 @@ impl Engine {
             | PeerOp::Prepare { sku, .. }
             | PeerOp::Abort { sku, .. }
             | PeerOp::Commit { sku, .. }
-            | PeerOp::Availability { sku } => shards.of_sku(sku),
+            | PeerOp::Availability { sku }
+            | PeerOp::AdjustStock { sku, .. }
+            | PeerOp::CatalogChanged { sku } => shards.of_sku(sku),
             PeerOp::Cart { cart } | PeerOp::SetQuantity { cart, .. } | PeerOp::Checkout { cart, .. } => {
                 shards.of_cart(*cart)
             }
@@ -676,6 +710,13 @@ impl Engine {
                 let (order, replay) = self.checkout_here(cart, req).await?;
                 Ok(PeerAnswer::Order { order, replay })
             }
+            PeerOp::AdjustStock { sku, change } => {
+                self.product_def(&sku)?;
+                let r = skus.call(&sku, |ticket, reply| SkuMsg::Adjust { ticket, change, reply }).await?;
+                Ok(PeerAnswer::Availability { availability: r.map_err(EngineError::from)? })
+            }
+            // Answered above, before the shard's check.
+            PeerOp::CatalogChanged { .. } => Ok(PeerAnswer::Done),
         }
     }
 

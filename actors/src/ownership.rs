@@ -775,6 +775,25 @@ impl Ownership {
         self.routes.load().as_ref().and_then(|r| r.get(shard.get() as usize).cloned().flatten())
     }
 
+    /// The other live members (not left, heartbeat within two TTLs of the
+    /// newest) and their addresses, read from the membership table now: where
+    /// a change every node must hear of goes.
+    pub async fn other_members(&self) -> Result<Vec<(Owner, String)>, StoreError> {
+        let Some(store) = self.store.0.get() else { return Ok(Vec::new()) };
+        let members = store.members().await?;
+        let newest = members.iter().map(|m| m.heartbeat_at).max();
+        let window = u64::try_from((self.cfg.ttl * 2).as_millis()).unwrap_or(u64::MAX);
+        Ok(members
+            .into_iter()
+            .filter(|m| {
+                m.owner != self.owner
+                    && m.status != MemberStatus::Left
+                    && newest.is_some_and(|n| m.heartbeat_at.millis_until(n) <= window)
+            })
+            .map(|m| (m.owner, m.address))
+            .collect())
+    }
+
     /// Who serves each shard by `members` and the lease `rows` (unexpired by
     /// this host's clock), for [`Ownership::route`].
     fn note_routes(&self, members: &[Member], rows: &[LeaseRow]) {

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::cart::CheckoutRequest;
 use crate::error::EngineError;
 use crate::ports::{ForeignLease, Owner, Route};
+use crate::sku::StockChange;
 
 /// How long a hold prepared for another node's order waits for that order:
 /// the order's journal write must commit before then (the store checks it),
@@ -127,6 +128,19 @@ pub enum PeerOp {
         /// What the buyer sent, checked by the edge that got it.
         req: CheckoutRequest,
     },
+    /// An operator's stock change of the owner's SKU (answers the counts).
+    AdjustStock {
+        /// The SKU.
+        sku: Sku,
+        /// The change.
+        change: StockChange,
+    },
+    /// Sent to every node: a product was created or changed in the store's
+    /// catalog; read it again (no shard or epoch needed: it only reads).
+    CatalogChanged {
+        /// The product.
+        sku: Sku,
+    },
 }
 
 impl PeerOp {
@@ -142,6 +156,8 @@ impl PeerOp {
             PeerOp::Cart { .. } => "cart",
             PeerOp::SetQuantity { .. } => "set_quantity",
             PeerOp::Checkout { .. } => "checkout",
+            PeerOp::AdjustStock { .. } => "adjust_stock",
+            PeerOp::CatalogChanged { .. } => "catalog_changed",
         }
     }
 }

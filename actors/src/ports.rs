@@ -517,6 +517,9 @@ pub trait LeaseStore: Send + Sync + 'static {
 pub trait Catalog: Send + Sync + 'static {
     /// All products in SKU order after `after`, at most `limit`.
     async fn list(&self, limit: usize, after: Option<&Sku>) -> Result<Vec<Product>, StoreError>;
+    /// One product, if the store has it (cluster mode: a node learns of
+    /// another node's catalog change).
+    async fn get(&self, sku: &Sku) -> Result<Option<Product>, StoreError>;
     /// Creates or replaces a product.
     async fn upsert(&self, product: &Product) -> Result<(), StoreError>;
 }

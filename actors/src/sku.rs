@@ -52,7 +52,7 @@ impl std::fmt::Debug for SkuDeps {
 }
 
 /// An operator's change to a SKU's stock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StockChange {
     /// Adds this many units to the total.
     Restock(u64),

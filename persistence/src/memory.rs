@@ -382,6 +382,10 @@ impl Catalog for MemoryCatalog {
         Ok(iter.take(limit).cloned().collect())
     }
 
+    async fn get(&self, sku: &Sku) -> Result<Option<Product>, StoreError> {
+        Ok(lock(&self.0).get(sku).cloned())
+    }
+
     async fn upsert(&self, product: &Product) -> Result<(), StoreError> {
         lock(&self.0).insert(product.sku.clone(), product.clone());
         Ok(())

@@ -608,6 +608,18 @@ impl Catalog for PgStore {
         rows.into_iter().map(ProductRow::into_product).collect()
     }
 
+    async fn get(&self, sku: &Sku) -> Result<Option<Product>, StoreError> {
+        let row: Option<ProductRow> = sqlx::query_as(
+            "SELECT sku, title, description, price_amount, currency, max_per_order, sale_starts_at_ms FROM products \
+             WHERE sku = $1",
+        )
+        .bind(sku.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(ProductRow::into_product).transpose()
+    }
+
     async fn upsert(&self, p: &Product) -> Result<(), StoreError> {
         let max_per_order = p
             .max_per_order

@@ -232,7 +232,7 @@ pub async fn snapshots_of_one_kind_page_in_id_order(s: Stores) {
     assert_eq!(s.snapshots.load_page(EntityKind::Queue, None, 10).await.unwrap(), vec![room]);
 }
 
-pub async fn the_catalog_lists_in_sku_order_and_upserts_replace(s: Stores) {
+pub async fn the_catalog_lists_in_sku_order_reads_one_and_upserts_replace(s: Stores) {
     for code in ["C", "A", "B"] {
         s.catalog.upsert(&product(code, 100)).await.unwrap();
     }
@@ -248,6 +248,9 @@ pub async fn the_catalog_lists_in_sku_order_and_upserts_replace(s: Stores) {
     assert_eq!(all[3], starts);
     let page = s.catalog.list(2, Some(&sku("A"))).await.unwrap();
     assert_eq!(page.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>(), ["B", "C"]);
+    assert_eq!(s.catalog.get(&sku("D")).await.unwrap(), Some(starts));
+    assert_eq!(s.catalog.get(&sku("B")).await.unwrap().map(|p| p.price.amount()), Some(250));
+    assert_eq!(s.catalog.get(&sku("E")).await.unwrap(), None);
 }
 
 /// A live key named `name` whose hash is `hash` repeated.
@@ -456,8 +459,8 @@ macro_rules! conformance {
             }
 
             #[tokio::test]
-            async fn the_catalog_lists_in_sku_order_and_upserts_replace() {
-                super::the_catalog_lists_in_sku_order_and_upserts_replace($make().await).await;
+            async fn the_catalog_lists_in_sku_order_reads_one_and_upserts_replace() {
+                super::the_catalog_lists_in_sku_order_reads_one_and_upserts_replace($make().await).await;
             }
 
             #[tokio::test]

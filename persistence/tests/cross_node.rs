@@ -228,3 +228,32 @@ async fn an_abort_that_never_arrives_returns_the_hold_after_the_deadline() {
     a.set_quantity(cart.id, sku.clone(), 1).await.unwrap();
     a.checkout(cart.id, checkout("k4", "tok_visa")).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_created_on_one_node_is_sold_through_the_other() {
+    // Arrange: both nodes serving; a product neither has seen, on a SKU of
+    // node b's shards, created through node a (which tells node b).
+    let (cluster, _) = setup().await;
+    let (a, b) = (cluster.engine(0), cluster.engine(1));
+    let sku = (100..200)
+        .map(|i| Sku::parse(&format!("NEW-{i}")).unwrap())
+        .find(|s| cluster.owner_of(s) == 1)
+        .expect("a new SKU of node b's");
+    let price = Money::new(900, Currency::EUR).unwrap();
+    a.upsert_product(Product::new(sku.clone(), "new", "", price, None, None).unwrap()).await.unwrap();
+
+    // Act: its stock set through node a (done on node b), bought through node b.
+    let stock = a.adjust_stock(&sku, StockChange::SetTotal(5)).await.unwrap();
+    let cart = b.create_cart().await.unwrap();
+    b.set_quantity(cart.id, sku.clone(), 2).await.unwrap();
+    b.checkout(cart.id, checkout("new-1", "tok_visa")).await.unwrap();
+
+    // Assert: both nodes know the product and its counts.
+    assert_eq!(stock.total, 5);
+    assert_eq!(b.product(&sku).await.unwrap().product.price, price);
+    eventually(Duration::from_secs(5), "both nodes to count the sale", || async {
+        let (x, y) = (a.availability(&sku).await.ok()?, b.availability(&sku).await.ok()?);
+        (x == y && (y.sold, y.available) == (2, 3)).then_some(())
+    })
+    .await;
+}
