@@ -205,6 +205,9 @@ struct Inner {
     peers: Option<Arc<dyn Peers>>,
     /// Holds prepared here for other nodes' orders.
     remote_prepares: Arc<RemotePrepares>,
+    /// Cluster mode: streams of other nodes' SKUs watched here, each fed by
+    /// one poll of the owner while anyone watches.
+    relays: dashmap::DashMap<Sku, watch::Sender<Option<Availability>>>,
 }
 
 /// The running engine. Cheap to clone.
@@ -332,6 +335,7 @@ impl Engine {
             ownership,
             peers: ports.peers.clone(),
             remote_prepares,
+            relays: dashmap::DashMap::new(),
         }));
         let recovered = match engine.recover_skus(&unguarded).await {
             Ok(()) => engine.recover_rooms(&unguarded).await,
@@ -545,11 +549,29 @@ impl Engine {
         Ok(out)
     }
 
-    /// A stream of a SKU's availability (current value first).
+    /// A stream of a SKU's availability (current value first). In cluster
+    /// mode a SKU of another node is relayed: its owner is asked every
+    /// [`RELAY_EVERY`] while anyone here watches.
     pub async fn subscribe(&self, sku: &Sku) -> Result<watch::Receiver<Option<Availability>>, EngineError> {
-        self.product_def(sku)?;
-        self.availability(sku).await?;
-        Ok(self.0.feed.subscribe(sku))
+        self.0.catalog.get(sku).ok_or(EngineError::ProductNotFound)?;
+        let now = self.availability(sku).await?;
+        if self.serves_sku(sku) {
+            return Ok(self.0.feed.subscribe(sku));
+        }
+        let mut started = None;
+        let rx = match self.0.relays.entry(sku.clone()) {
+            dashmap::Entry::Occupied(e) => e.get().subscribe(),
+            dashmap::Entry::Vacant(e) => {
+                let (tx, rx) = watch::channel(Some(now));
+                started = Some(tx.clone());
+                e.insert(tx);
+                rx
+            }
+        };
+        if let Some(tx) = started {
+            tokio::spawn(relay(Arc::downgrade(&self.0), sku.clone(), tx));
+        }
+        Ok(rx)
     }
 
     /// Opens a new, empty cart.
@@ -891,6 +913,34 @@ impl Engine {
             Err(e) => tracing::error!(error = %e, "final flush failed"),
         }
         self.stop_actors();
+    }
+}
+
+/// How often a relayed stream asks the SKU's owner for its counts.
+pub const RELAY_EVERY: Duration = Duration::from_millis(250);
+
+/// Feeds `tx` with `sku`'s counts from its owner until nobody watches (or the
+/// engine is gone); a failed ask keeps the last value.
+async fn relay(engine: std::sync::Weak<Inner>, sku: Sku, tx: watch::Sender<Option<Availability>>) {
+    let mut tick = tokio::time::interval(RELAY_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = engine.upgrade() else { return };
+        let engine = Engine(inner);
+        if tx.receiver_count() == 0 {
+            engine.0.relays.remove_if(&sku, |_, t| t.receiver_count() == 0);
+            if tx.receiver_count() == 0 {
+                return;
+            }
+        }
+        if let Ok(a) = engine.availability(&sku).await {
+            tx.send_if_modified(|old| {
+                let changed = *old != Some(a);
+                *old = Some(a);
+                changed
+            });
+        }
     }
 }
 

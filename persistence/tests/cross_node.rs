@@ -157,8 +157,13 @@ async fn a_cart_on_one_node_buys_a_sku_of_the_other() {
     let (a, b) = (cluster.engine(0), cluster.engine(1));
     let cart = a.create_cart().await.unwrap();
     a.set_quantity(cart.id, sku.clone(), 3).await.unwrap();
-    assert_eq!(b.availability(&sku).await.unwrap().held, 3, "the hold is on node b");
-    assert_eq!(a.availability(&sku).await.unwrap().held, 3, "node a reads node b's counts");
+    // The actor publishes its counts just after it answers: poll.
+    eventually(Duration::from_secs(5), "the hold on node b, read through both nodes", || async {
+        let (x, y) = (a.availability(&sku).await.ok()?, b.availability(&sku).await.ok()?);
+        (x.held == 3 && y.held == 3).then_some(())
+    })
+    .await;
+    let mut stream = a.subscribe(&sku).await.unwrap();
 
     // Act: checked out through node b (which forwards it to the cart's node a).
     let (order, replay) = b.checkout(cart.id, checkout("k1", "tok_visa")).await.unwrap();
@@ -172,6 +177,11 @@ async fn a_cart_on_one_node_buys_a_sku_of_the_other() {
     })
     .await;
     assert_eq!(b.remote_prepares(), 0, "the commit settled the prepared hold");
+    // Node a's stream of node b's SKU follows the sale.
+    tokio::time::timeout(Duration::from_secs(5), stream.wait_for(|a| a.is_some_and(|a| a.sold == 3)))
+        .await
+        .expect("node a's stream shows the units sold")
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
