@@ -208,6 +208,8 @@ struct Inner {
     /// Cluster mode: streams of other nodes' SKUs watched here, each fed by
     /// one poll of the owner while anyone watches.
     relays: dashmap::DashMap<Sku, watch::Sender<Option<Availability>>>,
+    /// Snapshot reads (cluster mode: another node's waiting room settings).
+    snapshots: Arc<dyn SnapshotStore>,
 }
 
 /// The running engine. Cheap to clone.
@@ -336,6 +338,7 @@ impl Engine {
             peers: ports.peers.clone(),
             remote_prepares,
             relays: dashmap::DashMap::new(),
+            snapshots: Arc::clone(&ports.snapshots),
         }));
         let recovered = match engine.recover_skus(&unguarded).await {
             Ok(()) => engine.recover_rooms(&unguarded).await,
@@ -405,7 +408,12 @@ impl Engine {
     async fn recover_rooms(&self, ports: &Ports) -> Result<(), StoreError> {
         let stored = crate::waiting_room::stored_rooms(ports.snapshots.as_ref()).await?;
         let count = stored.len();
-        for (sku, _config, _waiting) in stored.into_iter().filter(|(sku, _, _)| self.serves_sku(sku)) {
+        let (here, elsewhere): (Vec<_>, Vec<_>) = stored.into_iter().partition(|(sku, _, _)| self.serves_sku(sku));
+        // Cluster mode: another node's rooms, so cart edits here need a pass too.
+        for (sku, config, _) in elsewhere {
+            self.0.rooms.set_foreign(&sku, Some(config));
+        }
+        for (sku, _config, _waiting) in here {
             self.0
                 .queues
                 .slot(&sku)
@@ -439,20 +447,7 @@ impl Engine {
         if self.serves_sku(&p.sku) {
             self.availability(&p.sku).await?;
         }
-        if let Some(peers) = &self.0.peers {
-            let shard = self.sku_shard(&p.sku);
-            let members = self.0.ownership.other_members().await.map_err(EngineError::store)?;
-            let calls = members.into_iter().map(|(owner, address)| {
-                let route = crate::ports::Route { shard, owner, epoch: 0, address };
-                let call = PeerCall { shard: shard.get(), epoch: 0, op: PeerOp::CatalogChanged { sku: p.sku.clone() } };
-                async move {
-                    if let Err(e) = peers.call(&route, call, self.0.cfg.call_timeout).await {
-                        tracing::warn!(node = %route.owner, error = %e, "a node was not told of a catalog change");
-                    }
-                }
-            });
-            futures::future::join_all(calls).await;
-        }
+        self.tell_every_node(&p.sku, PeerOp::CatalogChanged { sku: p.sku.clone() }).await?;
         Ok(p)
     }
 
@@ -644,12 +639,24 @@ impl Engine {
     pub async fn serve_peer(&self, call: PeerCall) -> Result<PeerAnswer, EngineError> {
         let own = &self.0.ownership;
         let shards = own.config().shards;
-        if let PeerOp::CatalogChanged { sku } = &call.op {
-            let product = self.0.catalog.reload(sku).await.map_err(EngineError::store)?;
-            if product.is_some() && self.serves_sku(sku) {
-                self.availability(sku).await?;
+        match &call.op {
+            PeerOp::CatalogChanged { sku } => {
+                let product = self.0.catalog.reload(sku).await.map_err(EngineError::store)?;
+                if product.is_some() && self.serves_sku(sku) {
+                    self.availability(sku).await?;
+                }
+                return Ok(PeerAnswer::Done);
             }
-            return Ok(PeerAnswer::Done);
+            PeerOp::RoomChanged { sku } => {
+                if !self.serves_sku(sku) {
+                    let config = crate::waiting_room::stored_room_config(self.0.snapshots.as_ref(), sku)
+                        .await
+                        .map_err(EngineError::store)?;
+                    self.0.rooms.set_foreign(sku, config);
+                }
+                return Ok(PeerAnswer::Done);
+            }
+            _ => {}
         }
         let shard = shards.shard(call.shard).ok_or(EngineError::Elsewhere { shard: call.shard })?;
         let of_entity = match &call.op {
@@ -660,7 +667,9 @@ impl Engine {
             | PeerOp::Commit { sku, .. }
             | PeerOp::Availability { sku }
             | PeerOp::AdjustStock { sku, .. }
-            | PeerOp::CatalogChanged { sku } => shards.of_sku(sku),
+            | PeerOp::ConfigureRoom { sku, .. }
+            | PeerOp::CatalogChanged { sku }
+            | PeerOp::RoomChanged { sku } => shards.of_sku(sku),
             PeerOp::Cart { cart } | PeerOp::SetQuantity { cart, .. } | PeerOp::Checkout { cart, .. } => {
                 shards.of_cart(*cart)
             }
@@ -737,8 +746,13 @@ impl Engine {
                 let r = skus.call(&sku, |ticket, reply| SkuMsg::Adjust { ticket, change, reply }).await?;
                 Ok(PeerAnswer::Availability { availability: r.map_err(EngineError::from)? })
             }
+            PeerOp::ConfigureRoom { sku, config } => match self.configure_waiting_room(&sku, config).await {
+                Ok(()) => Ok(PeerAnswer::Done),
+                Err(QueueError::Engine(e)) => Err(e),
+                Err(e) => Err(EngineError::Internal(format!("waiting room: {e}"))),
+            },
             // Answered above, before the shard's check.
-            PeerOp::CatalogChanged { .. } => Ok(PeerAnswer::Done),
+            PeerOp::CatalogChanged { .. } | PeerOp::RoomChanged { .. } => Ok(PeerAnswer::Done),
         }
     }
 
@@ -765,11 +779,40 @@ impl Engine {
     /// Turns `sku`'s waiting room on (or changes its settings), or off with
     /// `None` (its line is dropped); stored before it answers.
     pub async fn configure_waiting_room(&self, sku: &Sku, config: Option<RoomConfig>) -> Result<(), QueueError> {
+        self.0.catalog.get(sku).ok_or(EngineError::ProductNotFound)?;
+        let shard = self.sku_shard(sku);
+        if self.here(shard).is_err() {
+            // Done (and told to every node) by the SKU's node.
+            self.forward(shard, PeerOp::ConfigureRoom { sku: sku.clone(), config }).await?;
+            return Ok(());
+        }
         self.product_def(sku)?;
         if config.is_none() && self.0.rooms.config(sku).is_none() {
             return Ok(());
         }
-        self.0.queues.call(sku, |ticket, reply| QueueMsg::Configure { ticket, config, reply }).await?
+        self.0.queues.call(sku, |ticket, reply| QueueMsg::Configure { ticket, config, reply }).await??;
+        self.tell_every_node(sku, PeerOp::RoomChanged { sku: sku.clone() }).await?;
+        Ok(())
+    }
+
+    /// Cluster mode: tells every other live member of a change about `sku`
+    /// they must know of (best effort: one that misses it reads it when its
+    /// engine next starts).
+    async fn tell_every_node(&self, sku: &Sku, op: PeerOp) -> Result<(), EngineError> {
+        let Some(peers) = &self.0.peers else { return Ok(()) };
+        let shard = self.sku_shard(sku);
+        let members = self.0.ownership.other_members().await.map_err(EngineError::store)?;
+        let calls = members.into_iter().map(|(owner, address)| {
+            let route = crate::ports::Route { shard, owner, epoch: 0, address };
+            let call = PeerCall { shard: shard.get(), epoch: 0, op: op.clone() };
+            async move {
+                if let Err(e) = peers.call(&route, call, self.0.cfg.call_timeout).await {
+                    tracing::warn!(node = %route.owner, error = %e, "a node was not told of a change");
+                }
+            }
+        });
+        futures::future::join_all(calls).await;
+        Ok(())
     }
 
     /// The settings of `sku`'s waiting room, if it has one (no actor call: cart

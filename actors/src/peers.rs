@@ -31,6 +31,7 @@ use crate::cart::CheckoutRequest;
 use crate::error::EngineError;
 use crate::ports::{ForeignLease, Owner, Route};
 use crate::sku::StockChange;
+use crate::waiting_room::RoomConfig;
 
 /// How long a hold prepared for another node's order waits for that order:
 /// the order's journal write must commit before then (the store checks it),
@@ -141,6 +142,19 @@ pub enum PeerOp {
         /// The product.
         sku: Sku,
     },
+    /// An operator's waiting room settings of the owner's SKU (`None`: off).
+    ConfigureRoom {
+        /// The SKU.
+        sku: Sku,
+        /// The settings.
+        config: Option<RoomConfig>,
+    },
+    /// Sent to every node: the SKU's waiting room settings changed; read them
+    /// again (cart edits through any node need a pass).
+    RoomChanged {
+        /// The product.
+        sku: Sku,
+    },
 }
 
 impl PeerOp {
@@ -158,6 +172,8 @@ impl PeerOp {
             PeerOp::Checkout { .. } => "checkout",
             PeerOp::AdjustStock { .. } => "adjust_stock",
             PeerOp::CatalogChanged { .. } => "catalog_changed",
+            PeerOp::ConfigureRoom { .. } => "configure_room",
+            PeerOp::RoomChanged { .. } => "room_changed",
         }
     }
 }

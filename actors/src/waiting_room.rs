@@ -637,6 +637,9 @@ impl From<RegistryError> for QueueError {
 #[derive(Debug, Default)]
 pub struct Rooms {
     rooms: DashMap<Sku, Room>,
+    /// Cluster mode: the settings of the rooms other nodes serve, so that a
+    /// cart edit through this node needs a pass all the same.
+    foreign: DashMap<Sku, RoomConfig>,
 }
 
 /// One room as its queue actor last published it.
@@ -656,9 +659,22 @@ struct Published {
 }
 
 impl Rooms {
-    /// The settings of `sku`'s room, if it has one.
+    /// The settings of `sku`'s room, if it has one (here, or in cluster mode
+    /// on the node serving `sku`).
     pub fn config(&self, sku: &Sku) -> Option<RoomConfig> {
-        self.rooms.get(sku).map(|r| r.stats.borrow().config)
+        match self.rooms.get(sku) {
+            Some(r) => Some(r.stats.borrow().config),
+            None => self.foreign.get(sku).map(|c| *c),
+        }
+    }
+
+    /// The settings of `sku`'s room where another node serves it (`None`: it
+    /// has none).
+    pub fn set_foreign(&self, sku: &Sku, config: Option<RoomConfig>) {
+        match config {
+            Some(c) => self.foreign.insert(sku.clone(), c),
+            None => self.foreign.remove(sku).map(|(_, c)| c),
+        };
     }
 
     /// The figures of `sku`'s room as last published.
@@ -819,6 +835,11 @@ async fn recover(sku: &Sku, snapshots: &dyn SnapshotStore) -> Result<(StoredRoom
             Ok((StoredRoom { config: None, paused: false, seed: rand::random(), line: Line::new(false).stored() }, 0))
         }
     }
+}
+
+/// The settings of `sku`'s stored room, if it has one on.
+pub async fn stored_room_config(snapshots: &dyn SnapshotStore, sku: &Sku) -> Result<Option<RoomConfig>, StoreError> {
+    Ok(recover(sku, snapshots).await?.0.config)
 }
 
 /// Every room stored, for start-up: SKU, settings, and whether anyone waits.

@@ -24,6 +24,7 @@ use flashcore_actors::payments::TestPayments;
 use flashcore_actors::peers::{PeerAnswer, PeerCall, Peers};
 use flashcore_actors::ports::{Catalog, Journal, LeaseStore, Owner, Route};
 use flashcore_actors::sku::StockChange;
+use flashcore_actors::waiting_room::RoomConfig;
 use flashcore_actors::{CheckoutRequest, Engine, EngineConfig, EngineError, Ports};
 use flashcore_domain::{Currency, Money, Product, Shards, Sku};
 use flashcore_persistence::memory::{LocalFeed, MemoryStores};
@@ -266,4 +267,24 @@ async fn a_product_created_on_one_node_is_sold_through_the_other() {
         (x == y && (y.sold, y.available) == (2, 3)).then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_room_set_through_one_node_guards_cart_edits_on_every_node() {
+    // Arrange
+    let (cluster, sku) = setup().await;
+    let (a, b) = (cluster.engine(0), cluster.engine(1));
+    assert_eq!(a.waiting_room(&sku), None);
+
+    // Act: node b's SKU gets a room through node a (done on node b).
+    let room = RoomConfig::new(5, 60).unwrap();
+    a.configure_waiting_room(&sku, Some(room)).await.unwrap();
+
+    // Assert: both nodes know it (the edge asks every cart edit for a pass by
+    // it), and both forget it when it is turned off.
+    assert_eq!(b.waiting_room(&sku), Some(room), "the SKU's node runs the room");
+    assert_eq!(a.waiting_room(&sku), Some(room), "node a was told");
+    assert!(b.room_stats(&sku).is_ok());
+    a.configure_waiting_room(&sku, None).await.unwrap();
+    assert_eq!((a.waiting_room(&sku), b.waiting_room(&sku)), (None, None));
 }
