@@ -669,7 +669,10 @@ impl Engine {
             | PeerOp::AdjustStock { sku, .. }
             | PeerOp::ConfigureRoom { sku, .. }
             | PeerOp::CatalogChanged { sku }
-            | PeerOp::RoomChanged { sku } => shards.of_sku(sku),
+            | PeerOp::RoomChanged { sku }
+            | PeerOp::Join { sku, .. }
+            | PeerOp::Ticket { sku, .. }
+            | PeerOp::ControlRoom { sku, .. } => shards.of_sku(sku),
             PeerOp::Cart { cart } | PeerOp::SetQuantity { cart, .. } | PeerOp::Checkout { cart, .. } => {
                 shards.of_cart(*cart)
             }
@@ -751,6 +754,11 @@ impl Engine {
                 Err(QueueError::Engine(e)) => Err(e),
                 Err(e) => Err(EngineError::Internal(format!("waiting room: {e}"))),
             },
+            PeerOp::Join { sku, cart } => Ok(PeerAnswer::Ticket { result: self.join_queue(&sku, cart).await }),
+            PeerOp::Ticket { sku, seq, cart } => {
+                Ok(PeerAnswer::Ticket { result: self.queue_ticket(&sku, seq, cart).await })
+            }
+            PeerOp::ControlRoom { sku, op } => Ok(PeerAnswer::Room { result: self.control_room(&sku, op).await }),
             // Answered above, before the shard's check.
             PeerOp::CatalogChanged { .. } | PeerOp::RoomChanged { .. } => Ok(PeerAnswer::Done),
         }
@@ -839,8 +847,24 @@ impl Engine {
         self.0.rooms.skus()
     }
 
+    /// In cluster mode, `sku`'s room's `op` on the node serving it: `None`
+    /// when that is this one.
+    async fn room_elsewhere(&self, sku: &Sku, op: impl FnOnce() -> PeerOp) -> Option<PeerAnswer> {
+        let shard = self.sku_shard(sku);
+        if self.here(shard).is_ok() {
+            return None;
+        }
+        Some(match self.forward(shard, op()).await {
+            Ok(answer) => answer,
+            Err(e) => PeerAnswer::Ticket { result: Err(QueueError::Engine(e)) },
+        })
+    }
+
     /// Gives `cart` a ticket in `sku`'s waiting room (or the one it has).
     pub async fn join_queue(&self, sku: &Sku, cart: CartId) -> Result<TicketView, QueueError> {
+        if let Some(answer) = self.room_elsewhere(sku, || PeerOp::Join { sku: sku.clone(), cart }).await {
+            return ticket_of(answer);
+        }
         self.product_def(sku)?;
         if self.0.rooms.config(sku).is_none() {
             return Err(QueueError::NoRoom);
@@ -851,6 +875,9 @@ impl Engine {
     /// Ticket `seq` of `sku`'s waiting room, if `cart` holds it: from the line
     /// the queue actor last published, else (a ticket newer than that) from the actor.
     pub async fn queue_ticket(&self, sku: &Sku, seq: u32, cart: CartId) -> Result<TicketView, QueueError> {
+        if let Some(answer) = self.room_elsewhere(sku, || PeerOp::Ticket { sku: sku.clone(), seq, cart }).await {
+            return ticket_of(answer);
+        }
         self.product_def(sku)?;
         if self.0.rooms.config(sku).is_none() {
             return Err(QueueError::NoRoom);
@@ -875,6 +902,13 @@ impl Engine {
 
     /// An operator's pause, resume or rate change of `sku`'s waiting room.
     pub async fn control_room(&self, sku: &Sku, op: RoomControl) -> Result<RoomStats, QueueError> {
+        if let Some(answer) = self.room_elsewhere(sku, || PeerOp::ControlRoom { sku: sku.clone(), op }).await {
+            return match answer {
+                PeerAnswer::Room { result } => result,
+                PeerAnswer::Ticket { result: Err(e) } => Err(e),
+                other => Err(QueueError::Engine(EngineError::Internal(format!("a peer answered {other:?}")))),
+            };
+        }
         self.product_def(sku)?;
         if self.0.rooms.config(sku).is_none() {
             return Err(QueueError::NoRoom);
@@ -984,6 +1018,13 @@ async fn relay(engine: std::sync::Weak<Inner>, sku: Sku, tx: watch::Sender<Optio
                 changed
             });
         }
+    }
+}
+
+fn ticket_of(answer: PeerAnswer) -> Result<TicketView, QueueError> {
+    match answer {
+        PeerAnswer::Ticket { result } => result,
+        other => Err(QueueError::Engine(EngineError::Internal(format!("a peer answered {other:?}")))),
     }
 }
 

@@ -31,7 +31,7 @@ use crate::cart::CheckoutRequest;
 use crate::error::EngineError;
 use crate::ports::{ForeignLease, Owner, Route};
 use crate::sku::StockChange;
-use crate::waiting_room::RoomConfig;
+use crate::waiting_room::{QueueError, RoomConfig, RoomControl, RoomStats, TicketView};
 
 /// How long a hold prepared for another node's order waits for that order:
 /// the order's journal write must commit before then (the store checks it),
@@ -56,7 +56,7 @@ pub struct PeerCall {
 
 /// What a [`PeerCall`] asks the owner to do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(tag = "call", rename_all = "snake_case")]
 pub enum PeerOp {
     /// A cart's hold on the owner's SKU: create or resize.
     Reserve {
@@ -155,6 +155,29 @@ pub enum PeerOp {
         /// The product.
         sku: Sku,
     },
+    /// A cart joins the line of the owner's SKU.
+    Join {
+        /// The SKU.
+        sku: Sku,
+        /// The cart.
+        cart: CartId,
+    },
+    /// A cart reads its ticket.
+    Ticket {
+        /// The SKU.
+        sku: Sku,
+        /// The ticket number.
+        seq: u32,
+        /// The cart holding it.
+        cart: CartId,
+    },
+    /// An operator's pause, resume or rate change of the owner's room.
+    ControlRoom {
+        /// The SKU.
+        sku: Sku,
+        /// The change.
+        op: RoomControl,
+    },
 }
 
 impl PeerOp {
@@ -174,6 +197,9 @@ impl PeerOp {
             PeerOp::CatalogChanged { .. } => "catalog_changed",
             PeerOp::ConfigureRoom { .. } => "configure_room",
             PeerOp::RoomChanged { .. } => "room_changed",
+            PeerOp::Join { .. } => "join",
+            PeerOp::Ticket { .. } => "ticket",
+            PeerOp::ControlRoom { .. } => "control_room",
         }
     }
 }
@@ -204,6 +230,16 @@ pub enum PeerAnswer {
     Cart {
         /// The cart after the call.
         cart: Cart,
+    },
+    /// A waiting room's ticket, or why not.
+    Ticket {
+        /// The room's verdict.
+        result: Result<TicketView, QueueError>,
+    },
+    /// A waiting room's figures, or why not.
+    Room {
+        /// The room's verdict.
+        result: Result<RoomStats, QueueError>,
     },
     /// A checkout's order.
     Order {

@@ -470,7 +470,7 @@ pub enum TicketState {
 }
 
 /// One ticket, as its cart may read it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TicketView {
     /// The ticket number.
     pub ticket: u32,
@@ -570,7 +570,7 @@ fn ticket_view(
 
 /// A room's figures, published on every change (the SSE streams and the
 /// operator console read them).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomStats {
     /// The room's settings.
     pub config: RoomConfig,
@@ -591,7 +591,7 @@ pub struct RoomStats {
 }
 
 /// An operator's change to a running room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RoomControl {
     /// Stop admitting (joins still queue).
     Pause,
@@ -602,7 +602,7 @@ pub enum RoomControl {
 }
 
 /// What a waiting-room call can fail with.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
 pub enum QueueError {
     /// The product has no waiting room.
     #[error("this product has no waiting room")]

@@ -24,7 +24,7 @@ use flashcore_actors::payments::TestPayments;
 use flashcore_actors::peers::{PeerAnswer, PeerCall, Peers};
 use flashcore_actors::ports::{Catalog, Journal, LeaseStore, Owner, Route};
 use flashcore_actors::sku::StockChange;
-use flashcore_actors::waiting_room::RoomConfig;
+use flashcore_actors::waiting_room::{RoomConfig, RoomControl};
 use flashcore_actors::{CheckoutRequest, Engine, EngineConfig, EngineError, Ports};
 use flashcore_domain::{Currency, Money, Product, Shards, Sku};
 use flashcore_persistence::memory::{LocalFeed, MemoryStores};
@@ -285,6 +285,25 @@ async fn a_waiting_room_set_through_one_node_guards_cart_edits_on_every_node() {
     assert_eq!(b.waiting_room(&sku), Some(room), "the SKU's node runs the room");
     assert_eq!(a.waiting_room(&sku), Some(room), "node a was told");
     assert!(b.room_stats(&sku).is_ok());
+
+    // A cart of node a joins node b's line through node a, reads its ticket
+    // there, and an operator pauses the room through node a.
+    let cart = a.create_cart().await.unwrap();
+    let joined = a.join_queue(&sku, cart.id).await.unwrap();
+    assert!(joined.created);
+    assert_eq!(a.queue_ticket(&sku, joined.ticket, cart.id).await.unwrap().ticket, joined.ticket);
+    // The room publishes its figures once a tick: poll.
+    eventually(Duration::from_secs(5), "the ticket in node b's line", || async {
+        (b.room_stats(&sku).ok()?.joined == 1).then_some(())
+    })
+    .await;
+    let other = a.create_cart().await.unwrap();
+    assert_eq!(a.queue_ticket(&sku, joined.ticket, other.id).await.unwrap_err().to_string(), "ticket not found");
+    assert!(a.control_room(&sku, RoomControl::Pause).await.unwrap().paused);
+    eventually(Duration::from_secs(5), "node b's room paused", || async {
+        b.room_stats(&sku).ok()?.paused.then_some(())
+    })
+    .await;
     a.configure_waiting_room(&sku, None).await.unwrap();
     assert_eq!((a.waiting_room(&sku), b.waiting_room(&sku)), (None, None));
 }
