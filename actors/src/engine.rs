@@ -34,7 +34,7 @@ use crate::recovery::recover_all;
 use crate::registry::{Registry, RegistryConfig, RegistryStats, Spawner};
 use crate::reply::{Reply, ask};
 use crate::sku::{PrepareReq, SkuActor, SkuDeps, SkuMsg, StockChange};
-use crate::sku_link::SkuLink;
+use crate::sku_link::{SkuLink, unexpected};
 use crate::supervisor::{EntitySupervisor, RestartPolicy, Supervision, SupervisorMsg};
 use crate::trace::SPANS;
 use crate::waiting_room::{
@@ -459,7 +459,7 @@ impl Engine {
         if self.here(shard).is_err() {
             return match self.forward(shard, PeerOp::AdjustStock { sku: sku.clone(), change }).await? {
                 PeerAnswer::Availability { availability } => Ok(availability),
-                other => Err(EngineError::Internal(format!("a peer answered {other:?}"))),
+                other => Err(unexpected(&other)),
             };
         }
         self.product_def(sku)?;
@@ -516,7 +516,7 @@ impl Engine {
             // shard moved away; the owner's figures are the truth.
             return match self.forward(shard, PeerOp::Availability { sku: sku.clone() }).await? {
                 PeerAnswer::Availability { availability } => Ok(availability),
-                other => Err(EngineError::Internal(format!("a peer answered {other:?}"))),
+                other => Err(unexpected(&other)),
             };
         }
         if let Some(a) = self.0.feed.latest(sku) {
@@ -620,7 +620,7 @@ impl Engine {
         if self.here_cart(id).is_err() {
             return match self.forward(self.cart_shard(id), PeerOp::Checkout { cart: id, req }).await? {
                 PeerAnswer::Order { order, replay } => Ok((order, replay)),
-                other => Err(EngineError::Internal(format!("a peer answered {other:?}"))),
+                other => Err(unexpected(&other)),
             };
         }
         self.checkout_here(id, req).await
@@ -906,7 +906,7 @@ impl Engine {
             return match answer {
                 PeerAnswer::Room { result } => result,
                 PeerAnswer::Ticket { result: Err(e) } => Err(e),
-                other => Err(QueueError::Engine(EngineError::Internal(format!("a peer answered {other:?}")))),
+                other => Err(QueueError::Engine(unexpected(&other))),
             };
         }
         self.product_def(sku)?;
@@ -1024,14 +1024,14 @@ async fn relay(engine: std::sync::Weak<Inner>, sku: Sku, tx: watch::Sender<Optio
 fn ticket_of(answer: PeerAnswer) -> Result<TicketView, QueueError> {
     match answer {
         PeerAnswer::Ticket { result } => result,
-        other => Err(QueueError::Engine(EngineError::Internal(format!("a peer answered {other:?}")))),
+        other => Err(QueueError::Engine(unexpected(&other))),
     }
 }
 
 fn as_cart(answer: PeerAnswer) -> Result<Cart, EngineError> {
     match answer {
         PeerAnswer::Cart { cart } => Ok(cart),
-        other => Err(EngineError::Internal(format!("a peer answered {other:?}"))),
+        other => Err(unexpected(&other)),
     }
 }
 

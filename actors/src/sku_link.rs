@@ -219,6 +219,7 @@ pub async fn forward(
     answer
 }
 
-fn unexpected(answer: &PeerAnswer) -> EngineError {
+/// An answer that does not fit the call: a bug on one side.
+pub(crate) fn unexpected(answer: &PeerAnswer) -> EngineError {
     EngineError::Internal(format!("a peer answered {answer:?}"))
 }
