@@ -186,6 +186,9 @@ pub async fn route_to(ownership: &Ownership, shard: ShardId) -> Result<Route, En
     }
 }
 
+/// The longest a forwarded call waits for a shard that is moving.
+pub const MOVE_WAIT: Duration = Duration::from_secs(2);
+
 /// Sends `op` about `route`'s shard to its owner, counting it: a refusal
 /// because the owner moved makes this node forget the route (the next
 /// renewal round reads it again).
@@ -200,12 +203,17 @@ pub async fn forward(
     let started = std::time::Instant::now();
     let call = PeerCall { shard: route.shard.get(), epoch: route.epoch, op };
     let mut answer = peers.call(route, call.clone(), timeout).await;
-    if matches!(answer, Err(EngineError::Elsewhere { .. })) {
-        // The shard moved since this node last looked: once more, to whoever
-        // the lease table names now (the callee checks the epoch again).
-        let fresh = ownership.reroute(route.shard).await;
-        if let Some(fresh) = fresh.filter(|f| f != route && f.owner != *ownership.owner()) {
-            answer = peers.call(&fresh, PeerCall { epoch: fresh.epoch, ..call }, timeout).await;
+    // Refused because the shard is moving or moved since this node looked:
+    // again to whoever the lease table names now (the callee checks the epoch
+    // again), waiting out a move in progress, for at most MOVE_WAIT.
+    let mut tried = route.clone();
+    while matches!(answer, Err(EngineError::Elsewhere { .. })) && started.elapsed() < MOVE_WAIT.min(timeout) {
+        match ownership.reroute(route.shard).await.filter(|f| f.owner != *ownership.owner()) {
+            Some(fresh) if fresh != tried => {
+                answer = peers.call(&fresh, PeerCall { epoch: fresh.epoch, ..call.clone() }, timeout).await;
+                tried = fresh;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
     metrics::histogram!(m::FORWARD_SECONDS, "op" => name).record(started.elapsed().as_secs_f64());
