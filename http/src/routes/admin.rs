@@ -249,7 +249,7 @@ pub async fn actors(State(s): State<AppState>, _op: Operator) -> ApiResult<Json<
     responses((status = 200, body = Object, description = "membership and leases"),
         (status = 401, description = "missing-credential"), (status = 403, description = "forbidden (a cart token)")))]
 pub async fn cluster(State(s): State<AppState>, _op: Operator) -> ApiResult<Json<serde_json::Value>> {
-    s.engine()?;
+    let engine = s.engine()?;
     let store = s.node.lease_store().ok_or_else(|| ApiError::internal("no lease store although serving"))?;
     let members = store.members().await?;
     let leases = store.leases().await?;
@@ -297,11 +297,22 @@ pub async fn cluster(State(s): State<AppState>, _op: Operator) -> ApiResult<Json
             })
         })
         .collect();
+    // Also (not in the OpenAPI text, an open object): the shards between
+    // owners, released or lapsed and not taken yet (a hand-off or a take-over
+    // in progress), and the holds this node prepared for other nodes' orders
+    // that wait for their outcome.
+    let moving: Vec<_> = leases
+        .iter()
+        .filter(|l| l.owner.is_none() || l.expires_at <= now)
+        .map(|l| json!({ "shard": l.shard.get(), "last_epoch": l.epoch }))
+        .collect();
     Ok(Json(json!({
         "this_node": s.node.ownership().view(),
         "members": members,
         "leases": { "shards": leases.len(), "held": holders, "free": free },
         "shard_map": map,
+        "handoffs_in_progress": moving,
+        "remote_prepares_waiting": engine.remote_prepares(),
     })))
 }
 
