@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use flashcore_domain::{
-    Cart, CartError, CartId, CartStatus, InventoryError, JournalEntry, JournalPos, LineChange, Order, OrderId, Sku,
-    StockFact,
+    Cart, CartError, CartId, CartStatus, CheckoutRequest, InventoryError, JournalEntry, JournalPos, LineChange, Order,
+    OrderId, Sku, StockFact,
 };
 use futures::future::join_all;
 use tokio::task::JoinHandle;
@@ -68,18 +68,6 @@ impl std::fmt::Debug for CartDeps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CartDeps").field("hold_ttl", &self.hold_ttl).finish_non_exhaustive()
     }
-}
-
-/// A checkout request, already validated by the edge.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct CheckoutRequest {
-    /// What the payment provider authorizes the amount against.
-    pub payment_token: String,
-    /// Where the receipt goes, if the buyer gave one; kept on the order.
-    pub email: Option<String>,
-    /// The request's `Idempotency-Key`: the same key on the same cart replays the
-    /// order instead of placing another.
-    pub idempotency_key: String,
 }
 
 /// Messages to a cart. Each one sent through the registry carries the

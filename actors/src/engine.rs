@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use flashcore_domain::{Availability, Cart, CartId, Order, OrderId, Product, ShardId, Sku};
+use flashcore_domain::{Availability, Cart, CartId, CheckoutRequest, Order, OrderId, Product, ShardId, Sku};
 use ractor::{Actor, ActorRef};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use crate::alarms::{Alarms, OversoldSku};
 use crate::breaker::{Breaker, BreakerConfig, GuardedJournal, GuardedPayments, GuardedSnapshots};
 use crate::budget::CheckoutBudget;
-use crate::cart::{CartActivator, CartDeps, CartMsg, CartRegistry, CheckoutRequest};
+use crate::cart::{CartActivator, CartDeps, CartMsg, CartRegistry};
 use crate::catalog::CatalogCache;
 use crate::error::EngineError;
 use crate::flusher::{FlushStatsView, Flusher};

@@ -59,6 +59,6 @@ pub(crate) mod sync;
 pub mod trace;
 pub mod waiting_room;
 
-pub use cart::CheckoutRequest;
 pub use engine::{Engine, EngineConfig, Ports, ProductView};
 pub use error::EngineError;
+pub use flashcore_domain::CheckoutRequest;

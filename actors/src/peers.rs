@@ -24,10 +24,11 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use flashcore_domain::{Availability, Cart, CartId, HoldId, InventoryError, Order, OrderId, Sku, StockFact, Timestamp};
+use flashcore_domain::{
+    Availability, Cart, CartId, CheckoutRequest, HoldId, InventoryError, Order, OrderId, Sku, StockFact, Timestamp,
+};
 use serde::{Deserialize, Serialize};
 
-use crate::cart::CheckoutRequest;
 use crate::error::EngineError;
 use crate::ports::{ForeignLease, Owner, Route};
 use crate::sku::StockChange;

@@ -22,7 +22,7 @@ pub use events::{JournalEntry, JournalPos, StockFact, StockFactKind};
 pub use ids::{CartId, HoldId, IdError, OrderId, Sku};
 pub use inventory::{Availability, ExpiredHold, Hold, Inventory, InventoryError, InventorySnapshot};
 pub use money::{Currency, Money, MoneyError};
-pub use order::{Order, OrderLine};
+pub use order::{CheckoutRequest, Order, OrderLine};
 pub use product::{MAX_LINE_QUANTITY, Product, ProductError};
 pub use shard::{ShardId, Shards};
 pub use time::Timestamp;

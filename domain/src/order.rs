@@ -77,6 +77,18 @@ impl Order {
     }
 }
 
+/// A checkout request, already validated by the edge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutRequest {
+    /// What the payment provider authorizes the amount against.
+    pub payment_token: String,
+    /// Where the receipt goes, if the buyer gave one; kept on the order.
+    pub email: Option<String>,
+    /// The request's `Idempotency-Key`: the same key on the same cart replays the
+    /// order instead of placing another.
+    pub idempotency_key: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
