@@ -5,9 +5,12 @@
 //! others, sells exactly the stock; when one node is killed with SIGKILL
 //! mid-sale the others take its shards over once their leases expire (every
 //! epoch + 1) and sell the rest: every acknowledged order is in the journal and
-//! no SKU sells more than its stock.
+//! no SKU sells more than its stock. A node frozen with SIGSTOP mid-sale is
+//! taken over the same way; when it wakes it stops serving (nothing it writes
+//! under the lost leases lands), stands by and takes a fresh share, and a
+//! fourth node then takes its share (3 + 3 + 3 + 3) while the sale runs out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +39,10 @@ fn sku(i: usize) -> String {
 
 fn shard_of(sku: &str) -> u64 {
     u64::from(Shards::new(SHARDS).unwrap().of_sku(&Sku::parse(sku).unwrap()).get())
+}
+
+fn shard_of_cart(cart: &str) -> u64 {
+    u64::from(Shards::new(SHARDS).unwrap().of_cart(flashcore_domain::CartId::parse(cart).unwrap()).get())
 }
 
 async fn get(url: &str) -> (StatusCode, Value) {
@@ -146,38 +153,49 @@ fn env<'a>(store: &'a Store, id: &'a str) -> Vec<(&'a str, &'a str)> {
     ])
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_nodes_sell_through_any_node_and_survive_a_killed_one() {
-    // Arrange: node a alone (every shard is its share), the products through
-    // it, then nodes b and c, which take their shares from it.
-    let store = Store::postgres().await;
-    let a = Process::start(&env(&store, "node-a")).await;
+/// Nodes a, b and c on `store`, sharing the shards 4 + 4 + 4, all serving:
+/// node a alone first (every shard is its share) with the products (`stock`
+/// units each) made through it, then nodes b and c, which take their shares
+/// from it.
+async fn three_nodes(store: &Store, stock: u64) -> (Process, Process, Process) {
+    let a = Process::start(&env(store, "node-a")).await;
     for i in 0..SKUS {
         let res = client()
             .put(format!("{}/v1/admin/products/{}", a.base, sku(i)))
             .bearer_auth(ADMIN)
-            .json(&json!({ "title": sku(i), "price": { "amount": 500, "currency": "EUR" }, "total": STOCK }))
+            .json(&json!({ "title": sku(i), "price": { "amount": 500, "currency": "EUR" }, "total": stock }))
             .send()
             .await
             .unwrap();
         assert!(res.status().is_success(), "product {}: {}", sku(i), res.status());
     }
-    let b = Process::start(&env(&store, "node-b")).await;
-    let mut c = Process::start(&env(&store, "node-c")).await;
+    let b = Process::start(&env(store, "node-b")).await;
+    let c = Process::start(&env(store, "node-c")).await;
     let bases = [a.base.clone(), b.base.clone(), c.base.clone()];
-
-    // Assert: 4 + 4 + 4, all serving.
     eventually(Duration::from_secs(45), "the nodes to share the shards 4 + 4 + 4", || async {
         let map = try_shard_map(&a.base).await?;
-        let of = |n: &str| map.values().filter(|(o, _)| o.as_deref() == Some(n)).count();
         for base in &bases {
             if get(&format!("{base}/ready")).await.0 != StatusCode::OK {
                 return None;
             }
         }
-        (of("node-a") == 4 && of("node-b") == 4 && of("node-c") == 4).then_some(())
+        (held_by(&map, "node-a") == 4 && held_by(&map, "node-b") == 4 && held_by(&map, "node-c") == 4).then_some(())
     })
     .await;
+    (a, b, c)
+}
+
+/// Shards `node` holds in `map`.
+fn held_by(map: &BTreeMap<u64, (Option<String>, u64)>, node: &str) -> usize {
+    map.values().filter(|(o, _)| o.as_deref() == Some(node)).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_sell_through_any_node_and_survive_a_killed_one() {
+    // Arrange: 4 + 4 + 4, all serving.
+    let store = Store::postgres().await;
+    let (a, b, mut c) = three_nodes(&store, STOCK).await;
+    let bases = [a.base.clone(), b.base.clone(), c.base.clone()];
     let map = shard_map(&a.base).await;
     let owner = |s: &str| map[&shard_of(s)].0.clone().unwrap();
     let on_c: Vec<String> = (0..SKUS).map(sku).filter(|s| owner(s) == "node-c").collect();
@@ -323,6 +341,401 @@ async fn three_nodes_sell_through_any_node_and_survive_a_killed_one() {
             })
             .await;
         }
+    }
+}
+
+/// Full owner ("node#generation") of every shard in a `/v1/admin/cluster` view.
+fn owners_of(view: &Value) -> Vec<(u64, u64, Option<String>)> {
+    view["shard_map"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|s| {
+                    (s["shard"].as_u64().unwrap(), s["epoch"].as_u64().unwrap(), s["owner"].as_str().map(str::to_owned))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A cart made on `node` (so it lives in one of its shards) with a unit of
+/// the first of `skus` that has one free, checked out with a slow payment
+/// (`tok_slow`, 2 s): returns the cart's id and the checkout's answer to come,
+/// once the checkout is inside the node's cart actor.
+async fn slow_checkout(
+    node: &Process,
+    skus: &[String],
+) -> (String, tokio::task::JoinHandle<reqwest::Result<StatusCode>>) {
+    let res = client().post(format!("{}/v1/carts", node.base)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let cart: Value = res.json().await.unwrap();
+    let (id, token) = (cart["cart_id"].as_str().unwrap().to_owned(), cart["token"].as_str().unwrap().to_owned());
+    let mut put = false;
+    for s in skus {
+        let res = client()
+            .put(format!("{}/v1/carts/{id}/items/{s}", node.base))
+            .bearer_auth(&token)
+            .json(&json!({ "quantity": 1 }))
+            .send()
+            .await
+            .unwrap();
+        if res.status() == StatusCode::OK {
+            put = true;
+            break;
+        }
+    }
+    assert!(put, "none of {skus:?} had a unit free for the slow checkout");
+    let request = client()
+        .post(format!("{}/v1/carts/{id}/checkout", node.base))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", "slow-on-the-frozen-node")
+        .json(&json!({ "payment": { "token": "tok_slow" } }))
+        .timeout(Duration::from_secs(40));
+    let slow = tokio::spawn(async move { request.send().await.map(|r| r.status()) });
+    eventually(Duration::from_secs(10), "the slow checkout to be in the cart's actor", || async {
+        let actors = get(&format!("{}/v1/admin/actors", node.base)).await.1;
+        let carts = actors["supervisors"].as_array()?.iter().find(|k| k["kind"] == "cart")?.clone();
+        carts["hot"].as_array()?.iter().any(|h| h[0] == id.as_str()).then_some(())
+    })
+    .await;
+    (id, slow)
+}
+
+/// Samples the `/v1/admin/cluster` of every node in `rotation` until `stop`:
+/// every owner each (shard, epoch) was ever seen with.
+fn watch_shard_maps(
+    rotation: Arc<Mutex<Vec<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<BTreeMap<(u64, u64), BTreeSet<String>>> {
+    tokio::spawn(async move {
+        let quick = Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+        let mut seen: BTreeMap<(u64, u64), BTreeSet<String>> = BTreeMap::new();
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let nodes = rotation.lock().unwrap().clone();
+            for base in nodes {
+                let Ok(res) = quick.get(format!("{base}/v1/admin/cluster")).bearer_auth(ADMIN).send().await else {
+                    continue;
+                };
+                let Ok(view) = res.json::<Value>().await else { continue };
+                for (shard, epoch, owner) in owners_of(&view) {
+                    if let Some(owner) = owner {
+                        seen.entry((shard, epoch)).or_default().insert(owner);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        seen
+    })
+}
+
+/// A buyer per SKU, each buying through the nodes in `rotation` (what a load
+/// balancer sends traffic to) and only with a ticket (one per order, given
+/// back when the attempt sold nothing), until the journal has sold its SKU's
+/// stock or 120 s have passed.
+async fn ticketed_buyers(
+    store: &Store,
+    rotation: &Arc<Mutex<Vec<String>>>,
+    tickets: &Arc<tokio::sync::Semaphore>,
+    acked: &Arc<Mutex<Vec<(String, String)>>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut workers = Vec::new();
+    for i in 0..SKUS {
+        let (rotation, tickets, acked) = (Arc::clone(rotation), Arc::clone(tickets), Arc::clone(acked));
+        let journal = store.journal().await;
+        workers.push(tokio::spawn(async move {
+            let c = client();
+            let until = Instant::now() + Duration::from_secs(120);
+            for round in 0.. {
+                let Ok(Ok(ticket)) = tokio::time::timeout_at(until.into(), tickets.acquire()).await else { return };
+                let nodes = rotation.lock().unwrap().clone();
+                match buy_one(&c, &nodes, &sku(i), &format!("frozen-{i}-{round}"), i + round).await {
+                    Bought::Order(order) => {
+                        ticket.forget();
+                        acked.lock().unwrap().push((sku(i), order));
+                    }
+                    Bought::NoStock if sold(&*journal, &sku(i)).await >= STOCK => return,
+                    Bought::NoStock => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Bought::GaveUp => {}
+                }
+            }
+        }));
+    }
+    workers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_node_is_fenced_and_a_fourth_node_takes_a_share() {
+    // Arrange: 4 + 4 + 4, and a sale through the three, ticket by ticket.
+    let store = Store::postgres().await;
+    let (a, b, c) = three_nodes(&store, STOCK).await;
+    let at_start = shard_map(&a.base).await;
+    let of_c: BTreeSet<u64> =
+        at_start.iter().filter(|(_, (o, _))| o.as_deref() == Some("node-c")).map(|(s, _)| *s).collect();
+    let on_c: Vec<String> = (0..SKUS).map(sku).filter(|s| of_c.contains(&shard_of(s))).collect();
+    assert!(!on_c.is_empty(), "some SKUs land on node c: {at_start:?}");
+    let rotation = Arc::new(Mutex::new(vec![a.base.clone(), b.base.clone(), c.base.clone()]));
+    let tickets = Arc::new(tokio::sync::Semaphore::new(0));
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let workers = ticketed_buyers(&store, &rotation, &tickets, &acked).await;
+    let acked_on = |skus: &[String], from: usize| {
+        acked.lock().unwrap().iter().skip(from).filter(|(s, _)| skus.contains(s)).count()
+    };
+    tickets.add_permits(3 * SKUS);
+    eventually(Duration::from_secs(30), "orders on node c's SKUs", || async {
+        (acked_on(&on_c, 0) >= on_c.len()).then_some(())
+    })
+    .await;
+    // A checkout on node c, of its own cart and SKU, waits on a slow payment.
+    let (slow_cart, slow) = slow_checkout(&c, &on_c).await;
+    assert!(of_c.contains(&shard_of_cart(&slow_cart)), "a cart made on node c lives in one of its shards");
+
+    // Act: freeze node c mid-sale (the load balancer takes it out of rotation).
+    let held_by_c: BTreeMap<u64, u64> = eventually(Duration::from_secs(10), "node c's leases", || async {
+        let map = try_shard_map(&a.base).await?;
+        Some(map.into_iter().filter(|(_, (o, _))| o.as_deref() == Some("node-c")).map(|(s, (_, e))| (s, e)).collect())
+    })
+    .await;
+    assert_eq!(held_by_c.keys().copied().collect::<BTreeSet<u64>>(), of_c, "node c's shards before the freeze");
+    rotation.lock().unwrap().retain(|n| *n != c.base);
+    c.signal("STOP");
+    let frozen = Instant::now();
+    let before = acked.lock().unwrap().len();
+    assert!(before < SKUS * STOCK as usize, "the freeze came mid-sale ({before} orders so far)");
+    let stop_watching = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = watch_shard_maps(Arc::clone(&rotation), Arc::clone(&stop_watching));
+    tickets.add_permits(2 * SKUS);
+
+    // Assert: once node c's leases lapse, nodes a and b hold every shard (node
+    // c's with a higher epoch) and sell, node c's SKUs too.
+    let taken = eventually(Duration::from_secs(30), "nodes a and b to hold every shard", || async {
+        let map = try_shard_map(&a.base).await?;
+        let all = map.values().all(|(o, _)| matches!(o.as_deref(), Some("node-a" | "node-b")));
+        let ready = get(&format!("{}/ready", a.base)).await.0 == StatusCode::OK
+            && get(&format!("{}/ready", b.base)).await.0 == StatusCode::OK;
+        (all && ready).then_some(map)
+    })
+    .await;
+    let takeover = frozen.elapsed();
+    let after_takeover = Mark::now(&store).await;
+    eprintln!(
+        "cluster: nodes a and b serve frozen node c's shards {} ms after SIGSTOP (TTL {TTL_MS} ms)",
+        takeover.as_millis()
+    );
+    // Node c renewed at most a third of the TTL before it froze: not before then.
+    assert!(takeover >= Duration::from_millis(TTL_MS - TTL_MS / 3), "node c's leases were taken before they lapsed");
+    for s in &of_c {
+        assert!(taken[s].1 > held_by_c[s], "shard {s}: taken over from node c with a new epoch ({taken:?})");
+    }
+    eventually(Duration::from_secs(30), "nodes a and b to sell node c's SKUs while it is frozen", || async {
+        (acked_on(&on_c, before) >= 1 && acked.lock().unwrap().len() >= before + SKUS).then_some(())
+    })
+    .await;
+    let during = acked.lock().unwrap().len() - before;
+
+    // Act: node c wakes up and goes back into rotation.
+    c.signal("CONT");
+    let resumed = Instant::now();
+    rotation.lock().unwrap().push(c.base.clone());
+    tickets.add_permits(SKUS);
+
+    // Assert: node c's late checkout is not acknowledged and never reaches the
+    // journal; node c loses its leases, stands by, and takes a fresh share
+    // (new epochs) from nodes a and b.
+    let late = slow.await.unwrap();
+    assert!(
+        matches!(late, Ok(StatusCode::SERVICE_UNAVAILABLE)),
+        "the frozen node's checkout must not be acknowledged: {late:?}"
+    );
+    let slow_order =
+        store.journal().await.order_for_cart(flashcore_domain::CartId::parse(&slow_cart).unwrap()).await.unwrap();
+    assert!(slow_order.is_none(), "the frozen node's late order reached the journal: {slow_order:?}");
+    let fresh = eventually(Duration::from_secs(30), "node c to serve a fresh share", || async {
+        let (status, view) = get(&format!("{}/v1/admin/cluster", c.base)).await;
+        let map = (status == StatusCode::OK).then(|| shard_map_of(&view))?;
+        let ready = get(&format!("{}/ready", c.base)).await.0 == StatusCode::OK;
+        (ready && held_by(&map, "node-c") > 0 && view["this_node"]["losses"].as_u64() >= Some(1)).then_some(map)
+    })
+    .await;
+    eprintln!("cluster: node c serves a fresh share {} ms after SIGCONT", resumed.elapsed().as_millis());
+    for (s, (owner, epoch)) in &fresh {
+        if owner.as_deref() == Some("node-c") {
+            assert!(*epoch > taken[s].1, "shard {s}: node c took it with a new epoch ({fresh:?})");
+        }
+    }
+    // Whether node c tries a write at all once it wakes is a race (its own
+    // deadline may stop it first, or its cart calls time out and the engine is
+    // dropped before the slow checkout gets to the journal); any it tries is
+    // refused, by itself or by the store (see the journal checks at the end).
+    let by_node = c.metric("flashcore_fenced_writes_total", &[("by", "node")]).await;
+    let by_store = c.metric("flashcore_fenced_writes_total", &[("by", "store")]).await;
+    eprintln!("cluster: node c's late writes fenced: {by_node} by the node itself, {by_store} by the store");
+    assert!(c.metric("flashcore_lease_losses_total", &[]).await >= 1.0, "node c counted its lease loss");
+    // In its log: the loss, the engine dropped, standing by, then the new share taken and served.
+    let steps = [
+        "lease lost: this node stops serving",
+        "engine dropped; standing by",
+        "leases acquired; recovering",
+        "serving",
+    ];
+    let lost = last_logged(&c, steps[0]).expect("node c logged its lease loss");
+    let mut at = lost;
+    for step in &steps[1..] {
+        at = logged_after(&c, step, at).unwrap_or_else(|| panic!("node c did not log {step:?} after losing its lease"));
+    }
+    eprintln!("cluster: node c lost its lease: {}", c.logs.lock().unwrap()[lost]);
+
+    // Act: a fourth node joins.
+    let d = Process::start(&env(&store, "node-d")).await;
+    rotation.lock().unwrap().push(d.base.clone());
+    let joined = Instant::now();
+
+    // Assert: the four share the shards 3 + 3 + 3 + 3 (placement's quotas), all serving.
+    let bases = [a.base.clone(), b.base.clone(), c.base.clone(), d.base.clone()];
+    eventually(Duration::from_secs(45), "the four nodes to share the shards 3 + 3 + 3 + 3", || async {
+        let map = try_shard_map(&d.base).await?;
+        for base in &bases {
+            if get(&format!("{base}/ready")).await.0 != StatusCode::OK {
+                return None;
+            }
+        }
+        ["node-a", "node-b", "node-c", "node-d"].iter().all(|n| held_by(&map, n) == 3).then_some(())
+    })
+    .await;
+    eprintln!("cluster: node d holds its 3 shards {} ms after it started", joined.elapsed().as_millis());
+
+    // The sale runs to its end.
+    tickets.add_permits(SKUS * STOCK as usize);
+    for w in workers {
+        w.await.unwrap();
+    }
+    stop_watching.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = watcher.await.unwrap();
+    let acked = acked.lock().unwrap().clone();
+    eprintln!(
+        "cluster: {before} orders before the freeze, {during} while node c was frozen, {} after; {} (shard, epoch) pairs seen",
+        acked.len() - before - during,
+        seen.len()
+    );
+    assert!(during >= SKUS && acked.len() > before + during, "the cluster sold while node c was frozen and after");
+
+    // Never two owners of one shard at one epoch, as any node showed it.
+    let doubled: Vec<_> = seen.iter().filter(|(_, owners)| owners.len() > 1).collect();
+    assert!(doubled.is_empty(), "one shard, one epoch, two owners: {doubled:?}");
+    // Every acknowledged order is in the journal; every SKU sold exactly its stock.
+    let journal = store.journal().await;
+    let orders = journal.orders(100_000, None).await.unwrap();
+    let ids: std::collections::HashSet<String> = orders.iter().map(|o| o.id.to_string()).collect();
+    for (_, order) in &acked {
+        assert!(ids.contains(order), "acknowledged order {order} is not in the journal");
+    }
+    // Nothing written under node c's lost leases landed after the take-over,
+    // and no write of a shard's older epoch after one of its newer epoch.
+    after_takeover.assert_nothing_landed_under(&held_by_c).await;
+    assert_epochs_never_go_back(&store).await;
+    for s in (0..SKUS).map(sku) {
+        assert_eq!(sold(&*journal, &s).await, STOCK, "{s}: the journal sold exactly the stock");
+        for base in &bases {
+            eventually(Duration::from_secs(40), "every node's count to match the journal", || async {
+                let p = get(&format!("{base}/v1/products/{s}")).await.1;
+                (p["available"].as_u64() == Some(0)).then_some(())
+            })
+            .await;
+        }
+    }
+}
+
+/// True when the JSON log `line` has `message` (at the top or in `fields`, as [`Process::logged`] reads).
+fn is_message(line: &str, message: &str) -> bool {
+    serde_json::from_str::<Value>(line).is_ok_and(|v| v["message"] == message || v["fields"]["message"] == message)
+}
+
+/// Where `p` last logged `message` (a line of [`Process::logs`]).
+fn last_logged(p: &Process, message: &str) -> Option<usize> {
+    p.logs.lock().unwrap().iter().rposition(|l| is_message(l, message))
+}
+
+/// Where `p` first logged `message` after line `after`.
+fn logged_after(p: &Process, message: &str, after: usize) -> Option<usize> {
+    p.logs.lock().unwrap().iter().skip(after + 1).position(|l| is_message(l, message)).map(|i| i + after + 1)
+}
+
+/// Where the store stood at one instant: the journal's last position and the
+/// database's clock (ms).
+struct Mark<'a> {
+    store: &'a Store,
+    pos: i64,
+    at_ms: i64,
+}
+
+impl<'a> Mark<'a> {
+    async fn now(store: &'a Store) -> Mark<'a> {
+        let pool = sqlx::PgPool::connect(&store.url).await.unwrap();
+        let (pos, at_ms): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT last_value FROM journal_pos_seq), floor(extract(epoch FROM clock_timestamp()) * 1000)::int8",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        Mark { store, pos, at_ms }
+    }
+
+    /// No journal entry (order, stock fact) nor snapshot written since this
+    /// mark carries the epoch of a lease in `lost` (shard → epoch): whatever
+    /// its holder wrote under them late never landed.
+    async fn assert_nothing_landed_under(&self, lost: &BTreeMap<u64, u64>) {
+        let pool = sqlx::PgPool::connect(&self.store.url).await.unwrap();
+        let facts: Vec<(String, i64)> = sqlx::query_as("SELECT sku, epoch FROM stock_facts WHERE pos > $1")
+            .bind(self.pos)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let orders: Vec<(String, i64)> = sqlx::query_as("SELECT cart_id::text, epoch FROM orders WHERE pos > $1")
+            .bind(self.pos)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let snapshots: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT kind, id, epoch FROM snapshots WHERE floor(extract(epoch FROM updated_at) * 1000)::int8 >= $1",
+        )
+        .bind(self.at_ms)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        let written = facts
+            .iter()
+            .map(|(sku, e)| (format!("stock fact of {sku}"), shard_of(sku), *e))
+            .chain(orders.iter().map(|(cart, e)| (format!("order of cart {cart}"), shard_of_cart(cart), *e)))
+            .chain(snapshots.iter().map(|(kind, id, e)| {
+                let shard = if kind == "cart" { shard_of_cart(id) } else { shard_of(id) };
+                (format!("{kind} snapshot {id}"), shard, *e)
+            }));
+        let late: Vec<_> =
+            written.filter(|(_, shard, e)| lost.get(shard).is_some_and(|l| i64::try_from(*l) == Ok(*e))).collect();
+        assert!(late.is_empty(), "written under a lost lease after the take-over: {late:?}");
+    }
+}
+
+/// In journal order, each SKU's stock facts and each cart shard's orders were
+/// written under epochs that never go back: nothing a node wrote under a lease
+/// it had lost landed after the new owner's first write.
+async fn assert_epochs_never_go_back(store: &Store) {
+    let pool = sqlx::PgPool::connect(&store.url).await.unwrap();
+    let facts: Vec<(String, i64, i64)> =
+        sqlx::query_as("SELECT sku, epoch, pos FROM stock_facts ORDER BY pos").fetch_all(&pool).await.unwrap();
+    let orders: Vec<(String, i64, i64)> =
+        sqlx::query_as("SELECT cart_id::text, epoch, pos FROM orders ORDER BY pos").fetch_all(&pool).await.unwrap();
+    pool.close().await;
+    let by_cart_shard =
+        orders.into_iter().map(|(cart, epoch, pos)| (format!("cart shard {}", shard_of_cart(&cart)), epoch, pos));
+    let mut last: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for (key, epoch, pos) in facts.into_iter().map(|(s, e, p)| (format!("SKU {s}"), e, p)).chain(by_cart_shard) {
+        if let Some((was, at)) = last.get(&key) {
+            assert!(epoch >= *was, "{key}: epoch {epoch} at {pos} after epoch {was} at {at}");
+        }
+        last.insert(key, (epoch, pos));
     }
 }
 
