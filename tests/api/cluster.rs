@@ -751,3 +751,164 @@ async fn cluster_mode_needs_postgres_a_valid_node_id_and_the_node_port() {
         assert!(said.contains(says), "{env:?}: {said}");
     }
 }
+
+/// What the buyers of the rolling restart saw: requests sent, and those that
+/// failed (a 5xx, a 503 with `Retry-After` included, or no answer).
+#[derive(Default)]
+struct Seen {
+    requests: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+    /// The failures by status (0: no answer) and problem code.
+    why: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Seen {
+    /// Counts `res`; `Some` with the answer when it was not a failure.
+    fn count(&self, res: Result<reqwest::Response, reqwest::Error>) -> Option<reqwest::Response> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.requests.fetch_add(1, Relaxed);
+        let why = match res {
+            Ok(r) if !r.status().is_server_error() => return Some(r),
+            Ok(r) => r.status().as_u16().to_string(),
+            Err(e) => format!("no answer ({})", if e.is_connect() { "connect" } else { "other" }),
+        };
+        self.failed.fetch_add(1, Relaxed);
+        *self.why.lock().unwrap().entry(why).or_default() += 1;
+        None
+    }
+}
+
+/// One buyer of the rolling restart: a cart through one node, a line through
+/// the next, the checkout through the one after, retried with its key until
+/// it is answered. Every request is counted in `seen`.
+async fn buy_counted(
+    c: &Client,
+    nodes: &std::sync::RwLock<Vec<String>>,
+    sku: &str,
+    key: &str,
+    at: usize,
+    seen: &Seen,
+) -> Option<String> {
+    // Each request goes to a node of the rotation as it is at that moment.
+    let node = |k: usize| {
+        let nodes = nodes.read().unwrap();
+        nodes[(at + k) % nodes.len()].clone()
+    };
+    let cart: Value = seen.count(c.post(format!("{}/v1/carts", node(0))).send().await)?.json().await.ok()?;
+    let (id, token) = (cart["cart_id"].as_str()?, cart["token"].as_str()?);
+    let put = c
+        .put(format!("{}/v1/carts/{id}/items/{sku}", node(1)))
+        .bearer_auth(token)
+        .json(&json!({ "quantity": 1 }))
+        .send()
+        .await;
+    if seen.count(put)?.status() != StatusCode::OK {
+        return None;
+    }
+    for k in 2..40 {
+        let checkout = c
+            .post(format!("{}/v1/carts/{id}/checkout", node(k)))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&json!({ "payment": { "token": "tok_visa" } }))
+            .send()
+            .await;
+        match seen.count(checkout) {
+            Some(r) if r.status() == StatusCode::CREATED => {
+                return r.json::<Value>().await.ok()?["order_id"].as_str().map(str::to_owned);
+            }
+            Some(_) => return None,
+            None => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_load_loses_no_acknowledged_order() {
+    // Arrange: 4 + 4 + 4, and buyers through all three nodes.
+    const PLENTY: u64 = 1_000;
+    let store = Store::postgres().await;
+    let (a, b, c) = three_nodes(&store, PLENTY).await;
+    let names = ["node-a", "node-b", "node-c"];
+    let mut procs = [a, b, c];
+    let nodes = Arc::new(std::sync::RwLock::new(procs.iter().map(|p| p.base.clone()).collect::<Vec<_>>()));
+    let seen = Arc::new(Seen::default());
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..6 {
+        let (nodes, seen, acked, stop) = (Arc::clone(&nodes), Arc::clone(&seen), Arc::clone(&acked), Arc::clone(&stop));
+        workers.push(tokio::spawn(async move {
+            let c = client();
+            for round in 0.. {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                let key = format!("rolling-{w}-{round}");
+                if let Some(order) = buy_counted(&c, &nodes, &sku((w + round) % SKUS), &key, w + round, &seen).await {
+                    acked.lock().unwrap().push(order);
+                }
+            }
+        }));
+    }
+    let orders_now = || acked.lock().unwrap().len();
+    eventually(Duration::from_secs(20), "the sale under way", || async { (orders_now() >= 20).then_some(()) }).await;
+
+    // Act: each node in turn stops gracefully (hands its shards off) and
+    // starts again under the same name, while the buyers go on.
+    for i in 0..names.len() {
+        let before = orders_now();
+        // As a load balancer does: the node leaves the rotation first, and
+        // comes back once it is ready again.
+        let others: Vec<String> =
+            procs.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| p.base.clone()).collect();
+        *nodes.write().unwrap() = others;
+        procs[i].signal("TERM");
+        let _ = tokio::time::timeout(Duration::from_secs(30), procs[i].child.wait()).await.expect("a graceful stop");
+        procs[i] = Process::start(&env(&store, names[i])).await;
+        let bases: Vec<String> = procs.iter().map(|p| p.base.clone()).collect();
+        *nodes.write().unwrap() = bases.clone();
+        eventually(Duration::from_secs(45), "the restarted node back in its share", || async {
+            let map = try_shard_map(&bases[0]).await?;
+            for base in &bases {
+                if get(&format!("{base}/ready")).await.0 != StatusCode::OK {
+                    return None;
+                }
+            }
+            names.iter().all(|n| held_by(&map, n) == 4).then_some(())
+        })
+        .await;
+        eventually(Duration::from_secs(20), "orders after the restart", || async {
+            (orders_now() > before + 5).then_some(())
+        })
+        .await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+
+    // Assert: every acknowledged order is in the journal, nothing oversold.
+    let journal = store.journal().await;
+    let orders = journal.orders(100_000, None).await.unwrap();
+    let ids: std::collections::HashSet<String> = orders.iter().map(|o| o.id.to_string()).collect();
+    let acked = acked.lock().unwrap().clone();
+    for order in &acked {
+        assert!(ids.contains(order), "acknowledged order {order} is not in the journal");
+    }
+    for s in (0..SKUS).map(sku) {
+        assert!(sold(&*journal, &s).await <= PLENTY, "{s}: oversold");
+    }
+    let (requests, failed) = (
+        seen.requests.load(std::sync::atomic::Ordering::Relaxed),
+        seen.failed.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    eprintln!(
+        "rolling restart: {} orders acknowledged, {requests} requests, {failed} failed ({:.2} %): {:?}",
+        acked.len(),
+        100.0 * failed as f64 / requests.max(1) as f64,
+        seen.why.lock().unwrap()
+    );
+    assert!(acked.len() > 60, "the buyers bought through the restarts ({} orders)", acked.len());
+}
