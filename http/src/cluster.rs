@@ -403,7 +403,13 @@ impl Peers for NodeClient {
         if let Some(tokens) = &self.tokens {
             req = req.header(header::AUTHORIZATION, tokens.authorization(&self.node_id, &route.owner.node));
         }
-        let res = req.send().await.map_err(|e| failed(format!("node {}: {e}", route.owner)))?;
+        let res = match req.send().await {
+            Ok(res) => res,
+            // Nothing reached it (stopped, or gone since the route was read):
+            // as if it no longer held the shard, so the caller looks again.
+            Err(e) if e.is_connect() => return Err(EngineError::Elsewhere { shard: route.shard.get() }),
+            Err(e) => return Err(failed(format!("node {}: {e}", route.owner))),
+        };
         if !res.status().is_success() {
             return Err(failed(format!("node {} answered {}", route.owner, res.status())));
         }

@@ -88,8 +88,20 @@ async fn api_request(s: &AppState, route: &str, client: Option<IpAddr>, req: Req
     // Only the owner of the store answers the API, and only from the lease
     // term it admitted the request under: an answer computed while the lease
     // was lost (a frozen process waking up) leaves as 503, never from stale memory.
-    let admission = match s.node.ownership().admit() {
+    let own = s.node.ownership();
+    let admission = match own.admit() {
         Ok(admission) => admission,
+        // Cluster mode: a share that moves is served again within moments;
+        // the request waits for it (at most MOVE_WAIT) rather than failing.
+        Err(NotServing(Phase::Moving | Phase::Standby | Phase::Recovering)) if own.config().share => {
+            let mut phases = own.watch();
+            let serving = phases.wait_for(|p| *p == Phase::Serving);
+            let _ = tokio::time::timeout(flashcore_actors::sku_link::MOVE_WAIT.min(s.request_timeout), serving).await;
+            match own.admit() {
+                Ok(admission) => admission,
+                Err(NotServing(phase)) => return s.not_serving(phase).into_response(),
+            }
+        }
         Err(NotServing(phase)) => return s.not_serving(phase).into_response(),
     };
     let method = req.method().clone();
