@@ -49,6 +49,11 @@ EVENT_ONLY = {
     "flashcore_actor_quarantines_total": "an entity exceeded its restart intensity",
     # Set when recovery finds a SKU sold beyond its total: two writers on one store.
     "flashcore_sku_oversold_units": "a SKU's journal holds more units sold than its total",
+    # Cluster mode only (the drill runs one node and a standby, which share no
+    # shards): tests/api/cluster.rs and persistence/tests/cross_node.rs drive them.
+    "flashcore_forwarded_requests_total": "a call forwarded to the node holding a shard",
+    "flashcore_forwarded_request_duration_seconds_bucket": "a call forwarded to the node holding a shard",
+    "flashcore_remote_prepares_settled_total": "a hold prepared for another node's order settled after its deadline",
 }
 
 # Provoked by the drill: journal and snapshot store refusing writes, Redis
