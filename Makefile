@@ -1,5 +1,5 @@
 # The two commands a newcomer needs (see README): `make run` and `make test`.
-.PHONY: run frontend test coverage bench bench-criterion bench-sidebyside bench-scale bench-instructions loadtest loadtest-smoke fmt lint
+.PHONY: run frontend test coverage bench bench-criterion bench-sidebyside bench-cluster bench-scale bench-instructions loadtest loadtest-smoke fmt lint
 
 ## Run flashcore with the embedded defaults and the demo catalog on :8080, the
 ## storefront at / and the operator console at /ops.
@@ -21,8 +21,8 @@ test:
 coverage:
 	./scripts/coverage.sh
 
-## Every benchmark (not part of `make test`): criterion, then the side-by-side.
-bench: bench-criterion bench-sidebyside
+## Every benchmark (not part of `make test`): criterion, the side-by-side, then the cluster bench.
+bench: bench-criterion bench-sidebyside bench-cluster
 
 ## Criterion: domain operations, the SKU actor against a bare actor, the durable journal.
 bench-criterion:
@@ -33,6 +33,13 @@ bench-criterion:
 ## flashcore reserve and durable checkout (DURATION=10 seconds each).
 bench-sidebyside:
 	./scripts/sidebyside.sh
+
+## Cluster mode on this machine: the black-friday mix against 1 node, then NODES=3 nodes on
+## one Postgres (DURATION=20 s, RATE=900 shoppers/s), the journal checked for oversell; hot-SKU
+## reserve through the SKU's owner and through a non-owner (RESERVE_DURATION=8 s); the
+## forwarded calls by op. Report in loadtests/results/bench-cluster.md.
+bench-cluster:
+	./scripts/bench-cluster.sh
 
 ## Instructions per hot-SKU reserve request, counted by callgrind (steady on a
 ## loaded machine, unlike requests per second): BIN=path compares another build.
