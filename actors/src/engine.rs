@@ -457,10 +457,7 @@ impl Engine {
         self.0.catalog.get(sku).ok_or(EngineError::ProductNotFound)?;
         let shard = self.sku_shard(sku);
         if self.here(shard).is_err() {
-            return match self.forward(shard, PeerOp::AdjustStock { sku: sku.clone(), change }).await? {
-                PeerAnswer::Availability { availability } => Ok(availability),
-                other => Err(unexpected(&other)),
-            };
+            return as_availability(self.forward(shard, PeerOp::AdjustStock { sku: sku.clone(), change }).await?);
         }
         self.product_def(sku)?;
         let r = self.0.skus.call(sku, |ticket, reply| SkuMsg::Adjust { ticket, change, reply }).await?;
@@ -514,10 +511,7 @@ impl Engine {
         if self.here(shard).is_err() {
             // This process's feed may still hold what it published before the
             // shard moved away; the owner's figures are the truth.
-            return match self.forward(shard, PeerOp::Availability { sku: sku.clone() }).await? {
-                PeerAnswer::Availability { availability } => Ok(availability),
-                other => Err(unexpected(&other)),
-            };
+            return as_availability(self.forward(shard, PeerOp::Availability { sku: sku.clone() }).await?);
         }
         if let Some(a) = self.0.feed.latest(sku) {
             return Ok(a);
@@ -1025,6 +1019,13 @@ fn ticket_of(answer: PeerAnswer) -> Result<TicketView, QueueError> {
     match answer {
         PeerAnswer::Ticket { result } => result,
         other => Err(QueueError::Engine(unexpected(&other))),
+    }
+}
+
+fn as_availability(answer: PeerAnswer) -> Result<Availability, EngineError> {
+    match answer {
+        PeerAnswer::Availability { availability } => Ok(availability),
+        other => Err(unexpected(&other)),
     }
 }
 
