@@ -210,6 +210,9 @@ struct Inner {
     relays: dashmap::DashMap<Sku, watch::Sender<Option<Availability>>>,
     /// Snapshot reads (cluster mode: another node's waiting room settings).
     snapshots: Arc<dyn SnapshotStore>,
+    /// The ports without breakers, for bulk recovery (at start, and of the
+    /// shards a move brings).
+    unguarded: Ports,
 }
 
 /// The running engine. Cheap to clone.
@@ -339,9 +342,11 @@ impl Engine {
             remote_prepares,
             relays: dashmap::DashMap::new(),
             snapshots: Arc::clone(&ports.snapshots),
+            unguarded,
         }));
-        let recovered = match engine.recover_skus(&unguarded).await {
-            Ok(()) => engine.recover_rooms(&unguarded).await,
+        let serves = |sku: &Sku| engine.serves_sku(sku);
+        let recovered = match engine.recover_skus(&serves).await {
+            Ok(()) => engine.recover_rooms(&serves, true).await,
             Err(e) => Err(e),
         };
         if let Err(e) = recovered {
@@ -356,12 +361,14 @@ impl Engine {
     /// are served from the feed and recovery runs now, not on a buyer's request:
     /// each SKU's counts are published and its state parked; only SKUs holding
     /// stock for carts get an actor (their holds' expiry timer must run).
-    async fn recover_skus(&self, ports: &Ports) -> Result<(), StoreError> {
+    ///
+    /// Only the SKUs `scope` picks: in cluster mode those of this node's
+    /// shards (their figures are published for everyone; another node's are
+    /// its to publish), or of the shards a move brings.
+    async fn recover_skus(&self, scope: &(dyn Fn(&Sku) -> bool + Sync)) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
-        // Cluster mode: only the SKUs of this node's shards (their figures are
-        // published for everyone; another node's are its to publish).
-        let skus =
-            self.0.catalog.list(usize::MAX, None).into_iter().map(|p| p.sku.clone()).filter(|sku| self.serves_sku(sku));
+        let ports = &self.0.unguarded;
+        let skus = self.0.catalog.list(usize::MAX, None).into_iter().map(|p| p.sku.clone()).filter(|sku| scope(sku));
         let mut holding = Vec::new();
         let mut unsaved = 0;
         let (parked, flusher, alarms, feed) = (&self.0.parked, &self.0.flusher, &self.0.alarms, &ports.feed);
@@ -405,15 +412,19 @@ impl Engine {
     /// published for the cart edits' pass check, and a line with tickets
     /// waiting needs its admission timer (idle rooms are passivated later; the
     /// published settings stay).
-    async fn recover_rooms(&self, ports: &Ports) -> Result<(), StoreError> {
-        let stored = crate::waiting_room::stored_rooms(ports.snapshots.as_ref()).await?;
+    ///
+    /// Those `scope` picks get their actor; the others are another node's
+    /// (cluster mode), whose settings are noted when `note_others` (at start:
+    /// cart edits here need a pass for them too).
+    async fn recover_rooms(&self, scope: &(dyn Fn(&Sku) -> bool + Sync), note_others: bool) -> Result<(), StoreError> {
+        let stored = crate::waiting_room::stored_rooms(self.0.unguarded.snapshots.as_ref()).await?;
         let count = stored.len();
-        let (here, elsewhere): (Vec<_>, Vec<_>) = stored.into_iter().partition(|(sku, _, _)| self.serves_sku(sku));
-        // Cluster mode: another node's rooms, so cart edits here need a pass too.
-        for (sku, config, _) in elsewhere {
+        let (here, elsewhere): (Vec<_>, Vec<_>) = stored.into_iter().partition(|(sku, _, _)| scope(sku));
+        for (sku, config, _) in elsewhere.into_iter().filter(|_| note_others) {
             self.0.rooms.set_foreign(&sku, Some(config));
         }
         for (sku, _config, _waiting) in here {
+            self.0.rooms.adopt(&sku);
             self.0
                 .queues
                 .slot(&sku)
@@ -422,6 +433,54 @@ impl Engine {
         }
         tracing::info!(rooms = count, "waiting rooms recovered");
         Ok(())
+    }
+
+    /// Cluster mode: `shards` are about to leave this node (a move; nothing
+    /// is admitted and nothing is in flight): writes their dirty state under
+    /// the leases still held, so the next owner recovers it from the store.
+    pub async fn write_shards(&self, shards: &[ShardId]) -> Result<usize, StoreError> {
+        let of = self.0.ownership.config().shards;
+        let sku_in = |sku: &Sku| shards.contains(&of.of_sku(sku));
+        for (_, a) in self.0.skus.actors().into_iter().filter(|(sku, _)| sku_in(sku)) {
+            let _ = ask(&a, |reply| SkuMsg::RegisterDirty { reply: Some(reply) }, Some(self.0.cfg.call_timeout)).await;
+        }
+        for (_, a) in self.0.queues.actors().into_iter().filter(|(sku, _)| sku_in(sku)) {
+            self.0.flusher.mark_dirty(Box::new(a));
+        }
+        self.0.flusher.flush_now().await
+    }
+
+    /// Cluster mode: `shards` left this node (written first by
+    /// [`Engine::write_shards`], or never served): their SKU actors, carts,
+    /// parked SKUs, waiting rooms and prepared remote holds leave memory,
+    /// writing nothing more. Their next owner recovers them from the store.
+    pub fn drop_shards(&self, shards: &[ShardId]) {
+        let of = self.0.ownership.config().shards;
+        let sku_in = |sku: &Sku| shards.contains(&of.of_sku(sku));
+        let skus = self.0.skus.take_where(sku_in);
+        for (_, a) in &skus {
+            a.stop(Some("shard moved".into()));
+        }
+        for (_, a) in self.0.queues.take_where(sku_in) {
+            a.stop(Some("shard moved".into()));
+        }
+        for sku in self.0.rooms.skus().into_iter().filter(|sku| sku_in(sku)) {
+            self.0.rooms.hand_over(&sku);
+        }
+        let carts = self.0.carts.stop_where(|id| shards.contains(&of.of_cart(*id)));
+        let parked = self.0.parked.drop_where(sku_in);
+        self.0.remote_prepares.forget_where(sku_in);
+        tracing::info!(shards = shards.len(), sku_actors = skus.len(), parked_skus = parked, carts, "shards dropped");
+    }
+
+    /// Cluster mode: `shards` came to this node (a move; their leases are
+    /// held, nothing of theirs is admitted yet). Their SKUs and waiting rooms
+    /// are recovered in bulk as at start; their carts activate on first use.
+    pub async fn adopt(&self, shards: &[ShardId]) -> Result<(), StoreError> {
+        let of = self.0.ownership.config().shards;
+        let scope = |sku: &Sku| shards.contains(&of.of_sku(sku));
+        self.recover_skus(&scope).await?;
+        self.recover_rooms(&scope, false).await
     }
 
     /// The configuration it runs with.

@@ -474,6 +474,20 @@ impl<E: Entity> EntityRegistry<E> {
         }
     }
 
+    /// Ends the incarnations whose key `pred` picks, saving nothing (the caller
+    /// wrote their state first: their shard moved to another node); the next
+    /// call for one activates it afresh. Returns how many ended.
+    pub fn stop_where(&self, pred: impl Fn(&E::Key) -> bool) -> usize {
+        let mut n = 0;
+        for (key, slot) in self.table.live_slots() {
+            if pred(&key) {
+                self.stopped(&key, &slot);
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Closes every gate so nothing new is admitted (shutdown); what is already
     /// admitted still runs.
     pub fn close_all(&self) {

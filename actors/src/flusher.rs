@@ -238,7 +238,17 @@ async fn flush(
             retry.insert((r.kind, r.id.clone()), r);
         }
     }
-    let batch: Vec<SnapshotRecord> = retry.drain().map(|(_, r)| r).collect();
+    let mut batch: Vec<SnapshotRecord> = retry.drain().map(|(_, r)| r).collect();
+    // Cluster mode: state of a shard this node no longer holds (it moved
+    // while the entity was marked dirty) is its next owner's to write; the
+    // store would refuse it as fenced.
+    if let Some(fence) = writer.ownership.fence() {
+        let before = batch.len();
+        batch.retain(|r| fence.holds(r.shard(fence.shards())));
+        if batch.len() < before {
+            tracing::warn!(records = before - batch.len(), "write-behind skipped the state of shards that moved away");
+        }
+    }
     let mut written = 0;
     let mut failure = None;
     for (i, chunk) in batch.chunks(SAVE_CHUNK).enumerate() {

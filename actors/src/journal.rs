@@ -166,19 +166,25 @@ async fn run(
         let started = Instant::now();
         let relying = foreign.iter().any(|f| !f.is_empty());
         let result = match ownership.write_fence() {
-            Ok(fence) if relying => {
-                let all = foreign.iter().flatten().cloned().collect();
-                match journal.append(&entries, &fence.with_foreign(all)).instrument(span).await {
-                    // A lease some entry relied on moved: write each entry on
-                    // its own, so only those relying on it fail.
+            Ok(fence) => {
+                let written = if relying {
+                    let all = foreign.iter().flatten().cloned().collect();
+                    journal.append(&entries, &fence.with_foreign(all)).instrument(span).await
+                } else {
+                    journal.append(&entries, &fence).instrument(span).await
+                };
+                match written {
+                    // A lease some entry relied on moved, or (cluster mode) a
+                    // lease of this node's own was lost: write each entry on
+                    // its own, so only those relying on that lease fail.
                     Err(StoreError::Moved(_)) if entries.len() > 1 => {
+                        Ok(one_by_one(journal.as_ref(), &fence, &entries, &foreign).await)
+                    }
+                    Err(StoreError::Fenced(_)) if entries.len() > 1 && ownership.config().share => {
                         Ok(one_by_one(journal.as_ref(), &fence, &entries, &foreign).await)
                     }
                     other => other.map(|o| o.into_iter().map(Ok).collect()),
                 }
-            }
-            Ok(fence) => {
-                journal.append(&entries, &fence).instrument(span).await.map(|o| o.into_iter().map(Ok).collect())
             }
             Err(e) => Err(e),
         };

@@ -10,9 +10,11 @@
 //!    once, let what is in flight finish (its writes are refused and its answers
 //!    turned into 503s by the edge), drop the engine without writing, and go
 //!    back to standby.
-//! 3. **Moving** (cluster mode): the node's share of the shards changes: it
-//!    flushes as for a stop, releases the shards that move, and takes and
-//!    recovers its new share (step 1).
+//! 3. **Moving** (cluster mode): the node's share of the shards changes while
+//!    its engine runs: admitting pauses, what is in flight finishes, the shards
+//!    that leave are flushed, dropped from the engine and released, the free
+//!    ones taken are recovered, and it serves again. The shards it keeps stay
+//!    in memory under their epochs.
 //! 4. **Graceful stop**: stop admitting, let what is in flight finish, shut the
 //!    engine down (final flush, still under the lease), release the leases so
 //!    a standby takes over at once, and leave.
@@ -107,17 +109,19 @@ impl Node {
             }
             metrics::histogram!(m::TAKEOVER_SECONDS).record(took.elapsed().as_secs_f64());
             tracing::info!(node = %own.owner(), recovery_ms = took.elapsed().as_millis() as u64, "serving");
-            tokio::select! {
-                () = &mut shutdown => {
-                    self.hand_off(&engine, &*store).await;
-                    keeper.abort();
-                    return;
-                }
-                _ = async { phases.wait_for(|p| *p != Phase::Serving).await.is_ok() } => {
-                    if own.phase() == Phase::Moving {
-                        self.move_shards(&engine, &*store).await;
-                    } else {
+            loop {
+                tokio::select! {
+                    () = &mut shutdown => {
+                        self.hand_off(&engine, &*store).await;
+                        keeper.abort();
+                        return;
+                    }
+                    _ = async { phases.wait_for(|p| *p != Phase::Serving).await.is_ok() } => {
+                        if own.phase() == Phase::Moving && self.move_shards(&engine, &*store).await {
+                            continue;
+                        }
                         self.drop_engine(&engine).await;
+                        break;
                     }
                 }
             }
@@ -140,17 +144,69 @@ impl Node {
         tracing::warn!(node = %self.ownership.owner(), "engine dropped; standing by");
     }
 
-    /// Cluster mode, the node's share changes: like a hand-off (no new
-    /// requests, in-flight ones finish, final flush under the leases), then the
-    /// moving shards are released and the node takes its new share, recovering
-    /// it as on any start.
-    async fn move_shards(&self, engine: &Engine, store: &dyn LeaseStore) {
+    /// Cluster mode, the node's share changes (see the module docs); true
+    /// once it serves again, false if the leases were lost meanwhile (the
+    /// engine is then dropped like on any loss).
+    async fn move_shards(&self, engine: &Engine, store: &dyn LeaseStore) -> bool {
         let began = Instant::now();
-        self.ownership.drain(self.drain_limit).await;
-        engine.shutdown().await;
-        self.engine.store(None);
-        self.ownership.finish_move(store).await;
-        tracing::info!(node = %self.ownership.owner(), move_ms = began.elapsed().as_millis() as u64, "shards moved; taking the new share");
+        let own = &self.ownership;
+        own.drain(self.drain_limit).await;
+        let (mut left, mut came) = (0, 0);
+        loop {
+            // A fenced write or a refused renewal: which shards are still ours.
+            own.verified().await;
+            if !own.phase().holds_lease() {
+                return false;
+            }
+            let lost = own.lost_shards();
+            if !lost.is_empty() {
+                engine.drop_shards(&lost);
+            }
+            let (leaving, _) = own.moving();
+            if !leaving.is_empty() {
+                match engine.write_shards(&leaving).await {
+                    Ok(_) => {
+                        engine.drop_shards(&leaving);
+                        own.release_shards(store, &leaving).await;
+                        left += leaving.len();
+                    }
+                    // Kept: the node serves them on; the next round plans again.
+                    Err(e) => {
+                        tracing::warn!(node = %own.owner(), error = %e, "cannot write the leaving shards; keeping them");
+                        own.keep_shards();
+                    }
+                }
+            }
+            let taken = own.include_taken();
+            if !taken.is_empty() {
+                // Whatever this node had of them before is stale.
+                engine.drop_shards(&taken);
+                match engine.adopt(&taken).await {
+                    Ok(()) => came += taken.len(),
+                    Err(e) => {
+                        // Nothing of them was served: the next owner recovers
+                        // them again.
+                        tracing::warn!(node = %own.owner(), error = %e, "cannot recover the shards taken; giving them back");
+                        engine.drop_shards(&taken);
+                        own.release_shards(store, &taken).await;
+                    }
+                }
+            }
+            if own.resume() {
+                break;
+            }
+            if own.phase() != Phase::Moving {
+                return false;
+            }
+        }
+        tracing::info!(
+            node = %own.owner(),
+            left,
+            came,
+            move_ms = began.elapsed().as_millis() as u64,
+            "shards moved"
+        );
+        true
     }
 
     /// Graceful stop: no new requests, in-flight ones finish, final flush under

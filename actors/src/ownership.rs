@@ -15,10 +15,12 @@
 //!   nothing is written; the node drops its engine (its memory is no longer the
 //!   truth) and goes back to standby.
 //! - **Moving** (cluster mode only): the node's share of the shards changes (a
-//!   node joined or left). Like a hand-off, nothing new is admitted and the
-//!   engine's final flush still writes; then the shards that move are released
-//!   and the node goes back to standby, where it takes its new share (the
-//!   leases it keeps plus the free ones it is short of, each epoch + 1).
+//!   node joined or left) while its engine keeps running. The free shards it
+//!   is short of are taken first (epoch + 1); then nothing new is admitted for
+//!   a moment (requests wait), in-flight work finishes, the shards that leave
+//!   are flushed, dropped from memory and released, the ones taken are
+//!   recovered, and the node serves again. The shards it keeps keep their
+//!   epochs and their state in memory.
 //!
 //! **Shares.** By default one process holds every shard. In cluster mode
 //! ([`LeaseConfig::share`]) every node takes the share that
@@ -193,8 +195,12 @@ pub struct Ownership {
     acquisitions: AtomicU64,
     losses: AtomicU64,
     fenced_writes: AtomicU64,
-    /// The shards a move in progress hands off.
-    moving: Mutex<Vec<ShardId>>,
+    /// The move in progress: the shards it hands off, the leases it took.
+    moving: Mutex<Move>,
+    /// Wakes the keeper to check the leases (a write was fenced).
+    check: tokio::sync::Notify,
+    /// Wakes those waiting for that check.
+    verified: tokio::sync::Notify,
     moves: AtomicU64,
     /// Cluster mode: who serves each shard, as the last round read the lease
     /// and membership tables (by shard number).
@@ -204,6 +210,21 @@ pub struct Ownership {
     rerouted: tokio::sync::Mutex<Option<Instant>>,
     /// The lease store, once [`Ownership::keep`] runs.
     store: StoreCell,
+}
+
+/// A change of this node's share while it serves (cluster mode).
+#[derive(Debug, Default, Clone)]
+struct Move {
+    /// A write was fenced or a renewal refused: which leases are still held
+    /// is being checked.
+    verify: bool,
+    /// Shards whose leases were lost, for the engine to drop.
+    lost: Vec<ShardId>,
+    /// Held shards to hand off once the node has flushed them.
+    release: Vec<ShardId>,
+    /// Free shards taken (epoch + 1), not yet in the fence: the node recovers
+    /// them before it serves them.
+    taken: Vec<Lease>,
 }
 
 /// The lease store, once known.
@@ -225,10 +246,13 @@ pub struct Admission<'a> {
 }
 
 impl Admission<'_> {
-    /// True if the lease this request was admitted under is still held and
-    /// serving: an answer computed from memory may only leave while this holds.
+    /// True if the leases this request was admitted under are still held, in
+    /// the same term and within the deadline: an answer computed from memory
+    /// may only leave while this holds. (A move or a hand-off in progress still
+    /// holds them: what finishes during its drain is answered; a loss, even of
+    /// one shard, starts a new term.)
     pub fn still_valid(&self) -> bool {
-        self.own.serving_term() == Some(self.term)
+        self.own.valid_term() == Some(self.term)
     }
 }
 
@@ -265,7 +289,9 @@ impl Ownership {
             acquisitions: AtomicU64::new(0),
             losses: AtomicU64::new(0),
             fenced_writes: AtomicU64::new(0),
-            moving: Mutex::new(Vec::new()),
+            moving: Mutex::new(Move::default()),
+            check: tokio::sync::Notify::new(),
+            verified: tokio::sync::Notify::new(),
             moves: AtomicU64::new(0),
             routes: ArcSwapOption::empty(),
             rerouted: tokio::sync::Mutex::new(None),
@@ -313,10 +339,10 @@ impl Ownership {
         self.nanos(Instant::now()) < self.deadline.load(Ordering::SeqCst)
     }
 
-    /// The term while serving within the deadline.
-    fn serving_term(&self) -> Option<u64> {
+    /// The term while the leases are held within the deadline.
+    fn valid_term(&self) -> Option<u64> {
         let term = self.term.load(Ordering::SeqCst);
-        (self.phase() == Phase::Serving && self.within_deadline()).then_some(term)
+        (self.phase().holds_lease() && self.within_deadline()).then_some(term)
     }
 
     /// Admits one request if the process is serving; the admission counts it in
@@ -356,11 +382,92 @@ impl Ownership {
         metrics::counter!(m::FENCED_WRITES, "by" => by).increment(1);
     }
 
-    /// A store refused a write as fenced: another node owns the store now. Stop
-    /// serving at once.
+    /// A store refused a write as fenced: another node holds a lease the write
+    /// relied on. Stop serving at once: the whole store by default; in cluster
+    /// mode admitting pauses (a new term: nothing in flight is answered) until
+    /// the keeper has read which shards this node still holds, and only the
+    /// others are given up ([`Ownership::lost_shards`]).
     pub fn fenced(&self, what: &str) {
         self.count_fenced("store");
-        self.lose(&format!("the store refused a {what} write: another node holds the lease"));
+        if self.cfg.share {
+            tracing::warn!(node = %self.owner, what, "the store refused a write as fenced: checking which shards are still held");
+            self.suspect();
+        } else {
+            self.lose(&format!("the store refused a {what} write: another node holds the lease"));
+        }
+    }
+
+    /// Cluster mode: some lease may be lost. Admitting pauses in a new term
+    /// (as for a move) until [`Ownership::keep`] has checked the lease table.
+    fn suspect(&self) {
+        if let Ok(mut m) = self.moving.lock() {
+            m.verify = true;
+        }
+        self.term.fetch_add(1, Ordering::SeqCst);
+        self.transition(Phase::Serving, Phase::Moving);
+        self.check.notify_one();
+    }
+
+    /// Cluster mode: reads the lease table and keeps serving the shards this
+    /// node still holds under their epochs; the others leave the fence at once
+    /// (nothing more is written or answered for them) and wait for the node to
+    /// drop them from memory. If none is held any more, the node loses them all.
+    async fn verify_leases(&self, store: &dyn LeaseStore) {
+        let rows = match store.leases().await {
+            Ok(rows) => rows,
+            Err(e) => {
+                // Unknown: check again soon (the deadline still bounds it all).
+                tracing::warn!(node = %self.owner, error = %e, "cannot read the leases to check them");
+                tokio::time::sleep(self.cfg.poll).await;
+                self.check.notify_one();
+                return;
+            }
+        };
+        let Some(fence) = self.fence.load_full() else { return };
+        let now = crate::clock::now();
+        let lost: Vec<ShardId> = fence
+            .leases()
+            .into_iter()
+            .filter(|l| {
+                !rows.iter().any(|r| {
+                    r.shard == l.shard && r.epoch == l.epoch && r.owner.as_ref() == Some(&self.owner) && r.expires_at > now
+                })
+            })
+            .map(|l| l.shard)
+            .collect();
+        if lost.len() == fence.leases().len() {
+            self.lose("the leases were taken over by another node");
+            return;
+        }
+        if !lost.is_empty() {
+            self.fence.rcu(|cur| cur.as_ref().map(|f| Arc::new(f.reshaped(&lost, &[]))));
+            self.note_held();
+            self.losses.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(m::LEASE_LOSSES).increment(1);
+            tracing::error!(node = %self.owner, shards = ?lost.iter().map(|s| s.get()).collect::<Vec<_>>(), "lost the leases of some shards: this node stops serving them and keeps its others");
+        }
+        if let Ok(mut m) = self.moving.lock() {
+            m.lost.extend(lost);
+            m.verify = false;
+        }
+        self.verified.notify_waiters();
+    }
+
+    /// Waits until no lease check is pending (see [`Ownership::fenced`]).
+    pub async fn verified(&self) {
+        loop {
+            let done = self.verified.notified();
+            if !self.moving.lock().map(|m| m.verify).unwrap_or(false) || !self.phase().holds_lease() {
+                return;
+            }
+            done.await;
+        }
+    }
+
+    /// Shards whose leases were lost while the node held others: its engine
+    /// drops them from memory (writing nothing).
+    pub fn lost_shards(&self) -> Vec<ShardId> {
+        self.moving.lock().map(|mut m| std::mem::take(&mut m.lost)).unwrap_or_default()
     }
 
     fn transition(&self, from: Phase, to: Phase) -> bool {
@@ -380,6 +487,10 @@ impl Ownership {
             if self.transition(from, Phase::Lost) {
                 self.deadline.store(0, Ordering::SeqCst);
                 self.fence.store(None);
+                if let Ok(mut m) = self.moving.lock() {
+                    *m = Move::default();
+                }
+                self.verified.notify_waiters();
                 self.losses.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!(m::LEASE_LOSSES).increment(1);
                 tracing::error!(node = %self.owner, reason, "lease lost: this node stops serving");
@@ -613,7 +724,7 @@ impl Ownership {
                     {
                         last_plan = Some(Instant::now());
                         match self.plan_round(&*store).await {
-                            Ok((_, moves)) if !moves.is_empty() => self.begin_move(&moves),
+                            Ok((_, moves)) if !moves.is_empty() => self.begin_move(&*store, moves).await,
                             Ok(_) => {}
                             Err(e) => tracing::warn!(node = %self.owner, error = %e, "cannot read the shard map"),
                         }
@@ -669,7 +780,7 @@ impl Ownership {
     /// node's moves by [`placement::plan`]: the unexpired leases it holds, and
     /// what it should take or hand off.
     ///
-    /// A member is live unless it left, or its heartbeat is more than two TTLs
+    /// A member is live unless it left, or its heartbeat is more than a TTL
     /// older than the newest one (compared on the store's clock only); this
     /// node counts as live.
     async fn plan_round(&self, store: &dyn LeaseStore) -> Result<(Vec<Lease>, Moves), StoreError> {
@@ -677,7 +788,7 @@ impl Ownership {
         let rows = store.leases().await?;
         let me = self.owner.to_string();
         let newest = members.iter().map(|m| m.heartbeat_at).max();
-        let window = u64::try_from((self.cfg.ttl * 2).as_millis()).unwrap_or(u64::MAX);
+        let window = self.live_window();
         let mut live: Vec<String> = members
             .iter()
             .filter(|m| {
@@ -726,41 +837,149 @@ impl Ownership {
         Ok(wanted)
     }
 
-    /// Cluster mode: this node's share should change. Stop admitting; the node
-    /// flushes and calls [`Ownership::finish_move`].
-    fn begin_move(&self, moves: &Moves) {
+    /// How old (ms, on the store's clock) the newest heartbeat of a live
+    /// member may be behind the newest of all. Members heartbeat every third
+    /// of the TTL and renew on the same beat: one silent for a whole TTL has
+    /// missed three beats and its leases have lapsed or are about to, so
+    /// counting it longer only delays the take-over of its shards (counting it
+    /// dead early moves nothing: only free leases are ever taken).
+    fn live_window(&self) -> u64 {
+        u64::try_from(self.cfg.ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Cluster mode: this node's share should change. The free shards it is
+    /// short of are taken first (epoch + 1; none if they are not free yet, as
+    /// while a dead member's leases have not lapsed: the next round tries
+    /// again). If anything changes, admitting stops (requests wait for the
+    /// move, see the edge) and the node carries the move out in place, its
+    /// engine running: it flushes and drops the shards that leave
+    /// ([`Ownership::moving`], [`Ownership::release_shards`]), recovers the
+    /// ones taken ([`Ownership::include_taken`]) and serves again
+    /// ([`Ownership::resume`]). The shards it keeps keep their epochs.
+    async fn begin_move(&self, store: &dyn LeaseStore, moves: Moves) {
+        let taken = if moves.take.is_empty() {
+            Vec::new()
+        } else {
+            let attempt =
+                tokio::time::timeout(self.cfg.ttl / 2, store.acquire(&self.owner, &moves.take, self.cfg.shards, self.cfg.ttl))
+                    .await
+                    .unwrap_or_else(|_| Err(StoreError::Unavailable("lease acquisition timed out".into())));
+            match attempt {
+                Ok(Some(leases)) => leases,
+                Ok(None) => Vec::new(),
+                Err(e) => {
+                    tracing::warn!(node = %self.owner, error = %e, "cannot take free shards; trying again next round");
+                    Vec::new()
+                }
+            }
+        };
+        if taken.is_empty() && moves.release.is_empty() {
+            return;
+        }
         if let Ok(mut m) = self.moving.lock() {
-            m.clone_from(&moves.release);
+            m.release.clone_from(&moves.release);
+            m.taken.clone_from(&taken);
         }
         if self.transition(Phase::Serving, Phase::Moving) {
             self.moves.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(m::SHARD_MOVES).increment(1);
+            if !taken.is_empty() {
+                self.acquisitions.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(m::LEASE_ACQUISITIONS).increment(1);
+            }
             tracing::info!(
                 node = %self.owner,
-                take = moves.take.len(),
+                take = taken.len(),
                 release = moves.release.len(),
                 "the cluster's shard map changed: moving shards"
             );
+        } else {
+            // Lost (or stopping) meanwhile: what was just taken goes back.
+            if let Ok(mut m) = self.moving.lock() {
+                m.release.clear();
+                m.taken.clear();
+            }
+            if !taken.is_empty()
+                && let Err(e) = store.release(&self.owner, &taken).await
+            {
+                tracing::warn!(node = %self.owner, error = %e, "could not give back the shards just taken; they expire");
+            }
         }
     }
 
-    /// The engine of a move has flushed: release the shards that move, keep the
-    /// others (they are taken again, epoch + 1, with the new share), and look
-    /// for the new share.
-    pub async fn finish_move(&self, store: &dyn LeaseStore) {
-        let fence = self.fence.swap(None);
-        self.deadline.store(0, Ordering::SeqCst);
-        let release = self.moving.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default();
-        if let Some(fence) = fence {
-            let leases: Vec<Lease> = fence.leases().into_iter().filter(|l| release.contains(&l.shard)).collect();
-            if let Err(e) = store.release(&self.owner, &leases).await {
-                tracing::warn!(node = %self.owner, error = %e, "could not release the moving shards; they expire");
-            }
+    /// The move in progress: the shards to hand off and the shards taken.
+    pub fn moving(&self) -> (Vec<ShardId>, Vec<ShardId>) {
+        self.moving
+            .lock()
+            .map(|m| (m.release.clone(), m.taken.iter().map(|l| l.shard).collect()))
+            .unwrap_or_default()
+    }
+
+    /// The shards a move was to hand off stay (their state could not be
+    /// written); the next round plans again.
+    pub fn keep_shards(&self) {
+        if let Ok(mut m) = self.moving.lock() {
+            m.release.clear();
         }
-        if !self.transition(Phase::Moving, Phase::Standby) {
-            // Lost meanwhile: the node goes back to standby all the same.
-            self.back_to_standby();
+    }
+
+    /// Leases taken for the move in progress, renewed with the fence's.
+    fn taken(&self) -> Vec<Lease> {
+        self.moving.lock().map(|m| m.taken.clone()).unwrap_or_default()
+    }
+
+    /// Gives `shards` up: out of the fence first (nothing more is written
+    /// under them), then released in the store, so the next owner takes them
+    /// at once. The node has flushed them (a hand-off) or never served them
+    /// (a recovery that failed).
+    pub async fn release_shards(&self, store: &dyn LeaseStore, shards: &[ShardId]) {
+        if shards.is_empty() {
+            return;
         }
+        let before = self.fence.rcu(|cur| cur.as_ref().map(|f| Arc::new(f.reshaped(shards, &[]))));
+        let mut leases: Vec<Lease> =
+            before.map(|f| f.leases().into_iter().filter(|l| shards.contains(&l.shard)).collect()).unwrap_or_default();
+        if let Ok(mut m) = self.moving.lock() {
+            m.release.retain(|s| !shards.contains(s));
+            let (gone, kept): (Vec<Lease>, Vec<Lease>) = m.taken.iter().partition(|l| shards.contains(&l.shard));
+            m.taken = kept;
+            leases.extend(gone);
+        }
+        self.note_held();
+        if let Err(e) = store.release(&self.owner, &leases).await {
+            tracing::warn!(node = %self.owner, error = %e, "could not release the moving shards; they expire");
+        }
+    }
+
+    /// The shards taken for the move in progress join the fence (writes under
+    /// them are allowed from now on, such as their recovery's checkpoints);
+    /// returns them, for the node to recover before it serves again.
+    pub fn include_taken(&self) -> Vec<ShardId> {
+        let taken = self.moving.lock().map(|mut m| std::mem::take(&mut m.taken)).unwrap_or_default();
+        if taken.is_empty() {
+            return Vec::new();
+        }
+        self.fence.rcu(|cur| cur.as_ref().map(|f| Arc::new(f.reshaped(&[], &taken))));
+        self.note_held();
+        taken.iter().map(|l| l.shard).collect()
+    }
+
+    /// The move is done: serve again. False if the leases were lost
+    /// meanwhile, or if a lease check or a lost shard is pending (the phase
+    /// stays [`Phase::Moving`] and the node goes round again).
+    pub fn resume(&self) -> bool {
+        let Ok(mut m) = self.moving.lock() else { return false };
+        if m.verify || !m.lost.is_empty() {
+            return false;
+        }
+        m.release.clear();
+        m.taken.clear();
+        drop(m);
+        self.transition(Phase::Moving, Phase::Serving)
+    }
+
+    fn note_held(&self) {
+        metrics::gauge!(m::SHARDS_OWNED).set(self.fence.load().as_ref().map_or(0, |f| f.leases().len()) as f64);
     }
 
     /// True when this process serves `shard`: always, unless in cluster mode,
@@ -775,14 +994,14 @@ impl Ownership {
         self.routes.load().as_ref().and_then(|r| r.get(shard.get() as usize).cloned().flatten())
     }
 
-    /// The other live members (not left, heartbeat within two TTLs of the
+    /// The other live members (not left, heartbeat within a TTL of the
     /// newest) and their addresses, read from the membership table now: where
     /// a change every node must hear of goes.
     pub async fn other_members(&self) -> Result<Vec<(Owner, String)>, StoreError> {
         let Some(store) = self.store.0.get() else { return Ok(Vec::new()) };
         let members = store.members().await?;
         let newest = members.iter().map(|m| m.heartbeat_at).max();
-        let window = u64::try_from((self.cfg.ttl * 2).as_millis()).unwrap_or(u64::MAX);
+        let window = self.live_window();
         Ok(members
             .into_iter()
             .filter(|m| {
@@ -866,6 +1085,10 @@ impl Ownership {
         tokio::select! {
             () = tokio::time::sleep_until(wake.into()) => {}
             _ = changes.changed() => return,
+            () = self.check.notified() => {
+                self.verify_leases(store).await;
+                return;
+            }
         }
         if !self.phase().holds_lease() {
             return;
@@ -876,7 +1099,10 @@ impl Ownership {
             return;
         }
         let sent = now;
-        let renewed = tokio::time::timeout(deadline - now, store.renew(&self.owner, &fence.leases(), self.cfg.ttl))
+        // The leases a move took and has not recovered yet are renewed too.
+        let mut leases = fence.leases();
+        leases.extend(self.taken());
+        let renewed = tokio::time::timeout(deadline - now, store.renew(&self.owner, &leases, self.cfg.ttl))
             .await
             .unwrap_or_else(|_| Err(StoreError::Unavailable("lease renewal timed out".into())));
         match renewed {
@@ -885,6 +1111,10 @@ impl Ownership {
                 self.deadline.store(self.nanos(sent + self.cfg.ttl - self.cfg.margin()), Ordering::SeqCst);
             }
             Ok(true) => {}
+            Ok(false) if self.cfg.share => {
+                // Which ones? Pause, check, and keep serving the others.
+                self.suspect();
+            }
             Ok(false) => self.lose("the lease was taken over by another node"),
             Err(e) => {
                 metrics::counter!(m::LEASE_RENEW_FAILURES).increment(1);

@@ -94,6 +94,14 @@ impl ParkedSkus {
         })
     }
 
+    /// Drops the parked states of the SKUs `pred` picks (their shard moved to
+    /// another node, which recovers them from the store); returns how many.
+    pub fn drop_where(&self, pred: impl Fn(&Sku) -> bool) -> usize {
+        let before = self.0.len();
+        self.0.retain(|sku, _| !pred(sku));
+        before - self.0.len()
+    }
+
     /// How many SKUs are parked.
     pub fn len(&self) -> usize {
         self.0.len()

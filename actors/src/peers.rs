@@ -332,6 +332,12 @@ impl RemotePrepares {
         })
     }
 
+    /// Forgets those of the SKUs `pred` picks (their shard moved: the next
+    /// owner settles every prepared hold it recovers).
+    pub fn forget_where(&self, pred: impl Fn(&Sku) -> bool) {
+        self.with(|v| v.retain(|(_, sku, _)| !pred(sku)));
+    }
+
     /// How many wait.
     pub fn len(&self) -> usize {
         self.with(|v| v.len())

@@ -320,6 +320,19 @@ impl Fence {
         Fence { foreign, ..self.clone() }
     }
 
+    /// This fence after a change of share: without the leases of `dropped`,
+    /// with `added` (the epochs they were taken under).
+    pub fn reshaped(&self, dropped: &[ShardId], added: &[Lease]) -> Fence {
+        let mut leases: Vec<Lease> = self.leases().into_iter().filter(|l| !dropped.contains(&l.shard)).collect();
+        leases.extend(added.iter().copied());
+        Fence::new(self.owner.clone(), self.shards, &leases)
+    }
+
+    /// True when this fence holds `shard`'s lease itself.
+    pub fn holds(&self, shard: ShardId) -> bool {
+        self.own_epoch(shard) > 0
+    }
+
     /// The other nodes' leases this fence relies on.
     pub fn foreign(&self) -> &[ForeignLease] {
         &self.foreign

@@ -677,6 +677,20 @@ where
         self.table.close_all();
     }
 
+    /// Takes the live actors whose key `pred` picks out of the table (their
+    /// gates closed; the next call for one activates it afresh) and returns
+    /// them for the caller to stop: their shard moved to another node.
+    pub fn take_where(&self, pred: impl Fn(&K) -> bool) -> Vec<(K, ActorRef<M>)> {
+        let mut taken = Vec::new();
+        for (key, slot) in self.table.live_slots() {
+            if pred(&key) {
+                self.retire(&key, &slot);
+                taken.push((key, slot.actor.clone()));
+            }
+        }
+        taken
+    }
+
     /// How many entities have a running actor right now.
     pub fn active(&self) -> usize {
         self.table.active()

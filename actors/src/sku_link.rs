@@ -177,12 +177,22 @@ impl SkuLink {
 }
 
 /// Where `shard` is served by another node: the last round's route, else the
-/// tables read again now; `Elsewhere` while nobody else holds it.
+/// tables read again (every 100 ms at most, for at most [`MOVE_WAIT`]: a shard
+/// between owners is free for a moment); `Elsewhere` while nobody else holds it.
 pub async fn route_to(ownership: &Ownership, shard: ShardId) -> Result<Route, EngineError> {
     let other = |r: &Route| r.owner != *ownership.owner();
-    match ownership.route(shard).filter(other) {
-        Some(route) => Ok(route),
-        None => ownership.reroute(shard).await.filter(other).ok_or(EngineError::Elsewhere { shard: shard.get() }),
+    if let Some(route) = ownership.route(shard).filter(other) {
+        return Ok(route);
+    }
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(route) = ownership.reroute(shard).await.filter(other) {
+            return Ok(route);
+        }
+        if started.elapsed() >= MOVE_WAIT || ownership.serves(shard) {
+            return Err(EngineError::Elsewhere { shard: shard.get() });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -207,14 +217,22 @@ pub async fn forward(
     // again to whoever the lease table names now (the callee checks the epoch
     // again), waiting out a move in progress, for at most MOVE_WAIT.
     let mut tried = route.clone();
+    // The same owner under the same epoch is asked again after a pause: it
+    // refuses while its own share moves (a moment), and keeps the shard.
     while matches!(answer, Err(EngineError::Elsewhere { .. })) && started.elapsed() < MOVE_WAIT.min(timeout) {
-        match ownership.reroute(route.shard).await.filter(|f| f.owner != *ownership.owner()) {
-            Some(fresh) if fresh != tried => {
-                answer = peers.call(&fresh, PeerCall { epoch: fresh.epoch, ..call.clone() }, timeout).await;
-                tried = fresh;
+        let next = match ownership.reroute(route.shard).await.filter(|f| f.owner != *ownership.owner()) {
+            Some(fresh) if fresh != tried => fresh,
+            Some(same) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                same
             }
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
+            None => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        answer = peers.call(&next, PeerCall { epoch: next.epoch, ..call.clone() }, timeout).await;
+        tried = next;
     }
     metrics::histogram!(m::FORWARD_SECONDS, "op" => name).record(started.elapsed().as_secs_f64());
     let outcome = match &answer {

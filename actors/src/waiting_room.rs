@@ -677,6 +677,20 @@ impl Rooms {
         };
     }
 
+    /// `sku`'s room moved to another node (its line written first): only its
+    /// settings stay known here, as another node's.
+    pub fn hand_over(&self, sku: &Sku) {
+        if let Some((_, room)) = self.rooms.remove(sku) {
+            let config = room.stats.borrow().config;
+            self.foreign.insert(sku.clone(), config);
+        }
+    }
+
+    /// `sku` is served here now: its queue actor publishes its room.
+    pub fn adopt(&self, sku: &Sku) {
+        self.foreign.remove(sku);
+    }
+
     /// The figures of `sku`'s room as last published.
     pub fn stats(&self, sku: &Sku) -> Option<RoomStats> {
         self.rooms.get(sku).map(|r| r.stats.borrow().clone())

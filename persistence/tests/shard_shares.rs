@@ -6,7 +6,7 @@
 //! expire, every epoch + 1, and its late writes are refused.
 //!
 //! A member here is the ownership's own keeper plus what a node does on each
-//! phase (serve once recovered, flush and finish a move, stand by after a
+//! phase (serve once recovered, carry a move out in place, stand by after a
 //! loss), without an engine: this is the lease protocol, not the sale. A
 //! member "dies" when its tasks are aborted: it stops renewing and heartbeating
 //! at once, as a killed process does.
@@ -76,7 +76,12 @@ async fn drive(own: Arc<Ownership>, store: Arc<dyn LeaseStore>) {
             Phase::Recovering => {
                 own.serve();
             }
-            Phase::Moving => own.finish_move(&*store).await,
+            Phase::Moving => {
+                let (leaving, _) = own.moving();
+                own.release_shards(&*store, &leaving).await;
+                own.include_taken();
+                own.resume();
+            }
             Phase::Lost => own.back_to_standby(),
             Phase::Stopped => return,
             Phase::Standby | Phase::Serving | Phase::HandingOff => {}
@@ -99,6 +104,16 @@ async fn shard_map(store: &dyn LeaseStore) -> (BTreeMap<String, Vec<ShardId>>, B
         }
     }
     (by_owner, epochs)
+}
+
+/// The shards with the same owner in both maps.
+fn kept_shards(before: &BTreeMap<String, Vec<ShardId>>, after: &BTreeMap<String, Vec<ShardId>>) -> Vec<ShardId> {
+    before
+        .iter()
+        .flat_map(|(owner, shards)| {
+            shards.iter().filter(|s| after.get(owner).is_some_and(|v| v.contains(s))).copied().collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Waits until the members serve exactly `want` shards each (by position) and
@@ -145,9 +160,21 @@ async fn members_share_the_shards(s: Stores) {
     assert_eq!(moves, [&a, &b, &c].iter().map(|m| m.own.view().moves).collect::<Vec<_>>());
 
     // A fourth member joins: it takes 2 shards from the others (8 = 2 × 4).
+    // The others move in place: every shard that stays with its owner keeps
+    // its epoch (its state stays in the owner's memory, still fenced right).
+    let (owners_before, epochs_before) = shard_map(&*store).await;
     let d = Member::start(&store, "node-d");
     settle(&*store, &[&a, &b, &c, &d], &[2, 2, 2, 2], "the newcomer to get its share").await;
     assert!(a.own.view().moves + b.own.view().moves + c.own.view().moves >= 2, "the full members handed off");
+    let (owners_after, epochs_after) = shard_map(&*store).await;
+    let kept = kept_shards(&owners_before, &owners_after);
+    assert_eq!(kept.len(), 6, "each full member kept 2 of its shards: {owners_before:?} -> {owners_after:?}");
+    for shard in &kept {
+        assert_eq!(epochs_after[shard], epochs_before[shard], "shard {shard} stayed with its owner: same epoch");
+    }
+    for shard in &owners_after["node-d"] {
+        assert!(epochs_after[shard] > epochs_before[shard], "shard {shard} moved to the newcomer: a new epoch");
+    }
 
     // It leaves gracefully: its shards are released and taken at once, well
     // before they would expire.
@@ -161,8 +188,11 @@ async fn members_share_the_shards(s: Stores) {
     let left = std::time::Instant::now();
     settle(&*store, &[&a, &b, &c], &[3, 3, 2], "the others to take the leaver's shards").await;
     assert!(left.elapsed() < config().ttl * 3, "a graceful leave is taken over without waiting for expiry");
-    let (after, _) = shard_map(&*store).await;
+    let (after, epochs_after_leave) = shard_map(&*store).await;
     assert!(d_shards.iter().all(|s| after.values().any(|v| v.contains(s))), "every shard of the leaver has an owner");
+    for shard in kept_shards(&before, &after) {
+        assert_eq!(epochs_after_leave[&shard], epochs_after[&shard], "shard {shard} stayed with its owner: same epoch");
+    }
 
     // Node b dies: a and c take its shards once they expire, epoch + 1 ...
     let (before, epochs_before) = shard_map(&*store).await;
