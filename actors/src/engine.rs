@@ -515,8 +515,8 @@ impl Engine {
     pub async fn adjust_stock(&self, sku: &Sku, change: StockChange) -> Result<Availability, EngineError> {
         self.0.catalog.get(sku).ok_or(EngineError::ProductNotFound)?;
         let shard = self.sku_shard(sku);
-        if self.here(shard).is_err() {
-            return as_availability(self.forward(shard, PeerOp::AdjustStock { sku: sku.clone(), change }).await?);
+        if let Some(answer) = self.elsewhere(shard, || PeerOp::AdjustStock { sku: sku.clone(), change }).await? {
+            return as_availability(answer);
         }
         self.product_def(sku)?;
         let r = self.0.skus.call(sku, |ticket, reply| SkuMsg::Adjust { ticket, change, reply }).await?;
@@ -545,6 +545,25 @@ impl Engine {
         crate::sku_link::forward(peers.as_ref(), &self.0.ownership, &route, op, self.0.cfg.call_timeout).await
     }
 
+    /// True when this node serves `shard` (waiting a moment while it
+    /// recovers a shard it just took), else its work goes to the owner.
+    async fn local(&self, shard: ShardId) -> bool {
+        self.0.ownership.await_shard(shard).await
+    }
+
+    /// Cluster mode: `op`'s answer from `shard`'s owner, or `None` when this
+    /// node serves the shard (now, or since: it came here while the call
+    /// looked for its owner, who then refused it).
+    async fn elsewhere(&self, shard: ShardId, op: impl FnOnce() -> PeerOp) -> Result<Option<PeerAnswer>, EngineError> {
+        if self.local(shard).await {
+            return Ok(None);
+        }
+        match self.forward(shard, op()).await {
+            Err(EngineError::Elsewhere { .. }) if self.local(shard).await => Ok(None),
+            other => other.map(Some),
+        }
+    }
+
     fn sku_shard(&self, sku: &Sku) -> ShardId {
         self.0.ownership.config().shards.of_sku(sku)
     }
@@ -566,11 +585,10 @@ impl Engine {
     /// published yet; in cluster mode its owner's, for a SKU elsewhere that no
     /// shared feed carries).
     pub async fn availability(&self, sku: &Sku) -> Result<Availability, EngineError> {
-        let shard = self.sku_shard(sku);
-        if self.here(shard).is_err() {
-            // This process's feed may still hold what it published before the
-            // shard moved away; the owner's figures are the truth.
-            return as_availability(self.forward(shard, PeerOp::Availability { sku: sku.clone() }).await?);
+        // This process's feed may still hold what it published before the
+        // shard moved away; the owner's figures are the truth.
+        if let Some(answer) = self.elsewhere(self.sku_shard(sku), || PeerOp::Availability { sku: sku.clone() }).await? {
+            return as_availability(answer);
         }
         if let Some(a) = self.0.feed.latest(sku) {
             return Ok(a);
@@ -639,8 +657,8 @@ impl Engine {
 
     /// A cart as it is (in cluster mode, from whichever node serves it).
     pub async fn cart(&self, id: CartId) -> Result<Cart, EngineError> {
-        if self.here_cart(id).is_err() {
-            return as_cart(self.forward(self.cart_shard(id), PeerOp::Cart { cart: id }).await?);
+        if let Some(answer) = self.elsewhere(self.cart_shard(id), || PeerOp::Cart { cart: id }).await? {
+            return as_cart(answer);
         }
         self.cart_here(id).await
     }
@@ -654,8 +672,10 @@ impl Engine {
     /// node does it, reserving on the SKU's node.
     pub async fn set_quantity(&self, id: CartId, sku: Sku, qty: u32) -> Result<Cart, EngineError> {
         self.0.catalog.get(&sku).ok_or(EngineError::ProductNotFound)?;
-        if self.here_cart(id).is_err() {
-            return as_cart(self.forward(self.cart_shard(id), PeerOp::SetQuantity { cart: id, sku, qty }).await?);
+        if let Some(answer) =
+            self.elsewhere(self.cart_shard(id), || PeerOp::SetQuantity { cart: id, sku: sku.clone(), qty }).await?
+        {
+            return as_cart(answer);
         }
         self.set_quantity_here(id, sku, qty).await
     }
@@ -670,8 +690,10 @@ impl Engine {
     /// checkout. In cluster mode the cart's node runs it, preparing on the
     /// SKUs' nodes.
     pub async fn checkout(&self, id: CartId, req: CheckoutRequest) -> Result<(Order, bool), EngineError> {
-        if self.here_cart(id).is_err() {
-            return match self.forward(self.cart_shard(id), PeerOp::Checkout { cart: id, req }).await? {
+        if let Some(answer) =
+            self.elsewhere(self.cart_shard(id), || PeerOp::Checkout { cart: id, req: req.clone() }).await?
+        {
+            return match answer {
                 PeerAnswer::Order { order, replay } => Ok((order, replay)),
                 other => Err(unexpected(&other)),
             };
@@ -730,8 +752,10 @@ impl Engine {
                 shards.of_cart(*cart)
             }
         };
+        // A shard this node is still recovering is waited for (a moment).
+        let served = of_entity == shard && own.config().share && own.await_shard(shard).await;
         let epoch = own.fence().map_or(0, |f| f.epoch(shard));
-        if of_entity != shard || epoch == 0 || epoch != call.epoch || !own.config().share {
+        if !served || epoch == 0 || epoch != call.epoch {
             return Err(EngineError::Elsewhere { shard: call.shard });
         }
         let skus = &self.0.skus;
@@ -842,7 +866,7 @@ impl Engine {
     pub async fn configure_waiting_room(&self, sku: &Sku, config: Option<RoomConfig>) -> Result<(), QueueError> {
         self.0.catalog.get(sku).ok_or(EngineError::ProductNotFound)?;
         let shard = self.sku_shard(sku);
-        if self.here(shard).is_err() {
+        if !self.local(shard).await {
             // Done (and told to every node) by the SKU's node.
             self.forward(shard, PeerOp::ConfigureRoom { sku: sku.clone(), config }).await?;
             return Ok(());
@@ -904,7 +928,7 @@ impl Engine {
     /// when that is this one.
     async fn room_elsewhere(&self, sku: &Sku, op: impl FnOnce() -> PeerOp) -> Option<PeerAnswer> {
         let shard = self.sku_shard(sku);
-        if self.here(shard).is_ok() {
+        if self.local(shard).await {
             return None;
         }
         Some(match self.forward(shard, op()).await {

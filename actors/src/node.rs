@@ -11,10 +11,12 @@
 //!    turned into 503s by the edge), drop the engine without writing, and go
 //!    back to standby.
 //! 3. **Moving** (cluster mode): the node's share of the shards changes while
-//!    its engine runs: admitting pauses, what is in flight finishes, the shards
-//!    that leave are flushed, dropped from the engine and released, the free
-//!    ones taken are recovered, and it serves again. The shards it keeps stay
-//!    in memory under their epochs.
+//!    its engine runs. Free shards it takes are recovered while it serves the
+//!    others, and served once recovered. Shards it hands over need a pause:
+//!    admitting stops, what is in flight finishes, they are written, dropped
+//!    from the engine and released, and it serves again. A shard whose lease
+//!    was lost is dropped the same way, without writing. The shards it keeps
+//!    stay in memory under their epochs.
 //! 4. **Graceful stop**: stop admitting, let what is in flight finish, shut the
 //!    engine down (final flush, still under the lease), release the leases so
 //!    a standby takes over at once, and leave.
@@ -116,6 +118,7 @@ impl Node {
                         keeper.abort();
                         return;
                     }
+                    () = own.shards_taken() => self.adopt_taken(&engine, &*store).await,
                     _ = async { phases.wait_for(|p| *p != Phase::Serving).await.is_ok() } => {
                         if own.phase() == Phase::Moving && self.move_shards(&engine, &*store).await {
                             continue;
@@ -151,7 +154,7 @@ impl Node {
         let began = Instant::now();
         let own = &self.ownership;
         own.drain(self.drain_limit).await;
-        let (mut left, mut came) = (0, 0);
+        let mut left = 0;
         loop {
             // A fenced write or a refused renewal: which shards are still ours.
             own.verified().await;
@@ -162,7 +165,7 @@ impl Node {
             if !lost.is_empty() {
                 engine.drop_shards(&lost);
             }
-            let (leaving, _) = own.moving();
+            let leaving = own.moving();
             if !leaving.is_empty() {
                 match engine.write_shards(&leaving).await {
                     Ok(_) => {
@@ -177,21 +180,6 @@ impl Node {
                     }
                 }
             }
-            let taken = own.include_taken();
-            if !taken.is_empty() {
-                // Whatever this node had of them before is stale.
-                engine.drop_shards(&taken);
-                match engine.adopt(&taken).await {
-                    Ok(()) => came += taken.len(),
-                    Err(e) => {
-                        // Nothing of them was served: the next owner recovers
-                        // them again.
-                        tracing::warn!(node = %own.owner(), error = %e, "cannot recover the shards taken; giving them back");
-                        engine.drop_shards(&taken);
-                        own.release_shards(store, &taken).await;
-                    }
-                }
-            }
             if own.resume() {
                 break;
             }
@@ -202,11 +190,35 @@ impl Node {
         tracing::info!(
             node = %own.owner(),
             left,
-            came,
             move_ms = began.elapsed().as_millis() as u64,
             "shards moved"
         );
         true
+    }
+
+    /// Cluster mode: shards were taken (free, epoch + 1) while this node
+    /// serves its others: recover them, then serve them. Whatever this node
+    /// had of them from an earlier term is dropped first; if the recovery
+    /// fails they are given back.
+    async fn adopt_taken(&self, engine: &Engine, store: &dyn LeaseStore) {
+        let began = Instant::now();
+        let own = &self.ownership;
+        let taken = own.adopting_shards();
+        if taken.is_empty() {
+            return;
+        }
+        engine.drop_shards(&taken);
+        match engine.adopt(&taken).await {
+            Ok(()) => {
+                own.adopted();
+                tracing::info!(node = %own.owner(), came = taken.len(), took_ms = began.elapsed().as_millis() as u64, "shards taken and recovered");
+            }
+            Err(e) => {
+                tracing::warn!(node = %own.owner(), error = %e, "cannot recover the shards taken; giving them back");
+                engine.drop_shards(&taken);
+                own.release_shards(store, &taken).await;
+            }
+        }
     }
 
     /// Graceful stop: no new requests, in-flight ones finish, final flush under

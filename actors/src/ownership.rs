@@ -199,6 +199,13 @@ pub struct Ownership {
     moving: Mutex<Move>,
     /// Wakes the keeper to check the leases (a write was fenced).
     check: tokio::sync::Notify,
+    /// Shards taken (in the fence, epoch + 1) that the node is recovering:
+    /// not served until [`Ownership::adopted`].
+    adopting: ArcSwapOption<Vec<ShardId>>,
+    /// Wakes the node to recover shards taken.
+    taken: tokio::sync::Notify,
+    /// Wakes requests waiting for shards being recovered.
+    adopted: tokio::sync::Notify,
     /// Wakes those waiting for that check.
     verified: tokio::sync::Notify,
     moves: AtomicU64,
@@ -222,9 +229,6 @@ struct Move {
     lost: Vec<ShardId>,
     /// Held shards to hand off once the node has flushed them.
     release: Vec<ShardId>,
-    /// Free shards taken (epoch + 1), not yet in the fence: the node recovers
-    /// them before it serves them.
-    taken: Vec<Lease>,
 }
 
 /// The lease store, once known.
@@ -243,6 +247,8 @@ impl std::fmt::Debug for StoreCell {
 pub struct Admission<'a> {
     own: &'a Ownership,
     term: u64,
+    /// Counted in flight (a move's drain waits for it).
+    counted: bool,
 }
 
 impl Admission<'_> {
@@ -258,7 +264,9 @@ impl Admission<'_> {
 
 impl Drop for Admission<'_> {
     fn drop(&mut self) {
-        self.own.admissions.leave();
+        if self.counted {
+            self.own.admissions.leave();
+        }
     }
 }
 
@@ -291,6 +299,9 @@ impl Ownership {
             fenced_writes: AtomicU64::new(0),
             moving: Mutex::new(Move::default()),
             check: tokio::sync::Notify::new(),
+            adopting: ArcSwapOption::empty(),
+            taken: tokio::sync::Notify::new(),
+            adopted: tokio::sync::Notify::new(),
             verified: tokio::sync::Notify::new(),
             moves: AtomicU64::new(0),
             routes: ArcSwapOption::empty(),
@@ -352,12 +363,31 @@ impl Ownership {
         // the phase and then finds nothing in flight cannot miss this request.
         let term = self.term.load(Ordering::SeqCst);
         match self.admissions.enter(|p| p == Phase::Serving as u8 && self.within_deadline()) {
-            Ok(()) => Ok(Admission { own: self, term }),
+            Ok(()) => Ok(Admission { own: self, term, counted: true }),
             Err(p) => {
                 let phase = Phase::from_u8(p);
                 Err(NotServing(if phase == Phase::Serving { Phase::Lost } else { phase }))
             }
         }
+    }
+
+    /// Admits a call from another node about `shard`: as [`Ownership::admit`],
+    /// and also during a move for a shard that stays here (not counted in
+    /// flight: the move does not wait for it, and it touches nothing the move
+    /// writes or drops). Two nodes moving at once then never wait on each
+    /// other's drain.
+    pub fn admit_peer(&self, shard: ShardId) -> Result<Admission<'_>, NotServing> {
+        match self.admit() {
+            Err(NotServing(Phase::Moving)) if self.serves(shard) && !self.leaving(shard) => {
+                let term = self.term.load(Ordering::SeqCst);
+                Ok(Admission { own: self, term, counted: false })
+            }
+            other => other,
+        }
+    }
+
+    fn leaving(&self, shard: ShardId) -> bool {
+        self.moving.lock().map(|m| m.release.contains(&shard)).unwrap_or(true)
     }
 
     /// The fence to write under: `None` unless the leases are held and this
@@ -430,7 +460,10 @@ impl Ownership {
             .into_iter()
             .filter(|l| {
                 !rows.iter().any(|r| {
-                    r.shard == l.shard && r.epoch == l.epoch && r.owner.as_ref() == Some(&self.owner) && r.expires_at > now
+                    r.shard == l.shard
+                        && r.epoch == l.epoch
+                        && r.owner.as_ref() == Some(&self.owner)
+                        && r.expires_at > now
                 })
             })
             .map(|l| l.shard)
@@ -490,7 +523,9 @@ impl Ownership {
                 if let Ok(mut m) = self.moving.lock() {
                     *m = Move::default();
                 }
+                self.adopting.store(None);
                 self.verified.notify_waiters();
+                self.adopted.notify_waiters();
                 self.losses.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!(m::LEASE_LOSSES).increment(1);
                 tracing::error!(node = %self.owner, reason, "lease lost: this node stops serving");
@@ -848,71 +883,113 @@ impl Ownership {
     }
 
     /// Cluster mode: this node's share should change. The free shards it is
-    /// short of are taken first (epoch + 1; none if they are not free yet, as
-    /// while a dead member's leases have not lapsed: the next round tries
-    /// again). If anything changes, admitting stops (requests wait for the
-    /// move, see the edge) and the node carries the move out in place, its
-    /// engine running: it flushes and drops the shards that leave
-    /// ([`Ownership::moving`], [`Ownership::release_shards`]), recovers the
-    /// ones taken ([`Ownership::include_taken`]) and serves again
+    /// short of are taken (epoch + 1; none if they are not free yet, as while
+    /// a dead member's leases have not lapsed: the next round tries again)
+    /// and join the fence at once, but are served only once the node has
+    /// recovered them ([`Ownership::adopting_shards`], [`Ownership::adopted`]),
+    /// while it serves the others. Shards to hand off need a pause: admitting
+    /// stops (requests wait), the node drains, writes and drops them
+    /// ([`Ownership::moving`], [`Ownership::release_shards`]) and serves again
     /// ([`Ownership::resume`]). The shards it keeps keep their epochs.
     async fn begin_move(&self, store: &dyn LeaseStore, moves: Moves) {
-        let taken = if moves.take.is_empty() {
-            Vec::new()
-        } else {
-            let attempt =
-                tokio::time::timeout(self.cfg.ttl / 2, store.acquire(&self.owner, &moves.take, self.cfg.shards, self.cfg.ttl))
-                    .await
-                    .unwrap_or_else(|_| Err(StoreError::Unavailable("lease acquisition timed out".into())));
+        if !moves.take.is_empty() && self.adopting.load().is_none() {
+            let attempt = tokio::time::timeout(
+                self.cfg.ttl / 2,
+                store.acquire(&self.owner, &moves.take, self.cfg.shards, self.cfg.ttl),
+            )
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("lease acquisition timed out".into())));
             match attempt {
-                Ok(Some(leases)) => leases,
-                Ok(None) => Vec::new(),
+                Ok(Some(taken)) => self.take_more(store, taken).await,
+                Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(node = %self.owner, error = %e, "cannot take free shards; trying again next round");
-                    Vec::new()
+                    tracing::warn!(node = %self.owner, error = %e, "cannot take free shards; trying again next round")
                 }
             }
-        };
-        if taken.is_empty() && moves.release.is_empty() {
+        }
+        if moves.release.is_empty() {
             return;
         }
         if let Ok(mut m) = self.moving.lock() {
             m.release.clone_from(&moves.release);
-            m.taken.clone_from(&taken);
         }
         if self.transition(Phase::Serving, Phase::Moving) {
             self.moves.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(m::SHARD_MOVES).increment(1);
-            if !taken.is_empty() {
-                self.acquisitions.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(m::LEASE_ACQUISITIONS).increment(1);
-            }
-            tracing::info!(
-                node = %self.owner,
-                take = taken.len(),
-                release = moves.release.len(),
-                "the cluster's shard map changed: moving shards"
-            );
-        } else {
-            // Lost (or stopping) meanwhile: what was just taken goes back.
-            if let Ok(mut m) = self.moving.lock() {
-                m.release.clear();
-                m.taken.clear();
-            }
-            if !taken.is_empty()
-                && let Err(e) = store.release(&self.owner, &taken).await
-            {
+            tracing::info!(node = %self.owner, release = moves.release.len(), "the cluster's shard map changed: handing shards over");
+        } else if let Ok(mut m) = self.moving.lock() {
+            m.release.clear();
+        }
+    }
+
+    /// Shards just taken: into the fence (writes allowed: their recovery's
+    /// checkpoints), not served until the node has recovered them.
+    async fn take_more(&self, store: &dyn LeaseStore, taken: Vec<Lease>) {
+        let shards: Vec<ShardId> = taken.iter().map(|l| l.shard).collect();
+        self.adopting.store(Some(Arc::new(shards)));
+        let before = self.fence.rcu(|cur| cur.as_ref().map(|f| Arc::new(f.reshaped(&[], &taken))));
+        if before.is_none() || !self.phase().holds_lease() {
+            // Lost meanwhile: what was just taken goes back.
+            self.adopting.store(None);
+            if let Err(e) = store.release(&self.owner, &taken).await {
                 tracing::warn!(node = %self.owner, error = %e, "could not give back the shards just taken; they expire");
+            }
+            return;
+        }
+        self.note_held();
+        self.moves.fetch_add(1, Ordering::Relaxed);
+        self.acquisitions.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::SHARD_MOVES).increment(1);
+        metrics::counter!(m::LEASE_ACQUISITIONS).increment(1);
+        tracing::info!(node = %self.owner, take = taken.len(), "the cluster's shard map changed: taking free shards");
+        self.taken.notify_one();
+    }
+
+    /// Shards taken and not recovered yet (the node recovers them, then calls
+    /// [`Ownership::adopted`]).
+    pub fn adopting_shards(&self) -> Vec<ShardId> {
+        self.adopting.load().as_deref().cloned().unwrap_or_default()
+    }
+
+    /// Waits until shards were taken for the node to recover.
+    pub async fn shards_taken(&self) {
+        self.taken.notified().await;
+    }
+
+    /// The shards taken are recovered: served from now on.
+    pub fn adopted(&self) {
+        self.adopting.store(None);
+        self.adopted.notify_waiters();
+    }
+
+    /// True when `shard` is served here or being recovered here after a take:
+    /// work that was on its way to another node for it comes back here.
+    pub fn coming_here(&self, shard: ShardId) -> bool {
+        self.serves(shard) || self.adopting.load().as_ref().is_some_and(|a| a.contains(&shard))
+    }
+
+    /// True when `shard` is served here, waiting (at most
+    /// [`crate::sku_link::MOVE_WAIT`]) while this node recovers it after
+    /// taking it.
+    pub async fn await_shard(&self, shard: ShardId) -> bool {
+        let until = Instant::now() + crate::sku_link::MOVE_WAIT;
+        loop {
+            let recovered = self.adopted.notified();
+            if self.serves(shard) {
+                return true;
+            }
+            if !self.adopting.load().as_ref().is_some_and(|a| a.contains(&shard)) {
+                return false;
+            }
+            if tokio::time::timeout_at(until.into(), recovered).await.is_err() {
+                return self.serves(shard);
             }
         }
     }
 
-    /// The move in progress: the shards to hand off and the shards taken.
-    pub fn moving(&self) -> (Vec<ShardId>, Vec<ShardId>) {
-        self.moving
-            .lock()
-            .map(|m| (m.release.clone(), m.taken.iter().map(|l| l.shard).collect()))
-            .unwrap_or_default()
+    /// The shards the move in progress hands off.
+    pub fn moving(&self) -> Vec<ShardId> {
+        self.moving.lock().map(|m| m.release.clone()).unwrap_or_default()
     }
 
     /// The shards a move was to hand off stay (their state could not be
@@ -921,11 +998,6 @@ impl Ownership {
         if let Ok(mut m) = self.moving.lock() {
             m.release.clear();
         }
-    }
-
-    /// Leases taken for the move in progress, renewed with the fence's.
-    fn taken(&self) -> Vec<Lease> {
-        self.moving.lock().map(|m| m.taken.clone()).unwrap_or_default()
     }
 
     /// Gives `shards` up: out of the fence first (nothing more is written
@@ -937,31 +1009,19 @@ impl Ownership {
             return;
         }
         let before = self.fence.rcu(|cur| cur.as_ref().map(|f| Arc::new(f.reshaped(shards, &[]))));
-        let mut leases: Vec<Lease> =
+        let leases: Vec<Lease> =
             before.map(|f| f.leases().into_iter().filter(|l| shards.contains(&l.shard)).collect()).unwrap_or_default();
         if let Ok(mut m) = self.moving.lock() {
             m.release.retain(|s| !shards.contains(s));
-            let (gone, kept): (Vec<Lease>, Vec<Lease>) = m.taken.iter().partition(|l| shards.contains(&l.shard));
-            m.taken = kept;
-            leases.extend(gone);
+        }
+        if self.adopting.load().as_ref().is_some_and(|a| a.iter().any(|s| shards.contains(s))) {
+            self.adopting.store(None);
+            self.adopted.notify_waiters();
         }
         self.note_held();
         if let Err(e) = store.release(&self.owner, &leases).await {
             tracing::warn!(node = %self.owner, error = %e, "could not release the moving shards; they expire");
         }
-    }
-
-    /// The shards taken for the move in progress join the fence (writes under
-    /// them are allowed from now on, such as their recovery's checkpoints);
-    /// returns them, for the node to recover before it serves again.
-    pub fn include_taken(&self) -> Vec<ShardId> {
-        let taken = self.moving.lock().map(|mut m| std::mem::take(&mut m.taken)).unwrap_or_default();
-        if taken.is_empty() {
-            return Vec::new();
-        }
-        self.fence.rcu(|cur| cur.as_ref().map(|f| Arc::new(f.reshaped(&[], &taken))));
-        self.note_held();
-        taken.iter().map(|l| l.shard).collect()
     }
 
     /// The move is done: serve again. False if the leases were lost
@@ -973,7 +1033,6 @@ impl Ownership {
             return false;
         }
         m.release.clear();
-        m.taken.clear();
         drop(m);
         self.transition(Phase::Moving, Phase::Serving)
     }
@@ -985,7 +1044,9 @@ impl Ownership {
     /// True when this process serves `shard`: always, unless in cluster mode,
     /// where only while it holds the shard's lease.
     pub fn serves(&self, shard: ShardId) -> bool {
-        !self.cfg.share || self.fence().is_some_and(|f| f.epoch(shard) > 0)
+        !self.cfg.share
+            || (self.fence().is_some_and(|f| f.holds(shard))
+                && !self.adopting.load().as_ref().is_some_and(|a| a.contains(&shard)))
     }
 
     /// Cluster mode: where `shard` is served, as the last renewal round read
@@ -1099,9 +1160,7 @@ impl Ownership {
             return;
         }
         let sent = now;
-        // The leases a move took and has not recovered yet are renewed too.
-        let mut leases = fence.leases();
-        leases.extend(self.taken());
+        let leases = fence.leases();
         let renewed = tokio::time::timeout(deadline - now, store.renew(&self.owner, &leases, self.cfg.ttl))
             .await
             .unwrap_or_else(|_| Err(StoreError::Unavailable("lease renewal timed out".into())));

@@ -61,13 +61,17 @@ impl SkuLink {
 
     async fn place(&self, sku: &Sku) -> Result<Place, EngineError> {
         let shard = self.ownership.config().shards.of_sku(sku);
-        if self.ownership.serves(shard) {
+        if self.ownership.await_shard(shard).await {
             return Ok(Place::Here);
         }
         if self.peers.is_none() {
             return Err(EngineError::Elsewhere { shard: shard.get() });
         }
-        route_to(&self.ownership, shard).await.map(Place::There)
+        match route_to(&self.ownership, shard).await {
+            // It came here while this node looked for its owner.
+            Err(EngineError::Elsewhere { .. }) if self.ownership.await_shard(shard).await => Ok(Place::Here),
+            r => r.map(Place::There),
+        }
     }
 
     /// True when `sku`'s actor is this node's.
@@ -89,31 +93,45 @@ impl SkuLink {
         qty: u32,
         expires_at: Timestamp,
     ) -> Result<Result<(), InventoryError>, EngineError> {
-        match self.place(sku).await? {
-            Place::Here => Ok(self
-                .local
-                .call(sku, |ticket, reply| ReserveReq { ticket, hold, cart, qty, expires_at, reply }.into())
-                .await?),
-            Place::There(route) => {
-                match self.remote(&route, PeerOp::Reserve { sku: sku.clone(), hold, cart, qty, expires_at }).await? {
-                    PeerAnswer::Inventory { result } => Ok(result.map(drop)),
-                    other => Err(unexpected(&other)),
+        loop {
+            return match self.place(sku).await? {
+                Place::Here => Ok(self
+                    .local
+                    .call(sku, |ticket, reply| ReserveReq { ticket, hold, cart, qty, expires_at, reply }.into())
+                    .await?),
+                Place::There(route) => {
+                    match self.remote(&route, PeerOp::Reserve { sku: sku.clone(), hold, cart, qty, expires_at }).await {
+                        Err(e) if self.came_here(&route, &e) => continue,
+                        Ok(PeerAnswer::Inventory { result }) => Ok(result.map(drop)),
+                        Ok(other) => Err(unexpected(&other)),
+                        Err(e) => Err(e),
+                    }
                 }
-            }
+            };
         }
+    }
+
+    /// The call to `route` was refused because its shard came to this node
+    /// meanwhile (taken and recovered here): the work is done here instead.
+    fn came_here(&self, route: &Route, e: &EngineError) -> bool {
+        matches!(e, EngineError::Elsewhere { .. }) && self.ownership.coming_here(route.shard)
     }
 
     /// Drops a hold; answers the units freed.
     pub async fn release(&self, sku: &Sku, hold: HoldId) -> Result<Result<u32, InventoryError>, EngineError> {
-        match self.place(sku).await? {
-            Place::Here => Ok(self
-                .local
-                .force_call(sku, |ticket, reply| SkuMsg::Release { ticket, hold, reply: Some(reply) })
-                .await?),
-            Place::There(route) => match self.remote(&route, PeerOp::Release { sku: sku.clone(), hold }).await? {
-                PeerAnswer::Inventory { result } => Ok(result),
-                other => Err(unexpected(&other)),
-            },
+        loop {
+            return match self.place(sku).await? {
+                Place::Here => Ok(self
+                    .local
+                    .force_call(sku, |ticket, reply| SkuMsg::Release { ticket, hold, reply: Some(reply) })
+                    .await?),
+                Place::There(route) => match self.remote(&route, PeerOp::Release { sku: sku.clone(), hold }).await {
+                    Err(e) if self.came_here(&route, &e) => continue,
+                    Ok(PeerAnswer::Inventory { result }) => Ok(result),
+                    Ok(other) => Err(unexpected(&other)),
+                    Err(e) => Err(e),
+                },
+            };
         }
     }
 
@@ -126,34 +144,44 @@ impl SkuLink {
         cart: CartId,
         holds: Vec<HoldId>,
     ) -> Result<Result<Option<ForeignLease>, InventoryError>, EngineError> {
-        match self.place(sku).await? {
-            Place::Here => {
-                let req = Box::new(PrepareReq { order, cart, holds });
-                let r = self.local.call(sku, move |ticket, reply| SkuMsg::Prepare { ticket, req, reply }).await?;
-                Ok(r.map(|()| None))
-            }
-            Place::There(route) => {
-                match self.remote(&route, PeerOp::Prepare { sku: sku.clone(), order, cart, holds }).await? {
-                    PeerAnswer::Prepared { result } => {
-                        Ok(match result {
+        loop {
+            return match self.place(sku).await? {
+                Place::Here => {
+                    let req = Box::new(PrepareReq { order, cart, holds });
+                    let r = self.local.call(sku, move |ticket, reply| SkuMsg::Prepare { ticket, req, reply }).await?;
+                    Ok(r.map(|()| None))
+                }
+                Place::There(route) => {
+                    match self
+                        .remote(&route, PeerOp::Prepare { sku: sku.clone(), order, cart, holds: holds.clone() })
+                        .await
+                    {
+                        Err(e) if self.came_here(&route, &e) => continue,
+                        Err(e) => Err(e),
+                        Ok(PeerAnswer::Prepared { result }) => Ok(match result {
                             Ok(wire) => Ok(Some(wire.into_lease(self.ownership.config().shards).ok_or_else(|| {
                                 EngineError::Internal("a prepare answered a shard out of range".into())
                             })?)),
                             Err(e) => Err(e),
-                        })
+                        }),
+                        Ok(other) => Err(unexpected(&other)),
                     }
-                    other => Err(unexpected(&other)),
                 }
-            }
+            };
         }
     }
 
     /// Returns `order`'s prepared holds (best effort: a SKU elsewhere settles
     /// them itself after the deadline; one here when its actor recovers).
     pub async fn abort(&self, sku: &Sku, order: OrderId) -> Result<(), EngineError> {
-        match self.place(sku).await? {
-            Place::Here => Ok(self.local.force_cast(sku, |ticket| SkuMsg::Abort { ticket, order }).await?),
-            Place::There(route) => self.remote(&route, PeerOp::Abort { sku: sku.clone(), order }).await.map(drop),
+        loop {
+            return match self.place(sku).await? {
+                Place::Here => Ok(self.local.force_cast(sku, |ticket| SkuMsg::Abort { ticket, order }).await?),
+                Place::There(route) => match self.remote(&route, PeerOp::Abort { sku: sku.clone(), order }).await {
+                    Err(e) if self.came_here(&route, &e) => continue,
+                    r => r.map(drop),
+                },
+            };
         }
     }
 
@@ -189,7 +217,14 @@ pub async fn route_to(ownership: &Ownership, shard: ShardId) -> Result<Route, En
         if let Some(route) = ownership.reroute(shard).await.filter(other) {
             return Ok(route);
         }
-        if started.elapsed() >= MOVE_WAIT || ownership.serves(shard) {
+        if started.elapsed() >= MOVE_WAIT || ownership.coming_here(shard) {
+            if !ownership.coming_here(shard) {
+                tracing::warn!(
+                    shard = shard.get(),
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "no node serves the shard"
+                );
+            }
             return Err(EngineError::Elsewhere { shard: shard.get() });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -219,7 +254,10 @@ pub async fn forward(
     let mut tried = route.clone();
     // The same owner under the same epoch is asked again after a pause: it
     // refuses while its own share moves (a moment), and keeps the shard.
-    while matches!(answer, Err(EngineError::Elsewhere { .. })) && started.elapsed() < MOVE_WAIT.min(timeout) {
+    while matches!(answer, Err(EngineError::Elsewhere { .. }))
+        && started.elapsed() < MOVE_WAIT.min(timeout)
+        && !ownership.coming_here(route.shard)
+    {
         let next = match ownership.reroute(route.shard).await.filter(|f| f.owner != *ownership.owner()) {
             Some(fresh) if fresh != tried => fresh,
             Some(same) => {
@@ -233,6 +271,9 @@ pub async fn forward(
         };
         answer = peers.call(&next, PeerCall { epoch: next.epoch, ..call.clone() }, timeout).await;
         tried = next;
+    }
+    if matches!(answer, Err(EngineError::Elsewhere { .. })) && !ownership.coming_here(route.shard) {
+        tracing::warn!(op = name, shard = route.shard.get(), to = %tried.owner, epoch = tried.epoch, waited_ms = started.elapsed().as_millis() as u64, "a forwarded call found no node serving its shard in time");
     }
     metrics::histogram!(m::FORWARD_SECONDS, "op" => name).record(started.elapsed().as_secs_f64());
     let outcome = match &answer {

@@ -334,7 +334,12 @@ async fn peer(State(port): State<Port>, headers: axum::http::HeaderMap, body: ax
         .and_then(|v| v.parse::<u64>().ok())
         .map_or(MAX_PEER_DEADLINE, Duration::from_millis)
         .min(MAX_PEER_DEADLINE);
-    let result: Result<PeerAnswer, EngineError> = match (port.node.ownership().admit(), port.node.engine()) {
+    // During a move, a call about a shard that stays here is still served.
+    let admitted = match port.node.ownership().config().shards.shard(call.shard) {
+        Some(shard) => port.node.ownership().admit_peer(shard),
+        None => port.node.ownership().admit(),
+    };
+    let result: Result<PeerAnswer, EngineError> = match (admitted, port.node.engine()) {
         (Ok(admission), Some(engine)) => {
             let answer = tokio::time::timeout(deadline, engine.serve_peer(call)).await.unwrap_or_else(|_| {
                 Err(EngineError::Unavailable { retry_after_secs: 1, reason: "peer call past its deadline".into() })

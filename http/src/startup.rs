@@ -383,11 +383,17 @@ impl Application {
     /// only then does the listener stop and SSE streams end.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Application { listener, tls, router, config, node, keys, redis_feed, feed, shutdown: tx, internal } = self;
-        // The node-to-node port stops with the public one.
+        // The node-to-node port stops a renewal period after the public one:
+        // meanwhile it answers every call `Elsewhere` (nothing is admitted),
+        // so a node still routing here looks the shard up again instead of
+        // meeting a closed connection; by then every node's routes were read
+        // again.
+        let linger = config.lease.renew_every();
         let internal = internal.map(|port| {
             let mut stop = tx.subscribe();
             tokio::spawn(port.serve(Arc::clone(&node), async move {
                 let _ = stop.wait_for(|stopped| *stopped).await;
+                tokio::time::sleep(linger).await;
             }))
         });
         // The guards every request meets before the router: the panic guard,

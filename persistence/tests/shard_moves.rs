@@ -46,7 +46,10 @@ impl Peers for Wire {
         let unavailable = |why: &str| EngineError::Unavailable { retry_after_secs: 1, reason: why.into() };
         let node = self.nodes.lock().unwrap().get(&route.address).cloned().ok_or_else(|| unavailable("no node"))?;
         let elsewhere = EngineError::Elsewhere { shard: call.shard };
-        let (Ok(_admitted), Some(engine)) = (node.ownership().admit(), node.engine()) else { return Err(elsewhere) };
+        let shard = shards().shard(call.shard).ok_or(EngineError::Elsewhere { shard: call.shard })?;
+        let (Ok(_admitted), Some(engine)) = (node.ownership().admit_peer(shard), node.engine()) else {
+            return Err(elsewhere);
+        };
         tokio::time::timeout(deadline, engine.serve_peer(call)).await.unwrap_or_else(|_| Err(unavailable("timed out")))
     }
 }

@@ -51,7 +51,17 @@ impl Member {
         let own = Ownership::new(owner, format!("{name}.test:7000"), config());
         let keeper = tokio::spawn(Arc::clone(&own).keep(Arc::clone(store)));
         let driver = tokio::spawn(drive(Arc::clone(&own), Arc::clone(store)));
-        Member { own, tasks: vec![keeper, driver] }
+        // Shards taken while serving are "recovered" at once.
+        let adopter = tokio::spawn({
+            let own = Arc::clone(&own);
+            async move {
+                loop {
+                    own.shards_taken().await;
+                    own.adopted();
+                }
+            }
+        });
+        Member { own, tasks: vec![keeper, driver, adopter] }
     }
 
     fn held(&self) -> usize {
@@ -77,9 +87,8 @@ async fn drive(own: Arc<Ownership>, store: Arc<dyn LeaseStore>) {
                 own.serve();
             }
             Phase::Moving => {
-                let (leaving, _) = own.moving();
+                let leaving = own.moving();
                 own.release_shards(&*store, &leaving).await;
-                own.include_taken();
                 own.resume();
             }
             Phase::Lost => own.back_to_standby(),
