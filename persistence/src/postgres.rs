@@ -57,6 +57,10 @@ const STATEMENT_TIMEOUT: &str = "10s";
 /// How long a transaction may wait for its client's next statement.
 const IDLE_IN_TRANSACTION_TIMEOUT: &str = "2s";
 
+/// A pooled connection idle longer than this is pinged before it is handed
+/// out; one used more recently is handed out as it is.
+const PING_IF_IDLE: Duration = Duration::from_secs(1);
+
 /// The Postgres store: journal, snapshots and catalog in one database.
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -121,9 +125,23 @@ impl PgStore {
                 ("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_TIMEOUT),
                 ("plan_cache_mode", "force_generic_plan"),
             ]);
+        // sqlx pings every connection it takes from the pool by default: one
+        // more round trip before every statement, the journal's group commit
+        // included. A connection in steady use has just answered; one idle for
+        // a while (across an outage, say) is still checked, and a dead one is
+        // replaced before use as before.
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await
             .map_err(db)?;
