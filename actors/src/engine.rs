@@ -27,7 +27,7 @@ use crate::journal::{JournalStatsView, JournalWriter};
 use crate::ownership::Ownership;
 use crate::parked::{ParkedSku, ParkedSkus, ParkedSource};
 use crate::peers::{
-    ForeignLeaseWire, PeerAnswer, PeerCall, PeerOp, Peers, REMOTE_PREPARE_TTL, RemotePrepares, SETTLE_MARGIN,
+    ForeignLeaseWire, PeerAnswer, PeerCall, PeerOp, Peers, REMOTE_PREPARE_TTL, RemotePrepares, SETTLE_MARGIN, SkuAt,
 };
 use crate::ports::{AvailabilityFeed, Catalog, Journal, Payments, SnapshotStore, StoreError};
 use crate::recovery::recover_all;
@@ -513,6 +513,11 @@ impl Engine {
             // shard moved away; the owner's figures are the truth.
             return as_availability(self.forward(shard, PeerOp::Availability { sku: sku.clone() }).await?);
         }
+        self.availability_here(sku).await
+    }
+
+    /// A SKU's stock on this node: from the feed, else from its actor.
+    async fn availability_here(&self, sku: &Sku) -> Result<Availability, EngineError> {
         if let Some(a) = self.0.feed.latest(sku) {
             return Ok(a);
         }
@@ -527,15 +532,98 @@ impl Engine {
         Ok(ProductView { product, availability, waiting_room })
     }
 
-    /// A page of products in SKU order after `after`.
+    /// A page of products in SKU order after `after`. In cluster mode the
+    /// counts of SKUs served elsewhere come from one call per other node, all
+    /// in flight at once.
     pub async fn products(&self, limit: usize, after: Option<&Sku>) -> Result<Vec<ProductView>, EngineError> {
-        let mut out = Vec::new();
-        for product in self.0.catalog.list(limit, after) {
-            let availability = self.availability(&product.sku).await?;
+        let products = self.0.catalog.list(limit, after);
+        let mut counts: Vec<Option<Availability>> = vec![None; products.len()];
+        // Per other node: its route and the SKUs (with their place in the page) to ask it for.
+        let mut asks: Vec<(crate::ports::Route, Vec<(usize, SkuAt)>)> = Vec::new();
+        for (i, product) in products.iter().enumerate() {
+            let shard = self.sku_shard(&product.sku);
+            if self.here(shard).is_ok() || self.0.peers.is_none() {
+                counts[i] = Some(self.availability(&product.sku).await?);
+                continue;
+            }
+            let route = crate::sku_link::route_to(&self.0.ownership, shard).await?;
+            let at = SkuAt { shard: shard.get(), epoch: route.epoch, sku: product.sku.clone() };
+            match asks.iter_mut().find(|(r, _)| r.owner == route.owner && r.address == route.address) {
+                Some((_, skus)) => skus.push((i, at)),
+                None => asks.push((route, vec![(i, at)])),
+            }
+        }
+        let answers = futures::future::join_all(asks.into_iter().map(|(route, skus)| self.counts_from(route, skus)));
+        for answer in answers.await {
+            for (i, a) in answer? {
+                counts[i] = Some(a);
+            }
+        }
+        let mut out = Vec::with_capacity(products.len());
+        for (product, availability) in products.into_iter().zip(counts) {
+            let availability =
+                availability.ok_or_else(|| EngineError::Internal("a product's counts went missing".into()))?;
             let waiting_room = self.0.rooms.config(&product.sku);
             out.push(ProductView { product, availability, waiting_room });
         }
         Ok(out)
+    }
+
+    /// The counts of `skus` from the node at `route`, in one call; an entry it
+    /// refuses (its shard moved since this node looked), or all of them when
+    /// the node is gone or moving, is asked for again on its own, the way a
+    /// single product's counts are (which waits out a move).
+    async fn counts_from(
+        &self,
+        route: crate::ports::Route,
+        skus: Vec<(usize, SkuAt)>,
+    ) -> Result<Vec<(usize, Availability)>, EngineError> {
+        let peers = self.0.peers.as_ref().ok_or(EngineError::Elsewhere { shard: route.shard.get() })?;
+        let op = PeerOp::AvailabilityBatch { skus: skus.iter().map(|(_, at)| at.clone()).collect() };
+        let results = match crate::sku_link::forward_once(peers.as_ref(), &route, op, self.0.cfg.call_timeout).await {
+            Ok(PeerAnswer::Availabilities { results }) if results.len() == skus.len() => results,
+            Ok(other) => return Err(unexpected(&other)),
+            Err(e @ EngineError::Elsewhere { .. }) => vec![Err(e); skus.len()],
+            Err(e) => return Err(e),
+        };
+        let answers = skus.into_iter().zip(results).map(|((i, at), result)| async move {
+            match result {
+                Ok(a) => Ok((i, a)),
+                Err(EngineError::Elsewhere { .. }) => self.availability(&at.sku).await.map(|a| (i, a)),
+                Err(e) => Err(e),
+            }
+        });
+        futures::future::join_all(answers).await.into_iter().collect()
+    }
+
+    /// Answers an [`PeerOp::AvailabilityBatch`]: each entry's counts, or
+    /// `Elsewhere` for one whose shard this node does not hold at its epoch.
+    async fn availabilities_here(&self, skus: &[SkuAt]) -> Vec<Result<Availability, EngineError>> {
+        let shards = self.0.ownership.config().shards;
+        let mut out = Vec::with_capacity(skus.len());
+        for at in skus {
+            let result = match self.held_at(at.shard, at.epoch, shards.of_sku(&at.sku)) {
+                Ok(_) if self.0.catalog.get(&at.sku).is_none() => Err(EngineError::ProductNotFound),
+                Ok(_) => self.availability_here(&at.sku).await,
+                Err(e) => Err(e),
+            };
+            out.push(result);
+        }
+        out
+    }
+
+    /// `raw`'s shard and this node's epoch of it, when it holds the shard
+    /// under `epoch` (cluster mode) and `of_entity` (the shard of what a call
+    /// is about) is that shard; else `Elsewhere`.
+    fn held_at(&self, raw: u32, epoch: u64, of_entity: ShardId) -> Result<(ShardId, u64), EngineError> {
+        let own = &self.0.ownership;
+        let elsewhere = EngineError::Elsewhere { shard: raw };
+        let shard = own.config().shards.shard(raw).ok_or_else(|| elsewhere.clone())?;
+        let held = own.fence().map_or(0, |f| f.epoch(shard));
+        if of_entity != shard || held == 0 || held != epoch || !own.config().share {
+            return Err(elsewhere);
+        }
+        Ok((shard, held))
     }
 
     /// A stream of a SKU's availability (current value first). In cluster
@@ -650,10 +738,15 @@ impl Engine {
                 }
                 return Ok(PeerAnswer::Done);
             }
+            // Each entry under its own lease.
+            PeerOp::AvailabilityBatch { skus } => {
+                return Ok(PeerAnswer::Availabilities { results: self.availabilities_here(skus).await });
+            }
             _ => {}
         }
-        let shard = shards.shard(call.shard).ok_or(EngineError::Elsewhere { shard: call.shard })?;
         let of_entity = match &call.op {
+            // Answered above.
+            PeerOp::AvailabilityBatch { .. } => return Err(EngineError::Elsewhere { shard: call.shard }),
             PeerOp::Reserve { sku, .. }
             | PeerOp::Release { sku, .. }
             | PeerOp::Prepare { sku, .. }
@@ -671,10 +764,7 @@ impl Engine {
                 shards.of_cart(*cart)
             }
         };
-        let epoch = own.fence().map_or(0, |f| f.epoch(shard));
-        if of_entity != shard || epoch == 0 || epoch != call.epoch || !own.config().share {
-            return Err(EngineError::Elsewhere { shard: call.shard });
-        }
+        let (shard, epoch) = self.held_at(call.shard, call.epoch, of_entity)?;
         let skus = &self.0.skus;
         match call.op {
             PeerOp::Reserve { sku, hold, cart, qty, expires_at } => {
@@ -754,7 +844,9 @@ impl Engine {
             }
             PeerOp::ControlRoom { sku, op } => Ok(PeerAnswer::Room { result: self.control_room(&sku, op).await }),
             // Answered above, before the shard's check.
-            PeerOp::CatalogChanged { .. } | PeerOp::RoomChanged { .. } => Ok(PeerAnswer::Done),
+            PeerOp::CatalogChanged { .. } | PeerOp::RoomChanged { .. } | PeerOp::AvailabilityBatch { .. } => {
+                Ok(PeerAnswer::Done)
+            }
         }
     }
 

@@ -13,7 +13,8 @@
 //!   its own, from the journal ([`crate::sku`]), so a dead or frozen cart node
 //!   never strands stock.
 //! - **A request the edge got for a cart elsewhere** (read, line change,
-//!   checkout), and a SKU's availability when no shared feed carries it.
+//!   checkout), and a SKU's availability when no shared feed carries it (a
+//!   product list asks each other node once for all of its SKUs there).
 //!
 //! Every call names the shard and the epoch the caller believes the callee
 //! holds it under; the callee refuses it (`Elsewhere`) unless it does, so a
@@ -53,6 +54,17 @@ pub struct PeerCall {
     pub epoch: u64,
     /// What to do.
     pub op: PeerOp,
+}
+
+/// One SKU of a batched call, with the lease the caller believes serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkuAt {
+    /// The SKU's shard.
+    pub shard: u32,
+    /// The epoch the caller believes the callee holds `shard` under.
+    pub epoch: u64,
+    /// The SKU.
+    pub sku: Sku,
 }
 
 /// What a [`PeerCall`] asks the owner to do.
@@ -108,6 +120,13 @@ pub enum PeerOp {
     Availability {
         /// The SKU.
         sku: Sku,
+    },
+    /// Several SKUs' counts in one call (a product list's SKUs of one node),
+    /// each under its own shard's lease: the call's own shard and epoch are
+    /// not checked, every entry's are (answers [`PeerAnswer::Availabilities`]).
+    AvailabilityBatch {
+        /// The SKUs, each with the lease the caller believes serves it.
+        skus: Vec<SkuAt>,
     },
     /// A cart as it is.
     Cart {
@@ -191,6 +210,7 @@ impl PeerOp {
             PeerOp::Abort { .. } => "abort",
             PeerOp::Commit { .. } => "commit",
             PeerOp::Availability { .. } => "availability",
+            PeerOp::AvailabilityBatch { .. } => "availability_batch",
             PeerOp::Cart { .. } => "cart",
             PeerOp::SetQuantity { .. } => "set_quantity",
             PeerOp::Checkout { .. } => "checkout",
@@ -231,6 +251,13 @@ pub enum PeerAnswer {
     Cart {
         /// The cart after the call.
         cart: Cart,
+    },
+    /// Each entry's counts of an [`PeerOp::AvailabilityBatch`], in its
+    /// order: `Elsewhere` for an entry whose shard this node does not hold
+    /// under the entry's epoch (the caller routes it again).
+    Availabilities {
+        /// One verdict per entry.
+        results: Vec<Result<Availability, EngineError>>,
     },
     /// A waiting room's ticket, or why not.
     Ticket {
