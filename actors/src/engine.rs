@@ -36,6 +36,7 @@ use crate::reply::{Reply, ask};
 use crate::sku::{PrepareReq, SkuActor, SkuDeps, SkuMsg, StockChange};
 use crate::sku_link::{SkuLink, unexpected};
 use crate::supervisor::{EntitySupervisor, RestartPolicy, Supervision, SupervisorMsg};
+use crate::ticket_relay::{Followed, TicketFollow, TicketRelays};
 use crate::trace::SPANS;
 use crate::waiting_room::{
     QueueActor, QueueDeps, QueueError, QueueMsg, RoomConfig, RoomControl, RoomStats, Rooms, TicketView,
@@ -208,6 +209,9 @@ struct Inner {
     /// Cluster mode: streams of other nodes' SKUs watched here, each fed by
     /// one poll of the owner while anyone watches.
     relays: dashmap::DashMap<Sku, watch::Sender<Option<Availability>>>,
+    /// Cluster mode: tickets of other nodes' waiting rooms followed here, per
+    /// room fed by one poll of its node while anyone follows one.
+    ticket_relays: TicketRelays,
     /// Snapshot reads (cluster mode: another node's waiting room settings).
     snapshots: Arc<dyn SnapshotStore>,
 }
@@ -338,6 +342,7 @@ impl Engine {
             peers: ports.peers.clone(),
             remote_prepares,
             relays: dashmap::DashMap::new(),
+            ticket_relays: TicketRelays::default(),
             snapshots: Arc::clone(&ports.snapshots),
         }));
         let recovered = match engine.recover_skus(&unguarded).await {
@@ -759,6 +764,7 @@ impl Engine {
             | PeerOp::RoomChanged { sku }
             | PeerOp::Join { sku, .. }
             | PeerOp::Ticket { sku, .. }
+            | PeerOp::Tickets { sku, .. }
             | PeerOp::ControlRoom { sku, .. } => shards.of_sku(sku),
             PeerOp::Cart { cart } | PeerOp::SetQuantity { cart, .. } | PeerOp::Checkout { cart, .. } => {
                 shards.of_cart(*cart)
@@ -841,6 +847,13 @@ impl Engine {
             PeerOp::Join { sku, cart } => Ok(PeerAnswer::Ticket { result: self.join_queue(&sku, cart).await }),
             PeerOp::Ticket { sku, seq, cart } => {
                 Ok(PeerAnswer::Ticket { result: self.queue_ticket(&sku, seq, cart).await })
+            }
+            PeerOp::Tickets { sku, tickets } => {
+                let mut results = Vec::with_capacity(tickets.len());
+                for (seq, cart) in tickets {
+                    results.push(self.queue_ticket(&sku, seq, cart).await);
+                }
+                Ok(PeerAnswer::Tickets { results })
             }
             PeerOp::ControlRoom { sku, op } => Ok(PeerAnswer::Room { result: self.control_room(&sku, op).await }),
             // Answered above, before the shard's check.
@@ -974,6 +987,25 @@ impl Engine {
         self.0.queues.call(sku, |ticket, reply| QueueMsg::Read { ticket, seq, cart, reply }).await?
     }
 
+    /// Follows ticket `seq` of `cart` in `sku`'s waiting room, for its event
+    /// stream. In cluster mode a room of another node is relayed: that node
+    /// is asked every [`RELAY_EVERY`] for all the tickets of the room followed
+    /// here, in one call, while anyone here follows one.
+    pub async fn follow_ticket(&self, sku: &Sku, seq: u32, cart: CartId) -> Result<TicketFollow, QueueError> {
+        if self.serves_sku(sku) || self.0.peers.is_none() {
+            // Watched before the read, so no change in between is missed.
+            let rooms = self.watch_room(sku)?;
+            let view = self.queue_ticket(sku, seq, cart).await?;
+            return Ok(TicketFollow::here(self.clone(), sku.clone(), cart, rooms, view));
+        }
+        let view = self.queue_ticket(sku, seq, cart).await?;
+        let (rx, started) = self.0.ticket_relays.follow(sku, (seq, cart), view.clone());
+        if let Some(followed) = started {
+            tokio::spawn(relay_tickets(Arc::downgrade(&self.0), sku.clone(), followed));
+        }
+        Ok(TicketFollow::relayed(view, rx))
+    }
+
     /// Tells `sku`'s waiting room that `cart` reserved the product with its
     /// pass, so the pass no longer holds a free unit back from admission. Best
     /// effort: a room too busy to take it admits less until the pass lapses.
@@ -1103,6 +1135,35 @@ async fn relay(engine: std::sync::Weak<Inner>, sku: Sku, tx: watch::Sender<Optio
                 *old = Some(a);
                 changed
             });
+        }
+    }
+}
+
+/// Feeds the streams of `followed`'s tickets of `sku`'s room (another
+/// node's) from that node, all tickets in one call per period, until nobody
+/// follows one (or the engine is gone); a failed call keeps the last views.
+async fn relay_tickets(engine: std::sync::Weak<Inner>, sku: Sku, followed: Arc<Followed>) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RELAY_EVERY, RELAY_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = engine.upgrade() else { return };
+        let engine = Engine(inner);
+        if engine.0.ticket_relays.retire(&sku, &followed) {
+            return;
+        }
+        let tickets = followed.keys();
+        let op = PeerOp::Tickets { sku: sku.clone(), tickets: tickets.clone() };
+        match engine.forward(engine.sku_shard(&sku), op).await {
+            Ok(PeerAnswer::Tickets { results }) if results.len() == tickets.len() => {
+                for (key, result) in tickets.into_iter().zip(results) {
+                    followed.publish(key, result);
+                }
+            }
+            Ok(other) => tracing::warn!(sku = %sku, error = %unexpected(&other), "a relayed ticket read failed"),
+            Err(e) => {
+                tracing::debug!(sku = %sku, error = %e, "a relayed ticket read failed; the streams keep the last view")
+            }
         }
     }
 }

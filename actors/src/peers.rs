@@ -13,8 +13,9 @@
 //!   its own, from the journal ([`crate::sku`]), so a dead or frozen cart node
 //!   never strands stock.
 //! - **A request the edge got for a cart elsewhere** (read, line change,
-//!   checkout), and a SKU's availability when no shared feed carries it (a
-//!   product list asks each other node once for all of its SKUs there).
+//!   checkout), a SKU's availability when no shared feed carries it (a
+//!   product list asks each other node once for all of its SKUs there), and
+//!   the tickets of a waiting room that streams on the caller follow.
 //!
 //! Every call names the shard and the epoch the caller believes the callee
 //! holds it under; the callee refuses it (`Elsewhere`) unless it does, so a
@@ -191,6 +192,14 @@ pub enum PeerOp {
         /// The cart holding it.
         cart: CartId,
     },
+    /// The tickets of the owner's room that streams on the caller's node
+    /// follow, read in one call (answers [`PeerAnswer::Tickets`]).
+    Tickets {
+        /// The SKU.
+        sku: Sku,
+        /// Each ticket number with the cart holding it.
+        tickets: Vec<(u32, CartId)>,
+    },
     /// An operator's pause, resume or rate change of the owner's room.
     ControlRoom {
         /// The SKU.
@@ -220,6 +229,7 @@ impl PeerOp {
             PeerOp::RoomChanged { .. } => "room_changed",
             PeerOp::Join { .. } => "join",
             PeerOp::Ticket { .. } => "ticket",
+            PeerOp::Tickets { .. } => "tickets",
             PeerOp::ControlRoom { .. } => "control_room",
         }
     }
@@ -258,6 +268,11 @@ pub enum PeerAnswer {
     Availabilities {
         /// One verdict per entry.
         results: Vec<Result<Availability, EngineError>>,
+    },
+    /// Each ticket of a [`PeerOp::Tickets`], in its order.
+    Tickets {
+        /// One verdict per ticket.
+        results: Vec<Result<TicketView, QueueError>>,
     },
     /// A waiting room's ticket, or why not.
     Ticket {

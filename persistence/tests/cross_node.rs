@@ -24,7 +24,7 @@ use flashcore_actors::payments::TestPayments;
 use flashcore_actors::peers::{PeerAnswer, PeerCall, PeerOp, Peers, SkuAt};
 use flashcore_actors::ports::{Catalog, Journal, LeaseStore, Owner, Route};
 use flashcore_actors::sku::StockChange;
-use flashcore_actors::waiting_room::{RoomConfig, RoomControl};
+use flashcore_actors::waiting_room::{RoomConfig, RoomControl, TicketState};
 use flashcore_actors::{CheckoutRequest, Engine, EngineConfig, EngineError, Ports};
 use flashcore_domain::{Currency, Money, Product, Shards, Sku};
 use flashcore_persistence::memory::{LocalFeed, MemoryStores};
@@ -444,4 +444,47 @@ async fn a_product_list_survives_a_moved_shard() {
     // The other lists: one call per other node.
     let batches = cluster.wire.sent("availability_batch");
     assert_eq!(batches.len(), calls_per_list(0) + calls_per_list(1) + calls_per_list(2), "{batches:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_of_a_room_on_the_other_node_streams_through_this_one() {
+    // Arrange: a paused room on node b's SKU, two carts of node a in line.
+    let (cluster, sku) = setup().await;
+    let (a, b) = (cluster.engine(0), cluster.engine(1));
+    b.configure_waiting_room(&sku, Some(RoomConfig::new(50, 60).unwrap())).await.unwrap();
+    a.control_room(&sku, RoomControl::Pause).await.unwrap();
+    let (first, second) = (a.create_cart().await.unwrap(), a.create_cart().await.unwrap());
+    let t1 = a.join_queue(&sku, first.id).await.unwrap().ticket;
+    let t2 = a.join_queue(&sku, second.id).await.unwrap().ticket;
+
+    // Act: both followed through node a; then the room admits.
+    let mut one = a.follow_ticket(&sku, t1, first.id).await.unwrap();
+    let mut two = a.follow_ticket(&sku, t2, second.id).await.unwrap();
+    assert_eq!((one.view().state, one.view().position), (TicketState::Waiting, Some(1)));
+    assert_eq!((two.view().state, two.view().position), (TicketState::Waiting, Some(2)));
+    // Someone else's ticket cannot be followed.
+    let stranger = a.create_cart().await.unwrap();
+    assert_eq!(a.follow_ticket(&sku, t1, stranger.id).await.unwrap_err().to_string(), "ticket not found");
+    cluster.wire.sent.lock().unwrap().clear();
+    b.control_room(&sku, RoomControl::Resume).await.unwrap();
+
+    // Assert: both streams see their ticket admitted, with its pass.
+    for follow in [&mut one, &mut two] {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while follow.view().state == TicketState::Waiting {
+                follow.changed().await.expect("the stream goes on while the ticket waits");
+            }
+        })
+        .await
+        .expect("the admission relayed in time");
+        assert_eq!(follow.view().state, TicketState::Admitted);
+        assert!(follow.view().pass_expires_at.is_some());
+    }
+    // One call per period carried both tickets, to node b.
+    let polls = cluster.wire.sent("tickets");
+    assert!(!polls.is_empty());
+    for (to, call) in &polls {
+        let PeerOp::Tickets { tickets, .. } = &call.op else { unreachable!() };
+        assert_eq!((to.as_str(), tickets.len()), ("b", 2), "{call:?}");
+    }
 }
