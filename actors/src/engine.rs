@@ -27,7 +27,7 @@ use crate::journal::{JournalStatsView, JournalWriter};
 use crate::ownership::Ownership;
 use crate::parked::{ParkedSku, ParkedSkus, ParkedSource};
 use crate::peers::{
-    ForeignLeaseWire, PeerAnswer, PeerCall, PeerOp, Peers, REMOTE_PREPARE_TTL, RemotePrepares, SETTLE_MARGIN,
+    ForeignLeaseWire, PeerAnswer, PeerCall, PeerOp, Peers, REMOTE_PREPARE_TTL, RemotePrepares, SETTLE_MARGIN, SkuAt,
 };
 use crate::ports::{AvailabilityFeed, Catalog, Journal, Payments, SnapshotStore, StoreError};
 use crate::recovery::recover_all;
@@ -36,6 +36,7 @@ use crate::reply::{Reply, ask};
 use crate::sku::{PrepareReq, SkuActor, SkuDeps, SkuMsg, StockChange};
 use crate::sku_link::{SkuLink, unexpected};
 use crate::supervisor::{EntitySupervisor, RestartPolicy, Supervision, SupervisorMsg};
+use crate::ticket_relay::{Followed, TicketFollow, TicketRelays};
 use crate::trace::SPANS;
 use crate::waiting_room::{
     QueueActor, QueueDeps, QueueError, QueueMsg, RoomConfig, RoomControl, RoomStats, Rooms, TicketView,
@@ -208,6 +209,9 @@ struct Inner {
     /// Cluster mode: streams of other nodes' SKUs watched here, each fed by
     /// one poll of the owner while anyone watches.
     relays: dashmap::DashMap<Sku, watch::Sender<Option<Availability>>>,
+    /// Cluster mode: tickets of other nodes' waiting rooms followed here, per
+    /// room fed by one poll of its node while anyone follows one.
+    ticket_relays: TicketRelays,
     /// Snapshot reads (cluster mode: another node's waiting room settings).
     snapshots: Arc<dyn SnapshotStore>,
     /// The ports without breakers, for bulk recovery (at start, and of the
@@ -341,6 +345,7 @@ impl Engine {
             peers: ports.peers.clone(),
             remote_prepares,
             relays: dashmap::DashMap::new(),
+            ticket_relays: TicketRelays::default(),
             snapshots: Arc::clone(&ports.snapshots),
             unguarded,
         }));
@@ -590,6 +595,11 @@ impl Engine {
         if let Some(answer) = self.elsewhere(self.sku_shard(sku), || PeerOp::Availability { sku: sku.clone() }).await? {
             return as_availability(answer);
         }
+        self.availability_here(sku).await
+    }
+
+    /// A SKU's stock on this node: from the feed, else from its actor.
+    async fn availability_here(&self, sku: &Sku) -> Result<Availability, EngineError> {
         if let Some(a) = self.0.feed.latest(sku) {
             return Ok(a);
         }
@@ -604,15 +614,106 @@ impl Engine {
         Ok(ProductView { product, availability, waiting_room })
     }
 
-    /// A page of products in SKU order after `after`.
+    /// A page of products in SKU order after `after`. In cluster mode the
+    /// counts of SKUs served elsewhere come from one call per other node, all
+    /// in flight at once.
     pub async fn products(&self, limit: usize, after: Option<&Sku>) -> Result<Vec<ProductView>, EngineError> {
-        let mut out = Vec::new();
-        for product in self.0.catalog.list(limit, after) {
-            let availability = self.availability(&product.sku).await?;
+        let products = self.0.catalog.list(limit, after);
+        let mut counts: Vec<Option<Availability>> = vec![None; products.len()];
+        // Per other node: its route and the SKUs (with their place in the page) to ask it for.
+        let mut asks: Vec<(crate::ports::Route, Vec<(usize, SkuAt)>)> = Vec::new();
+        for (i, product) in products.iter().enumerate() {
+            let shard = self.sku_shard(&product.sku);
+            if self.here(shard).is_ok() || self.0.peers.is_none() {
+                counts[i] = Some(self.availability(&product.sku).await?);
+                continue;
+            }
+            let route = match crate::sku_link::route_to(&self.0.ownership, shard).await {
+                // It is coming here (taken, being recovered): read here once it is.
+                Err(EngineError::Elsewhere { .. }) if self.0.ownership.coming_here(shard) => {
+                    counts[i] = Some(self.availability(&product.sku).await?);
+                    continue;
+                }
+                route => route?,
+            };
+            let at = SkuAt { shard: shard.get(), epoch: route.epoch, sku: product.sku.clone() };
+            match asks.iter_mut().find(|(r, _)| r.owner == route.owner && r.address == route.address) {
+                Some((_, skus)) => skus.push((i, at)),
+                None => asks.push((route, vec![(i, at)])),
+            }
+        }
+        let answers = futures::future::join_all(asks.into_iter().map(|(route, skus)| self.counts_from(route, skus)));
+        for answer in answers.await {
+            for (i, a) in answer? {
+                counts[i] = Some(a);
+            }
+        }
+        let mut out = Vec::with_capacity(products.len());
+        for (product, availability) in products.into_iter().zip(counts) {
+            let availability =
+                availability.ok_or_else(|| EngineError::Internal("a product's counts went missing".into()))?;
             let waiting_room = self.0.rooms.config(&product.sku);
             out.push(ProductView { product, availability, waiting_room });
         }
         Ok(out)
+    }
+
+    /// The counts of `skus` from the node at `route`, in one call; an entry it
+    /// refuses (its shard moved since this node looked), or all of them when
+    /// the node is gone or moving, is asked for again on its own, the way a
+    /// single product's counts are (which waits out a move).
+    async fn counts_from(
+        &self,
+        route: crate::ports::Route,
+        skus: Vec<(usize, SkuAt)>,
+    ) -> Result<Vec<(usize, Availability)>, EngineError> {
+        let peers = self.0.peers.as_ref().ok_or(EngineError::Elsewhere { shard: route.shard.get() })?;
+        let op = PeerOp::AvailabilityBatch { skus: skus.iter().map(|(_, at)| at.clone()).collect() };
+        let results = match crate::sku_link::forward_once(peers.as_ref(), &route, op, self.0.cfg.call_timeout).await {
+            Ok(PeerAnswer::Availabilities { results }) if results.len() == skus.len() => results,
+            Ok(other) => return Err(unexpected(&other)),
+            Err(e @ EngineError::Elsewhere { .. }) => vec![Err(e); skus.len()],
+            Err(e) => return Err(e),
+        };
+        let answers = skus.into_iter().zip(results).map(|((i, at), result)| async move {
+            match result {
+                Ok(a) => Ok((i, a)),
+                Err(EngineError::Elsewhere { .. }) => self.availability(&at.sku).await.map(|a| (i, a)),
+                Err(e) => Err(e),
+            }
+        });
+        futures::future::join_all(answers).await.into_iter().collect()
+    }
+
+    /// Answers an [`PeerOp::AvailabilityBatch`]: each entry's counts, or
+    /// `Elsewhere` for one whose shard this node does not hold at its epoch.
+    async fn availabilities_here(&self, skus: &[SkuAt]) -> Vec<Result<Availability, EngineError>> {
+        let shards = self.0.ownership.config().shards;
+        let mut out = Vec::with_capacity(skus.len());
+        for at in skus {
+            let result = match self.held_at(at.shard, at.epoch, shards.of_sku(&at.sku)) {
+                Ok(_) if self.0.catalog.get(&at.sku).is_none() => Err(EngineError::ProductNotFound),
+                Ok(_) => self.availability_here(&at.sku).await,
+                Err(e) => Err(e),
+            };
+            out.push(result);
+        }
+        out
+    }
+
+    /// `raw`'s shard and this node's epoch of it, when it holds the shard
+    /// under `epoch` (cluster mode) and `of_entity` (the shard of what a call
+    /// is about) is that shard; else `Elsewhere`.
+    fn held_at(&self, raw: u32, epoch: u64, of_entity: ShardId) -> Result<(ShardId, u64), EngineError> {
+        let own = &self.0.ownership;
+        let elsewhere = EngineError::Elsewhere { shard: raw };
+        let shard = own.config().shards.shard(raw).ok_or_else(|| elsewhere.clone())?;
+        let held = own.fence().map_or(0, |f| f.epoch(shard));
+        // (`serves`: not while it is still recovering the shard after a take.)
+        if of_entity != shard || held == 0 || held != epoch || !own.config().share || !own.serves(shard) {
+            return Err(elsewhere);
+        }
+        Ok((shard, held))
     }
 
     /// A stream of a SKU's availability (current value first). In cluster
@@ -731,10 +832,15 @@ impl Engine {
                 }
                 return Ok(PeerAnswer::Done);
             }
+            // Each entry under its own lease.
+            PeerOp::AvailabilityBatch { skus } => {
+                return Ok(PeerAnswer::Availabilities { results: self.availabilities_here(skus).await });
+            }
             _ => {}
         }
-        let shard = shards.shard(call.shard).ok_or(EngineError::Elsewhere { shard: call.shard })?;
         let of_entity = match &call.op {
+            // Answered above.
+            PeerOp::AvailabilityBatch { .. } => return Err(EngineError::Elsewhere { shard: call.shard }),
             PeerOp::Reserve { sku, .. }
             | PeerOp::Release { sku, .. }
             | PeerOp::Prepare { sku, .. }
@@ -747,17 +853,17 @@ impl Engine {
             | PeerOp::RoomChanged { sku }
             | PeerOp::Join { sku, .. }
             | PeerOp::Ticket { sku, .. }
+            | PeerOp::Tickets { sku, .. }
             | PeerOp::ControlRoom { sku, .. } => shards.of_sku(sku),
             PeerOp::Cart { cart } | PeerOp::SetQuantity { cart, .. } | PeerOp::Checkout { cart, .. } => {
                 shards.of_cart(*cart)
             }
         };
         // A shard this node is still recovering is waited for (a moment).
-        let served = of_entity == shard && own.config().share && own.await_shard(shard).await;
-        let epoch = own.fence().map_or(0, |f| f.epoch(shard));
-        if !served || epoch == 0 || epoch != call.epoch {
-            return Err(EngineError::Elsewhere { shard: call.shard });
+        if let Some(s) = shards.shard(call.shard) {
+            own.await_shard(s).await;
         }
+        let (shard, epoch) = self.held_at(call.shard, call.epoch, of_entity)?;
         let skus = &self.0.skus;
         match call.op {
             PeerOp::Reserve { sku, hold, cart, qty, expires_at } => {
@@ -835,9 +941,18 @@ impl Engine {
             PeerOp::Ticket { sku, seq, cart } => {
                 Ok(PeerAnswer::Ticket { result: self.queue_ticket(&sku, seq, cart).await })
             }
+            PeerOp::Tickets { sku, tickets } => {
+                let mut results = Vec::with_capacity(tickets.len());
+                for (seq, cart) in tickets {
+                    results.push(self.queue_ticket(&sku, seq, cart).await);
+                }
+                Ok(PeerAnswer::Tickets { results })
+            }
             PeerOp::ControlRoom { sku, op } => Ok(PeerAnswer::Room { result: self.control_room(&sku, op).await }),
             // Answered above, before the shard's check.
-            PeerOp::CatalogChanged { .. } | PeerOp::RoomChanged { .. } => Ok(PeerAnswer::Done),
+            PeerOp::CatalogChanged { .. } | PeerOp::RoomChanged { .. } | PeerOp::AvailabilityBatch { .. } => {
+                Ok(PeerAnswer::Done)
+            }
         }
     }
 
@@ -963,6 +1078,25 @@ impl Engine {
             return view;
         }
         self.0.queues.call(sku, |ticket, reply| QueueMsg::Read { ticket, seq, cart, reply }).await?
+    }
+
+    /// Follows ticket `seq` of `cart` in `sku`'s waiting room, for its event
+    /// stream. In cluster mode a room of another node is relayed: that node
+    /// is asked every [`RELAY_EVERY`] for all the tickets of the room followed
+    /// here, in one call, while anyone here follows one.
+    pub async fn follow_ticket(&self, sku: &Sku, seq: u32, cart: CartId) -> Result<TicketFollow, QueueError> {
+        if self.serves_sku(sku) || self.0.peers.is_none() {
+            // Watched before the read, so no change in between is missed.
+            let rooms = self.watch_room(sku)?;
+            let view = self.queue_ticket(sku, seq, cart).await?;
+            return Ok(TicketFollow::here(self.clone(), sku.clone(), cart, rooms, view));
+        }
+        let view = self.queue_ticket(sku, seq, cart).await?;
+        let (rx, started) = self.0.ticket_relays.follow(sku, (seq, cart), view.clone());
+        if let Some(followed) = started {
+            tokio::spawn(relay_tickets(Arc::downgrade(&self.0), sku.clone(), followed));
+        }
+        Ok(TicketFollow::relayed(view, rx))
     }
 
     /// Tells `sku`'s waiting room that `cart` reserved the product with its
@@ -1094,6 +1228,35 @@ async fn relay(engine: std::sync::Weak<Inner>, sku: Sku, tx: watch::Sender<Optio
                 *old = Some(a);
                 changed
             });
+        }
+    }
+}
+
+/// Feeds the streams of `followed`'s tickets of `sku`'s room (another
+/// node's) from that node, all tickets in one call per period, until nobody
+/// follows one (or the engine is gone); a failed call keeps the last views.
+async fn relay_tickets(engine: std::sync::Weak<Inner>, sku: Sku, followed: Arc<Followed>) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RELAY_EVERY, RELAY_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = engine.upgrade() else { return };
+        let engine = Engine(inner);
+        if engine.0.ticket_relays.retire(&sku, &followed) {
+            return;
+        }
+        let tickets = followed.keys();
+        let op = PeerOp::Tickets { sku: sku.clone(), tickets: tickets.clone() };
+        match engine.forward(engine.sku_shard(&sku), op).await {
+            Ok(PeerAnswer::Tickets { results }) if results.len() == tickets.len() => {
+                for (key, result) in tickets.into_iter().zip(results) {
+                    followed.publish(key, result);
+                }
+            }
+            Ok(other) => tracing::warn!(sku = %sku, error = %unexpected(&other), "a relayed ticket read failed"),
+            Err(e) => {
+                tracing::debug!(sku = %sku, error = %e, "a relayed ticket read failed; the streams keep the last view")
+            }
         }
     }
 }

@@ -56,6 +56,7 @@ pub mod sku;
 pub mod sku_link;
 pub mod supervisor;
 pub(crate) mod sync;
+pub mod ticket_relay;
 pub mod trace;
 pub mod waiting_room;
 

@@ -13,7 +13,9 @@
 //!   its own, from the journal ([`crate::sku`]), so a dead or frozen cart node
 //!   never strands stock.
 //! - **A request the edge got for a cart elsewhere** (read, line change,
-//!   checkout), and a SKU's availability when no shared feed carries it.
+//!   checkout), a SKU's availability when no shared feed carries it (a
+//!   product list asks each other node once for all of its SKUs there), and
+//!   the tickets of a waiting room that streams on the caller follow.
 //!
 //! Every call names the shard and the epoch the caller believes the callee
 //! holds it under; the callee refuses it (`Elsewhere`) unless it does, so a
@@ -53,6 +55,17 @@ pub struct PeerCall {
     pub epoch: u64,
     /// What to do.
     pub op: PeerOp,
+}
+
+/// One SKU of a batched call, with the lease the caller believes serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkuAt {
+    /// The SKU's shard.
+    pub shard: u32,
+    /// The epoch the caller believes the callee holds `shard` under.
+    pub epoch: u64,
+    /// The SKU.
+    pub sku: Sku,
 }
 
 /// What a [`PeerCall`] asks the owner to do.
@@ -108,6 +121,13 @@ pub enum PeerOp {
     Availability {
         /// The SKU.
         sku: Sku,
+    },
+    /// Several SKUs' counts in one call (a product list's SKUs of one node),
+    /// each under its own shard's lease: the call's own shard and epoch are
+    /// not checked, every entry's are (answers [`PeerAnswer::Availabilities`]).
+    AvailabilityBatch {
+        /// The SKUs, each with the lease the caller believes serves it.
+        skus: Vec<SkuAt>,
     },
     /// A cart as it is.
     Cart {
@@ -172,6 +192,14 @@ pub enum PeerOp {
         /// The cart holding it.
         cart: CartId,
     },
+    /// The tickets of the owner's room that streams on the caller's node
+    /// follow, read in one call (answers [`PeerAnswer::Tickets`]).
+    Tickets {
+        /// The SKU.
+        sku: Sku,
+        /// Each ticket number with the cart holding it.
+        tickets: Vec<(u32, CartId)>,
+    },
     /// An operator's pause, resume or rate change of the owner's room.
     ControlRoom {
         /// The SKU.
@@ -191,6 +219,7 @@ impl PeerOp {
             PeerOp::Abort { .. } => "abort",
             PeerOp::Commit { .. } => "commit",
             PeerOp::Availability { .. } => "availability",
+            PeerOp::AvailabilityBatch { .. } => "availability_batch",
             PeerOp::Cart { .. } => "cart",
             PeerOp::SetQuantity { .. } => "set_quantity",
             PeerOp::Checkout { .. } => "checkout",
@@ -200,6 +229,7 @@ impl PeerOp {
             PeerOp::RoomChanged { .. } => "room_changed",
             PeerOp::Join { .. } => "join",
             PeerOp::Ticket { .. } => "ticket",
+            PeerOp::Tickets { .. } => "tickets",
             PeerOp::ControlRoom { .. } => "control_room",
         }
     }
@@ -231,6 +261,18 @@ pub enum PeerAnswer {
     Cart {
         /// The cart after the call.
         cart: Cart,
+    },
+    /// Each entry's counts of an [`PeerOp::AvailabilityBatch`], in its
+    /// order: `Elsewhere` for an entry whose shard this node does not hold
+    /// under the entry's epoch (the caller routes it again).
+    Availabilities {
+        /// One verdict per entry.
+        results: Vec<Result<Availability, EngineError>>,
+    },
+    /// Each ticket of a [`PeerOp::Tickets`], in its order.
+    Tickets {
+        /// One verdict per ticket.
+        results: Vec<Result<TicketView, QueueError>>,
     },
     /// A waiting room's ticket, or why not.
     Ticket {

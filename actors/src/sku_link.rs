@@ -275,15 +275,34 @@ pub async fn forward(
     if matches!(answer, Err(EngineError::Elsewhere { .. })) && !ownership.coming_here(route.shard) {
         tracing::warn!(op = name, shard = route.shard.get(), to = %tried.owner, epoch = tried.epoch, waited_ms = started.elapsed().as_millis() as u64, "a forwarded call found no node serving its shard in time");
     }
+    count(name, started, &answer);
+    answer
+}
+
+/// Sends `op` to `route`'s node once, counting it: for a call about several
+/// shards (a batch), whose refusals the caller routes again entry by entry.
+pub async fn forward_once(
+    peers: &dyn Peers,
+    route: &Route,
+    op: PeerOp,
+    timeout: Duration,
+) -> Result<PeerAnswer, EngineError> {
+    let name = op.name();
+    let started = std::time::Instant::now();
+    let answer = peers.call(route, PeerCall { shard: route.shard.get(), epoch: route.epoch, op }, timeout).await;
+    count(name, started, &answer);
+    answer
+}
+
+fn count(name: &'static str, started: std::time::Instant, answer: &Result<PeerAnswer, EngineError>) {
     metrics::histogram!(m::FORWARD_SECONDS, "op" => name).record(started.elapsed().as_secs_f64());
-    let outcome = match &answer {
+    let outcome = match answer {
         Ok(_) => "ok",
         Err(EngineError::Elsewhere { .. }) => "elsewhere",
         Err(EngineError::Unavailable { .. }) => "failed",
         Err(_) => "refused",
     };
     metrics::counter!(m::FORWARDED, "op" => name, "outcome" => outcome).increment(1);
-    answer
 }
 
 /// An answer that does not fit the call: a bug on one side.

@@ -21,10 +21,10 @@ use async_trait::async_trait;
 use flashcore_actors::node::Node;
 use flashcore_actors::ownership::{LeaseConfig, Ownership, Phase};
 use flashcore_actors::payments::TestPayments;
-use flashcore_actors::peers::{PeerAnswer, PeerCall, Peers};
+use flashcore_actors::peers::{PeerAnswer, PeerCall, PeerOp, Peers, SkuAt};
 use flashcore_actors::ports::{Catalog, Journal, LeaseStore, Owner, Route};
 use flashcore_actors::sku::StockChange;
-use flashcore_actors::waiting_room::{RoomConfig, RoomControl};
+use flashcore_actors::waiting_room::{RoomConfig, RoomControl, TicketState};
 use flashcore_actors::{CheckoutRequest, Engine, EngineConfig, EngineError, Ports};
 use flashcore_domain::{Currency, Money, Product, Shards, Sku};
 use flashcore_persistence::memory::{LocalFeed, MemoryStores};
@@ -36,21 +36,41 @@ fn shards() -> Shards {
     Shards::new(4).unwrap()
 }
 
-/// The nodes by address, and the kinds of call (`PeerOp::name`) lost on the way.
+/// The nodes by address, the kinds of call (`PeerOp::name`) lost on the way,
+/// every call sent (to which address), and a detour: the next call of a kind
+/// to one address delivered to another node instead, as if the caller's route
+/// named the node the shard just left.
 #[derive(Default)]
 struct Wire {
     nodes: Mutex<HashMap<String, Arc<Node>>>,
     lost: Mutex<Vec<&'static str>>,
+    sent: Mutex<Vec<(String, PeerCall)>>,
+    detour: Mutex<Option<(&'static str, String, String)>>,
+}
+
+impl Wire {
+    /// The calls of kind `op` sent so far, with their addresses.
+    fn sent(&self, op: &str) -> Vec<(String, PeerCall)> {
+        self.sent.lock().unwrap().iter().filter(|(_, c)| c.op.name() == op).cloned().collect()
+    }
 }
 
 #[async_trait]
 impl Peers for Wire {
     async fn call(&self, route: &Route, call: PeerCall, deadline: Duration) -> Result<PeerAnswer, EngineError> {
         let unavailable = |why: &str| EngineError::Unavailable { retry_after_secs: 1, reason: why.into() };
+        self.sent.lock().unwrap().push((route.address.clone(), call.clone()));
         if self.lost.lock().unwrap().contains(&call.op.name()) {
             return Err(unavailable("lost on the way"));
         }
-        let node = self.nodes.lock().unwrap().get(&route.address).cloned().ok_or_else(|| unavailable("no node"))?;
+        let mut address = route.address.clone();
+        {
+            let mut detour = self.detour.lock().unwrap();
+            if detour.as_ref().is_some_and(|(op, from, _)| *op == call.op.name() && *from == address) {
+                address = detour.take().map(|(_, _, to)| to).unwrap_or(address);
+            }
+        }
+        let node = self.nodes.lock().unwrap().get(&address).cloned().ok_or_else(|| unavailable("no node"))?;
         let elsewhere = EngineError::Elsewhere { shard: call.shard };
         let (Ok(_admitted), Some(engine)) = (node.ownership().admit(), node.engine()) else { return Err(elsewhere) };
         tokio::time::timeout(deadline, engine.serve_peer(call)).await.unwrap_or_else(|_| Err(unavailable("timed out")))
@@ -121,6 +141,18 @@ impl Cluster {
             std::future::pending(),
         ));
         self.nodes.push(node);
+    }
+
+    /// Waits until every node serves a share and the shares add up.
+    async fn settled(&self) {
+        eventually(Duration::from_secs(30), "every node to serve a share", || async {
+            let serving = self.nodes.iter().all(|n| {
+                n.ownership().phase() == Phase::Serving && !n.ownership().held().is_empty() && n.engine().is_some()
+            });
+            let held: usize = self.nodes.iter().map(|n| n.ownership().held().len()).sum();
+            (serving && held == shards().count() as usize).then_some(())
+        })
+        .await;
     }
 
     fn engine(&self, i: usize) -> Arc<Engine> {
@@ -306,4 +338,153 @@ async fn a_waiting_room_set_through_one_node_guards_cart_edits_on_every_node() {
     .await;
     a.configure_waiting_room(&sku, None).await.unwrap();
     assert_eq!((a.waiting_room(&sku), b.waiting_room(&sku)), (None, None));
+}
+
+/// Sets every SKU's total to a figure of its own (its index + 1), through
+/// node a (each on its SKU's node), and waits until node a's product list
+/// shows them all.
+async fn distinct_stock(cluster: &Cluster) -> HashMap<Sku, u64> {
+    let a = cluster.engine(0);
+    let want: HashMap<Sku, u64> = skus().into_iter().zip(1..).collect();
+    for (sku, total) in &want {
+        a.adjust_stock(sku, StockChange::SetTotal(*total)).await.unwrap();
+    }
+    // Each SKU actor publishes its counts just after it answers: poll.
+    eventually(Duration::from_secs(5), "node a's list to show every total", || async {
+        let list = cluster.engine(0).products(100, None).await.ok()?;
+        list.iter().all(|p| want.get(&p.product.sku) == Some(&p.availability.total)).then_some(())
+    })
+    .await;
+    want
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_list_asks_the_other_node_once_for_all_its_skus() {
+    // Arrange: 16 SKUs spread over both nodes, each with a total of its own.
+    let all = skus();
+    let cluster = Cluster::start(&all).await;
+    let want = distinct_stock(&cluster).await;
+    let (a, b) = (cluster.engine(0), cluster.engine(1));
+    let on_b = all.iter().filter(|s| cluster.owner_of(s) == 1).count();
+    assert!(on_b > 0 && on_b < all.len(), "a list mixing both nodes' SKUs");
+    cluster.wire.sent.lock().unwrap().clear();
+
+    // Act
+    let list = a.products(100, None).await.unwrap();
+
+    // Assert: every count right, node b asked once for all of its SKUs.
+    assert_eq!(list.len(), all.len());
+    for p in &list {
+        assert_eq!(p.availability.total, want[&p.product.sku], "{}", p.product.sku);
+        assert_eq!(p.availability.available, want[&p.product.sku], "{}", p.product.sku);
+    }
+    let batches = cluster.wire.sent("availability_batch");
+    assert_eq!(batches.len(), 1, "one call to the other node");
+    assert_eq!(batches[0].0, "b");
+    let PeerOp::AvailabilityBatch { skus } = &batches[0].1.op else { unreachable!() };
+    assert_eq!(skus.len(), on_b, "carrying every SKU of node b's on the page");
+    assert!(cluster.wire.sent("availability").is_empty(), "no call per SKU");
+
+    // Node b answers each entry under its own lease: one whose epoch is not
+    // the one it holds the shard under, or of a shard it does not hold, is
+    // refused on its own.
+    let mine = skus[0].clone();
+    let stale = SkuAt { epoch: mine.epoch + 1, ..mine.clone() };
+    let of_a = all.iter().find(|s| cluster.owner_of(s) == 0).unwrap().clone();
+    let foreign = SkuAt { shard: shards().of_sku(&of_a).get(), epoch: mine.epoch, sku: of_a };
+    let call =
+        PeerCall { shard: 0, epoch: 0, op: PeerOp::AvailabilityBatch { skus: vec![mine.clone(), stale, foreign] } };
+    let PeerAnswer::Availabilities { results } = b.serve_peer(call).await.unwrap() else { unreachable!() };
+    assert_eq!(results[0].as_ref().map(|a| a.total).ok(), Some(want[&mine.sku]));
+    assert!(matches!(results[1], Err(EngineError::Elsewhere { .. })), "{:?}", results[1]);
+    assert!(matches!(results[2], Err(EngineError::Elsewhere { .. })), "{:?}", results[2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_list_survives_a_moved_shard() {
+    // Arrange: node c joins nodes a and b and takes a shard from one of them.
+    let all = skus();
+    let mut cluster = Cluster::start(&all).await;
+    let want = distinct_stock(&cluster).await;
+    cluster.add("c");
+    cluster.settled().await;
+    let on_c: Vec<&Sku> = all.iter().filter(|s| cluster.owner_of(s) == 2).collect();
+    assert!(!on_c.is_empty(), "some SKUs moved to node c");
+    // Each list asks every other node that serves a SKU once.
+    let serving: std::collections::HashSet<usize> = all.iter().map(|s| cluster.owner_of(s)).collect();
+    let calls_per_list = |i: usize| serving.iter().filter(|n| **n != i).count();
+
+    // Act: node a's next call for node c reaches node b, as when node a's
+    // route still names the node the shard left.
+    let mut lists = Vec::new();
+    for i in 0..3 {
+        eventually(Duration::from_secs(10), "a list through every node", || async {
+            cluster.engine(i).products(100, None).await.ok()
+        })
+        .await;
+    }
+    cluster.wire.sent.lock().unwrap().clear();
+    *cluster.wire.detour.lock().unwrap() = Some(("availability_batch", "c".into(), "b".into()));
+    lists.push(cluster.engine(0).products(100, None).await.unwrap());
+    let refused = cluster.wire.sent("availability");
+    lists.push(cluster.engine(1).products(100, None).await.unwrap());
+    lists.push(cluster.engine(2).products(100, None).await.unwrap());
+
+    // Assert: every node's list is right; node b refused node c's entries,
+    // which node a asked node c for again, one by one.
+    for list in &lists {
+        assert_eq!(list.len(), all.len());
+        for p in list {
+            assert_eq!(p.availability.total, want[&p.product.sku], "{}", p.product.sku);
+        }
+    }
+    assert!(cluster.wire.detour.lock().unwrap().is_none(), "the detour was taken");
+    assert_eq!(refused.len(), on_c.len(), "each refused entry asked again: {refused:?}");
+    assert!(refused.iter().all(|(to, _)| to == "c"), "of node c: {refused:?}");
+    // The other lists: one call per other node.
+    let batches = cluster.wire.sent("availability_batch");
+    assert_eq!(batches.len(), calls_per_list(0) + calls_per_list(1) + calls_per_list(2), "{batches:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_of_a_room_on_the_other_node_streams_through_this_one() {
+    // Arrange: a paused room on node b's SKU, two carts of node a in line.
+    let (cluster, sku) = setup().await;
+    let (a, b) = (cluster.engine(0), cluster.engine(1));
+    b.configure_waiting_room(&sku, Some(RoomConfig::new(50, 60).unwrap())).await.unwrap();
+    a.control_room(&sku, RoomControl::Pause).await.unwrap();
+    let (first, second) = (a.create_cart().await.unwrap(), a.create_cart().await.unwrap());
+    let t1 = a.join_queue(&sku, first.id).await.unwrap().ticket;
+    let t2 = a.join_queue(&sku, second.id).await.unwrap().ticket;
+
+    // Act: both followed through node a; then the room admits.
+    let mut one = a.follow_ticket(&sku, t1, first.id).await.unwrap();
+    let mut two = a.follow_ticket(&sku, t2, second.id).await.unwrap();
+    assert_eq!((one.view().state, one.view().position), (TicketState::Waiting, Some(1)));
+    assert_eq!((two.view().state, two.view().position), (TicketState::Waiting, Some(2)));
+    // Someone else's ticket cannot be followed.
+    let stranger = a.create_cart().await.unwrap();
+    assert_eq!(a.follow_ticket(&sku, t1, stranger.id).await.unwrap_err().to_string(), "ticket not found");
+    cluster.wire.sent.lock().unwrap().clear();
+    b.control_room(&sku, RoomControl::Resume).await.unwrap();
+
+    // Assert: both streams see their ticket admitted, with its pass.
+    for follow in [&mut one, &mut two] {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while follow.view().state == TicketState::Waiting {
+                follow.changed().await.expect("the stream goes on while the ticket waits");
+            }
+        })
+        .await
+        .expect("the admission relayed in time");
+        assert_eq!(follow.view().state, TicketState::Admitted);
+        assert!(follow.view().pass_expires_at.is_some());
+    }
+    // One call per period carried both tickets, to node b.
+    let polls = cluster.wire.sent("tickets");
+    assert!(!polls.is_empty());
+    for (to, call) in &polls {
+        let PeerOp::Tickets { tickets, .. } = &call.op else { unreachable!() };
+        assert_eq!((to.as_str(), tickets.len()), ("b", 2), "{call:?}");
+    }
 }

@@ -739,6 +739,117 @@ async fn assert_epochs_never_go_back(store: &Store) {
     }
 }
 
+/// The next `event: ticket` of an SSE body (its JSON data), within 10 s.
+async fn next_ticket(
+    body: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    seen: &mut String,
+) -> Value {
+    use futures::StreamExt;
+    loop {
+        if let Some(end) = seen.find("\n\n") {
+            let event: String = seen.drain(..end + 2).collect();
+            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) {
+                assert!(event.contains("event: ticket"), "{event}");
+                return serde_json::from_str(data.trim()).unwrap();
+            }
+            continue;
+        }
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next()).await.expect("an event in time");
+        seen.push_str(&String::from_utf8_lossy(&chunk.expect("the stream goes on").unwrap()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_and_ticket_streams_work_through_any_node() {
+    // Arrange: 4 + 4 + 4, all serving.
+    let store = Store::postgres().await;
+    let (a, b, c) = three_nodes(&store, STOCK).await;
+    let map = shard_map(&a.base).await;
+    let owner = |s: &str| map[&shard_of(s)].0.clone().unwrap();
+
+    // A product list through any node: every count, one call per other node.
+    for (node, name) in [(&a, "node-a"), (&b, "node-b"), (&c, "node-c")] {
+        let others: BTreeSet<String> = (0..SKUS).map(|k| owner(&sku(k))).filter(|o| o != name).collect();
+        let calls = |text: &str, op: &str| {
+            flashcore_tests::metric_sum(text, "flashcore_forwarded_requests_total", &[("op", op)])
+        };
+        let before = node.metrics().await;
+        let (status, page) = get(&format!("{}/v1/products?limit=100", node.base)).await;
+        let after = node.metrics().await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let items = page["items"].as_array().unwrap();
+        assert_eq!(items.len(), SKUS, "{page}");
+        assert!(items.iter().all(|p| p["available"].as_u64() == Some(STOCK)), "via {name}: {page}");
+        let batches = calls(&after, "availability_batch") - calls(&before, "availability_batch");
+        assert_eq!(batches, others.len() as f64, "via {name}: one call per other node");
+        let singles = calls(&after, "availability") - calls(&before, "availability");
+        assert_eq!(singles, 0.0, "via {name}: no call per SKU");
+    }
+
+    // A waiting room on a SKU of node c's, made and paused through node a.
+    let room_sku = (0..).map(|i| format!("ROOM-{i}")).find(|s| owner(s) == "node-c").unwrap();
+    let res = client()
+        .put(format!("{}/v1/admin/products/{room_sku}", a.base))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "title": "room", "price": { "amount": 500, "currency": "EUR" }, "total": 5,
+            "waiting_room": { "admit_per_second": 50, "pass_ttl_secs": 60 } }))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "product with a room: {}", res.status());
+    let admin_post = |base: &str, what: &str| {
+        client().post(format!("{base}/v1/admin/products/{room_sku}/queue/{what}")).bearer_auth(ADMIN).send()
+    };
+    assert_eq!(admin_post(&a.base, "pause").await.unwrap().status(), StatusCode::OK);
+    let cart = flashcore_tests::Api::new(a.base.clone()).new_cart().await;
+    let res = client()
+        .post(format!("{}/v1/products/{room_sku}/queue", a.base))
+        .bearer_auth(&cart.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let ticket = res.json::<Value>().await.unwrap()["ticket_id"].as_str().unwrap().to_owned();
+
+    // Act: the ticket's stream through node b (neither the cart's nor the
+    // room's node); the room resumes through node c. (A client without a
+    // whole-request timeout: the stream stays open; each event has its own.)
+    let res = Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .get(format!("{}/v1/products/{room_sku}/queue/{ticket}/events", b.base))
+        .bearer_auth(&cart.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let (mut body, mut seen) = (Box::pin(res.bytes_stream()), String::new());
+    let first = next_ticket(&mut body, &mut seen).await;
+    assert_eq!((first["state"].as_str(), first["position"].as_u64()), (Some("waiting"), Some(1)), "{first}");
+    assert_eq!(admin_post(&c.base, "resume").await.unwrap().status(), StatusCode::OK);
+
+    // Assert: the stream shows the admission, with a pass that buys through node a.
+    let admitted = loop {
+        let t = next_ticket(&mut body, &mut seen).await;
+        if t["state"] != "waiting" {
+            break t;
+        }
+    };
+    assert_eq!(admitted["state"], "admitted", "{admitted}");
+    let pass = admitted["pass"].as_str().expect("an admitted ticket carries its pass");
+    let res = client()
+        .put(format!("{}/v1/carts/{}/items/{room_sku}", a.base, cart.id))
+        .bearer_auth(&cart.token)
+        .header("Waiting-Room-Pass", pass)
+        .json(&json!({ "quantity": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{}", res.text().await.unwrap_or_default());
+}
+
 #[tokio::test]
 async fn cluster_mode_needs_postgres_a_valid_node_id_and_the_node_port() {
     for (env, says) in [

@@ -14,11 +14,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use flashcore_actors::Engine;
 use flashcore_actors::ownership::Phase;
+use flashcore_actors::ticket_relay::TicketFollow;
 use flashcore_actors::waiting_room::{QueueError, RoomControl, RoomStats, TicketState, TicketView, check_rate};
 use flashcore_domain::{CartId, Sku};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use utoipa::ToSchema;
 
 use crate::cart_tokens::{CartTokens, PassError};
@@ -311,21 +311,11 @@ pub async fn get_ticket(
 
 /// What one ticket stream follows.
 struct Follow {
-    engine: Arc<Engine>,
+    ticket: TicketFollow,
     tokens: CartTokens,
     sku: Sku,
     cart: CartId,
-    view: TicketView,
-    rooms: tokio::sync::watch::Receiver<RoomStats>,
     sent: Option<TicketDto>,
-}
-
-impl Follow {
-    /// The ticket after its room changed: read again (from the line the queue
-    /// actor published with the change, so a stream costs the actor nothing).
-    async fn next(&mut self) -> Option<TicketView> {
-        self.engine.queue_ticket(&self.sku, self.view.ticket, self.cart).await.ok()
-    }
 }
 
 /// A Server-Sent Events stream of the cart's ticket: one `ticket` event now and
@@ -346,24 +336,21 @@ pub async fn ticket_events(
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let sku = parse_sku(&sku)?;
     let seq = parse_ticket(&ticket)?;
-    let engine = s.engine()?;
-    let rooms = engine.watch_room(&sku).map_err(problem)?;
-    let view = engine.queue_ticket(&sku, seq, auth.0).await.map_err(problem)?;
-    let follow = Follow { engine, tokens: s.tokens.clone(), sku, cart: auth.0, view, rooms, sent: None };
+    let ticket = s.engine()?.follow_ticket(&sku, seq, auth.0).await.map_err(problem)?;
+    let follow = Follow { ticket, tokens: s.tokens.clone(), sku, cart: auth.0, sent: None };
     let stream = futures::stream::unfold(Some(follow), |state| async move {
         let mut f = state?;
         loop {
-            let dto = TicketDto::new(&f.view, &f.sku, &f.cart, &f.tokens);
+            let dto = TicketDto::new(f.ticket.view(), &f.sku, &f.cart, &f.tokens);
             if f.sent.as_ref() != Some(&dto) {
                 f.sent = Some(dto.clone());
                 let event = Event::default().event("ticket").json_data(&dto).unwrap_or_default();
                 return Some((Ok(event), Some(f)));
             }
-            if f.view.state != TicketState::Waiting || f.rooms.changed().await.is_err() {
+            if f.ticket.view().state != TicketState::Waiting {
                 return None;
             }
-            f.rooms.borrow_and_update();
-            f.view = f.next().await?;
+            f.ticket.changed().await?;
         }
     });
     let mut shutdown = s.shutdown.clone();
