@@ -13,22 +13,23 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use flashcore_actors::node::Node;
-use flashcore_actors::ownership::{LeaseConfig, Ownership, Phase};
-use flashcore_actors::payments::TestPayments;
+use flashcore_actors::ownership::Phase;
 use flashcore_actors::peers::{PeerAnswer, PeerCall, PeerOp, Peers, SkuAt};
-use flashcore_actors::ports::{Catalog, Journal, LeaseStore, Owner, Route};
+use flashcore_actors::ports::{Catalog, Journal, Route};
 use flashcore_actors::sku::StockChange;
 use flashcore_actors::waiting_room::{RoomConfig, RoomControl, TicketState};
-use flashcore_actors::{CheckoutRequest, Engine, EngineConfig, EngineError, Ports};
+use flashcore_actors::{CheckoutRequest, Engine, EngineConfig, EngineError};
 use flashcore_domain::{Currency, Money, Product, Shards, Sku};
-use flashcore_persistence::memory::{LocalFeed, MemoryStores};
-use flashcore_test_support::eventually;
+use flashcore_persistence::memory::MemoryStores;
+use support::eventually;
 
 const STOCK: u64 = 10;
 
@@ -107,39 +108,15 @@ impl Cluster {
     }
 
     fn add(&mut self, name: &str) {
-        let cfg = LeaseConfig {
-            shards: shards(),
-            ttl: Duration::from_millis(900),
-            poll: Duration::from_millis(50),
-            share: true,
-            ..LeaseConfig::default()
-        };
-        let own = Ownership::new(Owner { node: name.into(), generation: 1 }, name.into(), cfg);
-        let node = Node::new(own, Duration::from_secs(1));
-        self.wire.nodes.lock().unwrap().insert(name.into(), Arc::clone(&node));
-        let ports = Ports {
-            journal: self.stores.journal.clone(),
-            snapshots: self.stores.snapshots.clone(),
-            catalog: self.stores.catalog.clone(),
-            payments: Arc::new(TestPayments),
-            feed: Arc::new(LocalFeed::default()),
-            peers: Some(self.wire.clone()),
-        };
         let engine_cfg = EngineConfig {
             hold_ttl: Duration::from_secs(3),
             remote_prepare_ttl: Duration::from_millis(800),
             settle_margin: Duration::from_millis(200),
             ..EngineConfig::default()
         };
-        let leases: Arc<dyn LeaseStore> = self.stores.leases.clone();
-        tokio::spawn(Arc::clone(&node).run(
-            leases,
-            move |ownership| {
-                let (ports, cfg) = (ports.clone(), engine_cfg.clone());
-                async move { Engine::start(cfg, ports, ownership).await.map_err(|e| e.to_string()) }
-            },
-            std::future::pending(),
-        ));
+        let peers: Arc<dyn Peers> = self.wire.clone();
+        let (node, _) = support::cluster_node(&self.stores, peers, name, shards(), engine_cfg, std::future::pending());
+        self.wire.nodes.lock().unwrap().insert(name.into(), Arc::clone(&node));
         self.nodes.push(node);
     }
 

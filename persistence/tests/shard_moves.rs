@@ -10,21 +10,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use flashcore_actors::node::Node;
-use flashcore_actors::ownership::{LeaseConfig, Ownership, Phase};
-use flashcore_actors::payments::TestPayments;
+use flashcore_actors::ownership::Phase;
 use flashcore_actors::peers::{PeerAnswer, PeerCall, Peers};
 use flashcore_actors::ports::{Catalog, EntityKind, Journal, LeaseStore, Owner, Route, SnapshotStore};
 use flashcore_actors::sku::StockChange;
-use flashcore_actors::{CheckoutRequest, Engine, EngineConfig, EngineError, Ports};
+use flashcore_actors::{CheckoutRequest, Engine, EngineConfig, EngineError};
 use flashcore_domain::{Cart, Currency, Money, Product, ShardId, Shards, Sku};
-use flashcore_persistence::memory::{LocalFeed, MemoryStores};
-use flashcore_test_support::eventually;
+use flashcore_persistence::memory::MemoryStores;
+use support::eventually;
 use tokio::sync::oneshot;
 
 const STOCK: u64 = 10;
@@ -73,36 +74,13 @@ impl Cluster {
     }
 
     fn add(&mut self, name: &str) {
-        let cfg = LeaseConfig {
-            shards: shards(),
-            ttl: Duration::from_millis(900),
-            poll: Duration::from_millis(50),
-            share: true,
-            ..LeaseConfig::default()
-        };
-        let own = Ownership::new(Owner { node: name.into(), generation: 1 }, name.into(), cfg);
-        let node = Node::new(own, Duration::from_secs(1));
-        self.wire.nodes.lock().unwrap().insert(name.into(), Arc::clone(&node));
-        let ports = Ports {
-            journal: self.stores.journal.clone(),
-            snapshots: self.stores.snapshots.clone(),
-            catalog: self.stores.catalog.clone(),
-            payments: Arc::new(TestPayments),
-            feed: Arc::new(LocalFeed::default()),
-            peers: Some(self.wire.clone()),
-        };
-        let leases: Arc<dyn LeaseStore> = self.stores.leases.clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        self.tasks.push(tokio::spawn(Arc::clone(&node).run(
-            leases,
-            move |ownership| {
-                let ports = ports.clone();
-                async move { Engine::start(EngineConfig::default(), ports, ownership).await.map_err(|e| e.to_string()) }
-            },
-            async move {
-                let _ = stopped.await;
-            },
-        )));
+        let peers: Arc<dyn Peers> = self.wire.clone();
+        let (node, task) = support::cluster_node(&self.stores, peers, name, shards(), EngineConfig::default(), async {
+            let _ = stopped.await;
+        });
+        self.wire.nodes.lock().unwrap().insert(name.into(), Arc::clone(&node));
+        self.tasks.push(task);
         self.nodes.push(node);
         self.stops.push(Some(stop));
     }

@@ -7,11 +7,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use flashcore_actors::node::Node;
 use flashcore_actors::ownership::{LeaseConfig, Ownership};
+use flashcore_actors::payments::TestPayments;
+use flashcore_actors::peers::Peers;
 use flashcore_actors::ports::{Catalog, Fence, Journal, LeaseStore, Owner, SnapshotStore};
+use flashcore_actors::{Engine, EngineConfig, Ports};
 use flashcore_domain::Shards;
 use flashcore_http_ports::ApiKeyStore;
-use flashcore_persistence::memory::{MemoryApiKeys, MemoryStores};
+use flashcore_persistence::memory::{LocalFeed, MemoryApiKeys, MemoryStores};
 use flashcore_persistence::sqlite::SqliteStore;
 pub use flashcore_test_support::eventually;
 use flashcore_test_support::{TestDatabase, test_server_url};
@@ -102,3 +106,43 @@ pub async fn postgres() -> Stores {
 
 /// How long the suites wait for something that happens in the background.
 pub const WITHIN: Duration = Duration::from_secs(10);
+
+/// A cluster node named `name` on the in-memory `stores` (share mode over
+/// `shards`, 900 ms leases), reaching the others through `peers`: its
+/// [`Node`] serves until `stop` resolves, then hands off.
+pub fn cluster_node(
+    stores: &MemoryStores,
+    peers: Arc<dyn Peers>,
+    name: &str,
+    shards: Shards,
+    engine: EngineConfig,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (Arc<Node>, tokio::task::JoinHandle<()>) {
+    let cfg = LeaseConfig {
+        shards,
+        ttl: Duration::from_millis(900),
+        poll: Duration::from_millis(50),
+        share: true,
+        ..LeaseConfig::default()
+    };
+    let own = Ownership::new(Owner { node: name.into(), generation: 1 }, name.into(), cfg);
+    let node = Node::new(own, Duration::from_secs(1));
+    let ports = Ports {
+        journal: stores.journal.clone(),
+        snapshots: stores.snapshots.clone(),
+        catalog: stores.catalog.clone(),
+        payments: Arc::new(TestPayments),
+        feed: Arc::new(LocalFeed::default()),
+        peers: Some(peers),
+    };
+    let leases: Arc<dyn LeaseStore> = stores.leases.clone();
+    let task = tokio::spawn(Arc::clone(&node).run(
+        leases,
+        move |ownership| {
+            let (ports, cfg) = (ports.clone(), engine.clone());
+            async move { Engine::start(cfg, ports, ownership).await.map_err(|e| e.to_string()) }
+        },
+        stop,
+    ));
+    (node, task)
+}
