@@ -69,10 +69,15 @@ pub fn plan(shards: Shards, owners: &[Option<&str>], live: &[&str], me: &str, ma
         free.truncate((my_quota - held) as usize);
         moves.take = free;
     } else if held > my_quota && free.is_empty() {
-        let someone_short = live
-            .iter()
-            .any(|m| *m != me && (owners.iter().filter(|o| **o == Some(*m)).count() as u32) < quota(shards, live, m));
-        if someone_short {
+        let held_by = |m: &str| owners.iter().filter(|o| **o == Some(m)).count() as i64;
+        let someone_short = live.iter().any(|m| *m != me && held_by(m) < i64::from(quota(shards, live, m)));
+        // One member hands shards over at a time (the one most over its
+        // quota, then the first by id): a hand-over pauses the member's
+        // admissions until its work in flight is done, and two members
+        // pausing at once can wait on each other's work.
+        let over = |m: &str| held_by(m) - i64::from(quota(shards, live, m));
+        let first = live.iter().filter(|m| over(m) > 0).min_by(|x, y| over(y).cmp(&over(x)).then(x.cmp(y)));
+        if someone_short && first == Some(&me) {
             let mut mine = mine;
             mine.sort_by_key(|s| preference(me, *s));
             mine.truncate((held - my_quota).min(max_moves.max(1)) as usize);
@@ -141,6 +146,27 @@ mod tests {
         assert!(m.take.is_empty());
         // The newcomer has nothing free to take yet.
         assert!(plan(shards(16), &owners, &["a", "b"], "b", 3).is_empty());
+    }
+
+    #[test]
+    fn one_member_hands_off_at_a_time_the_most_over_its_quota_first() {
+        // a and b hold 6 each, c joins: quotas 4 each. Equally over: the first by id.
+        let mut owners = vec![Some("a"); 6];
+        owners.extend(vec![Some("b"); 6]);
+        let live = ["a", "b", "c"];
+        assert_eq!(plan(shards(12), &owners, &live, "a", 32).release.len(), 2);
+        assert!(plan(shards(12), &owners, &live, "b", 32).is_empty(), "b waits for a");
+        // Once a is at its quota (c took 2), b hands off.
+        for o in owners.iter_mut().take(2) {
+            *o = Some("c");
+        }
+        assert!(plan(shards(12), &owners, &live, "a", 32).is_empty());
+        assert_eq!(plan(shards(12), &owners, &live, "b", 32).release.len(), 2);
+        // The one most over its quota goes first, whatever its id.
+        let mut owners = vec![Some("a"); 5];
+        owners.extend(vec![Some("b"); 7]);
+        assert!(plan(shards(12), &owners, &live, "a", 32).is_empty());
+        assert_eq!(plan(shards(12), &owners, &live, "b", 32).release.len(), 3);
     }
 
     #[test]
