@@ -32,6 +32,9 @@ use crate::metrics as m;
 use crate::ownership::{Ownership, Phase};
 use crate::ports::LeaseStore;
 
+/// The longest a hand-over waits for the work in flight.
+const MOVE_DRAIN: Duration = Duration::from_secs(1);
+
 /// A process that serves the store while it owns it. See the module docs.
 pub struct Node {
     ownership: Arc<Ownership>,
@@ -153,7 +156,10 @@ impl Node {
     async fn move_shards(&self, engine: &Engine, store: &dyn LeaseStore) -> bool {
         let began = Instant::now();
         let own = &self.ownership;
-        own.drain(self.drain_limit).await;
+        // Bounded well below what a request waits for a move (MOVE_WAIT):
+        // work still in flight after it finds the leaving shards gone (its
+        // writes under them are refused by the store, never sold twice).
+        own.drain(self.drain_limit.min(MOVE_DRAIN)).await;
         let mut left = 0;
         loop {
             // A fenced write or a refused renewal: which shards are still ours.
