@@ -35,6 +35,12 @@ fn is_moved(e: &JournalEntry) -> bool {
     matches!(e, JournalEntry::Order(o) if o.idempotency_key.starts_with("moved-"))
 }
 
+/// An order keyed `fenced-*` stands for one relying on a lease of this node's
+/// own that another node took: a batch holding it fails with `Fenced`.
+fn is_fenced(e: &JournalEntry) -> bool {
+    matches!(e, JournalEntry::Order(o) if o.idempotency_key.starts_with("fenced-"))
+}
+
 #[async_trait]
 impl Journal for Stale {
     async fn append(&self, batch: &[JournalEntry], fence: &Fence) -> Result<Vec<AppendOutcome>, StoreError> {
@@ -44,6 +50,9 @@ impl Journal for Stale {
         }
         if batch.iter().any(is_moved) {
             return Err(StoreError::Moved("a foreign lease of the batch moved".into()));
+        }
+        if batch.iter().any(is_fenced) {
+            return Err(StoreError::Fenced("a lease of the batch was lost".into()));
         }
         self.inner.append(batch, fence).await
     }
@@ -137,4 +146,61 @@ async fn a_moved_lease_fails_only_the_orders_relying_on_it() {
     }
     assert_eq!(own.phase(), Phase::Serving);
     assert!(writer.stats().max_batch_size >= 2, "the three queued into one batch: {:?}", writer.stats());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_cluster_mode_a_fenced_batch_fails_only_the_orders_under_the_lost_lease() {
+    // Arrange: a node in cluster mode holding every shard; its writer's first
+    // append waits, so the next three queue up into one batch.
+    let stores = MemoryStores::default();
+    let journal = Arc::new(Stale {
+        inner: MemoryJournal::new(Arc::clone(&stores.leases)),
+        go: AtomicBool::new(false),
+        waiting: AtomicBool::new(false),
+    });
+    let owner = Owner { node: "split".into(), generation: 1 };
+    let cfg = LeaseConfig { share: true, ..LeaseConfig::default() };
+    let own = Ownership::hold(stores.leases.clone(), owner, cfg).await;
+    let held = own.held().len();
+    let (writer, _task) = JournalWriter::start(journal.clone(), Arc::clone(&own), 100, 100);
+    let first = tokio::spawn({
+        let w = writer.clone();
+        async move { w.append(JournalEntry::Order(order("first"))).await }
+    });
+    eventually(Duration::from_secs(5), "the writer to take the first entry", || async {
+        journal.waiting.load(Ordering::SeqCst).then_some(())
+    })
+    .await;
+    let (a, fenced, b) = (order("a"), order("fenced-1"), order("b"));
+    let appends = [a.clone(), fenced.clone(), b.clone()].map(|o| {
+        let w = writer.clone();
+        tokio::spawn(async move { w.append(JournalEntry::Order(o)).await })
+    });
+    eventually(Duration::from_secs(5), "the three entries queued", || async {
+        (writer.stats().queue_depth == 3).then_some(())
+    })
+    .await;
+
+    // Act
+    journal.go.store(true, Ordering::SeqCst);
+    assert!(matches!(first.await.unwrap(), Ok(AppendOutcome::Written(_))));
+    let mut results = Vec::new();
+    for x in appends {
+        results.push(x.await.unwrap());
+    }
+
+    // Assert: only the fenced order failed; the node paused to check its
+    // leases, found them all still its own, and keeps every shard.
+    assert!(matches!(results[0], Ok(AppendOutcome::Written(_))), "{:?}", results[0]);
+    assert!(matches!(results[1], Err(StoreError::Fenced(_))), "{:?}", results[1]);
+    assert!(matches!(results[2], Ok(AppendOutcome::Written(_))), "{:?}", results[2]);
+    for (o, there) in [(&a, true), (&fenced, false), (&b, true)] {
+        assert_eq!(journal.inner.order(o.id).await.unwrap().is_some(), there, "{}", o.idempotency_key);
+    }
+    assert_eq!(own.phase(), Phase::Moving, "admitting paused while the leases are checked");
+    tokio::time::timeout(Duration::from_secs(5), own.verified()).await.expect("the leases checked");
+    assert!(own.lost_shards().is_empty(), "no lease was lost");
+    assert!(own.resume(), "serving again");
+    assert_eq!(own.held().len(), held);
+    assert_eq!(own.view().losses, 0);
 }
