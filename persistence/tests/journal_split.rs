@@ -94,9 +94,17 @@ fn lease(shard: ShardId) -> Vec<ForeignLease> {
     vec![ForeignLease { shard, epoch: 1, owner, until: Timestamp::from_millis(u64::MAX / 2) }]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_moved_lease_fails_only_the_orders_relying_on_it() {
-    // Arrange: a writer whose first append waits, so the next three queue up.
+/// A node holding every lease under `cfg`, its group-commit writer, and a
+/// first append the journal holds until `go` (so the next entries queue up
+/// into one batch).
+struct Paused {
+    journal: Arc<Stale>,
+    own: Arc<Ownership>,
+    writer: JournalWriter,
+    first: tokio::task::JoinHandle<Result<AppendOutcome, StoreError>>,
+}
+
+async fn paused(cfg: LeaseConfig) -> Paused {
     let stores = MemoryStores::default();
     let journal = Arc::new(Stale {
         inner: MemoryJournal::new(Arc::clone(&stores.leases)),
@@ -104,9 +112,8 @@ async fn a_moved_lease_fails_only_the_orders_relying_on_it() {
         waiting: AtomicBool::new(false),
     });
     let owner = Owner { node: "split".into(), generation: 1 };
-    let own = Ownership::hold(stores.leases.clone(), owner, LeaseConfig::default()).await;
+    let own = Ownership::hold(stores.leases.clone(), owner, cfg).await;
     let (writer, _task) = JournalWriter::start(journal.clone(), Arc::clone(&own), 100, 100);
-    let shard = ShardId::from_number(0);
     let first = tokio::spawn({
         let w = writer.clone();
         async move { w.append(JournalEntry::Order(order("first"))).await }
@@ -115,6 +122,14 @@ async fn a_moved_lease_fails_only_the_orders_relying_on_it() {
         journal.waiting.load(Ordering::SeqCst).then_some(())
     })
     .await;
+    Paused { journal, own, writer, first }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_lease_fails_only_the_orders_relying_on_it() {
+    // Arrange: a writer whose first append waits, so the next three queue up.
+    let Paused { journal, own, writer, first } = paused(LeaseConfig::default()).await;
+    let shard = ShardId::from_number(0);
     let (good, moved, relying) = (order("good"), order("moved-1"), order("relying-ok"));
     let appends = [(good.clone(), Vec::new()), (moved.clone(), lease(shard)), (relying.clone(), lease(shard))].map(
         |(o, foreign)| {
@@ -152,25 +167,8 @@ async fn a_moved_lease_fails_only_the_orders_relying_on_it() {
 async fn in_cluster_mode_a_fenced_batch_fails_only_the_orders_under_the_lost_lease() {
     // Arrange: a node in cluster mode holding every shard; its writer's first
     // append waits, so the next three queue up into one batch.
-    let stores = MemoryStores::default();
-    let journal = Arc::new(Stale {
-        inner: MemoryJournal::new(Arc::clone(&stores.leases)),
-        go: AtomicBool::new(false),
-        waiting: AtomicBool::new(false),
-    });
-    let owner = Owner { node: "split".into(), generation: 1 };
-    let cfg = LeaseConfig { share: true, ..LeaseConfig::default() };
-    let own = Ownership::hold(stores.leases.clone(), owner, cfg).await;
+    let Paused { journal, own, writer, first } = paused(LeaseConfig { share: true, ..LeaseConfig::default() }).await;
     let held = own.held().len();
-    let (writer, _task) = JournalWriter::start(journal.clone(), Arc::clone(&own), 100, 100);
-    let first = tokio::spawn({
-        let w = writer.clone();
-        async move { w.append(JournalEntry::Order(order("first"))).await }
-    });
-    eventually(Duration::from_secs(5), "the writer to take the first entry", || async {
-        journal.waiting.load(Ordering::SeqCst).then_some(())
-    })
-    .await;
     let (a, fenced, b) = (order("a"), order("fenced-1"), order("b"));
     let appends = [a.clone(), fenced.clone(), b.clone()].map(|o| {
         let w = writer.clone();
