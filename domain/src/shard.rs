@@ -88,7 +88,10 @@ impl Shards {
 
     /// The shard of a cart (and of the order it becomes).
     pub fn of_cart(self, cart: CartId) -> ShardId {
-        self.of(CART_TAG, &cart.to_string())
+        // The hyphenated text (what `to_string` gives), written on the stack:
+        // this runs for every cart request.
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        self.of(CART_TAG, cart.as_uuid().hyphenated().encode_lower(&mut text))
     }
 }
 
@@ -115,6 +118,12 @@ mod tests {
         assert_eq!(s.of("sku", "FLASH-SNEAKER-01"), s.of_sku(&Sku::parse("FLASH-SNEAKER-01").unwrap()));
         assert_eq!(s.of("sku", "FLASH-SNEAKER-01").get(), pinned("sku:FLASH-SNEAKER-01") % 256);
         assert_ne!(s.of("sku", "A"), s.of("cart", "A"), "the kind is part of the key");
+        let cart = CartId::parse("8b0ae3ca-0a9a-4c2e-9d7f-a5707e0c1b2d").unwrap();
+        assert_eq!(s.of_cart(cart).get(), pinned("cart:8b0ae3ca-0a9a-4c2e-9d7f-a5707e0c1b2d") % 256);
+        for _ in 0..1000 {
+            let cart = CartId::new();
+            assert_eq!(s.of_cart(cart), s.of("cart", &cart.to_string()), "the cart's text is its hyphenated id");
+        }
         let one = Shards::new(1).unwrap();
         assert_eq!(one.of("cart", "anything"), ShardId(0));
         for i in 0..1000 {

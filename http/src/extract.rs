@@ -88,8 +88,13 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
     let Some(ct) = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+    // Compared without case and without a lowercased copy (every body-carrying request).
+    let mime = ct.split(';').next().unwrap_or_default().trim().as_bytes();
+    let (json, suffix) = (b"application/json", b"+json");
+    mime.eq_ignore_ascii_case(json)
+        || (mime.len() >= 12 + suffix.len()
+            && mime[..12].eq_ignore_ascii_case(b"application/")
+            && mime[mime.len() - suffix.len()..].eq_ignore_ascii_case(suffix))
 }
 
 impl<T: Serialize> IntoResponse for Json<T> {
@@ -150,5 +155,39 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
             ));
         };
         crate::idempotency::parse_key(v).map(IdempotencyKey)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    use super::is_json;
+
+    fn with(ct: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        h
+    }
+
+    #[test]
+    fn json_media_types_are_recognized_whatever_their_case_and_parameters() {
+        for ct in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            " application/json ;charset=UTF-8",
+            "application/problem+json",
+            "APPLICATION/MERGE-PATCH+JSON",
+            "application/+json",
+        ] {
+            assert!(is_json(&with(ct)), "{ct}");
+        }
+        for ct in
+            ["text/json", "application/jsonx", "application/xml", "json", "application/", "+json", "text/plain+json"]
+        {
+            assert!(!is_json(&with(ct)), "{ct}");
+        }
+        assert!(!is_json(&HeaderMap::new()), "no content type");
     }
 }
