@@ -1,5 +1,5 @@
 # The two commands a newcomer needs (see README): `make run` and `make test`.
-.PHONY: run frontend test coverage bench bench-criterion bench-sidebyside bench-cluster bench-scale bench-instructions loadtest loadtest-smoke fmt lint
+.PHONY: run frontend test coverage bench bench-criterion bench-sidebyside bench-cluster bench-scale bench-instructions bench-cpu loadtest loadtest-smoke fmt lint
 
 ## Run flashcore with the embedded defaults and the demo catalog on :8080, the
 ## storefront at / and the operator console at /ops.
@@ -45,6 +45,11 @@ bench-cluster:
 ## loaded machine, unlike requests per second): BIN=path compares another build.
 bench-instructions:
 	./scripts/bench-instructions.sh $${BIN:-}
+
+## CPU time per request, server and wrk (kernel included), for the hello-world and the
+## hot-SKU reserve of the side-by-side, and how often the server is preempted (DURATION=10 s).
+bench-cpu:
+	./scripts/bench-cpu.sh
 
 ## Issue 13's scale benchmark: seeds SKUS=100000 products, ORDERS=1000000 orders and
 ## CARTS=1000000 carts into Postgres and SQLite, times start-up to /ready (first,
