@@ -75,11 +75,7 @@ wait "$HELLO_PID" 2>/dev/null || true
 HELLO_PID=""
 
 start_flashcore "$target/flashcore" FLASHCORE_DEMO=false
-admin_curl PUT /v1/admin/products/CPU-HOT \
-  '{"title":"CPU","price":{"amount":100,"currency":"EUR"},"total":1000000000}' >/dev/null
-urls=()
-for _ in $(seq 256); do urls+=("$FC_BASE/v1/carts"); done
-curl -fsS -X POST "${urls[@]}" | jq -r '"\(.cart_id) \(.token)"' >"$LT_WORK/carts.txt"
+reserve_fixture CPU-HOT "$LT_WORK/carts.txt"
 lua=loadtests/sidebyside/reserve.lua
 # Warm up (every cart active, the SKU's holds at their usual count), then measure.
 wrk -t2 -c64 -d2s -s "$lua" "$FC_BASE" -- "$LT_WORK/carts.txt" CPU-HOT 2 >/dev/null

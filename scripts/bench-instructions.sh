@@ -36,11 +36,7 @@ exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT" --
 EOS
 chmod +x "$LT_WORK/under-valgrind.sh"
 start_flashcore "$LT_WORK/under-valgrind.sh" FLASHCORE_DEMO=false FLASHCORE_FLUSH_INTERVAL_MS=2000
-admin_curl PUT /v1/admin/products/BENCH \
-  '{"title":"Instructions","price":{"amount":100,"currency":"EUR"},"total":1000000000}' >/dev/null
-urls=()
-for _ in $(seq 256); do urls+=("$FC_BASE/v1/carts"); done
-curl -fsS -X POST "${urls[@]}" | jq -r '"\(.cart_id) \(.token)"' >"$LT_WORK/carts.txt"
+reserve_fixture BENCH "$LT_WORK/carts.txt"
 lua=loadtests/sidebyside/reserve.lua
 # Warm up (every cart active, the SKU's holds at their usual count), then count.
 wrk -t1 -c16 -d3s -s "$lua" "$FC_BASE" -- "$LT_WORK/carts.txt" BENCH 1 >/dev/null

@@ -131,12 +131,8 @@ product() { # product SKU: a product with (practically) endless stock
 
 # --- (d) hot-SKU reserve over HTTP --------------------------------------------
 lt_log "(d) flashcore hot-SKU reserve/release, wrk -t$THREADS -c$CONNS, ${DURATION}s"
-product SBS-RESERVE
-# 256 carts (128 per wrk thread, twice its connections), made with one curl.
-urls=()
-for _ in $(seq 256); do urls+=("$FC_BASE/v1/carts"); done
-curl -fsS -X POST "${urls[@]}" | jq -r '"\(.cart_id) \(.token)"' >"$LT_WORK/carts.txt"
-[ "$(wc -l <"$LT_WORK/carts.txt")" -eq 256 ] || lt_die "could not create the carts for (d)"
+# 256 carts: 128 per wrk thread, twice its connections.
+reserve_fixture SBS-RESERVE "$LT_WORK/carts.txt"
 wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$dir/reserve.lua" "$FC_BASE" \
   -- "$LT_WORK/carts.txt" SBS-RESERVE "$THREADS" >"$LT_WORK/reserve.wrk"
 reserve_rps="$(wrk_rps "$LT_WORK/reserve.wrk")"

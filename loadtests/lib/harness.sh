@@ -177,6 +177,18 @@ admin_curl() {
   curl "${args[@]}" "$FC_BASE$2"
 }
 
+# The hot-SKU reserve's fixture (loadtests/sidebyside/reserve.lua):
+# reserve_fixture SKU FILE makes SKU with (practically) endless stock and 256
+# carts with one curl, written to FILE as "cart_id token" lines.
+reserve_fixture() {
+  admin_curl PUT "/v1/admin/products/$1" \
+    "{\"title\":\"Hot $1\",\"price\":{\"amount\":100,\"currency\":\"EUR\"},\"total\":1000000000}" >/dev/null
+  local urls=()
+  for _ in $(seq 256); do urls+=("$FC_BASE/v1/carts"); done
+  curl -fsS -X POST "${urls[@]}" | jq -r '"\(.cart_id) \(.token)"' >"$2"
+  [ "$(wc -l <"$2")" -eq 256 ] || lt_die "could not create the 256 carts of the reserve fixture"
+}
+
 # Deletes every Redis key under PREFIX.
 redis_drop_prefix() {
   redis-cli -u "$LT_REDIS" --scan --pattern "$1*" 2>/dev/null |

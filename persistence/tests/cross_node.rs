@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use flashcore_actors::node::Node;
 use flashcore_actors::ownership::Phase;
 use flashcore_actors::peers::{PeerAnswer, PeerCall, PeerOp, Peers, SkuAt};
-use flashcore_actors::ports::{Catalog, Journal, Route};
+use flashcore_actors::ports::{Journal, Route};
 use flashcore_actors::sku::StockChange;
 use flashcore_actors::waiting_room::{RoomConfig, RoomControl, TicketState};
 use flashcore_actors::{CheckoutRequest, Engine, EngineConfig, EngineError};
@@ -87,11 +87,7 @@ struct Cluster {
 impl Cluster {
     /// Nodes `a` and `b` sharing the shards of `stores`, whose catalog has `skus`.
     async fn start(skus: &[Sku]) -> Cluster {
-        let stores = MemoryStores::default();
-        for sku in skus {
-            let price = Money::new(500, Currency::EUR).unwrap();
-            stores.catalog.upsert(&Product::new(sku.clone(), "t", "", price, None, None).unwrap()).await.unwrap();
-        }
+        let stores = support::cluster_stores(skus).await;
         let wire = Arc::new(Wire::default());
         let mut cluster = Cluster { stores, wire, nodes: Vec::new() };
         for name in ["a", "b"] {

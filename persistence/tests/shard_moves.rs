@@ -20,16 +20,24 @@ use async_trait::async_trait;
 use flashcore_actors::node::Node;
 use flashcore_actors::ownership::Phase;
 use flashcore_actors::peers::{PeerAnswer, PeerCall, Peers};
-use flashcore_actors::ports::{Catalog, EntityKind, Journal, LeaseStore, Owner, Route, SnapshotStore};
+use flashcore_actors::ports::{EntityKind, Journal, LeaseStore, Owner, Route, SnapshotStore};
 use flashcore_actors::sku::StockChange;
 use flashcore_actors::{CheckoutRequest, Engine, EngineConfig, EngineError};
-use flashcore_domain::{Cart, Currency, Money, Product, ShardId, Shards, Sku};
+use flashcore_domain::{Cart, ShardId, Shards, Sku};
 use flashcore_persistence::memory::MemoryStores;
 use support::eventually;
 use tokio::sync::oneshot;
 
 const STOCK: u64 = 10;
 const WITHIN: Duration = Duration::from_secs(20);
+
+/// Books a checked-out cart's lines: no longer held, sold.
+fn sell(cart: &Cart, held: &mut BTreeMap<Sku, u64>, sold: &mut BTreeMap<Sku, u64>) {
+    for line in cart.lines.values() {
+        *held.get_mut(&line.sku).unwrap() -= u64::from(line.qty);
+        *sold.entry(line.sku.clone()).or_default() += u64::from(line.qty);
+    }
+}
 
 fn shards() -> Shards {
     Shards::new(4).unwrap()
@@ -65,11 +73,7 @@ struct Cluster {
 
 impl Cluster {
     async fn new(skus: &[Sku]) -> Cluster {
-        let stores = MemoryStores::default();
-        for sku in skus {
-            let price = Money::new(500, Currency::EUR).unwrap();
-            stores.catalog.upsert(&Product::new(sku.clone(), "t", "", price, None, None).unwrap()).await.unwrap();
-        }
+        let stores = support::cluster_stores(skus).await;
         Cluster { stores, wire: Arc::new(Wire::default()), nodes: Vec::new(), stops: Vec::new(), tasks: Vec::new() }
     }
 
@@ -83,6 +87,26 @@ impl Cluster {
         self.tasks.push(task);
         self.nodes.push(node);
         self.stops.push(Some(stop));
+    }
+
+    /// Nodes a and b serving 2 shards each, 8 SKUs `{prefix}-0` to `-7`.
+    async fn of_two(prefix: &str) -> (Vec<Sku>, Cluster) {
+        let skus: Vec<Sku> = (0..8).map(|i| Sku::parse(&format!("{prefix}-{i}")).unwrap()).collect();
+        let mut cluster = Cluster::new(&skus).await;
+        cluster.add("a");
+        cluster.add("b");
+        cluster.settle(&[0, 1], &[2, 2], "a and b to serve 2 shards each").await;
+        (skus, cluster)
+    }
+
+    /// Stops every node still running and waits for them to finish.
+    async fn stop(mut self) {
+        for stop in self.stops.iter_mut().filter_map(Option::take) {
+            let _ = stop.send(());
+        }
+        for t in self.tasks.drain(..) {
+            tokio::time::timeout(WITHIN, t).await.expect("the nodes stop").unwrap();
+        }
     }
 
     fn engine(&self, i: usize) -> Arc<Engine> {
@@ -136,11 +160,7 @@ async fn counts_agree(cluster: &Cluster, live: &[usize], held: &BTreeMap<Sku, u6
 async fn shares_change_in_place_and_carts_keep_their_holds_across_the_moves() {
     // Arrange: nodes a and b, 2 shards each; 8 SKUs over all 4 shards, and
     // 8 carts each holding 2 units of one SKU and 1 of another.
-    let skus: Vec<Sku> = (0..8).map(|i| Sku::parse(&format!("MV-{i}")).unwrap()).collect();
-    let mut cluster = Cluster::new(&skus).await;
-    cluster.add("a");
-    cluster.add("b");
-    cluster.settle(&[0, 1], &[2, 2], "a and b to serve 2 shards each").await;
+    let (skus, mut cluster) = Cluster::of_two("MV").await;
     let covered: std::collections::BTreeSet<ShardId> = skus.iter().map(|s| shards().of_sku(s)).collect();
     assert!(covered.len() >= 3, "the SKUs spread over the shards: {covered:?}");
     for sku in &skus {
@@ -200,10 +220,7 @@ async fn shares_change_in_place_and_carts_keep_their_holds_across_the_moves() {
     let mut sold: BTreeMap<Sku, u64> = BTreeMap::new();
     for (n, cart) in carts.iter().enumerate().take(4) {
         cluster.engine(2).checkout(cart.id, checkout(&format!("k{n}"))).await.unwrap();
-        for line in cart.lines.values() {
-            *held.get_mut(&line.sku).unwrap() -= u64::from(line.qty);
-            *sold.entry(line.sku.clone()).or_default() += u64::from(line.qty);
-        }
+        sell(cart, &mut held, &mut sold);
     }
     counts_agree(&cluster, &[0, 1, 2], &held, &sold).await;
     let _ = cluster.stops[2].take().unwrap().send(());
@@ -215,10 +232,7 @@ async fn shares_change_in_place_and_carts_keep_their_holds_across_the_moves() {
     // exactly its orders' lines, nothing held, nothing oversold.
     for (n, cart) in carts.iter().enumerate().skip(4) {
         cluster.engine(n % 2).checkout(cart.id, checkout(&format!("k{n}"))).await.unwrap();
-        for line in cart.lines.values() {
-            *held.get_mut(&line.sku).unwrap() -= u64::from(line.qty);
-            *sold.entry(line.sku.clone()).or_default() += u64::from(line.qty);
-        }
+        sell(cart, &mut held, &mut sold);
     }
     counts_agree(&cluster, &[0, 1], &held, &sold).await;
     let orders = cluster.stores.journal.orders(100, None).await.unwrap();
@@ -233,23 +247,14 @@ async fn shares_change_in_place_and_carts_keep_their_holds_across_the_moves() {
     for n in &cluster.nodes {
         assert_eq!(n.ownership().view().losses, 0, "no node lost its leases on the way");
     }
-    for stop in cluster.stops.iter_mut().filter_map(Option::take) {
-        let _ = stop.send(());
-    }
-    for t in cluster.tasks.drain(..) {
-        tokio::time::timeout(WITHIN, t).await.expect("the nodes stop").unwrap();
-    }
+    cluster.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_loses_one_shard_stops_serving_it_and_keeps_its_others() {
     // Arrange: a and b, 2 shards each; a cart on a holding a SKU of each of
     // a's shards, its state written behind.
-    let skus: Vec<Sku> = (0..8).map(|i| Sku::parse(&format!("LS-{i}")).unwrap()).collect();
-    let mut cluster = Cluster::new(&skus).await;
-    cluster.add("a");
-    cluster.add("b");
-    cluster.settle(&[0, 1], &[2, 2], "a and b to serve 2 shards each").await;
+    let (skus, cluster) = Cluster::of_two("LS").await;
     let (engine_a, engine_b) = (cluster.engine(0), cluster.engine(1));
     let a_leases = cluster.nodes[0].ownership().fence().unwrap().leases();
     let (stolen, kept) = (a_leases[0], a_leases[1]);
@@ -314,7 +319,5 @@ async fn a_node_that_loses_one_shard_stops_serving_it_and_keeps_its_others() {
     let held: BTreeMap<Sku, u64> = [(x.clone(), 0), (y.clone(), 0)].into();
     counts_agree(&cluster, &[0, 1], &held, &sold).await;
     assert!(Arc::ptr_eq(&engine_a, &cluster.engine(0)) && Arc::ptr_eq(&engine_b, &cluster.engine(1)));
-    for stop in cluster.stops.iter_mut().filter_map(Option::take) {
-        let _ = stop.send(());
-    }
+    cluster.stop().await;
 }

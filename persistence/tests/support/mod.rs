@@ -13,7 +13,7 @@ use flashcore_actors::payments::TestPayments;
 use flashcore_actors::peers::Peers;
 use flashcore_actors::ports::{Catalog, Fence, Journal, LeaseStore, Owner, SnapshotStore};
 use flashcore_actors::{Engine, EngineConfig, Ports};
-use flashcore_domain::Shards;
+use flashcore_domain::{Currency, Money, Product, Shards, Sku};
 use flashcore_http_ports::ApiKeyStore;
 use flashcore_persistence::memory::{LocalFeed, MemoryApiKeys, MemoryStores};
 use flashcore_persistence::sqlite::SqliteStore;
@@ -106,6 +106,17 @@ pub async fn postgres() -> Stores {
 
 /// How long the suites wait for something that happens in the background.
 pub const WITHIN: Duration = Duration::from_secs(10);
+
+/// In-memory stores whose catalog has `skus` (5.00 EUR each), for a cluster of
+/// [`cluster_node`]s.
+pub async fn cluster_stores(skus: &[Sku]) -> MemoryStores {
+    let stores = MemoryStores::default();
+    for sku in skus {
+        let price = Money::new(500, Currency::EUR).unwrap();
+        stores.catalog.upsert(&Product::new(sku.clone(), "t", "", price, None, None).unwrap()).await.unwrap();
+    }
+    stores
+}
 
 /// A cluster node named `name` on the in-memory `stores` (share mode over
 /// `shards`, 900 ms leases), reaching the others through `peers`: its
