@@ -112,8 +112,9 @@ pub const WITHIN: Duration = Duration::from_secs(10);
 pub async fn cluster_stores(skus: &[Sku]) -> MemoryStores {
     let stores = MemoryStores::default();
     for sku in skus {
-        let price = Money::new(500, Currency::EUR).unwrap();
-        stores.catalog.upsert(&Product::new(sku.clone(), "t", "", price, None, None).unwrap()).await.unwrap();
+        let price = Money::new(500, Currency::EUR).expect("a price");
+        let product = Product::new(sku.clone(), "t", "", price, None, None).expect("a product");
+        stores.catalog.upsert(&product).await.expect("the catalog takes it");
     }
     stores
 }
