@@ -1,11 +1,11 @@
 //! Extractors whose rejections are problem documents, so every malformed request
 //! gets a clear 4xx in the same shape as every other error.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -21,12 +21,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         if !is_json(req.headers()) {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Unsupported media type",
-                "Send the body as application/json.",
-            ));
+            return Err(unsupported_media_type());
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -35,24 +30,53 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                 ApiError::bad_request("invalid-body", e.body_text())
             }
         })?;
-        // serde's derived structs also accept arrays (fields by position), which
-        // a request body must never be: only an object goes on to the schema.
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-                Ok(_) => Err(ApiError::invalid("invalid-body", "The body must be a JSON object.")),
-                Err(e) => Err(ApiError::bad_request("malformed-json", format!("The body is not valid JSON: {e}"))),
-            };
-        }
-        serde_json::from_slice(&bytes).map(Json).or_else(|e| match e.classify() {
-            serde_json::error::Category::Data => match whole_numbers(&bytes) {
-                // `2.0` is the integer 2 to JSON Schema (and to the OpenAPI
-                // document): read it as one rather than refuse a valid body.
-                Some(value) => serde_json::from_value(value).map(Json).map_err(|e| schema_mismatch(&e)),
-                None => Err(schema_mismatch(&e)),
-            },
-            _ => Err(ApiError::bad_request("malformed-json", format!("The body is not valid JSON: {e}"))),
-        })
+        parse_object(&bytes).map(Json)
     }
+}
+
+/// A JSON body read as [`Json`] reads it, for a request whose headers and body
+/// were split before the router ([`crate::hot`]): `limit` is the body limit
+/// the router's `DefaultBodyLimit` applies.
+pub async fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: Body, limit: usize) -> Result<T, ApiError> {
+    if !is_json(headers) {
+        return Err(unsupported_media_type());
+    }
+    let bytes = match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit)).await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(ApiError::payload_too_large()),
+        Err(e) => return Err(ApiError::bad_request("invalid-body", format!("Failed to buffer the request body: {e}"))),
+    };
+    parse_object(&bytes)
+}
+
+fn unsupported_media_type() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+        "Unsupported media type",
+        "Send the body as application/json.",
+    )
+}
+
+/// A request body parsed as `T`: a JSON object only, integral floats read as integers.
+fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // serde's derived structs also accept arrays (fields by position), which
+    // a request body must never be: only an object goes on to the schema.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Ok(_) => Err(ApiError::invalid("invalid-body", "The body must be a JSON object.")),
+            Err(e) => Err(ApiError::bad_request("malformed-json", format!("The body is not valid JSON: {e}"))),
+        };
+    }
+    serde_json::from_slice(bytes).or_else(|e| match e.classify() {
+        serde_json::error::Category::Data => match whole_numbers(bytes) {
+            // `2.0` is the integer 2 to JSON Schema (and to the OpenAPI
+            // document): read it as one rather than refuse a valid body.
+            Some(value) => serde_json::from_value(value).map_err(|e| schema_mismatch(&e)),
+            None => Err(schema_mismatch(&e)),
+        },
+        _ => Err(ApiError::bad_request("malformed-json", format!("The body is not valid JSON: {e}"))),
+    })
 }
 
 fn schema_mismatch(e: &serde_json::Error) -> ApiError {

@@ -12,6 +12,9 @@
 //!   turn a request into one [`flashcore_actors::Engine`] call and its result
 //!   into a response ([`dto`] for wire formats, [`extract`] for parsing,
 //!   [`error::ApiError`] for RFC 9457 problems); state stays in the actors.
+//! - [`hot`] — the routes a flash sale is made of (a cart's read, setting and
+//!   removing its lines), matched before the router and run through the same
+//!   pipeline steps and handler bodies.
 //! - [`openapi`] — the OpenAPI document and `/docs`.
 
 pub mod api_keys;
@@ -27,6 +30,7 @@ pub mod error;
 pub mod extract;
 pub mod frontend;
 pub mod headers;
+pub mod hot;
 pub mod http_metrics;
 pub mod idempotency;
 pub mod openapi;

@@ -21,6 +21,7 @@
 //! it needs and never calls the next: the order lives here alone. One layer
 //! rather than five: axum boxes and clones per layer, on every request.
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -50,9 +51,36 @@ pub const FRONTEND: &str = "frontend";
 
 /// The middleware (installed once, around every route and the fallbacks).
 pub async fn pipeline(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
     let route = req.extensions().get::<MatchedPath>().cloned();
     let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+    run(&s, route, Edited::InPath, req, |mut req, principal| {
+        if let Some(principal) = principal {
+            req.extensions_mut().insert(principal);
+        }
+        next.run(req)
+    })
+    .await
+}
+
+/// Where the per-SKU limit finds the SKU a request edits.
+#[derive(Debug)]
+pub enum Edited {
+    /// In the router's path parameters (see [`edited_sku`]).
+    InPath,
+    /// Already known: a route matched before the router ([`crate::hot`]).
+    Known(Option<Sku>),
+}
+
+/// The steps, in order, around `handler` for a request of `route` (its
+/// pattern, or [`UNMATCHED`]). The handler gets the request and, for a `/v1/`
+/// request, its caller. The router's middleware ([`pipeline`]) and the hot
+/// routes matched before the router ([`crate::hot`]) both run through here.
+pub async fn run<H, F>(s: &AppState, route: &str, edited: Edited, req: Request, handler: H) -> Response
+where
+    H: FnOnce(Request, Option<Principal>) -> F,
+    F: Future<Output = Response>,
+{
+    let started = Instant::now();
     let method = req.method().clone();
     let api = req.uri().path().starts_with("/v1/");
     let id = RequestId::for_request(req.headers());
@@ -61,9 +89,9 @@ pub async fn pipeline(State(s): State<AppState>, req: Request, next: Next) -> Re
     let span = telemetry::request_span(&req, route, &id);
     let work = async {
         if api {
-            api_request(&s, route, client.addr, req, next).await
+            api_request(s, route, client.addr, edited, req, handler).await
         } else {
-            deadline(s.request_timeout, next.run(req)).await
+            deadline(s.request_timeout, handler(req, None)).await
         }
     };
     // Wrapped in the span only when traces are on: the wrapper moves the
@@ -84,7 +112,18 @@ pub async fn pipeline(State(s): State<AppState>, req: Request, next: Next) -> Re
 }
 
 /// A `/v1/` request: admitted under this node's lease, then the steps in order.
-async fn api_request(s: &AppState, route: &str, client: Option<IpAddr>, req: Request, next: Next) -> Response {
+async fn api_request<H, F>(
+    s: &AppState,
+    route: &str,
+    client: Option<IpAddr>,
+    edited: Edited,
+    req: Request,
+    handler: H,
+) -> Response
+where
+    H: FnOnce(Request, Option<Principal>) -> F,
+    F: Future<Output = Response>,
+{
     // Only the owner of the store answers the API, and only from the lease
     // term it admitted the request under: an answer computed while the lease
     // was lost (a frozen process waking up) leaves as 503, never from stale memory.
@@ -105,7 +144,7 @@ async fn api_request(s: &AppState, route: &str, client: Option<IpAddr>, req: Req
         Err(NotServing(phase)) => return s.not_serving(phase).into_response(),
     };
     let method = req.method().clone();
-    let res = steps(s, route, client, req, next).await;
+    let res = steps(s, route, client, edited, req, handler).await;
     let res = if admission.still_valid() { res } else { s.not_serving(Phase::Lost).into_response() };
     if let Some(&Denied(reason)) = res.extensions().get::<Denied>() {
         report_denial(reason, res.status().as_u16(), &method, route, client);
@@ -113,12 +152,27 @@ async fn api_request(s: &AppState, route: &str, client: Option<IpAddr>, req: Req
     res
 }
 
-async fn steps(s: &AppState, route: &str, client: Option<IpAddr>, mut req: Request, next: Next) -> Response {
+async fn steps<H, F>(
+    s: &AppState,
+    route: &str,
+    client: Option<IpAddr>,
+    edited: Edited,
+    mut req: Request,
+    handler: H,
+) -> Response
+where
+    H: FnOnce(Request, Option<Principal>) -> F,
+    F: Future<Output = Response>,
+{
     let resolved = principal::resolve(req.headers(), &s.keys, &s.tokens).await;
     if s.limits.enabled() {
         // An invalid credential is limited as the anonymous caller it then is.
         let scope = resolved.as_ref().unwrap_or(&Principal::Anonymous).scope(client);
-        let sku = if s.limits.per_sku() { edited_sku(route, &mut req).await } else { None };
+        let sku = match edited {
+            _ if !s.limits.per_sku() => None,
+            Edited::InPath => edited_sku(route, &mut req).await,
+            Edited::Known(sku) => sku,
+        };
         // Boxed, like the idempotency claim: Redis futures are large.
         if let Err(limited) = Box::pin(s.limits.check(&scope, sku.as_ref())).await {
             return limited.into_response();
@@ -130,30 +184,34 @@ async fn steps(s: &AppState, route: &str, client: Option<IpAddr>, mut req: Reque
     };
     // No route, nothing to make idempotent; nor a request without a key.
     let idempotent = (route != UNMATCHED && Idempotency::applies(&req)).then(|| principal.scope(client));
-    req.extensions_mut().insert(principal);
     match idempotent {
-        None => deadline(s.request_timeout, next.run(req)).await,
-        Some(scope) => run_idempotent(&s.idempotency, &scope, s.request_timeout, req, next).await,
+        None => deadline(s.request_timeout, handler(req, Some(principal))).await,
+        Some(scope) => run_idempotent(&s.idempotency, &scope, s.request_timeout, req, principal, handler).await,
     }
 }
 
 /// A request with an `Idempotency-Key`, for the client `scope`: claimed,
 /// replayed or refused, and its outcome kept.
-async fn run_idempotent(
+async fn run_idempotent<H, F>(
     idempotency: &Idempotency,
     scope: &str,
     timeout: std::time::Duration,
     req: Request,
-    next: Next,
-) -> Response {
+    principal: Principal,
+    handler: H,
+) -> Response
+where
+    H: FnOnce(Request, Option<Principal>) -> F,
+    F: Future<Output = Response>,
+{
     // Boxed: the claim and the settle go to the key store (Redis), whose futures
     // are large; a request without a key never carries them.
     Box::pin(async move {
         match idempotency.begin(scope, req).await {
             Begin::Answer(res) => res,
-            Begin::Run(req, None) => deadline(timeout, next.run(req)).await,
+            Begin::Run(req, None) => deadline(timeout, handler(req, Some(principal))).await,
             Begin::Run(req, Some(claim)) => {
-                let res = deadline(timeout, next.run(req)).await;
+                let res = deadline(timeout, handler(req, Some(principal))).await;
                 idempotency.settle(claim, res).await
             }
         }

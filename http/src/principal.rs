@@ -97,17 +97,22 @@ impl<S: Send + Sync> FromRequestParts<S> for CartBearer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        match principal(parts) {
-            Principal::Cart(id) => Ok(CartBearer(id)),
+        CartBearer::of(&principal(parts))
+    }
+}
+
+impl CartBearer {
+    /// The cart `principal` may act on: 401 without a credential, 403 for an API key.
+    pub fn of(principal: &Principal) -> Result<Self, ApiError> {
+        match principal {
+            Principal::Cart(id) => Ok(CartBearer(*id)),
             Principal::Anonymous => {
                 Err(deny_401("missing-credential", "Send the cart token as 'Authorization: Bearer <token>'."))
             }
             Principal::Key { .. } => Err(deny_403("key-on-cart", "API keys cannot act on carts; use the cart token.")),
         }
     }
-}
 
-impl CartBearer {
     /// Checks the token is for `cart`.
     pub fn require(self, cart: CartId) -> Result<(), ApiError> {
         if self.0 == cart { Ok(()) } else { Err(deny_403("wrong-cart", "This token is for another cart.")) }

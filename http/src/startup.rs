@@ -43,7 +43,7 @@ pub struct Application {
     listener: TcpListener,
     /// HTTPS: the files and the rustls configuration loaded from them.
     tls: Option<(crate::tls::TlsFiles, axum_server::tls_rustls::RustlsConfig)>,
-    router: Router,
+    router: crate::hot::HotRoutes<Router>,
     config: Config,
     node: Arc<Node>,
     keys: Arc<ApiKeys>,
@@ -341,7 +341,8 @@ impl Application {
             .fallback(move |req: Request| fallback(frontend.clone(), req))
             .method_not_allowed_fallback(method_not_allowed)
             .layer(middleware::from_fn_with_state(state.clone(), pipeline::pipeline))
-            .with_state(state);
+            .with_state(state.clone());
+        let router = crate::hot::HotRoutes::new(router, state, config.http.max_body_bytes);
         // Checked here so a bad list fails the build, not the serve.
         headers::cors(&config.http.cors_origins)?;
         let store = match &config.store {

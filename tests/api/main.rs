@@ -11,6 +11,7 @@ mod crash;
 mod flows;
 mod frontend;
 mod hardening;
+mod hot_routes;
 mod idempotency;
 mod least_privilege;
 mod openapi;

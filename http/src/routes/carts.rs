@@ -20,11 +20,14 @@ use crate::state::AppState;
 /// SKU's rate limit, see [`crate::pipeline`]), `DELETE` removes it.
 pub const ITEM: &str = "/v1/carts/{cart_id}/items/{sku}";
 
+/// A cart: `GET` reads it.
+pub const CART: &str = "/v1/carts/{cart_id}";
+
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/carts", post(create_cart))
-        .route("/v1/carts/{cart_id}", get(get_cart))
+        .route(CART, get(get_cart))
         .route(ITEM, put(set_item).delete(remove_item))
         .route("/v1/carts/{cart_id}/checkout", post(checkout))
 }
@@ -58,7 +61,12 @@ pub async fn get_cart(
     auth: CartBearer,
     Path(cart_id): Path<String>,
 ) -> ApiResult<Json<CartBody>> {
-    let id = parse_cart(&cart_id)?;
+    read_cart(&s, auth, &cart_id).await
+}
+
+/// [`get_cart`] once its parts are extracted (the router's way or [`crate::hot`]'s).
+pub async fn read_cart(s: &AppState, auth: CartBearer, cart_id: &str) -> ApiResult<Json<CartBody>> {
+    let id = parse_cart(cart_id)?;
     auth.require(id)?;
     Ok(Json(CartBody(s.engine()?.cart(id).await?)))
 }
@@ -80,9 +88,21 @@ pub async fn set_item(
     headers: HeaderMap,
     Json(body): Json<SetQuantityBody>,
 ) -> ApiResult<Json<CartBody>> {
-    let id = parse_cart(&cart_id)?;
+    put_line(&s, auth, &cart_id, &sku, &headers, body).await
+}
+
+/// [`set_item`] once its parts are extracted (the router's way or [`crate::hot`]'s).
+pub async fn put_line(
+    s: &AppState,
+    auth: CartBearer,
+    cart_id: &str,
+    sku: &str,
+    headers: &HeaderMap,
+    body: SetQuantityBody,
+) -> ApiResult<Json<CartBody>> {
+    let id = parse_cart(cart_id)?;
     auth.require(id)?;
-    let sku = parse_sku(&sku)?;
+    let sku = parse_sku(sku)?;
     if body.quantity > MAX_LINE_QUANTITY {
         return Err(ApiError::invalid(
             "invalid-quantity",
@@ -91,7 +111,7 @@ pub async fn set_item(
         .with("max", MAX_LINE_QUANTITY));
     }
     let engine = s.engine()?;
-    let with_pass = body.quantity > 0 && waiting_room::require_pass(&s.tokens, &engine, &headers, &id, &sku)?;
+    let with_pass = body.quantity > 0 && waiting_room::require_pass(&s.tokens, &engine, headers, &id, &sku)?;
     let cart = engine.set_quantity(id, sku.clone(), body.quantity).await?;
     if with_pass {
         engine.pass_redeemed(&sku, id).await;
@@ -110,9 +130,14 @@ pub async fn remove_item(
     auth: CartBearer,
     Path((cart_id, sku)): Path<(String, String)>,
 ) -> ApiResult<Json<CartBody>> {
-    let id = parse_cart(&cart_id)?;
+    delete_line(&s, auth, &cart_id, &sku).await
+}
+
+/// [`remove_item`] once its parts are extracted (the router's way or [`crate::hot`]'s).
+pub async fn delete_line(s: &AppState, auth: CartBearer, cart_id: &str, sku: &str) -> ApiResult<Json<CartBody>> {
+    let id = parse_cart(cart_id)?;
     auth.require(id)?;
-    let sku = parse_sku(&sku)?;
+    let sku = parse_sku(sku)?;
     let cart = s.engine()?.set_quantity(id, sku, 0).await?;
     Ok(Json(CartBody(cart)))
 }
