@@ -122,7 +122,10 @@ async fn serve(s: &AppState, hot: Hot, max_body: usize, req: Request) -> Respons
     };
     // Boxed, as the router boxes a handler's future: the pipeline's layers
     // take it by value, and the engine's calls make it large.
-    pipeline::run(s, route, edited, req, |req, principal| Box::pin(answer(s, hot, max_body, req, principal))).await
+    pipeline::run(s, route, edited, req, |req: Request, principal: Option<Principal>| {
+        Box::pin(answer(s, hot, max_body, req, principal))
+    })
+    .await
 }
 
 /// The handler of `hot`, its parts extracted in the router's order: the

@@ -53,13 +53,35 @@ pub const FRONTEND: &str = "frontend";
 pub async fn pipeline(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().cloned();
     let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
-    run(&s, route, Edited::InPath, req, |mut req, principal| {
+    run(&s, route, Edited::InPath, req, |mut req: Request, principal: Option<Principal>| {
         if let Some(principal) = principal {
             req.extensions_mut().insert(principal);
         }
         next.run(req)
     })
     .await
+}
+
+/// What the steps lead to: the handler, given the request and, for a `/v1/`
+/// request, its caller.
+pub trait Handle {
+    /// Its answer.
+    type Answer: Future<Output = Response>;
+
+    /// Handles `req`.
+    fn handle(self, req: Request, principal: Option<Principal>) -> Self::Answer;
+}
+
+impl<H, F> Handle for H
+where
+    H: FnOnce(Request, Option<Principal>) -> F,
+    F: Future<Output = Response>,
+{
+    type Answer = F;
+
+    fn handle(self, req: Request, principal: Option<Principal>) -> F {
+        self(req, principal)
+    }
 }
 
 /// Where the per-SKU limit finds the SKU a request edits.
@@ -75,11 +97,7 @@ pub enum Edited {
 /// pattern, or [`UNMATCHED`]). The handler gets the request and, for a `/v1/`
 /// request, its caller. The router's middleware ([`pipeline`]) and the hot
 /// routes matched before the router ([`crate::hot`]) both run through here.
-pub async fn run<H, F>(s: &AppState, route: &str, edited: Edited, req: Request, handler: H) -> Response
-where
-    H: FnOnce(Request, Option<Principal>) -> F,
-    F: Future<Output = Response>,
-{
+pub async fn run(s: &AppState, route: &str, edited: Edited, req: Request, handler: impl Handle) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let api = req.uri().path().starts_with("/v1/");
@@ -91,7 +109,7 @@ where
         if api {
             api_request(s, route, client.addr, edited, req, handler).await
         } else {
-            deadline(s.request_timeout, handler(req, None)).await
+            deadline(s.request_timeout, handler.handle(req, None)).await
         }
     };
     // Wrapped in the span only when traces are on: the wrapper moves the
@@ -112,18 +130,14 @@ where
 }
 
 /// A `/v1/` request: admitted under this node's lease, then the steps in order.
-async fn api_request<H, F>(
+async fn api_request(
     s: &AppState,
     route: &str,
     client: Option<IpAddr>,
     edited: Edited,
     req: Request,
-    handler: H,
-) -> Response
-where
-    H: FnOnce(Request, Option<Principal>) -> F,
-    F: Future<Output = Response>,
-{
+    handler: impl Handle,
+) -> Response {
     // Only the owner of the store answers the API, and only from the lease
     // term it admitted the request under: an answer computed while the lease
     // was lost (a frozen process waking up) leaves as 503, never from stale memory.
@@ -152,18 +166,14 @@ where
     res
 }
 
-async fn steps<H, F>(
+async fn steps(
     s: &AppState,
     route: &str,
     client: Option<IpAddr>,
     edited: Edited,
     mut req: Request,
-    handler: H,
-) -> Response
-where
-    H: FnOnce(Request, Option<Principal>) -> F,
-    F: Future<Output = Response>,
-{
+    handler: impl Handle,
+) -> Response {
     let resolved = principal::resolve(req.headers(), &s.keys, &s.tokens).await;
     if s.limits.enabled() {
         // An invalid credential is limited as the anonymous caller it then is.
@@ -185,33 +195,29 @@ where
     // No route, nothing to make idempotent; nor a request without a key.
     let idempotent = (route != UNMATCHED && Idempotency::applies(&req)).then(|| principal.scope(client));
     match idempotent {
-        None => deadline(s.request_timeout, handler(req, Some(principal))).await,
+        None => deadline(s.request_timeout, handler.handle(req, Some(principal))).await,
         Some(scope) => run_idempotent(&s.idempotency, &scope, s.request_timeout, req, principal, handler).await,
     }
 }
 
 /// A request with an `Idempotency-Key`, for the client `scope`: claimed,
 /// replayed or refused, and its outcome kept.
-async fn run_idempotent<H, F>(
+async fn run_idempotent(
     idempotency: &Idempotency,
     scope: &str,
     timeout: std::time::Duration,
     req: Request,
     principal: Principal,
-    handler: H,
-) -> Response
-where
-    H: FnOnce(Request, Option<Principal>) -> F,
-    F: Future<Output = Response>,
-{
+    handler: impl Handle,
+) -> Response {
     // Boxed: the claim and the settle go to the key store (Redis), whose futures
     // are large; a request without a key never carries them.
     Box::pin(async move {
         match idempotency.begin(scope, req).await {
             Begin::Answer(res) => res,
-            Begin::Run(req, None) => deadline(timeout, handler(req, Some(principal))).await,
+            Begin::Run(req, None) => deadline(timeout, handler.handle(req, Some(principal))).await,
             Begin::Run(req, Some(claim)) => {
-                let res = deadline(timeout, handler(req, Some(principal))).await;
+                let res = deadline(timeout, handler.handle(req, Some(principal))).await;
                 idempotency.settle(claim, res).await
             }
         }
