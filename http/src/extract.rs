@@ -127,8 +127,16 @@ impl<T: Serialize> IntoResponse for Json<T> {
         // own starts at 128 bytes and grows (copying) on most answers.
         let mut body = Vec::with_capacity(1024);
         match serde_json::to_writer(&mut body, &self.0) {
-            Ok(()) => ([(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body)
-                .into_response(),
+            Ok(()) => {
+                let mut res = Response::new(Body::from(body));
+                // Room for the headers every answer gets on its way out (the
+                // security headers, cache control, the request id) at once:
+                // the map otherwise grows, and rehashes, on the way.
+                let mut headers = HeaderMap::with_capacity(16);
+                headers.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                *res.headers_mut() = headers;
+                res
+            }
             Err(e) => ApiError::internal(format!("response did not serialize: {e}")).into_response(),
         }
     }

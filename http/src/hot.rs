@@ -13,6 +13,7 @@
 //! (the router decodes those) or a `HEAD`, goes to the router.
 
 use std::convert::Infallible;
+use std::ops::Range;
 use std::task::{Context, Poll};
 
 use axum::extract::Request;
@@ -40,29 +41,51 @@ enum Hot {
     DeleteLine,
 }
 
-/// The path's cart id and SKU segments (the SKU empty for a cart), if it has
-/// the shape of a hot route's and nothing the router would decode.
-fn segments(path: &str) -> Option<(&str, Option<&str>)> {
-    let rest = path.strip_prefix("/v1/carts/")?;
-    if rest.contains('%') {
-        return None;
+/// Where a hot route's parameters are in its path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Params {
+    cart: Range<usize>,
+    sku: Option<Range<usize>>,
+}
+
+impl Params {
+    fn cart<'p>(&self, path: &'p str) -> &'p str {
+        path.get(self.cart.clone()).unwrap_or_default()
     }
-    let mut parts = rest.split('/');
-    let cart = parts.next().filter(|c| !c.is_empty())?;
-    match (parts.next(), parts.next(), parts.next()) {
-        (None, _, _) => Some((cart, None)),
-        (Some("items"), Some(sku), None) if !sku.is_empty() => Some((cart, Some(sku))),
-        _ => None,
+
+    fn sku<'p>(&self, path: &'p str) -> &'p str {
+        self.sku.clone().and_then(|sku| path.get(sku)).unwrap_or_default()
     }
 }
 
-fn matched(method: &Method, path: &str) -> Option<Hot> {
-    match (segments(path)?, method) {
-        ((_, None), &Method::GET) => Some(Hot::GetCart),
-        ((_, Some(_)), &Method::PUT) => Some(Hot::SetLine),
-        ((_, Some(_)), &Method::DELETE) => Some(Hot::DeleteLine),
-        _ => None,
+/// Where the path's cart id and SKU (none for a cart) are, if it has the shape
+/// of a hot route's and nothing the router would decode. One pass, once per
+/// request.
+fn segments(path: &str) -> Option<Params> {
+    const PREFIX: &str = "/v1/carts/";
+    let rest = path.strip_prefix(PREFIX)?;
+    if rest.as_bytes().contains(&b'%') {
+        return None;
     }
+    let Some(slash) = rest.find('/') else {
+        return (!rest.is_empty()).then(|| Params { cart: PREFIX.len()..path.len(), sku: None });
+    };
+    let sku = rest[slash + 1..].strip_prefix("items/")?;
+    if slash == 0 || sku.is_empty() || sku.contains('/') {
+        return None;
+    }
+    Some(Params { cart: PREFIX.len()..PREFIX.len() + slash, sku: Some(path.len() - sku.len()..path.len()) })
+}
+
+fn matched(method: &Method, path: &str) -> Option<(Hot, Params)> {
+    let params = segments(path)?;
+    let hot = match (params.sku.is_some(), method) {
+        (false, &Method::GET) => Hot::GetCart,
+        (true, &Method::PUT) => Hot::SetLine,
+        (true, &Method::DELETE) => Hot::DeleteLine,
+        _ => return None,
+    };
+    Some((hot, params))
 }
 
 /// The router, with the hot routes answered before it.
@@ -102,44 +125,45 @@ where
     fn call(&mut self, req: Request) -> Self::Future {
         match matched(req.method(), req.uri().path()) {
             None => Either::Left(self.router.call(req)),
-            Some(hot) => {
+            Some((hot, params)) => {
                 let (state, max_body) = (self.state.clone(), self.max_body);
-                Either::Right(Box::pin(async move { Ok(serve(&state, hot, max_body, req).await) }))
+                Either::Right(Box::pin(async move { Ok(serve(&state, hot, params, max_body, req).await) }))
             }
         }
     }
 }
 
-async fn serve(s: &AppState, hot: Hot, max_body: usize, req: Request) -> Response {
+async fn serve(s: &AppState, hot: Hot, params: Params, max_body: usize, req: Request) -> Response {
     let (route, edited) = match hot {
         Hot::GetCart => (carts::CART, Edited::Known(None)),
         // The per-SKU limit counts what a `PUT` sets, as through the router.
-        Hot::SetLine => {
-            let sku = segments(req.uri().path()).and_then(|(_, sku)| sku).and_then(|raw| Sku::parse(raw).ok());
-            (carts::ITEM, Edited::Known(sku))
-        }
+        Hot::SetLine => (carts::ITEM, Edited::Known(Sku::parse(params.sku(req.uri().path())).ok())),
         Hot::DeleteLine => (carts::ITEM, Edited::Known(None)),
     };
     // Boxed, as the router boxes a handler's future: the pipeline's layers
     // take it by value, and the engine's calls make it large.
     pipeline::run(s, route, edited, req, |req: Request, principal: Option<Principal>| {
-        Box::pin(answer(s, hot, max_body, req, principal))
+        Box::pin(answer(s, hot, params, max_body, req, principal))
     })
     .await
 }
 
 /// The handler of `hot`, its parts extracted in the router's order: the
 /// caller, the path, then the body.
-async fn answer(s: &AppState, hot: Hot, max_body: usize, req: Request, principal: Option<Principal>) -> Response {
+async fn answer(
+    s: &AppState,
+    hot: Hot,
+    params: Params,
+    max_body: usize,
+    req: Request,
+    principal: Option<Principal>,
+) -> Response {
     let auth = match CartBearer::of(&principal.unwrap_or(Principal::Anonymous)) {
         Ok(auth) => auth,
         Err(e) => return e.into_response(),
     };
     let (parts, body) = req.into_parts();
-    let Some((cart, sku)) = segments(parts.uri.path()) else {
-        return crate::error::ApiError::internal("a hot route lost its path").into_response();
-    };
-    let sku = sku.unwrap_or_default();
+    let (cart, sku) = (params.cart(parts.uri.path()), params.sku(parts.uri.path()));
     match hot {
         Hot::GetCart => carts::read_cart(s, auth, cart).await.into_response(),
         Hot::DeleteLine => carts::delete_line(s, auth, cart, sku).await.into_response(),
@@ -159,10 +183,14 @@ mod tests {
         let id = "5d032f94-36f5-4276-bb7e-92d6c0605257";
         let cart = format!("/v1/carts/{id}");
         let item = format!("/v1/carts/{id}/items/SKU-1");
-        assert_eq!(matched(&Method::GET, &cart), Some(Hot::GetCart));
-        assert_eq!(matched(&Method::PUT, &item), Some(Hot::SetLine));
-        assert_eq!(matched(&Method::DELETE, &item), Some(Hot::DeleteLine));
-        assert_eq!(segments(&item), Some((id, Some("SKU-1"))));
+        let hot = |method: &Method, path: &str| matched(method, path).map(|(hot, _)| hot);
+        assert_eq!(hot(&Method::GET, &cart), Some(Hot::GetCart));
+        assert_eq!(hot(&Method::PUT, &item), Some(Hot::SetLine));
+        assert_eq!(hot(&Method::DELETE, &item), Some(Hot::DeleteLine));
+        let params = segments(&item).expect("an item's path");
+        assert_eq!((params.cart(&item), params.sku(&item)), (id, "SKU-1"));
+        let params = segments(&cart).expect("a cart's path");
+        assert_eq!((params.cart(&cart), params.sku(&cart)), (id, ""));
         // Everything else is the router's: other methods (HEAD included), other
         // shapes, empty segments, trailing slashes, percent-escapes.
         for (method, path) in [
@@ -176,6 +204,8 @@ mod tests {
             (Method::PUT, format!("{cart}/lines/SKU-1")),
             (Method::POST, format!("{cart}/checkout")),
             (Method::GET, "/v1/carts/".to_owned()),
+            (Method::PUT, "/v1/carts//items/SKU-1".to_owned()),
+            (Method::PUT, format!("{cart}/items/SKU-1/x")),
             (Method::GET, "/v1/carts".to_owned()),
             (Method::GET, "/v1/cartsx/1".to_owned()),
             (Method::PUT, format!("{cart}/items/SKU%2D1")),
