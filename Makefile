@@ -29,10 +29,12 @@ bench-criterion:
 	cargo bench --locked -p flashcore-domain --bench inventory
 	cargo bench --locked -p flashcore-persistence --bench sku_actor --bench durability
 
-## DESIGN §7 side by side in one run: hello-world, Postgres hot row, Redis Lua,
-## flashcore reserve and durable checkout (DURATION=10 seconds each).
+## DESIGN §7 side by side: hello-world, Postgres hot row, Redis Lua, flashcore reserve and
+## durable checkout (DURATION=10 seconds each), RUNS=3 runs in a row; the two target
+## ratios as medians with their spread in loadtests/results/sidebyside-runs.md
+## (one run alone: ./scripts/sidebyside.sh).
 bench-sidebyside:
-	./scripts/sidebyside.sh
+	./scripts/sidebyside-runs.sh
 
 ## Cluster mode on this machine: the black-friday mix against 1 node, then NODES=3 nodes on
 ## one Postgres (DURATION=20 s, RATE=900 shoppers/s), the journal checked for oversell; hot-SKU
