@@ -105,13 +105,15 @@ pub async fn run(s: &AppState, route: &str, edited: Edited, req: Request, handle
     let id_header = id.header().clone();
     let client = s.proxies.client(principal::peer(&req).map(|p| p.ip()), req.headers());
     let span = telemetry::request_span(&req, route, &id);
-    let work = async {
+    // Boxed: the request id's scope and the span take the steps' future by
+    // value; moving a pointer costs less than copying the steps' state.
+    let work = Box::pin(async {
         if api {
             api_request(s, route, client.addr, edited, req, handler).await
         } else {
             deadline(s.request_timeout, handler.handle(req, None)).await
         }
-    };
+    });
     // Wrapped in the span only when traces are on: the wrapper moves the
     // whole request future once more, on every request.
     let mut res = if span.is_disabled() {
