@@ -136,8 +136,12 @@ where
 async fn serve(s: &AppState, hot: Hot, params: Params, max_body: usize, req: Request) -> Response {
     let (route, edited) = match hot {
         Hot::GetCart => (carts::CART, Edited::Known(None)),
-        // The per-SKU limit counts what a `PUT` sets, as through the router.
-        Hot::SetLine => (carts::ITEM, Edited::Known(Sku::parse(params.sku(req.uri().path())).ok())),
+        // The per-SKU limit counts what a `PUT` sets, as through the router
+        // (and, as there, the SKU is read for it only when that limit is on).
+        Hot::SetLine if s.limits.per_sku() => {
+            (carts::ITEM, Edited::Known(Sku::parse(params.sku(req.uri().path())).ok()))
+        }
+        Hot::SetLine => (carts::ITEM, Edited::Known(None)),
         Hot::DeleteLine => (carts::ITEM, Edited::Known(None)),
     };
     // Boxed, as the router boxes a handler's future: the pipeline's layers
