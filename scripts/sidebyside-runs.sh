@@ -22,15 +22,16 @@ for t in jq awk; do
   command -v $t >/dev/null || { echo "$t is required" >&2; exit 1; }
 done
 
-for n in $(seq "$RUNS"); do
-  [ "${SUMMARY_ONLY:-0}" != 1 ] || break
-  echo "== side-by-side, run $n of $RUNS" >&2
-  # Built once, by the first run (unless the caller already did).
-  if [ "$n" -gt 1 ]; then export SKIP_BUILD=1; fi
-  ./scripts/sidebyside.sh >/dev/null
-  cp "$results/sidebyside.md" "$results/sidebyside-run-$n.md"
-  cp "$results/sidebyside.json" "$results/sidebyside-run-$n.json"
-done
+if [ "${SUMMARY_ONLY:-0}" != 1 ]; then
+  for n in $(seq "$RUNS"); do
+    echo "== side-by-side, run $n of $RUNS" >&2
+    # Built once, by the first run (unless the caller already did).
+    if [ "$n" -gt 1 ]; then export SKIP_BUILD=1; fi
+    ./scripts/sidebyside.sh >/dev/null
+    cp "$results/sidebyside.md" "$results/sidebyside-run-$n.md"
+    cp "$results/sidebyside.json" "$results/sidebyside-run-$n.json"
+  done
+fi
 
 runs=()
 for n in $(seq "$RUNS"); do
